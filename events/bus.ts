@@ -1,0 +1,38 @@
+import type { CloudEvent } from 'cloudevents';
+
+/** What a consumer may do with one delivery while it works on it (JetStream semantics). */
+export interface Delivery {
+  /** 1 for the first delivery, more on redelivery. */
+  readonly attempt: number;
+  /** Keeps the delivery alive while long work goes on (JetStream in-progress ack). */
+  working(): void;
+}
+
+export type EventHandler = (event: CloudEvent<unknown>, delivery: Delivery) => Promise<void>;
+
+export interface SubscribeOptions {
+  /** Durable consumer name, one per stage: replicas of a stage share it. */
+  durable: string;
+  /** Event types the consumer receives. */
+  types: string[];
+  /** Redeliveries before a message is terminated (poison message). */
+  maxDeliver?: number;
+  /** How long a delivery may go without ack or working() before it is redelivered. */
+  ackWaitMs?: number;
+  /** Called once when a message is given up on after maxDeliver attempts. */
+  onGiveUp?: (event: CloudEvent<unknown>, error: unknown) => Promise<void>;
+}
+
+export interface Subscription {
+  stop(): Promise<void>;
+}
+
+/**
+ * The event bus contract: the NATS JetStream bus and the in-process bus both implement it.
+ * A handler that resolves acks the event; one that rejects gets it redelivered (up to maxDeliver).
+ */
+export interface EventBus {
+  publish(event: CloudEvent<unknown>): Promise<void>;
+  subscribe(options: SubscribeOptions, handler: EventHandler): Promise<Subscription>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,45 @@
+import type { CloudEvent } from 'cloudevents';
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { TaskStore } from '../tasks/store';
+import type { Delivery } from '../events/bus';
+import type { ObjectStorageConfig } from '../toolkit/io/object-storage';
+
+/** Settings every stage sees. */
+export interface StageConfig {
+  storage: ObjectStorageConfig;
+  /** Bucket where converted images (the image store) are written. */
+  imageBucket: string;
+  /** Hosts (host[:port]) from which manifest and part URLs may be fetched: the object-storage endpoints. */
+  allowedObjectHosts: string[];
+  /** How often the manifest stage re-checks for missing uploads. */
+  uploadPollMs: number;
+  /** Memory bound for conversion, bytes. */
+  memoryLimitBytes: number;
+}
+
+export interface Logger {
+  info(obj: object | string, msg?: string): void;
+  warn(obj: object | string, msg?: string): void;
+  error(obj: object | string, msg?: string): void;
+}
+
+/** What a stage handler is given: the task store, object storage, a way to emit the next event. */
+export interface StageContext {
+  tasks: TaskStore;
+  s3: S3Client;
+  config: StageConfig;
+  publish(event: CloudEvent<unknown>): Promise<void>;
+  delivery: Delivery;
+  log: Logger;
+}
+
+/**
+ * One pipeline step. The same definition runs as an HTTP CloudEvent function, as a JetStream
+ * pull consumer or in-process (functions/host).
+ */
+export interface Stage {
+  name: 'manifest' | 'decrypt' | 'convert' | 'validate' | 'register';
+  /** The event type this stage consumes. */
+  consumes: string;
+  handle(event: CloudEvent<unknown>, ctx: StageContext): Promise<void>;
+}

@@ -1,0 +1,20 @@
+import { S3Client } from '@aws-sdk/client-s3';
+
+/** How to reach S3-compatible object storage. */
+export interface ObjectStorageConfig {
+  endpoint: string; // e.g. http://127.0.0.1:8774
+  region: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  /** Path-style addressing (http://host/bucket/key); s3rver and most self-hosted servers need it. */
+  forcePathStyle: boolean;
+}
+
+export function makeS3Client(config: ObjectStorageConfig): S3Client {
+  return new S3Client({
+    endpoint: config.endpoint,
+    region: config.region,
+    forcePathStyle: config.forcePathStyle,
+    credentials: { accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey },
+  });
+}
