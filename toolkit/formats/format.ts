@@ -65,3 +65,18 @@ export interface DiskFormat {
 }
 
 export const DEFAULT_MAX_VIRTUAL_SIZE = 16 * 1024 ** 4; // 16 TiB, EC2's largest volume
+
+/** Bytes of the virtual disk in order, as the converter hands them to a writer. */
+export type VirtualChunk =
+  | { offset: number; data: Buffer }
+  | { offset: number; zeroLength: number };
+
+/** One module per output format: consumes the virtual disk in order and writes the file to a sink. */
+export interface DiskImageWriter {
+  readonly name: 'raw' | 'vmdk' | 'vhd' | 'vhd-fixed' | 'ova';
+  /**
+   * `chunks` are contiguous, in order, and cover [0, virtualSize). Zero chunks need not be
+   * materialised; data chunks may still contain zeros (a writer may detect and skip them).
+   */
+  write(input: { virtualSize: number; chunks: AsyncIterable<VirtualChunk> }, sink: import('../io/sink').ByteSink): Promise<void>;
+}

@@ -1,0 +1,10 @@
+import { randomBytes } from 'crypto';
+
+/** EC2-style ids: a prefix and 8 (or 17) lowercase hex digits, e.g. import-vol-1a2b3c4d. */
+export function newId(prefix: string, hexDigits = 8): string {
+  return `${prefix}-${randomBytes(Math.ceil(hexDigits / 2)).toString('hex').slice(0, hexDigits)}`;
+}
+
+export const newImportVolumeTaskId = () => newId('import-vol');
+export const newImportInstanceTaskId = () => newId('import-i');
+export const newVolumeId = () => newId('vol', 17);
