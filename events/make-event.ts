@@ -1,0 +1,17 @@
+import { CloudEvent } from 'cloudevents';
+import { randomUUID } from 'crypto';
+import { EVENT_SOURCE_PREFIX, type EventDataByType, type EventType } from './types';
+
+/** Builds a pipeline CloudEvent; `source` says which part of the service emitted it. */
+export function makeEvent<T extends EventType>(type: T, data: EventDataByType[T], emitter: string): CloudEvent<EventDataByType[T]> {
+  return new CloudEvent<EventDataByType[T]>({
+    specversion: '1.0',
+    id: randomUUID(),
+    type,
+    source: `${EVENT_SOURCE_PREFIX}/${emitter}`,
+    subject: data.taskId,
+    time: new Date().toISOString(),
+    datacontenttype: 'application/json',
+    data,
+  });
+}
