@@ -1,0 +1,56 @@
+import { buildImportManifest, parseImportManifest, partRanges, ManifestError, type ImportManifest } from '../../../toolkit/bundle/import-manifest';
+
+function manifestWith(ranges: [number, number][], size: number): string {
+  const parts = ranges.map(([start, end], index) =>
+    `<part index="${index}"><byte-range start="${start}" end="${end}"/><key>p/disk.part.${index}</key>` +
+    `<head-url>http://s3/h?a=1&amp;b=${index}</head-url><get-url>http://s3/g?a=1&amp;b=${index}</get-url></part>`).join('');
+  return `<?xml version="1.0"?><manifest><version>2010-11-15</version><file-format>RAW</file-format>` +
+    `<importer><name>t</name><version>1</version><release>1</release></importer>` +
+    `<import><size>${size}</size><volume-size>1</volume-size><parts count="${ranges.length}">${parts}</parts></import></manifest>`;
+}
+
+describe('import manifest', () => {
+  test('round-trips what buildImportManifest writes, URLs with & intact', () => {
+    const manifest: ImportManifest = {
+      version: '2010-11-15', fileFormat: 'VMDK', size: 25, volumeSizeGiB: 2,
+      selfDestructUrl: 'http://127.0.0.1:8774/b/m.xml?X-Amz-Signature=abc&X-Amz-Date=1',
+      importer: { name: 'imaging', version: '0.1.0', release: '1' },
+      parts: partRanges(25, 10).map((r) => ({ ...r, key: `k.${r.index}`, headUrl: `http://h/${r.index}?a=1&b=2`, getUrl: `http://g/${r.index}?a=1&b=2`, deleteUrl: `http://d/${r.index}` })),
+    };
+    const xml = buildImportManifest(manifest);
+    expect(xml).toContain('a=1&amp;b=2');
+    expect(parseImportManifest(xml)).toEqual(manifest);
+  });
+
+  test('splits into parts with inclusive ends', () => {
+    expect(partRanges(25, 10)).toEqual([{ index: 0, start: 0, end: 9 }, { index: 1, start: 10, end: 19 }, { index: 2, start: 20, end: 24 }]);
+    expect(partRanges(20, 10)).toHaveLength(2);
+  });
+
+  test('accepts consistently exclusive ends (the AWS sample) and normalises them', () => {
+    const m = parseImportManifest(manifestWith([[0, 10], [10, 20], [20, 25]], 25));
+    expect(m.parts.map((p) => [p.start, p.end])).toEqual([[0, 9], [10, 19], [20, 24]]);
+    expect(m.parts[1].getUrl).toBe('http://s3/g?a=1&b=1');
+  });
+
+  test.each([
+    ['overlap', [[0, 9], [5, 24]], 25, /overlaps the previous part/],
+    ['gap', [[0, 9], [12, 24]], 25, /leaves a gap: bytes 10..11/],
+    ['past the size', [[0, 9], [10, 30]], 25, /past the declared size of 25/],
+    ['short of the size', [[0, 9], [10, 19]], 25, /cover 20 bytes but the declared size is 25/],
+  ] as [string, [number, number][], number, RegExp][])('refuses parts that %s', (_name, ranges, size, message) => {
+    expect(() => parseImportManifest(manifestWith(ranges, size))).toThrow(message);
+  });
+
+  test.each([
+    ['not XML', 'this is not xml <<<', /not well-formed XML|<manifest> root/],
+    ['no manifest root', '<foo/>', /<manifest> root/],
+    ['entity declarations', '<!DOCTYPE x [<!ENTITY a "b">]><manifest/>', /DOCTYPE/],
+    ['bad format', manifestWith([[0, 9]], 10).replace('RAW', 'ISO'), /file-format "ISO"/],
+    ['non-numeric size', manifestWith([[0, 9]], 10).replace('<size>10</size>', '<size>ten</size>'), /not a whole number/],
+    ['wrong count', manifestWith([[0, 9]], 10).replace('count="1"', 'count="3"'), /says it has 3 parts but lists 1/],
+  ])('refuses a manifest that is %s', (_name, xml, message) => {
+    expect(() => parseImportManifest(xml)).toThrow(ManifestError);
+    expect(() => parseImportManifest(xml)).toThrow(message);
+  });
+});
