@@ -1,0 +1,67 @@
+/** describe-conversion-tasks and cancel-conversion-task: EC2 answers turned into plain records and text. */
+import type { Ec2Client } from '../ec2-client';
+
+export interface ConversionTaskView {
+  conversionTaskId: string;
+  state: string;
+  statusMessage: string;
+  expirationTime?: string;
+  progress?: number;
+  format?: string;
+  imageSize?: number;
+  bytesConverted?: number;
+  volumeId?: string;
+  volumeSizeGiB?: number;
+  imageLocation?: string;
+  imageSha256?: string;
+  description?: string;
+}
+
+const num = (v: unknown) => (v === undefined || v === '' ? undefined : Number(v));
+const str = (v: unknown) => (v === undefined || v === '' ? undefined : String(v));
+
+export function conversionTaskView(item: Record<string, any>): ConversionTaskView {
+  const detail = item.importVolume ?? item.importInstance?.volumes?.item?.[0] ?? {};
+  return {
+    conversionTaskId: String(item.conversionTaskId),
+    state: String(item.state),
+    statusMessage: str(item.statusMessage) ?? '',
+    expirationTime: str(item.expirationTime),
+    progress: num(detail.progress),
+    format: str(detail.image?.format),
+    imageSize: num(detail.image?.size),
+    bytesConverted: num(detail.bytesConverted),
+    volumeId: str(detail.volume?.id),
+    volumeSizeGiB: num(detail.volume?.size),
+    imageLocation: str(detail.imageLocation),
+    imageSha256: str(detail.imageSha256) ?? str(detail.image?.checksum),
+    description: str(detail.description),
+  };
+}
+
+export async function describeConversionTasks(ec2: Ec2Client, ids: string[]): Promise<ConversionTaskView[]> {
+  const params: Record<string, string> = {};
+  ids.forEach((id, i) => (params[`ConversionTaskId.${i + 1}`] = id));
+  const response = await ec2.call('DescribeConversionTasks', params);
+  const items: Record<string, any>[] = response.conversionTasks?.item ?? [];
+  return items.map(conversionTaskView);
+}
+
+export function formatConversionTask(task: ConversionTaskView): string {
+  const lines = [
+    `${task.conversionTaskId}  ${task.state}${task.progress !== undefined ? `  ${task.progress}%` : ''}${task.statusMessage ? `  ${task.statusMessage}` : ''}`,
+  ];
+  const field = (name: string, value: unknown) => value !== undefined && lines.push(`  ${name.padEnd(16)}${value}`);
+  field('format', task.format);
+  field('image size', task.imageSize);
+  field('bytes converted', task.bytesConverted);
+  field('volume', task.volumeId && `${task.volumeId} (${task.volumeSizeGiB} GiB)`);
+  field('image location', task.imageLocation);
+  field('image sha256', task.imageSha256);
+  field('expires', task.expirationTime);
+  return lines.join('\n');
+}
+
+export async function cancelConversionTask(ec2: Ec2Client, id: string, reason?: string): Promise<void> {
+  await ec2.call('CancelConversionTask', { ConversionTaskId: id, ReasonMessage: reason });
+}

@@ -1,0 +1,104 @@
+/**
+ * `imaging import-volume FILE`: what euca-import-volume does. Split the file into parts, upload
+ * them (in parallel, with a progress bar), write the EC2 import manifest with presigned URLs,
+ * and call ImportVolume with the manifest's presigned URL.
+ */
+import { createReadStream, statSync } from 'fs';
+import { basename } from 'path';
+import { randomBytes } from 'crypto';
+import { CreateBucketCommand, DeleteObjectCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { SingleBar, Presets } from 'cli-progress';
+import { buildImportManifest, partRanges, type ManifestFileFormat } from '../../toolkit/bundle/import-manifest';
+import type { ClientContext } from '../client-options';
+
+export interface ImportVolumeOptions {
+  format: ManifestFileFormat;
+  bucket: string;
+  prefix?: string;
+  volumeSizeGiB?: number;
+  partSizeMiB: number;
+  description?: string;
+  availabilityZone?: string;
+  /** Lifetime of the presigned URLs (SigV4 allows at most 7 days). */
+  expiresSeconds: number;
+  progress: boolean;
+  concurrency: number;
+}
+
+const GiB = 1024 ** 3;
+
+async function ensureBucket(s3: S3Client, bucket: string): Promise<void> {
+  try {
+    await s3.send(new HeadBucketCommand({ Bucket: bucket }));
+  } catch {
+    await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+  }
+}
+
+async function uploadParts(s3: S3Client, file: string, bucket: string, prefix: string, size: number, partSize: number, options: ImportVolumeOptions) {
+  const ranges = partRanges(size, partSize);
+  const bar = options.progress ? new SingleBar({ format: 'uploading |{bar}| {percentage}% {value}/{total} MiB | {parts}', stopOnComplete: true }, Presets.shades_classic) : undefined;
+  bar?.start(Math.ceil(size / 2 ** 20), 0, { parts: `0/${ranges.length} parts` });
+  let uploadedBytes = 0;
+  let uploadedParts = 0;
+  let next = 0;
+  const keys: string[] = ranges.map((r) => `${prefix}${basename(file)}.part.${r.index}`);
+  const worker = async () => {
+    while (next < ranges.length) {
+      const r = ranges[next++];
+      const length = r.end - r.start + 1;
+      // Skip parts already there with the right size: re-running the command resumes an upload.
+      const existing = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: keys[r.index] })).catch(() => undefined);
+      if (existing?.ContentLength !== length) {
+        await s3.send(new PutObjectCommand({ Bucket: bucket, Key: keys[r.index], Body: createReadStream(file, { start: r.start, end: r.end }), ContentLength: length }));
+      }
+      uploadedBytes += length;
+      uploadedParts++;
+      bar?.update(Math.floor(uploadedBytes / 2 ** 20), { parts: `${uploadedParts}/${ranges.length} parts` });
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: Math.min(options.concurrency, ranges.length) }, worker));
+  } finally {
+    bar?.stop();
+  }
+  return ranges.map((r) => ({ ...r, key: keys[r.index] }));
+}
+
+export async function importVolume(ctx: ClientContext, file: string, options: ImportVolumeOptions): Promise<{ conversionTaskId: string; manifestUrl: string }> {
+  const size = statSync(file).size;
+  if (size === 0) throw new Error(`${file} is empty`);
+  const partSize = Math.round(options.partSizeMiB * 2 ** 20);
+  const prefix = options.prefix ?? `${basename(file)}.${randomBytes(4).toString('hex')}/`;
+  const volumeSizeGiB = options.volumeSizeGiB ?? Math.max(1, Math.ceil(size / GiB));
+  const { s3 } = ctx;
+  await ensureBucket(s3, options.bucket);
+  const parts = await uploadParts(s3, file, options.bucket, prefix, size, partSize, options);
+  const sign = (command: GetObjectCommand | HeadObjectCommand | DeleteObjectCommand) => getSignedUrl(s3, command, { expiresIn: options.expiresSeconds });
+  const manifestKey = `${prefix}${basename(file)}.manifest.xml`;
+  const manifest = buildImportManifest({
+    version: '2010-11-15',
+    fileFormat: options.format,
+    size,
+    volumeSizeGiB,
+    selfDestructUrl: await sign(new DeleteObjectCommand({ Bucket: options.bucket, Key: manifestKey })),
+    parts: await Promise.all(parts.map(async (p) => ({
+      ...p,
+      headUrl: await sign(new HeadObjectCommand({ Bucket: options.bucket, Key: p.key })),
+      getUrl: await sign(new GetObjectCommand({ Bucket: options.bucket, Key: p.key })),
+      deleteUrl: await sign(new DeleteObjectCommand({ Bucket: options.bucket, Key: p.key })),
+    }))),
+  });
+  await s3.send(new PutObjectCommand({ Bucket: options.bucket, Key: manifestKey, Body: manifest, ContentType: 'application/xml' }));
+  const manifestUrl = await sign(new GetObjectCommand({ Bucket: options.bucket, Key: manifestKey }));
+  const response = await ctx.ec2.call('ImportVolume', {
+    'Image.Format': options.format,
+    'Image.Bytes': size,
+    'Image.ImportManifestUrl': manifestUrl,
+    'Volume.Size': volumeSizeGiB,
+    AvailabilityZone: options.availabilityZone,
+    Description: options.description,
+  });
+  return { conversionTaskId: String(response.conversionTask?.conversionTaskId), manifestUrl };
+}

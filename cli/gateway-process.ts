@@ -1,0 +1,47 @@
+/**
+ * `imaging gateway`: only the EC2 endpoint, for distributed runs where each stage is its own
+ * function. Events go to NATS JetStream and tasks to the configured store (MongoDB).
+ */
+import pino from 'pino';
+import { createGateway } from '../gateway/server';
+import { StaticAccountDirectory } from '../gateway/accounts';
+import { openTaskStore } from '../tasks/open-store';
+import { JetStreamBus } from '../events/jetstream-bus';
+import { hostOf } from '../toolkit/io/url-policy';
+import type { ServeSettings } from './settings';
+
+export async function startGatewayProcess(settings: ServeSettings): Promise<{ url: string; stop(): Promise<void> }> {
+  const missing = [
+    ['IMAGING_NATS_URL', settings.natsUrl],
+    ['IMAGING_TASK_STORE', settings.taskStore],
+    ['IMAGING_ACCESS_KEY_ID', settings.accessKeyId],
+    ['IMAGING_SECRET_ACCESS_KEY', settings.secretAccessKey],
+    ['IMAGING_ACCOUNT_ID', settings.accountId],
+  ].filter(([, v]) => !v).map(([name]) => name);
+  if (!settings.allowedObjectHosts && !settings.s3Endpoint) missing.push('IMAGING_S3_ENDPOINT or IMAGING_ALLOWED_OBJECT_HOSTS');
+  if (missing.length) throw new Error(`the gateway needs ${missing.join(', ')}`);
+  const log = pino({ level: settings.logLevel || 'info' }, pino.destination(2));
+  const tasks = await openTaskStore(settings.taskStore);
+  const bus = await JetStreamBus.connect({ servers: settings.natsUrl });
+  const allowedObjectHosts = settings.allowedObjectHosts
+    ? settings.allowedObjectHosts.split(',').map((h) => h.trim()).filter(Boolean)
+    : [hostOf(settings.s3Endpoint)];
+  const gateway = createGateway({
+    tasks,
+    publish: (event) => bus.publish(event),
+    accounts: new StaticAccountDirectory([{ accountId: settings.accountId, accessKeyId: settings.accessKeyId, secretAccessKey: settings.secretAccessKey }]),
+    region: settings.region,
+    allowedObjectHosts,
+    taskLifetimeMs: Number(settings.taskLifetimeHours) * 3600_000,
+    log,
+  });
+  const listening = await gateway.listen(Number(settings.port), settings.host);
+  return {
+    url: listening.url,
+    async stop() {
+      await listening.close();
+      await bus.close();
+      await tasks.close();
+    },
+  };
+}

@@ -1,0 +1,131 @@
+/** The `imaging` command. */
+import { Command, Option } from 'commander';
+import { SERVE_SETTINGS, resolveSettings, type ServeSettings } from './settings';
+import { clientContext, type ClientFlags } from './client-options';
+import { importVolume } from './commands/import-volume';
+import { cancelConversionTask, describeConversionTasks, formatConversionTask } from './commands/conversion-tasks';
+import { Ec2RequestError } from './ec2-client';
+
+function fail(err: unknown): never {
+  const message = err instanceof Error ? err.message : String(err);
+  process.stderr.write(`error: ${message}\n`);
+  process.exit(err instanceof Ec2RequestError ? 2 : 1);
+}
+
+function withSettingFlags(command: Command): Command {
+  for (const spec of SERVE_SETTINGS) {
+    command.addOption(new Option(`${spec.flag} <value>`, `${spec.meaning} [env ${spec.env}; default ${spec.default}]`));
+  }
+  return command;
+}
+
+function settingsFrom(opts: Record<string, string>): ServeSettings {
+  return resolveSettings(opts as Partial<ServeSettings>);
+}
+
+function withClientFlags(command: Command): Command {
+  return command
+    .option('--endpoint <url>', 'EC2 endpoint [env IMAGING_EC2_ENDPOINT, EC2_URL, AWS_ENDPOINT_URL_EC2; default http://127.0.0.1:8773/]')
+    .option('--s3-endpoint <url>', 'S3 endpoint [env IMAGING_S3_ENDPOINT, S3_URL, AWS_ENDPOINT_URL_S3; default http://127.0.0.1:8774/]')
+    .option('--region <name>', 'region [env AWS_REGION, AWS_DEFAULT_REGION; default us-east-1]')
+    .option('--access-key-id <id>', 'access key id [default: AWS environment, profile, or ./data/credentials.json]')
+    .option('--secret-access-key <secret>', 'secret access key')
+    .option('--profile <name>', 'profile in ~/.aws/credentials and ~/.aws/config');
+}
+
+const program = new Command('imaging').description('Imaging Service: EC2 VM Import/Export, and the Imaging Toolkit').showHelpAfterError();
+
+withSettingFlags(program.command('serve').description('run the whole service on this machine (EC2 endpoint, pipeline, embedded S3 and task store)')).action(async (opts) => {
+  const { startService } = await import('./serve');
+  const service = await startService(settingsFrom(opts)).catch(fail);
+  process.stdout.write(
+    [
+      'Imaging Service is running.',
+      `  EC2 endpoint:   ${service.ec2Endpoint}`,
+      `  S3 endpoint:    ${service.s3Endpoint}`,
+      `  data directory: ${service.dataDir}`,
+      `  account:        ${service.credentials.accountId}`,
+      `  access key id:  ${service.credentials.accessKeyId}`,
+      `  secret key:     in ${service.dataDir}/credentials.json`,
+      '',
+    ].join('\n'),
+  );
+  const shutdown = async () => {
+    await service.stop();
+    process.exit(0);
+  };
+  process.once('SIGINT', shutdown);
+  process.once('SIGTERM', shutdown);
+});
+
+withSettingFlags(program.command('gateway').description('run only the EC2 endpoint, publishing to NATS (distributed deployments)')).action(async (opts) => {
+  const { startGatewayProcess } = await import('./gateway-process');
+  const gateway = await startGatewayProcess(settingsFrom(opts)).catch(fail);
+  process.stdout.write(`EC2 endpoint: ${gateway.url}\n`);
+  const shutdown = async () => {
+    await gateway.stop();
+    process.exit(0);
+  };
+  process.once('SIGINT', shutdown);
+  process.once('SIGTERM', shutdown);
+});
+
+withClientFlags(program.command('import-volume <file>').description('upload a disk image in parts with an import manifest and call ImportVolume'))
+  .addOption(new Option('--format <format>', 'image format').choices(['RAW', 'VMDK', 'VHD', 'raw', 'vmdk', 'vhd']).makeOptionMandatory())
+  .requiredOption('--bucket <bucket>', 'bucket to upload the parts and manifest to (created if missing)')
+  .option('--prefix <prefix>', 'key prefix for the parts and manifest [default <file>.<random>/]')
+  .option('--volume-size <GiB>', 'size of the volume in GiB [default: the image size rounded up]')
+  .option('--part-size <MiB>', 'part size in MiB', '10')
+  .option('--description <text>', 'task description')
+  .option('--availability-zone <zone>', 'availability zone of the volume')
+  .option('--expires <days>', 'lifetime of the presigned URLs in days (at most 7)', '7')
+  .option('--concurrency <n>', 'parts uploaded at once', '4')
+  .option('--no-progress', 'no progress bar')
+  .option('--json', 'print the result as JSON')
+  .action(async (file: string, opts) => {
+    try {
+      const ctx = await clientContext(opts as ClientFlags);
+      const days = Math.min(7, Number(opts.expires));
+      const result = await importVolume(ctx, file, {
+        format: String(opts.format).toUpperCase() as 'RAW',
+        bucket: opts.bucket,
+        prefix: opts.prefix,
+        volumeSizeGiB: opts.volumeSize ? Number(opts.volumeSize) : undefined,
+        partSizeMiB: Number(opts.partSize),
+        description: opts.description,
+        availabilityZone: opts.availabilityZone,
+        expiresSeconds: Math.floor(days * 86400),
+        progress: opts.progress && !opts.json && process.stderr.isTTY !== false,
+        concurrency: Math.max(1, Number(opts.concurrency)),
+      });
+      process.stdout.write(opts.json ? JSON.stringify(result, null, 2) + '\n' : `${result.conversionTaskId}\n`);
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+withClientFlags(program.command('describe-conversion-tasks [ids...]').description('show conversion tasks'))
+  .option('--json', 'print JSON')
+  .action(async (ids: string[], opts) => {
+    try {
+      const ctx = await clientContext(opts as ClientFlags);
+      const tasks = await describeConversionTasks(ctx.ec2, ids ?? []);
+      process.stdout.write(opts.json ? JSON.stringify(tasks, null, 2) + '\n' : tasks.map(formatConversionTask).join('\n') + (tasks.length ? '\n' : ''));
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+withClientFlags(program.command('cancel-conversion-task <id>').description('cancel a conversion task'))
+  .option('--reason <text>', 'reason recorded on the task')
+  .action(async (id: string, opts) => {
+    try {
+      const ctx = await clientContext(opts as ClientFlags);
+      await cancelConversionTask(ctx.ec2, id, opts.reason);
+      process.stdout.write(`${id} cancelled\n`);
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+program.parseAsync(process.argv).catch(fail);

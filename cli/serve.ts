@@ -1,0 +1,128 @@
+/**
+ * `imaging serve`: the whole service in one process with embedded defaults — the EC2 gateway,
+ * every pipeline stage on an in-process bus (or NATS when configured), an embedded SQLite task
+ * store (or MongoDB) and an embedded S3 endpoint (or an external one).
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'fs';
+import { join, resolve } from 'path';
+import { randomBytes, randomInt } from 'crypto';
+import pino from 'pino';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { createGateway } from '../gateway/server';
+import { StaticAccountDirectory } from '../gateway/accounts';
+import { openTaskStore } from '../tasks/open-store';
+import type { TaskStore } from '../tasks/store';
+import type { EventBus, Subscription } from '../events/bus';
+import { InProcessBus } from '../events/in-process-bus';
+import { JetStreamBus } from '../events/jetstream-bus';
+import { ALL_STAGES } from '../functions/stages';
+import { runStageOnBus } from '../functions/host/stage-runner';
+import { ensureBucket } from '../functions/convert/convert-stage';
+import type { StageConfig } from '../functions/stage';
+import { makeS3Client, type ObjectStorageConfig } from '../toolkit/io/object-storage';
+import { hostOf } from '../toolkit/io/url-policy';
+import { CREDENTIALS_FILE, type BootstrapCredentials } from './credentials';
+import { startEmbeddedS3, type EmbeddedS3 } from './embedded-s3';
+import type { ServeSettings } from './settings';
+
+export interface RunningService {
+  ec2Endpoint: string;
+  s3Endpoint: string;
+  dataDir: string;
+  credentials: BootstrapCredentials;
+  tasks: TaskStore;
+  s3: S3Client;
+  stop(): Promise<void>;
+}
+
+/** The bootstrap account: from settings when given, else generated once and kept in the data dir. */
+function bootstrapCredentials(settings: ServeSettings, dataDir: string): BootstrapCredentials {
+  const path = join(dataDir, CREDENTIALS_FILE);
+  const stored: Partial<BootstrapCredentials> = existsSync(path) ? JSON.parse(readFileSync(path, 'utf8')) : {};
+  const credentials: BootstrapCredentials = {
+    accountId: settings.accountId || stored.accountId || String(randomInt(100000, 999999)) + String(randomInt(100000, 999999)),
+    accessKeyId: settings.accessKeyId || stored.accessKeyId || `AKIA${randomBytes(8).toString('hex').toUpperCase()}`,
+    secretAccessKey: settings.secretAccessKey || stored.secretAccessKey || randomBytes(30).toString('base64').replace(/[+/=]/g, '').slice(0, 40),
+  };
+  if (JSON.stringify(credentials) !== JSON.stringify({ accountId: stored.accountId, accessKeyId: stored.accessKeyId, secretAccessKey: stored.secretAccessKey })) {
+    writeFileSync(path, JSON.stringify(credentials, null, 2) + '\n', { mode: 0o600 });
+    chmodSync(path, 0o600);
+  }
+  return credentials;
+}
+
+function positiveNumber(value: string, name: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a non-negative number, not "${value}"`);
+  return n;
+}
+
+export async function startService(settings: ServeSettings, options: { logToStderr?: boolean } = {}): Promise<RunningService> {
+  const log = pino({ level: settings.logLevel || 'info' }, options.logToStderr === false ? pino.destination('/dev/null') : pino.destination(2));
+  const dataDir = resolve(settings.dataDir);
+  mkdirSync(dataDir, { recursive: true });
+  const credentials = bootstrapCredentials(settings, dataDir);
+  const stops: (() => Promise<void>)[] = [];
+  const stopAll = async () => {
+    for (const stop of stops.reverse()) await stop().catch((err) => log.warn({ err: String(err) }, 'shutdown step failed'));
+  };
+  try {
+    let embedded: EmbeddedS3 | undefined;
+    let s3Endpoint = settings.s3Endpoint;
+    if (!s3Endpoint) {
+      mkdirSync(join(dataDir, 's3'), { recursive: true });
+      embedded = await startEmbeddedS3(settings.host, Number(settings.s3Port), join(dataDir, 's3'));
+      stops.push(() => embedded!.stop());
+      s3Endpoint = embedded.endpoint;
+    }
+    const storage: ObjectStorageConfig = {
+      endpoint: s3Endpoint,
+      region: settings.s3Region,
+      accessKeyId: settings.s3AccessKeyId || credentials.accessKeyId,
+      secretAccessKey: settings.s3SecretAccessKey || credentials.secretAccessKey,
+      forcePathStyle: true,
+    };
+    const s3 = makeS3Client(storage);
+    stops.push(async () => s3.destroy());
+    const allowedObjectHosts = settings.allowedObjectHosts
+      ? settings.allowedObjectHosts.split(',').map((h) => h.trim()).filter(Boolean)
+      : [hostOf(s3Endpoint), ...(embedded && ['127.0.0.1', '0.0.0.0'].includes(settings.host) ? [`localhost:${new URL(s3Endpoint).port}`] : [])];
+    await ensureBucket(s3, settings.imageBucket);
+
+    const tasks = await openTaskStore(settings.taskStore || `sqlite:${join(dataDir, 'tasks.db')}`);
+    stops.push(() => tasks.close());
+    const bus: EventBus = settings.natsUrl ? await JetStreamBus.connect({ servers: settings.natsUrl }) : new InProcessBus();
+    stops.push(() => bus.close());
+
+    const config: StageConfig = {
+      storage,
+      imageBucket: settings.imageBucket,
+      allowedObjectHosts,
+      uploadPollMs: positiveNumber(settings.uploadPollMs, 'upload poll interval'),
+      memoryLimitBytes: positiveNumber(settings.memoryLimitMb, 'memory limit') * 2 ** 20,
+    };
+    const subscriptions: Subscription[] = [];
+    for (const stage of ALL_STAGES) {
+      subscriptions.push(await runStageOnBus(stage, { tasks, s3, config, log: log.child({ stage: stage.name }) }, bus));
+    }
+    stops.push(async () => {
+      await Promise.all(subscriptions.map((s) => s.stop()));
+    });
+
+    const gateway = createGateway({
+      tasks,
+      publish: (event) => bus.publish(event),
+      accounts: new StaticAccountDirectory([credentials]),
+      region: settings.region,
+      allowedObjectHosts,
+      taskLifetimeMs: positiveNumber(settings.taskLifetimeHours, 'task lifetime') * 3600_000,
+      log: log.child({ part: 'gateway' }),
+    });
+    const listening = await gateway.listen(Number(settings.port), settings.host);
+    stops.push(() => listening.close());
+    return { ec2Endpoint: listening.url, s3Endpoint, dataDir, credentials, tasks, s3, stop: stopAll };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}

@@ -1,0 +1,80 @@
+/**
+ * Stage 1: wait for the import manifest and every part it lists to be uploaded, then parse it.
+ * Clients may call ImportVolume before uploading (euca2ools does), so the task waits in
+ * "Pending import-image upload" until all parts answer HEAD, or until it expires.
+ */
+import type { Stage, StageContext } from '../stage';
+import type { TaskDocument } from '../../tasks/task';
+import { EVENT_TYPES, type TaskEventData } from '../../events/types';
+import { makeEvent } from '../../events/make-event';
+import { isTerminal } from '../../tasks/state-machine';
+import { MAX_MANIFEST_BYTES, parseImportManifest, type ImportManifest } from '../../toolkit/bundle/import-manifest';
+import { assertAllowedUrl, fetchSmallObject, headObjectSize, mapLimit } from '../object-fetch';
+import { beginStep, cancelTask, completeStep, runStep } from '../task-step';
+import { ClientError } from '../errors';
+
+export const PENDING_UPLOAD_MESSAGE = 'Pending import-image upload';
+
+type UploadCheck = { complete: true; manifest: ImportManifest } | { complete: false; waitingFor: string };
+
+async function checkUpload(ctx: StageContext, task: TaskDocument): Promise<UploadCheck> {
+  const allowed = ctx.config.allowedObjectHosts;
+  assertAllowedUrl(task.request.manifestUrl, allowed, 'import manifest');
+  const fetched = await fetchSmallObject(task.request.manifestUrl, MAX_MANIFEST_BYTES);
+  if (fetched.kind !== 'ok') return { complete: false, waitingFor: 'the import manifest' };
+  const manifest = parseImportManifest(fetched.value);
+  for (const part of manifest.parts) {
+    assertAllowedUrl(part.headUrl, allowed, `part ${part.index} head`);
+    assertAllowedUrl(part.getUrl, allowed, `part ${part.index} get`);
+  }
+  const heads = await mapLimit(manifest.parts, 16, (part) => headObjectSize(part.headUrl));
+  const missing = heads.findIndex((h) => h.kind !== 'ok');
+  if (missing >= 0) return { complete: false, waitingFor: `part ${missing} (${manifest.parts[missing].key})` };
+  return { complete: true, manifest };
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The manifest once everything is uploaded; undefined if the task ended while waiting. */
+async function waitForUpload(ctx: StageContext, taskId: string): Promise<ImportManifest | undefined> {
+  for (;;) {
+    const task = await ctx.tasks.get(taskId);
+    if (!task || isTerminal(task.state) || task.state !== 'pending-upload') return undefined;
+    if (task.cancelRequested) {
+      await cancelTask(ctx, taskId);
+      return undefined;
+    }
+    const check = await checkUpload(ctx, task);
+    if (check.complete) return check.manifest;
+    const remaining = Date.parse(task.expiresAt) - Date.now();
+    if (remaining <= 0) {
+      await cancelTask(ctx, taskId, `ClientError: the upload was not complete when the task expired at ${task.expiresAt}; still missing ${check.waitingFor}`);
+      return undefined;
+    }
+    ctx.delivery.working();
+    await sleep(Math.min(ctx.config.uploadPollMs, remaining));
+  }
+}
+
+export const manifestStage: Stage = {
+  name: 'manifest',
+  consumes: EVENT_TYPES.importRequested,
+  async handle(event, ctx) {
+    const { taskId, accountId } = event.data as TaskEventData;
+    const task = await beginStep(ctx, taskId, 'pending-upload', 'manifest');
+    if (!task) return;
+    await runStep(ctx, taskId, async () => {
+      const manifest = await waitForUpload(ctx, taskId);
+      if (!manifest) return;
+      if (manifest.fileFormat !== task.request.format) {
+        throw new ClientError(`the import manifest says the file format is ${manifest.fileFormat} but the request said ${task.request.format}`);
+      }
+      await completeStep(
+        ctx, taskId, 'pending-upload', 'manifest-received',
+        (doc) => ({ artifacts: { ...doc.artifacts, manifest }, progress: Math.max(doc.progress, 5) }),
+        makeEvent(EVENT_TYPES.manifestReceived, { taskId, accountId }, 'manifest'),
+        'Verifying uploaded parts',
+      );
+    });
+  },
+};

@@ -1,0 +1,75 @@
+/**
+ * Fetching manifest and part URLs: only from allowed object-storage hosts, never following
+ * redirects (a redirect could point anywhere), with bounded bodies.
+ */
+import { checkObjectUrl } from '../toolkit/io/url-policy';
+import { ClientError } from './errors';
+
+export function assertAllowedUrl(url: string, allowedHosts: string[], what: string): void {
+  const verdict = checkObjectUrl(url, allowedHosts);
+  if (!verdict.ok) throw new ClientError(`the ${what} URL is refused: ${verdict.reason}`);
+}
+
+export type FetchOutcome<T> = { kind: 'ok'; value: T } | { kind: 'missing'; status: number } | { kind: 'unavailable'; reason: string };
+
+const TIMEOUT_MS = 30_000;
+
+/** GETs a small object; `missing` for 403/404 (not uploaded yet, or not readable yet). */
+export async function fetchSmallObject(url: string, maxBytes: number): Promise<FetchOutcome<Buffer>> {
+  let res: Response;
+  try {
+    res = await fetch(url, { redirect: 'manual', signal: AbortSignal.timeout(TIMEOUT_MS) });
+  } catch (err) {
+    return { kind: 'unavailable', reason: (err as Error).message };
+  }
+  if (res.status === 404 || res.status === 403) {
+    await res.body?.cancel();
+    return { kind: 'missing', status: res.status };
+  }
+  if (res.status !== 200) {
+    await res.body?.cancel();
+    return { kind: 'unavailable', reason: `HTTP ${res.status}` };
+  }
+  const declared = Number(res.headers.get('content-length') ?? '0');
+  if (declared > maxBytes) {
+    await res.body?.cancel();
+    throw new ClientError(`the import manifest is ${declared} bytes; at most ${maxBytes} are accepted`);
+  }
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+    total += chunk.length;
+    if (total > maxBytes) throw new ClientError(`the import manifest is larger than ${maxBytes} bytes`);
+    chunks.push(Buffer.from(chunk));
+  }
+  return { kind: 'ok', value: Buffer.concat(chunks) };
+}
+
+/** HEADs an object; the size when it exists. */
+export async function headObjectSize(url: string): Promise<FetchOutcome<number>> {
+  let res: Response;
+  try {
+    res = await fetch(url, { method: 'HEAD', redirect: 'manual', signal: AbortSignal.timeout(TIMEOUT_MS) });
+  } catch (err) {
+    return { kind: 'unavailable', reason: (err as Error).message };
+  }
+  if (res.status === 404 || res.status === 403) return { kind: 'missing', status: res.status };
+  if (res.status !== 200) return { kind: 'unavailable', reason: `HTTP ${res.status}` };
+  const length = Number(res.headers.get('content-length'));
+  if (!Number.isSafeInteger(length) || length < 0) return { kind: 'unavailable', reason: 'no Content-Length' };
+  return { kind: 'ok', value: length };
+}
+
+/** Runs `fn` over items with at most `limit` at a time. */
+export async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i], i);
+    }
+  });
+  await Promise.all(workers);
+  return results;
+}

@@ -1,0 +1,98 @@
+/**
+ * What every stage does around its own work: find the task in the expected state (or drop a
+ * redelivered event), honour a cancellation, record a failure the user can act on, and advance
+ * the task with a compare-and-set before emitting the next event.
+ */
+import { DeleteObjectCommand } from '@aws-sdk/client-s3';
+import type { CloudEvent } from 'cloudevents';
+import type { TaskDocument, TaskState } from '../tasks/task';
+import { advanceTask, isTerminal, transition, updateTask } from '../tasks/state-machine';
+import { ImageFormatError } from '../toolkit/errors';
+import { ManifestError } from '../toolkit/bundle/import-manifest';
+import { ClientError } from './errors';
+import type { StageContext } from './stage';
+
+/** The task if this stage should work on it now; undefined when the event is to be dropped. */
+export async function beginStep(ctx: StageContext, taskId: string, expected: TaskState, stage: string): Promise<TaskDocument | undefined> {
+  const task = await ctx.tasks.get(taskId);
+  if (!task) {
+    ctx.log.warn({ taskId, stage }, 'event for an unknown task dropped');
+    return undefined;
+  }
+  if (isTerminal(task.state)) return undefined;
+  if (task.cancelRequested) {
+    await cancelTask(ctx, taskId);
+    return undefined;
+  }
+  if (task.state !== expected) {
+    ctx.log.info({ taskId, stage, state: task.state, expected }, 'redelivered or out-of-order event dropped');
+    return undefined;
+  }
+  return task;
+}
+
+/** Key prefix under which a task's outputs live in the image store. */
+export function imagePrefix(taskId: string): string {
+  return `images/${taskId}/`;
+}
+
+/** Ends a task as cancelled (by the user, or by expiry), removing any converted output. */
+export async function cancelTask(ctx: StageContext, taskId: string, message?: string): Promise<void> {
+  const done = await updateTask(ctx.tasks, taskId, (doc) => {
+    if (isTerminal(doc.state)) return undefined;
+    return transition(doc, 'cancelled', message ?? doc.cancelRequested?.reason ?? 'Canceled by user');
+  });
+  const image = done?.artifacts.image;
+  if (image && done?.state === 'cancelled') {
+    await ctx.s3.send(new DeleteObjectCommand({ Bucket: image.bucket, Key: image.key })).catch(() => undefined);
+  }
+}
+
+export async function failTask(ctx: StageContext, taskId: string, statusMessage: string): Promise<void> {
+  await updateTask(ctx.tasks, taskId, (doc) => (isTerminal(doc.state) ? undefined : transition(doc, 'failed', statusMessage)));
+}
+
+/** Errors that are the image's or the request's fault: the task fails now, with the reason. */
+export function clientErrorMessage(err: unknown): string | undefined {
+  if (err instanceof ClientError || err instanceof ImageFormatError || err instanceof ManifestError) {
+    return `ClientError: ${err.message}`;
+  }
+  return undefined;
+}
+
+/**
+ * Runs a stage's work. A client error fails the task and the event is acknowledged; any other
+ * error propagates so that the bus redelivers (and, past the retry limit, fails the task).
+ */
+export async function runStep(ctx: StageContext, taskId: string, work: () => Promise<void>): Promise<void> {
+  try {
+    await work();
+  } catch (err) {
+    if ((err as Error)?.name === 'ConversionCancelledError') {
+      await cancelTask(ctx, taskId);
+      return;
+    }
+    const message = clientErrorMessage(err);
+    if (message) {
+      ctx.log.info({ taskId, reason: message }, 'task failed on bad input');
+      await failTask(ctx, taskId, message);
+      return;
+    }
+    throw err;
+  }
+}
+
+/** Advances the task and emits the next event; a lost race (someone else advanced) emits nothing. */
+export async function completeStep(
+  ctx: StageContext,
+  taskId: string,
+  from: TaskState,
+  to: TaskState,
+  patch: (doc: TaskDocument) => Partial<TaskDocument>,
+  next: CloudEvent<unknown> | undefined,
+  statusMessage?: string,
+): Promise<TaskDocument | undefined> {
+  const moved = await advanceTask(ctx.tasks, taskId, [from], to, patch, statusMessage);
+  if (moved && next) await ctx.publish(next);
+  return moved;
+}

@@ -1,0 +1,26 @@
+/**
+ * URLs found in manifests are user input: fetching them is a server-side request forgery door.
+ * Only http(s) URLs on a configured object-storage endpoint (host[:port]) are ever fetched.
+ */
+export function hostOf(endpoint: string): string {
+  const url = new URL(endpoint);
+  return url.host.toLowerCase();
+}
+
+export function checkObjectUrl(raw: string, allowedHosts: string[]): { ok: true; url: URL } | { ok: false; reason: string } {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return { ok: false, reason: `"${raw.slice(0, 200)}" is not a URL` };
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return { ok: false, reason: `URL scheme ${url.protocol} is not http or https` };
+  if (url.username || url.password) return { ok: false, reason: 'URLs with user names or passwords are not accepted' };
+  const allowed = allowedHosts.map((h) => h.toLowerCase());
+  const host = url.host.toLowerCase();
+  const hostWithDefaultPort = url.port ? host : `${host}:${url.protocol === 'https:' ? 443 : 80}`;
+  if (!allowed.includes(host) && !allowed.includes(hostWithDefaultPort)) {
+    return { ok: false, reason: `host ${url.host} is not an object-storage endpoint of this service (allowed: ${allowedHosts.join(', ')})` };
+  }
+  return { ok: true, url };
+}
