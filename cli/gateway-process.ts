@@ -13,7 +13,7 @@ import type { ServeSettings } from './settings';
 export async function startGatewayProcess(settings: ServeSettings): Promise<{ url: string; stop(): Promise<void> }> {
   const missing = [
     ['IMAGING_NATS_URL', settings.natsUrl],
-    ['IMAGING_TASK_STORE', settings.taskStore],
+    ['IMAGING_MONGODB_URI', settings.mongodbUri],
     ['IMAGING_ACCESS_KEY_ID', settings.accessKeyId],
     ['IMAGING_SECRET_ACCESS_KEY', settings.secretAccessKey],
     ['IMAGING_ACCOUNT_ID', settings.accountId],
@@ -21,7 +21,7 @@ export async function startGatewayProcess(settings: ServeSettings): Promise<{ ur
   if (!settings.allowedObjectHosts && !settings.s3Endpoint) missing.push('IMAGING_S3_ENDPOINT or IMAGING_ALLOWED_OBJECT_HOSTS');
   if (missing.length) throw new Error(`the gateway needs ${missing.join(', ')}`);
   const log = pino({ level: settings.logLevel || 'info' }, pino.destination(2));
-  const tasks = await openTaskStore(settings.taskStore);
+  const tasks = await openTaskStore(settings.mongodbUri, { mongoDbName: settings.mongodbDb });
   const bus = await JetStreamBus.connect({ servers: settings.natsUrl });
   const allowedObjectHosts = settings.allowedObjectHosts
     ? settings.allowedObjectHosts.split(',').map((h) => h.trim()).filter(Boolean)

@@ -89,7 +89,7 @@ export async function startService(settings: ServeSettings, options: { logToStde
       : [hostOf(s3Endpoint), ...(embedded && ['127.0.0.1', '0.0.0.0'].includes(settings.host) ? [`localhost:${new URL(s3Endpoint).port}`] : [])];
     await ensureBucket(s3, settings.imageBucket);
 
-    const tasks = await openTaskStore(settings.taskStore || `sqlite:${join(dataDir, 'tasks.db')}`);
+    const tasks = await openTaskStore(settings.mongodbUri || `sqlite:${join(dataDir, 'tasks.db')}`, { mongoDbName: settings.mongodbDb });
     stops.push(() => tasks.close());
     const bus: EventBus = settings.natsUrl ? await JetStreamBus.connect({ servers: settings.natsUrl }) : new InProcessBus();
     stops.push(() => bus.close());

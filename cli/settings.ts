@@ -24,7 +24,8 @@ export interface ServeSettings {
   secretAccessKey: string;
   accountId: string;
   imageBucket: string;
-  taskStore: string;
+  mongodbUri: string;
+  mongodbDb: string;
   natsUrl: string;
   allowedObjectHosts: string;
   memoryLimitMb: string;
@@ -47,7 +48,8 @@ export const SERVE_SETTINGS: SettingSpec[] = [
   { key: 'secretAccessKey', env: 'IMAGING_SECRET_ACCESS_KEY', flag: '--secret-access-key', default: '(generated once, kept in the data dir)', meaning: 'Secret access key of the bootstrap account.' },
   { key: 'accountId', env: 'IMAGING_ACCOUNT_ID', flag: '--account-id', default: '(generated once)', meaning: '12-digit account id of the bootstrap account.' },
   { key: 'imageBucket', env: 'IMAGING_IMAGE_BUCKET', flag: '--image-bucket', default: 'imaging-images', meaning: 'Bucket of the image store, where converted disks are written.' },
-  { key: 'taskStore', env: 'IMAGING_TASK_STORE', flag: '--task-store', default: 'sqlite:<data-dir>/tasks.db', meaning: 'Task database: sqlite:PATH (embedded) or a mongodb:// URI.' },
+  { key: 'mongodbUri', env: 'IMAGING_MONGODB_URI', flag: '--mongodb-uri', default: '(embedded SQLite: <data-dir>/tasks.db)', meaning: 'MongoDB connection string for the task store; unset, tasks live in an embedded SQLite database.' },
+  { key: 'mongodbDb', env: 'IMAGING_MONGODB_DB', flag: '--mongodb-db', default: 'imaging', meaning: 'MongoDB database name.' },
   { key: 'natsUrl', env: 'IMAGING_NATS_URL', flag: '--nats-url', default: '(in-process bus)', meaning: 'NATS server with JetStream; when set, events travel over it instead of in-process.' },
   { key: 'allowedObjectHosts', env: 'IMAGING_ALLOWED_OBJECT_HOSTS', flag: '--allowed-object-hosts', default: '(the S3 endpoint)', meaning: 'Comma-separated host:port list from which manifest and part URLs may be fetched.' },
   { key: 'memoryLimitMb', env: 'IMAGING_MEMORY_LIMIT_MB', flag: '--memory-limit-mb', default: '256', meaning: 'Memory bound of one conversion.' },

@@ -66,17 +66,30 @@ async function uploadParts(s3: S3Client, file: string, bucket: string, prefix: s
   return ranges.map((r) => ({ ...r, key: keys[r.index] }));
 }
 
-export async function importVolume(ctx: ClientContext, file: string, options: ImportVolumeOptions): Promise<{ conversionTaskId: string; manifestUrl: string }> {
+export function manifestKeyFor(prefix: string, file: string): string {
+  return `${prefix}${basename(file)}.manifest.xml`;
+}
+
+export interface UploadedImport {
+  manifestUrl: string;
+  size: number;
+  volumeSizeGiB: number;
+  prefix: string;
+}
+
+/** Uploads the parts and the manifest; returns the manifest's presigned URL for ImportVolume. */
+export async function uploadImportImage(ctx: ClientContext, file: string, options: ImportVolumeOptions): Promise<UploadedImport> {
   const size = statSync(file).size;
   if (size === 0) throw new Error(`${file} is empty`);
   const partSize = Math.round(options.partSizeMiB * 2 ** 20);
+  if (!(partSize >= 1)) throw new Error(`part size ${options.partSizeMiB} MiB is not a positive number`);
   const prefix = options.prefix ?? `${basename(file)}.${randomBytes(4).toString('hex')}/`;
   const volumeSizeGiB = options.volumeSizeGiB ?? Math.max(1, Math.ceil(size / GiB));
   const { s3 } = ctx;
   await ensureBucket(s3, options.bucket);
   const parts = await uploadParts(s3, file, options.bucket, prefix, size, partSize, options);
   const sign = (command: GetObjectCommand | HeadObjectCommand | DeleteObjectCommand) => getSignedUrl(s3, command, { expiresIn: options.expiresSeconds });
-  const manifestKey = `${prefix}${basename(file)}.manifest.xml`;
+  const manifestKey = manifestKeyFor(prefix, file);
   const manifest = buildImportManifest({
     version: '2010-11-15',
     fileFormat: options.format,
@@ -92,13 +105,18 @@ export async function importVolume(ctx: ClientContext, file: string, options: Im
   });
   await s3.send(new PutObjectCommand({ Bucket: options.bucket, Key: manifestKey, Body: manifest, ContentType: 'application/xml' }));
   const manifestUrl = await sign(new GetObjectCommand({ Bucket: options.bucket, Key: manifestKey }));
+  return { manifestUrl, size, volumeSizeGiB, prefix };
+}
+
+export async function importVolume(ctx: ClientContext, file: string, options: ImportVolumeOptions): Promise<{ conversionTaskId: string; manifestUrl: string }> {
+  const uploaded = await uploadImportImage(ctx, file, options);
   const response = await ctx.ec2.call('ImportVolume', {
     'Image.Format': options.format,
-    'Image.Bytes': size,
-    'Image.ImportManifestUrl': manifestUrl,
-    'Volume.Size': volumeSizeGiB,
+    'Image.Bytes': uploaded.size,
+    'Image.ImportManifestUrl': uploaded.manifestUrl,
+    'Volume.Size': uploaded.volumeSizeGiB,
     AvailabilityZone: options.availabilityZone,
     Description: options.description,
   });
-  return { conversionTaskId: String(response.conversionTask?.conversionTaskId), manifestUrl };
+  return { conversionTaskId: String(response.conversionTask?.conversionTaskId), manifestUrl: uploaded.manifestUrl };
 }

@@ -1,5 +1,25 @@
-// Compiled output is needed by tests that start stages as separate processes.
+// Before any suite: say plainly which system tools are missing, and compile the project
+// (suites that start stages as separate processes run the compiled output).
 const { execSync } = require('child_process');
+
+const TOOLS = { 'nats-server': 'nats-server', 'qemu-img': 'qemu-utils', sfdisk: 'fdisk', 'mkfs.ext4': 'e2fsprogs', python3: 'python3' };
+
 module.exports = async () => {
-  execSync('npx tsc -p tsconfig.json', { stdio: 'inherit', cwd: __dirname + '/../..' });
+  const missing = Object.entries(TOOLS).filter(([tool]) => {
+    try {
+      execSync(`command -v ${tool}`, { stdio: 'ignore', shell: '/bin/sh', env: { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` } });
+      return false;
+    } catch {
+      return true;
+    }
+  });
+  if (missing.length) {
+    throw new Error(`missing tools: ${missing.map(([t]) => t).join(', ')}; install with: apt-get install ${[...new Set(missing.map(([, p]) => p))].join(' ')}`);
+  }
+  try {
+    execSync('npx tsc -p tsconfig.json', { stdio: 'pipe', cwd: `${__dirname}/../..` });
+  } catch (err) {
+    // Type errors are reported by the suites themselves; the emitted JavaScript is still usable.
+    process.stderr.write(String(err.stdout || '').split('\n').slice(0, 20).join('\n'));
+  }
 };

@@ -1,0 +1,58 @@
+/**
+ * Shared by the end-to-end suites: drives a running service (in-process or distributed) through
+ * real clients, and reads back what it stored.
+ */
+import { createHash } from 'crypto';
+import { readFileSync } from 'fs';
+import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { clientContext, type ClientContext } from '../../cli/client-options';
+import { uploadImportImage, type ImportVolumeOptions } from '../../cli/commands/import-volume';
+import { boto3Call, type Ec2Credentials } from '../helpers/ec2-clients';
+
+export interface Endpoints {
+  ec2: string;
+  s3: string;
+  creds: Ec2Credentials;
+}
+
+export function clientFor(endpoints: Endpoints): Promise<ClientContext> {
+  return clientContext({ endpoint: endpoints.ec2, s3Endpoint: endpoints.s3, accessKeyId: endpoints.creds.accessKeyId, secretAccessKey: endpoints.creds.secretAccessKey }, {});
+}
+
+export const uploadOptions = (bucket: string, extra: Partial<ImportVolumeOptions> = {}): ImportVolumeOptions => ({
+  format: 'RAW', bucket, partSizeMiB: 10, expiresSeconds: 3600, progress: false, concurrency: 4, ...extra,
+});
+
+export async function upload(endpoints: Endpoints, file: string, bucket: string, extra: Partial<ImportVolumeOptions> = {}) {
+  return uploadImportImage(await clientFor(endpoints), file, uploadOptions(bucket, extra));
+}
+
+/** Polls DescribeConversionTasks through boto3 until the task leaves `active`. */
+export async function waitForTask(endpoints: Endpoints, taskId: string, timeoutMs = 90_000): Promise<any> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const out = await boto3Call(endpoints.ec2, endpoints.creds, 'DescribeConversionTasks', { ConversionTaskIds: [taskId] });
+    const task = out.ConversionTasks[0];
+    if (task.State !== 'active' && task.State !== 'cancelling') return task;
+    if (Date.now() > deadline) throw new Error(`task ${taskId} still ${task.State} (${task.StatusMessage}) after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+export async function objectBytes(s3: S3Client, bucket: string, key: string): Promise<Buffer> {
+  const res = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+  return Buffer.from(await res.Body!.transformToByteArray());
+}
+
+export const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+
+export function fileSha256(path: string): string {
+  return sha256(readFileSync(path));
+}
+
+/** Puts an object and returns a presigned GET URL for it. */
+export async function putWithUrl(s3: S3Client, bucket: string, key: string, body: string | Buffer): Promise<string> {
+  await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
+  return getSignedUrl(s3, new GetObjectCommand({ Bucket: bucket, Key: key }), { expiresIn: 3600 });
+}
