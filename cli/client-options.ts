@@ -1,5 +1,6 @@
 /** Endpoints, region and credentials of the client commands, from flags, the environment, or the local defaults. */
 import { S3Client } from '@aws-sdk/client-s3';
+import { S3_COMPATIBLE_CHECKSUMS } from '../toolkit/io/object-storage';
 import { Ec2Client } from './ec2-client';
 import { resolveCredentials, type AwsCredentials } from './credentials';
 
@@ -29,7 +30,7 @@ export async function clientContext(flags: ClientFlags, env: NodeJS.ProcessEnv =
   const credentials = await resolveCredentials({ accessKeyId: flags.accessKeyId, secretAccessKey: flags.secretAccessKey, profile: flags.profile ?? env.AWS_PROFILE });
   return {
     ec2: new Ec2Client(endpoint, region, credentials),
-    s3: new S3Client({ endpoint: s3Endpoint, region, forcePathStyle: true, credentials }),
+    s3: new S3Client({ endpoint: s3Endpoint, region, forcePathStyle: true, credentials, ...S3_COMPATIBLE_CHECKSUMS }),
     s3Endpoint,
     region,
     credentials,

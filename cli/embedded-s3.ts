@@ -16,7 +16,13 @@ export interface EmbeddedS3 {
   stop(): Promise<void>;
 }
 
-export async function startEmbeddedS3(host: string, port: number, directory: string): Promise<EmbeddedS3> {
+// s3rver knows access keys through a process-wide registry of accounts; the bootstrap key is
+// added to its built-in account so the service and its users sign with the same key pair.
+// eslint-disable-next-line @typescript-eslint/no-var-requires
+const s3rverAccounts: { DUMMY_ACCOUNT: { createKeyPair(id: string, secret: string): void } } = require('s3rver/lib/models/account');
+
+export async function startEmbeddedS3(host: string, port: number, directory: string, keys: { accessKeyId: string; secretAccessKey: string }[]): Promise<EmbeddedS3> {
+  for (const key of keys) s3rverAccounts.DUMMY_ACCOUNT.createKeyPair(key.accessKeyId, key.secretAccessKey);
   const server = new S3rver({ address: host, port, silent: true, directory, vhostBuckets: false });
   let address: AddressInfo;
   try {

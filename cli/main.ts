@@ -1,4 +1,7 @@
 /** The `imaging` command. */
+// The AWS SDK warns on every run under Node 20 about releases from 2027 on; users of the CLI
+// cannot act on it, so it is silenced unless they ask for it.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 import { Command, Option } from 'commander';
 import { SERVE_SETTINGS, resolveSettings, type ServeSettings } from './settings';
 import { clientContext, type ClientFlags } from './client-options';

@@ -71,7 +71,10 @@ export async function startService(settings: ServeSettings, options: { logToStde
     let s3Endpoint = settings.s3Endpoint;
     if (!s3Endpoint) {
       mkdirSync(join(dataDir, 's3'), { recursive: true });
-      embedded = await startEmbeddedS3(settings.host, Number(settings.s3Port), join(dataDir, 's3'));
+      embedded = await startEmbeddedS3(settings.host, Number(settings.s3Port), join(dataDir, 's3'), [
+        credentials,
+        ...(settings.s3AccessKeyId ? [{ accessKeyId: settings.s3AccessKeyId, secretAccessKey: settings.s3SecretAccessKey }] : []),
+      ]);
       stops.push(() => embedded!.stop());
       s3Endpoint = embedded.endpoint;
     }

@@ -92,7 +92,7 @@ test('boto3 over the distributed pipeline: RAW import completes with identical b
   });
   const taskId = out.ConversionTask.ConversionTaskId;
   const done = await waitForTask(endpoints, taskId);
-  expect(done.State).toBe('completed');
+  expect([done.State, done.StatusMessage]).toEqual(['completed', '']);
   expect(done.ImportVolume.Image.Checksum).toBe(fileSha256(disk.path));
   const doc = await tasks.get(taskId);
   expect(doc!.history.map((h) => h.to)).toEqual(['pending-upload', 'manifest-received', 'bundle-decrypted', 'disk-converted', 'validated', 'completed']);
@@ -107,7 +107,7 @@ test('@aws-sdk/client-ec2 over the distributed pipeline, two imports at once', a
     const created = await ec2.send(new ImportVolumeCommand({ Image: { Format: 'RAW', Bytes: up.size, ImportManifestUrl: up.manifestUrl }, Volume: { Size: 1 }, AvailabilityZone: 'z' }));
     return created.ConversionTask!.ConversionTaskId!;
   }));
-  for (const id of ids) expect((await waitForTask(endpoints, id)).State).toBe('completed');
+  for (const id of ids) expect(await waitForTask(endpoints, id)).toMatchObject({ State: 'completed', StatusMessage: '' });
   const described = await ec2.send(new DescribeConversionTasksCommand({ ConversionTaskIds: ids }));
   expect(described.ConversionTasks!.map((t) => t.State)).toEqual(['completed', 'completed']);
   for (const t of described.ConversionTasks!) expect(t.ImportVolume!.Image!.Checksum).toBe(fileSha256(disk.path));

@@ -63,7 +63,7 @@ test('boto3: ImportVolume of a RAW disk completes and the volume bytes equal the
   expect(taskId).toMatch(/^import-vol-[0-9a-f]{8}$/);
   expect(out.ConversionTask.ImportVolume.Image.Format).toBe('RAW');
   const done = await waitForTask(endpoints, taskId);
-  expect(done.State).toBe('completed');
+  expect([done.State, done.StatusMessage]).toEqual(['completed', '']);
   expect(done.ImportVolume.Volume.Id).toMatch(/^vol-[0-9a-f]{17}$/);
   expect(done.ImportVolume.BytesConverted).toBe(disk.size);
   expect(done.ImportVolume.Image.Checksum).toBe(fileSha256(disk.path));
@@ -80,7 +80,7 @@ test('@aws-sdk/client-ec2: import, describe; cancel of a completed task is refus
   }));
   const taskId = created.ConversionTask!.ConversionTaskId!;
   const done = await waitForTask(endpoints, taskId);
-  expect(done.State).toBe('completed');
+  expect([done.State, done.StatusMessage]).toEqual(['completed', '']);
   const described = await ec2.send(new DescribeConversionTasksCommand({ ConversionTaskIds: [taskId] }));
   expect(described.ConversionTasks![0].State).toBe('completed');
   expect(described.ConversionTasks![0].ImportVolume!.Volume!.Id).toMatch(/^vol-/);
@@ -132,7 +132,7 @@ test('the manifest may be uploaded after the ImportVolume call', async () => {
   expect(waiting.ConversionTasks[0]).toMatchObject({ State: 'active', StatusMessage: 'Pending import-image upload' });
   await upload(endpoints, disk.path, bucket, { prefix });
   const done = await waitForTask(endpoints, taskId);
-  expect(done.State).toBe('completed');
+  expect([done.State, done.StatusMessage]).toEqual(['completed', '']);
   await expectStoredImage(taskId, fileSha256(disk.path));
 });
 
@@ -222,7 +222,7 @@ describe('bad input ends with a clear message and the service keeps serving', ()
       Image: { Format: 'RAW', Bytes: statSync(small).size, ImportManifestUrl: up.manifestUrl }, Volume: { Size: 1 }, AvailabilityZone: 'z',
     });
     const done = await waitForTask(endpoints, out.ConversionTask.ConversionTaskId);
-    expect(done.State).toBe('completed');
+    expect([done.State, done.StatusMessage]).toEqual(['completed', '']);
     await expectStoredImage(out.ConversionTask.ConversionTaskId, fileSha256(small));
   });
 });

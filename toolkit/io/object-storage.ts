@@ -10,11 +10,22 @@ export interface ObjectStorageConfig {
   forcePathStyle: boolean;
 }
 
+/**
+ * Checksums only where S3 requires them. By default the SDK sends streamed bodies with
+ * aws-chunked encoding and trailing checksums, which many S3-compatible servers (s3rver among
+ * them) store verbatim as the object's bytes.
+ */
+export const S3_COMPATIBLE_CHECKSUMS = {
+  requestChecksumCalculation: 'WHEN_REQUIRED',
+  responseChecksumValidation: 'WHEN_REQUIRED',
+} as const;
+
 export function makeS3Client(config: ObjectStorageConfig): S3Client {
   return new S3Client({
     endpoint: config.endpoint,
     region: config.region,
     forcePathStyle: config.forcePathStyle,
     credentials: { accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey },
+    ...S3_COMPATIBLE_CHECKSUMS,
   });
 }
