@@ -1,0 +1,47 @@
+# One image for every role; the command picks it:
+#   node dist/cli/main.js serve          all-in-one (gateway + every stage, embedded stores)
+#   node dist/cli/main.js gateway        the EC2 API gateway
+#   node dist/functions/host/main.js     one pipeline stage, chosen by IMAGING_STAGE
+#                                        (manifest|decrypt|convert|validate|register) and run as
+#                                        IMAGING_HOST_MODE=jetstream (pull consumer) or http (CloudEvents)
+# Disk images are parsed by the toolkit itself, so the runtime needs no qemu-utils.
+
+ARG NODE_IMAGE=node:20-slim
+
+# Native modules (better-sqlite3) fall back to a source build when no prebuilt binary matches
+# the platform, so the stages that run npm carry a compiler; the runtime stage does not.
+FROM ${NODE_IMAGE} AS toolchain
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 make g++ ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY package.json package-lock.json ./
+
+# Production dependencies only. Lifecycle scripts are skipped because `prepare` would compile
+# sources that are not copied yet; the one native module is then built explicitly.
+FROM toolchain AS prod-deps
+RUN npm ci --omit=dev --ignore-scripts \
+ && npm rebuild better-sqlite3 \
+ && npm cache clean --force
+
+# Compile with the dev dependencies (typescript, type packages).
+FROM toolchain AS build
+RUN npm ci --ignore-scripts
+COPY . .
+RUN npx tsc -p tsconfig.json
+
+FROM ${NODE_IMAGE} AS runtime
+ENV NODE_ENV=production \
+    IMAGING_HTTP_PORT=8080
+WORKDIR /app
+COPY --from=prod-deps /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY package.json ./
+COPY bin ./bin
+# `imaging serve` keeps its embedded SQLite store and objects here unless told otherwise.
+RUN mkdir -p /app/data && chown node:node /app/data
+USER node
+EXPOSE 8080
+# Platforms that cannot set a command (OpenFaaS) pick the role through IMAGING_STAGE: unset runs
+# everything in one process, `gateway` the EC2 API, a stage name the function host.
+CMD ["/bin/sh", "-c", "case \"${IMAGING_STAGE:-}\" in '') exec node dist/cli/main.js serve ;; gateway) exec node dist/cli/main.js gateway ;; *) exec node dist/functions/host/main.js ;; esac"]

