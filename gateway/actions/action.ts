@@ -1,0 +1,25 @@
+/** The shape every EC2 action handler has, and what it is given to work with. */
+import type { CloudEvent } from 'cloudevents';
+import type { TaskStore } from '../../tasks/store';
+import type { QueryParams } from '../query-request';
+import type { Caller } from '../signing-common';
+import type { XmlObject } from '../xml';
+
+export interface ActionContext {
+  caller: Caller;
+  tasks: TaskStore;
+  publish(event: CloudEvent<unknown>): Promise<void>;
+  region: string;
+  allowedObjectHosts: string[];
+  taskLifetimeMs: number;
+  now(): Date;
+}
+
+/**
+ * `validate` does every check a real call would (inputs, existence, ownership) and changes
+ * nothing, so DryRun can stop between it and `run`.
+ */
+export interface ActionHandler<Input> {
+  validate(params: QueryParams, ctx: ActionContext): Promise<Input>;
+  run(input: Input, ctx: ActionContext): Promise<XmlObject>;
+}

@@ -1,0 +1,40 @@
+/**
+ * A task document as EC2's ConversionTask structure. Under importVolume we also render three
+ * elements EC2 does not have (imageLocation, imageSha256, progress): SDKs skip unknown elements,
+ * and our own CLI reads them.
+ */
+import { ec2ConversionState } from '../../tasks/state-machine';
+import type { TaskDocument } from '../../tasks/task';
+import type { XmlObject } from '../xml';
+
+export function conversionTaskXml(task: TaskDocument): XmlObject {
+  const volume = volumeDetailXml(task);
+  return {
+    conversionTaskId: task.id,
+    expirationTime: task.expiresAt,
+    ...(task.kind === 'import-instance'
+      ? { importInstance: { description: task.request.description, volumes: [{ ...volume, status: ec2ConversionState(task), statusMessage: task.statusMessage }] } }
+      : { importVolume: volume }),
+    state: ec2ConversionState(task),
+    statusMessage: task.statusMessage,
+  };
+}
+
+function volumeDetailXml(task: TaskDocument): XmlObject {
+  const image = task.artifacts.image;
+  return {
+    availabilityZone: task.request.availabilityZone,
+    bytesConverted: task.bytesConverted,
+    description: task.request.description,
+    image: {
+      format: task.request.format,
+      size: task.request.bytes,
+      importManifestUrl: task.request.manifestUrl,
+      checksum: image?.sha256,
+    },
+    volume: { size: task.request.volumeSizeGiB, id: task.artifacts.volumeId },
+    imageLocation: image ? `s3://${image.bucket}/${image.key}` : undefined,
+    imageSha256: image?.sha256,
+    progress: task.progress,
+  };
+}

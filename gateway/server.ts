@@ -1,0 +1,130 @@
+/**
+ * The EC2 Query endpoint: read → parse → authenticate → act → render. Every answer, success or
+ * error, carries a request id (x-amzn-RequestId) that also appears in the server log, so a user
+ * quoting it can be matched to what happened.
+ */
+import { randomUUID } from 'crypto';
+import { createServer, type IncomingMessage, type ServerResponse } from 'http';
+import type { CloudEvent } from 'cloudevents';
+import type { TaskStore } from '../tasks/store';
+import type { AccountDirectory } from './accounts';
+import { runAction } from './actions';
+import type { ActionContext } from './actions/action';
+import { authenticate } from './authenticate';
+import { asEc2Error } from './errors';
+import { parseQueryRequest, readRawRequest } from './query-request';
+import type { Caller } from './signing-common';
+import { renderError, renderResponse } from './xml';
+
+export interface GatewayLog {
+  info(obj: object | string, msg?: string): void;
+  warn(obj: object | string, msg?: string): void;
+  error(obj: object | string, msg?: string): void;
+}
+
+export interface GatewayDeps {
+  tasks: TaskStore;
+  publish(event: CloudEvent<unknown>): Promise<void>;
+  accounts: AccountDirectory;
+  region: string;
+  /** host[:port] of the object-storage endpoints import manifests may live on. */
+  allowedObjectHosts: string[];
+  /** How long a task may take before it expires; 7 days by default. */
+  taskLifetimeMs?: number;
+  log?: GatewayLog;
+}
+
+export interface Gateway {
+  handle(req: IncomingMessage, res: ServerResponse): void;
+  /** Listens on `host` (127.0.0.1 by default); port 0 picks a free port. */
+  listen(port: number, host?: string): Promise<{ url: string; close(): Promise<void> }>;
+}
+
+const DEFAULT_TASK_LIFETIME_MS = 7 * 24 * 3600 * 1000;
+
+/** Without a logger only failures are reported, on stderr. */
+const quietLog: GatewayLog = {
+  info: () => undefined,
+  warn: (obj, msg) => console.warn(msg ?? '', obj),
+  error: (obj, msg) => console.error(msg ?? '', obj),
+};
+
+export function createGateway(deps: GatewayDeps): Gateway {
+  const log = deps.log ?? quietLog;
+  const taskLifetimeMs = deps.taskLifetimeMs ?? DEFAULT_TASK_LIFETIME_MS;
+
+  async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const requestId = randomUUID();
+    const started = Date.now();
+    let action: string | undefined;
+    let caller: Caller | undefined;
+    try {
+      const request = parseQueryRequest(await readRawRequest(req));
+      action = request.action;
+      caller = await authenticate(request, deps.accounts);
+      const ctx: ActionContext = {
+        caller,
+        tasks: deps.tasks,
+        publish: deps.publish,
+        region: deps.region,
+        allowedObjectHosts: deps.allowedObjectHosts,
+        taskLifetimeMs,
+        now: () => new Date(),
+      };
+      const body = await runAction(request.action, request.params, ctx);
+      send(res, 200, renderResponse(request.action, requestId, body), requestId);
+      log.info({ requestId, action, accountId: caller.accountId, status: 200, ms: Date.now() - started }, 'ec2 request');
+    } catch (err) {
+      const { error, internal } = asEc2Error(err);
+      const entry = { requestId, action, accountId: caller?.accountId, status: error.httpStatus, code: error.code, ms: Date.now() - started };
+      if (internal) log.error({ ...entry, err: err instanceof Error ? { message: err.message, stack: err.stack } : String(err) }, 'ec2 request failed');
+      else log.info({ ...entry, message: error.message }, 'ec2 request refused');
+      // Stop reading a body we refused to buffer: close the connection after the answer.
+      send(res, error.httpStatus, renderError(error, requestId), requestId, error.httpStatus === 413);
+    }
+  }
+
+  const handle = (req: IncomingMessage, res: ServerResponse): void => {
+    serve(req, res).catch((err) => {
+      log.error({ err: String(err) }, 'ec2 response could not be sent');
+      if (!res.headersSent) res.writeHead(500);
+      res.end();
+    });
+  };
+
+  async function listen(port: number, host = '127.0.0.1') {
+    const server = createServer(handle);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    const address = server.address();
+    const boundPort = typeof address === 'object' && address ? address.port : port;
+    const urlHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
+    return {
+      url: `http://${urlHost}:${boundPort}/`,
+      close: () =>
+        new Promise<void>((resolve, reject) => {
+          server.close((err) => (err ? reject(err) : resolve()));
+          // Clients keep connections alive; without this close() waits for them to time out.
+          server.closeAllConnections();
+        }),
+    };
+  }
+
+  return { handle, listen };
+}
+
+function send(res: ServerResponse, status: number, xml: string, requestId: string, closeConnection = false): void {
+  if (res.headersSent) return void res.end();
+  res.writeHead(status, {
+    'Content-Type': 'text/xml;charset=UTF-8',
+    'Content-Length': Buffer.byteLength(xml),
+    'x-amzn-RequestId': requestId,
+    ...(closeConnection ? { Connection: 'close' } : {}),
+  });
+  res.end(xml);
+}
