@@ -1,0 +1,19 @@
+/** VHD (Virtual PC / Hyper-V generation 1 virtual disk): reader, sniffing and writers. */
+import type { DiskFormat, DiskImageWriter } from '../format';
+import { openVhd, sniffVhd } from './vhd-reader';
+import { createVhdDynamicWriter, createVhdFixedWriter } from './vhd-writer';
+
+export const vhdFormat: DiskFormat = {
+  name: 'vhd',
+  sniff: sniffVhd,
+  open: openVhd,
+};
+
+/** Dynamic VHD, 2 MiB blocks, every block allocated (see vhd-writer.ts for why). */
+export const vhdDynamicWriter: DiskImageWriter = createVhdDynamicWriter();
+/** Fixed VHD: the disk bytes followed by the footer. */
+export const vhdFixedWriter: DiskImageWriter = createVhdFixedWriter();
+
+export { openVhd, sniffVhd, VHD_MAX_BAT_ENTRIES } from './vhd-reader';
+export { createVhdDynamicWriter, createVhdFixedWriter, dynamicVhdLayout, VHD_DYNAMIC_BLOCK_SIZE, type VhdWriterOptions } from './vhd-writer';
+export { vhdVirtualSize, vhdGeometry, vhdChecksum, decodeVhdFooter, VHD_FOOTER_LAYOUT, type VhdFooter } from './vhd-footer';
