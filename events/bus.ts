@@ -19,6 +19,8 @@ export interface SubscribeOptions {
   maxDeliver?: number;
   /** How long a delivery may go without ack or working() before it is redelivered. */
   ackWaitMs?: number;
+  /** How many deliveries this subscriber handles at once (default 1). */
+  concurrency?: number;
   /** Called once when a message is given up on after maxDeliver attempts. */
   onGiveUp?: (event: CloudEvent<unknown>, error: unknown) => Promise<void>;
 }

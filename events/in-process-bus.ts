@@ -1,0 +1,194 @@
+/**
+ * The event bus inside one process (`imaging serve`), with the delivery semantics of the
+ * JetStream bus: asynchronous delivery, one durable consumer per (durable, type) whose
+ * subscribers compete for events, redelivery of rejected events after a delay up to
+ * maxDeliver, then onGiveUp. Events pass through the NATS binding on the way so handlers see
+ * exactly what they would see over NATS (and never share an object with the publisher).
+ *
+ * Unlike JetStream there is no log: an event reaches the durables that exist when it is
+ * published, and nothing survives the process. ackWaitMs is ignored: a handler in this
+ * process cannot crash without taking the bus with it.
+ */
+import type { CloudEvent, CloudEventV1 } from 'cloudevents';
+import type { Delivery, EventBus, EventHandler, SubscribeOptions, Subscription } from './bus';
+import { fromNatsMessage, toNatsMessage, type NatsMessage } from './nats-binding';
+import { consumerNameFor } from './subjects';
+
+export interface InProcessBusOptions {
+  /** Delay before a rejected event is offered again, by the attempt that failed (1-based). */
+  retryDelayMs?: (attempt: number) => number;
+  /** Window in which a second event with the same id is dropped, like JetStream's duplicate window. */
+  duplicateWindowMs?: number;
+  log?: { error(obj: object, msg?: string): void };
+}
+
+const DEFAULT_MAX_DELIVER = 5;
+
+interface Pending {
+  message: NatsMessage;
+  attempt: number;
+}
+
+interface Subscriber {
+  options: SubscribeOptions;
+  handler: EventHandler;
+  concurrency: number;
+  running: Set<Promise<void>>;
+  stopped: boolean;
+}
+
+/** One durable consumer: its backlog and the subscribers that share it. */
+interface Durable {
+  type: string;
+  backlog: Pending[];
+  subscribers: Subscriber[];
+  nextSubscriber: number;
+}
+
+export class InProcessBus implements EventBus {
+  private readonly durables = new Map<string, Durable>();
+  private readonly recentIds = new Map<string, number>();
+  private readonly retryTimers = new Set<NodeJS.Timeout>();
+  private readonly subscriptions = new Set<Subscription>();
+  private closed = false;
+  private readonly retryDelayMs: (attempt: number) => number;
+  private readonly duplicateWindowMs: number;
+
+  constructor(private readonly options: InProcessBusOptions = {}) {
+    this.retryDelayMs = options.retryDelayMs ?? ((attempt) => Math.min(100 * 2 ** (attempt - 1), 5000));
+    this.duplicateWindowMs = options.duplicateWindowMs ?? 120_000;
+  }
+
+  async publish(event: CloudEventV1<unknown>): Promise<void> {
+    if (this.closed) throw new Error('event bus is closed');
+    const message = toNatsMessage(event);
+    if (this.isDuplicate(event.id)) return;
+    for (const durable of this.durables.values()) {
+      if (durable.type !== event.type) continue;
+      durable.backlog.push({ message, attempt: 1 });
+      this.dispatchSoon(durable);
+    }
+  }
+
+  async subscribe(options: SubscribeOptions, handler: EventHandler): Promise<Subscription> {
+    if (this.closed) throw new Error('event bus is closed');
+    const names = options.types.map((type, index) => consumerNameFor(options.durable, options.types, index));
+    for (const [index, name] of names.entries()) {
+      const existing = this.durables.get(name);
+      if (existing && existing.type !== options.types[index]) {
+        throw new Error(`durable ${name} consumes ${existing.type}, not ${options.types[index]}; use another durable name`);
+      }
+    }
+    // One subscriber per type, each with its own concurrency, as each type is its own JetStream consumer.
+    const joined = names.map((name, index) => {
+      let durable = this.durables.get(name);
+      if (!durable) {
+        durable = { type: options.types[index], backlog: [], subscribers: [], nextSubscriber: 0 };
+        this.durables.set(name, durable);
+      }
+      const subscriber: Subscriber = { options, handler, concurrency: Math.max(1, options.concurrency ?? 1), running: new Set(), stopped: false };
+      durable.subscribers.push(subscriber);
+      this.dispatchSoon(durable);
+      return { durable, subscriber };
+    });
+    const subscription: Subscription = {
+      stop: async () => {
+        for (const { durable, subscriber } of joined) {
+          subscriber.stopped = true;
+          durable.subscribers = durable.subscribers.filter((s) => s !== subscriber);
+        }
+        this.subscriptions.delete(subscription);
+        await Promise.allSettled(joined.flatMap(({ subscriber }) => [...subscriber.running]));
+      },
+    };
+    this.subscriptions.add(subscription);
+    return subscription;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const timer of this.retryTimers) clearTimeout(timer);
+    this.retryTimers.clear();
+    await Promise.all([...this.subscriptions].map((s) => s.stop()));
+  }
+
+  private isDuplicate(id: string): boolean {
+    const now = Date.now();
+    for (const [seen, at] of this.recentIds) {
+      if (now - at <= this.duplicateWindowMs) break; // insertion order = time order
+      this.recentIds.delete(seen);
+    }
+    if (this.recentIds.has(id)) return true;
+    this.recentIds.set(id, now);
+    return false;
+  }
+
+  /** Delivery never happens inside publish(): the publisher's own work finishes first. */
+  private dispatchSoon(durable: Durable): void {
+    setImmediate(() => this.dispatch(durable));
+  }
+
+  private dispatch(durable: Durable): void {
+    while (durable.backlog.length > 0) {
+      const subscriber = this.freeSubscriber(durable);
+      if (!subscriber) return;
+      this.deliver(durable, subscriber, durable.backlog.shift()!);
+    }
+  }
+
+  /** Round robin over subscribers with spare capacity, so replicas share the work. */
+  private freeSubscriber(durable: Durable): Subscriber | undefined {
+    const count = durable.subscribers.length;
+    for (let i = 0; i < count; i++) {
+      const candidate = durable.subscribers[(durable.nextSubscriber + i) % count];
+      if (!candidate.stopped && candidate.running.size < candidate.concurrency) {
+        durable.nextSubscriber = (durable.nextSubscriber + i + 1) % count;
+        return candidate;
+      }
+    }
+    return undefined;
+  }
+
+  private deliver(durable: Durable, subscriber: Subscriber, pending: Pending): void {
+    const run = this.handle(durable, subscriber, pending).finally(() => {
+      subscriber.running.delete(run);
+      this.dispatchSoon(durable);
+    });
+    subscriber.running.add(run);
+  }
+
+  private async handle(durable: Durable, subscriber: Subscriber, pending: Pending): Promise<void> {
+    const event = fromNatsMessage(pending.message);
+    const delivery: Delivery = { attempt: pending.attempt, working: () => undefined };
+    try {
+      await subscriber.handler(event, delivery);
+    } catch (error) {
+      const maxDeliver = subscriber.options.maxDeliver ?? DEFAULT_MAX_DELIVER;
+      if (pending.attempt >= maxDeliver) {
+        await this.giveUp(subscriber, event, error);
+      } else {
+        this.retryLater(durable, { message: pending.message, attempt: pending.attempt + 1 });
+      }
+    }
+  }
+
+  private async giveUp(subscriber: Subscriber, event: CloudEvent<unknown>, error: unknown): Promise<void> {
+    try {
+      await subscriber.options.onGiveUp?.(event, error);
+    } catch (giveUpError) {
+      // A failed give-up leaves a task hanging: never swallow it silently.
+      const log = this.options.log ?? { error: (obj: object, msg?: string) => console.error(msg, obj) };
+      log.error({ err: giveUpError, eventId: event.id, type: event.type }, 'onGiveUp failed');
+    }
+  }
+
+  private retryLater(durable: Durable, pending: Pending): void {
+    if (this.closed) return;
+    const timer = setTimeout(() => {
+      this.retryTimers.delete(timer);
+      durable.backlog.push(pending);
+      this.dispatch(durable);
+    }, this.retryDelayMs(pending.attempt - 1));
+    this.retryTimers.add(timer);
+  }
+}

@@ -1,0 +1,31 @@
+import type { CloudEvent } from 'cloudevents';
+import { parseEventData } from '../../events/schema';
+import { isTerminal, transition, updateTask } from '../../tasks/state-machine';
+import type { Stage } from '../stage';
+import { clientErrorMessage } from '../task-step';
+import type { StageDeps } from './deps';
+
+/** The status message of a task whose event could not be processed within the retry limit. */
+export function giveUpStatusMessage(error: unknown): string {
+  const client = clientErrorMessage(error);
+  if (client) return client;
+  const message = error instanceof Error ? error.message : String(error);
+  return `ServerError: ${message || 'the import could not be processed'}`;
+}
+
+/**
+ * Marks the task of a poison event failed, so the user sees a reason instead of a task that
+ * never moves. A task that already ended (completed, cancelled, failed) is left alone.
+ */
+export async function failTaskOfAbandonedEvent(stage: Stage, deps: StageDeps, event: CloudEvent<unknown>, error: unknown): Promise<void> {
+  let taskId: string;
+  try {
+    taskId = parseEventData(event).taskId;
+  } catch (parseError) {
+    deps.log.error({ stage: stage.name, eventId: event.id, err: parseError }, 'gave up on an event that names no task');
+    return;
+  }
+  const statusMessage = giveUpStatusMessage(error);
+  deps.log.error({ stage: stage.name, eventId: event.id, taskId, reason: statusMessage }, 'gave up on event; failing its task');
+  await updateTask(deps.tasks, taskId, (doc) => (isTerminal(doc.state) ? undefined : transition(doc, 'failed', statusMessage)));
+}

@@ -1,0 +1,81 @@
+/**
+ * Process entrypoint of a stage container: `node dist/functions/host/main.js`.
+ *   IMAGING_STAGE      manifest | decrypt | convert | validate | register
+ *   IMAGING_HOST_MODE  jetstream (default; IMAGING_NATS_URL) | http (IMAGING_HTTP_PORT, default 8080)
+ *   IMAGING_CONCURRENCY, IMAGING_MAX_DELIVER, IMAGING_ACK_WAIT_MS  (jetstream mode)
+ * plus the settings read by env-config.ts. SIGTERM/SIGINT stop intake, let in-flight work
+ * finish, and exit 0, so a rolling update never cuts a conversion short on purpose.
+ */
+import { JetStreamBus } from '../../events/jetstream-bus';
+import { stageByName } from '../stages';
+import type { StageDeps } from './deps';
+import { ConfigError, positiveInteger, required, stageConfigFromEnv, stageDepsFromEnv } from './env-config';
+import { startHttpStage } from './http-function';
+import { runStageOnBus } from './stage-runner';
+
+type Env = Record<string, string | undefined>;
+
+/** Starts the stage; resolves to a function that shuts it down gracefully. */
+export async function startStageProcess(env: Env = process.env): Promise<{ describe: string; shutdown(): Promise<void> }> {
+  const stage = stageByName(required(env, 'IMAGING_STAGE'));
+  const mode = (env.IMAGING_HOST_MODE || 'jetstream').toLowerCase();
+  if (mode !== 'jetstream' && mode !== 'http') throw new ConfigError(`IMAGING_HOST_MODE must be jetstream or http, got "${env.IMAGING_HOST_MODE}"`);
+  // Check every setting before connecting anywhere: a typo should fail in one line, at once.
+  stageConfigFromEnv(env);
+  const natsUrl = mode === 'jetstream' ? required(env, 'IMAGING_NATS_URL') : undefined;
+  const port = positiveInteger(env, 'IMAGING_HTTP_PORT', 8080);
+
+  const deps: StageDeps = await stageDepsFromEnv(env);
+  if (mode === 'http') {
+    const server = await startHttpStage(stage, deps, port);
+    return {
+      describe: `stage ${stage.name} serving CloudEvents on ${server.url}`,
+      shutdown: async () => {
+        await server.close();
+        await deps.tasks.close();
+      },
+    };
+  }
+  const bus = await JetStreamBus.connect({ servers: natsUrl!, name: `imaging-${stage.name}`, log: deps.log });
+  const subscription = await runStageOnBus(stage, deps, bus, {
+    concurrency: positiveInteger(env, 'IMAGING_CONCURRENCY', 1),
+    maxDeliver: positiveInteger(env, 'IMAGING_MAX_DELIVER', 5),
+    ackWaitMs: positiveInteger(env, 'IMAGING_ACK_WAIT_MS', 30_000),
+  });
+  return {
+    describe: `stage ${stage.name} consuming ${stage.consumes} from ${natsUrl}`,
+    shutdown: async () => {
+      await subscription.stop();
+      await bus.close();
+      await deps.tasks.close();
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  let running: Awaited<ReturnType<typeof startStageProcess>>;
+  try {
+    running = await startStageProcess();
+  } catch (error) {
+    console.error(`imaging stage: ${(error as Error).message}`);
+    process.exit(1);
+  }
+  console.error(running.describe);
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    console.error(`${signal}: finishing in-flight work`);
+    running.shutdown().then(
+      () => process.exit(0),
+      (error) => {
+        console.error(`shutdown failed: ${(error as Error).message}`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+if (require.main === module) void main();

@@ -1,0 +1,80 @@
+/**
+ * A real nats-server with JetStream for one test file: a free port, a throw-away store
+ * directory, and a stop() that leaves nothing behind.
+ */
+import { spawn } from 'child_process';
+import { mkdtempSync, rmSync } from 'fs';
+import { createConnection, createServer } from 'net';
+import { tmpdir } from 'os';
+import { join } from 'path';
+
+const NATS_SERVER = process.env.NATS_SERVER_BIN ?? '/usr/sbin/nats-server';
+
+export interface RunningNatsServer {
+  url: string;
+  stop(): Promise<void>;
+}
+
+export async function startNatsServer(): Promise<RunningNatsServer> {
+  const port = await freePort();
+  const storeDir = mkdtempSync(join(tmpdir(), 'imaging-nats-'));
+  const child = spawn(NATS_SERVER, ['-js', '-sd', storeDir, '-p', String(port), '-a', '127.0.0.1'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let output = '';
+  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const stop = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      const killer = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(killer);
+    }
+    rmSync(storeDir, { recursive: true, force: true });
+  };
+  try {
+    await waitForPort(port, () => child.exitCode !== null, 10_000);
+    // The port opens before JetStream is ready; the server logs this line once it is.
+    await waitFor(() => /Server is ready/.test(output), 10_000);
+  } catch (error) {
+    await stop();
+    throw new Error(`nats-server did not start: ${(error as Error).message}\n${output}`);
+  }
+  return { url: `nats://127.0.0.1:${port}`, stop };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForPort(port: number, died: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (died()) throw new Error('nats-server exited');
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = createConnection({ port, host: '127.0.0.1' });
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (open) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`port ${port} did not open within ${timeoutMs} ms`);
+}
+
+async function waitFor(condition: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`not ready within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
