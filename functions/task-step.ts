@@ -10,7 +10,9 @@ import { advanceTask, isTerminal, transition, updateTask } from '../tasks/state-
 import { ImageFormatError } from '../toolkit/errors';
 import { ManifestError } from '../toolkit/bundle/import-manifest';
 import { ClientError } from './errors';
-import type { StageContext } from './stage';
+import type { Stage, StageContext } from './stage';
+import type { EventDataByType, EventType } from '../events/types';
+import { parseEventData } from '../events/schema';
 
 /** The task if this stage should work on it now; undefined when the event is to be dropped. */
 export async function beginStep(ctx: StageContext, taskId: string, expected: TaskState, stage: string): Promise<TaskDocument | undefined> {
@@ -95,4 +97,27 @@ export async function completeStep(
   const moved = await advanceTask(ctx.tasks, taskId, [from], to, patch, statusMessage);
   if (moved && next) await ctx.publish(next);
   return moved;
+}
+
+/**
+ * A stage that works on a task in one state: validates the event, finds the task in `expects`
+ * (dropping redeliveries and honouring cancellation), and runs `work` with client errors turned
+ * into a failed task.
+ */
+export function taskStage<T extends EventType>(spec: {
+  name: Stage['name'];
+  consumes: T;
+  expects: TaskState;
+  work(task: TaskDocument, data: EventDataByType[T], ctx: StageContext): Promise<void>;
+}): Stage {
+  return {
+    name: spec.name,
+    consumes: spec.consumes,
+    async handle(event, ctx) {
+      const data = parseEventData(event, spec.consumes);
+      const task = await beginStep(ctx, data.taskId, spec.expects, spec.name);
+      if (!task) return;
+      await runStep(ctx, data.taskId, () => spec.work(task, data, ctx));
+    },
+  };
 }

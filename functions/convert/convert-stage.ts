@@ -5,8 +5,7 @@
  * task as it runs, and a cancellation stops the upload and removes what was written.
  */
 import { CreateBucketCommand, HeadBucketCommand, type S3Client } from '@aws-sdk/client-s3';
-import type { Stage } from '../stage';
-import { EVENT_TYPES, type TaskEventData } from '../../events/types';
+import { EVENT_TYPES } from '../../events/types';
 import { makeEvent } from '../../events/make-event';
 import type { ImageFormat } from '../../tasks/task';
 import { ConcatenatedSource } from '../../toolkit/io/concat-source';
@@ -17,7 +16,7 @@ import { convertImage } from '../../toolkit/convert/convert-image';
 import type { FormatName } from '../../toolkit/formats/format';
 import { assertAllowedUrl } from '../object-fetch';
 import { TaskProgress } from '../progress';
-import { beginStep, completeStep, imagePrefix, runStep } from '../task-step';
+import { completeStep, imagePrefix, taskStage } from '../task-step';
 
 const GiB = 1024 ** 3;
 const CLAIMED: Record<ImageFormat, FormatName> = { RAW: 'raw', VMDK: 'vmdk', VHD: 'vhd' };
@@ -39,50 +38,46 @@ export async function ensureBucket(s3: S3Client, bucket: string): Promise<void> 
   known.add(bucket);
 }
 
-export const convertStage: Stage = {
+export const convertStage = taskStage({
   name: 'convert',
   consumes: EVENT_TYPES.bundleDecrypted,
-  async handle(event, ctx) {
-    const { taskId, accountId } = event.data as TaskEventData;
-    const task = await beginStep(ctx, taskId, 'bundle-decrypted', 'convert');
-    if (!task) return;
-    await runStep(ctx, taskId, async () => {
-      const described = task.artifacts.source;
-      if (!described) throw new Error(`task ${taskId} reached convert without a described source`);
-      described.parts.forEach((p, i) => assertAllowedUrl(p.getUrl, ctx.config.allowedObjectHosts, `part ${i} get`));
-      const source = new ConcatenatedSource(
-        described.parts.map((p, i) => new HttpRangeSource(p.getUrl, p.size, `part ${i}`)),
-        `the uploaded ${described.format} image`,
-      );
-      const bucket = ctx.config.imageBucket;
-      const key = `${imagePrefix(taskId)}disk.raw`;
-      await ensureBucket(ctx.s3, bucket);
-      const sink = new HashingSink(new S3MultipartSink(ctx.s3, bucket, key, { expectedSize: task.request.volumeSizeGiB * GiB }));
-      const progress = new TaskProgress(ctx, taskId, [10, 90]);
-      let result;
-      try {
-        result = await convertImage({
-          source,
-          sink,
-          output: 'raw',
-          claimedFormat: CLAIMED[described.format],
-          maxVirtualSize: task.request.volumeSizeGiB * GiB,
-          memoryLimitBytes: ctx.config.memoryLimitBytes,
-          onProgress: (done, total) => progress.report(done, total),
-          signal: progress.abort.signal,
-        });
-      } catch (err) {
-        await sink.abort().catch(() => undefined);
-        throw err;
-      }
-      const image = { bucket, key, size: result.bytesWritten, sha256: sink.digestHex() };
-      await progress.flush(result.bytesWritten, result.bytesWritten);
-      await completeStep(
-        ctx, taskId, 'bundle-decrypted', 'disk-converted',
-        (doc) => ({ artifacts: { ...doc.artifacts, image }, bytesConverted: image.size, progress: Math.max(doc.progress, 90) }),
-        makeEvent(EVENT_TYPES.diskConverted, { taskId, accountId, image }, 'convert'),
-        'Validating',
-      );
-    });
+  expects: 'bundle-decrypted',
+  async work(task, { taskId, accountId }, ctx) {
+    const described = task.artifacts.source;
+    if (!described) throw new Error(`task ${taskId} reached convert without a described source`);
+    described.parts.forEach((p, i) => assertAllowedUrl(p.getUrl, ctx.config.allowedObjectHosts, `part ${i} get`));
+    const source = new ConcatenatedSource(
+      described.parts.map((p, i) => new HttpRangeSource(p.getUrl, p.size, `part ${i}`)),
+      `the uploaded ${described.format} image`,
+    );
+    const bucket = ctx.config.imageBucket;
+    const key = `${imagePrefix(taskId)}disk.raw`;
+    await ensureBucket(ctx.s3, bucket);
+    const sink = new HashingSink(new S3MultipartSink(ctx.s3, bucket, key, { expectedSize: task.request.volumeSizeGiB * GiB }));
+    const progress = new TaskProgress(ctx, taskId, [10, 90]);
+    let result;
+    try {
+      result = await convertImage({
+        source,
+        sink,
+        output: 'raw',
+        claimedFormat: CLAIMED[described.format],
+        maxVirtualSize: task.request.volumeSizeGiB * GiB,
+        memoryLimitBytes: ctx.config.memoryLimitBytes,
+        onProgress: (done, total) => progress.report(done, total),
+        signal: progress.abort.signal,
+      });
+    } catch (err) {
+      await sink.abort().catch(() => undefined);
+      throw err;
+    }
+    const image = { bucket, key, size: result.bytesWritten, sha256: sink.digestHex() };
+    await progress.flush(result.bytesWritten, result.bytesWritten);
+    await completeStep(
+      ctx, taskId, 'bundle-decrypted', 'disk-converted',
+      (doc) => ({ artifacts: { ...doc.artifacts, image }, bytesConverted: image.size, progress: Math.max(doc.progress, 90) }),
+      makeEvent(EVENT_TYPES.diskConverted, { taskId, accountId, image }, 'convert'),
+      'Validating',
+    );
   },
-};
+});

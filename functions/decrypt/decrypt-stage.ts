@@ -3,53 +3,48 @@
  * version) it verifies every part's size against its byte range and describes the source as
  * the ordered parts, so the converter can read them as one file.
  */
-import type { Stage } from '../stage';
-import { EVENT_TYPES, type TaskEventData } from '../../events/types';
+import { EVENT_TYPES } from '../../events/types';
 import { makeEvent } from '../../events/make-event';
 import { headObjectSize, mapLimit } from '../object-fetch';
-import { beginStep, completeStep, runStep } from '../task-step';
+import { completeStep, taskStage } from '../task-step';
 import { ClientError } from '../errors';
 
 const GiB = 1024 ** 3;
 
-export const decryptStage: Stage = {
+export const decryptStage = taskStage({
   name: 'decrypt',
   consumes: EVENT_TYPES.manifestReceived,
-  async handle(event, ctx) {
-    const { taskId, accountId } = event.data as TaskEventData;
-    const task = await beginStep(ctx, taskId, 'manifest-received', 'decrypt');
-    if (!task) return;
-    await runStep(ctx, taskId, async () => {
-      const manifest = task.artifacts.manifest;
-      if (!manifest) throw new Error(`task ${taskId} reached decrypt without a manifest`);
-      const sizes = await mapLimit(manifest.parts, 16, async (part) => {
-        const head = await headObjectSize(part.headUrl);
-        if (head.kind === 'missing') throw new ClientError(`part ${part.index} (${part.key}) is no longer in object storage`);
-        if (head.kind === 'unavailable') throw new Error(`part ${part.index}: ${head.reason}`); // transient: retry
-        const expected = part.end - part.start + 1;
-        if (head.value !== expected) {
-          throw new ClientError(`part ${part.index} (${part.key}) is ${head.value} bytes but its byte range ${part.start}-${part.end} needs ${expected}`);
-        }
-        return head.value;
-      });
-      const request = task.request;
-      if (request.format === 'RAW' && request.bytes !== manifest.size) {
-        throw new ClientError(`Image.Bytes is ${request.bytes} but the import manifest describes a file of ${manifest.size} bytes`);
+  expects: 'manifest-received',
+  async work(task, { taskId, accountId }, ctx) {
+    const manifest = task.artifacts.manifest;
+    if (!manifest) throw new Error(`task ${taskId} reached decrypt without a manifest`);
+    const sizes = await mapLimit(manifest.parts, 16, async (part) => {
+      const head = await headObjectSize(part.headUrl);
+      if (head.kind === 'missing') throw new ClientError(`part ${part.index} (${part.key}) is no longer in object storage`);
+      if (head.kind === 'unavailable') throw new Error(`part ${part.index}: ${head.reason}`); // transient: retry
+      const expected = part.end - part.start + 1;
+      if (head.value !== expected) {
+        throw new ClientError(`part ${part.index} (${part.key}) is ${head.value} bytes but its byte range ${part.start}-${part.end} needs ${expected}`);
       }
-      if (request.format === 'RAW' && manifest.size > request.volumeSizeGiB * GiB) {
-        throw new ClientError(`the image is ${manifest.size} bytes, larger than the requested volume of ${request.volumeSizeGiB} GiB`);
-      }
-      const source = {
-        format: request.format,
-        size: manifest.size,
-        parts: manifest.parts.map((p, i) => ({ getUrl: p.getUrl, size: sizes[i] })),
-      };
-      await completeStep(
-        ctx, taskId, 'manifest-received', 'bundle-decrypted',
-        (doc) => ({ artifacts: { ...doc.artifacts, source }, progress: Math.max(doc.progress, 10) }),
-        makeEvent(EVENT_TYPES.bundleDecrypted, { taskId, accountId }, 'decrypt'),
-        'Converting',
-      );
+      return head.value;
     });
+    const request = task.request;
+    if (request.format === 'RAW' && request.bytes !== manifest.size) {
+      throw new ClientError(`Image.Bytes is ${request.bytes} but the import manifest describes a file of ${manifest.size} bytes`);
+    }
+    if (request.format === 'RAW' && manifest.size > request.volumeSizeGiB * GiB) {
+      throw new ClientError(`the image is ${manifest.size} bytes, larger than the requested volume of ${request.volumeSizeGiB} GiB`);
+    }
+    const source = {
+      format: request.format,
+      size: manifest.size,
+      parts: manifest.parts.map((p, i) => ({ getUrl: p.getUrl, size: sizes[i] })),
+    };
+    await completeStep(
+      ctx, taskId, 'manifest-received', 'bundle-decrypted',
+      (doc) => ({ artifacts: { ...doc.artifacts, source }, progress: Math.max(doc.progress, 10) }),
+      makeEvent(EVENT_TYPES.bundleDecrypted, { taskId, accountId }, 'decrypt'),
+      'Converting',
+    );
   },
-};
+});

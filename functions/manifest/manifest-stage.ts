@@ -3,14 +3,14 @@
  * Clients may call ImportVolume before uploading (euca2ools does), so the task waits in
  * "Pending import-image upload" until all parts answer HEAD, or until it expires.
  */
-import type { Stage, StageContext } from '../stage';
+import type { StageContext } from '../stage';
 import type { TaskDocument } from '../../tasks/task';
-import { EVENT_TYPES, type TaskEventData } from '../../events/types';
+import { EVENT_TYPES } from '../../events/types';
 import { makeEvent } from '../../events/make-event';
 import { isTerminal } from '../../tasks/state-machine';
 import { MAX_MANIFEST_BYTES, parseImportManifest, type ImportManifest } from '../../toolkit/bundle/import-manifest';
 import { assertAllowedUrl, fetchSmallObject, headObjectSize, mapLimit } from '../object-fetch';
-import { beginStep, cancelTask, completeStep, runStep } from '../task-step';
+import { cancelTask, completeStep, taskStage } from '../task-step';
 import { ClientError } from '../errors';
 
 export const PENDING_UPLOAD_MESSAGE = 'Pending import-image upload';
@@ -56,25 +56,21 @@ async function waitForUpload(ctx: StageContext, taskId: string): Promise<ImportM
   }
 }
 
-export const manifestStage: Stage = {
+export const manifestStage = taskStage({
   name: 'manifest',
   consumes: EVENT_TYPES.importRequested,
-  async handle(event, ctx) {
-    const { taskId, accountId } = event.data as TaskEventData;
-    const task = await beginStep(ctx, taskId, 'pending-upload', 'manifest');
-    if (!task) return;
-    await runStep(ctx, taskId, async () => {
-      const manifest = await waitForUpload(ctx, taskId);
-      if (!manifest) return;
-      if (manifest.fileFormat !== task.request.format) {
-        throw new ClientError(`the import manifest says the file format is ${manifest.fileFormat} but the request said ${task.request.format}`);
-      }
-      await completeStep(
-        ctx, taskId, 'pending-upload', 'manifest-received',
-        (doc) => ({ artifacts: { ...doc.artifacts, manifest }, progress: Math.max(doc.progress, 5) }),
-        makeEvent(EVENT_TYPES.manifestReceived, { taskId, accountId }, 'manifest'),
-        'Verifying uploaded parts',
-      );
-    });
+  expects: 'pending-upload',
+  async work(task, { taskId, accountId }, ctx) {
+    const manifest = await waitForUpload(ctx, taskId);
+    if (!manifest) return;
+    if (manifest.fileFormat !== task.request.format) {
+      throw new ClientError(`the import manifest says the file format is ${manifest.fileFormat} but the request said ${task.request.format}`);
+    }
+    await completeStep(
+      ctx, taskId, 'pending-upload', 'manifest-received',
+      (doc) => ({ artifacts: { ...doc.artifacts, manifest }, progress: Math.max(doc.progress, 5) }),
+      makeEvent(EVENT_TYPES.manifestReceived, { taskId, accountId }, 'manifest'),
+      'Verifying uploaded parts',
+    );
   },
-};
+});
