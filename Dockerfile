@@ -31,8 +31,10 @@ COPY . .
 RUN npx tsc -p tsconfig.json
 
 FROM ${NODE_IMAGE} AS runtime
+# IMAGING_HOST: `serve` and `gateway` default to 127.0.0.1, unreachable from outside the container.
 ENV NODE_ENV=production \
-    IMAGING_HTTP_PORT=8080
+    IMAGING_HTTP_PORT=8080 \
+    IMAGING_HOST=0.0.0.0
 WORKDIR /app
 COPY --from=prod-deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
@@ -41,7 +43,9 @@ COPY bin ./bin
 # `imaging serve` keeps its embedded SQLite store and objects here unless told otherwise.
 RUN mkdir -p /app/data && chown node:node /app/data
 USER node
-EXPOSE 8080
+# 8080: a stage's HTTP port; 8773/8774: the EC2 and embedded S3 endpoints of `serve` (IMAGING_PORT,
+# IMAGING_S3_PORT; the gateway listens on IMAGING_PORT too).
+EXPOSE 8080 8773 8774
 # Platforms that cannot set a command (OpenFaaS) pick the role through IMAGING_STAGE: unset runs
 # everything in one process, `gateway` the EC2 API, a stage name the function host.
 CMD ["/bin/sh", "-c", "case \"${IMAGING_STAGE:-}\" in '') exec node dist/cli/main.js serve ;; gateway) exec node dist/cli/main.js gateway ;; *) exec node dist/functions/host/main.js ;; esac"]

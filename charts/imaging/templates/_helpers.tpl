@@ -60,10 +60,50 @@ manifest decrypt convert validate register
 {{- include "imaging.fullname" . }}-credentials
 {{- end -}}
 
+{{/* Whether the gateway's account key pair is given inline, so the chart's Secret holds it. */}}
+{{- define "imaging.accountInline" -}}
+{{- $acct := .Values.stages.gateway.account -}}
+{{- if and .Values.stages.gateway.enabled (not $acct.existingSecret) $acct.accessKeyId -}}
+true
+{{- end -}}
+{{- end -}}
+
 {{/* Whether the chart itself renders a Secret (only when some credential is given inline). */}}
 {{- define "imaging.ownsSecret" -}}
-{{- if or (not .Values.config.mongodb.existingSecret) (and (not .Values.config.s3.existingSecret) .Values.config.s3.accessKeyId) -}}
+{{- if or (not .Values.config.mongodb.existingSecret) (and (not .Values.config.s3.existingSecret) .Values.config.s3.accessKeyId) (include "imaging.accountInline" .) -}}
 true
+{{- end -}}
+{{- end -}}
+
+{{/*
+The bootstrap account's id as a string, whatever YAML or --set made of it: a number parsed from
+a values file is a float64, which would otherwise print as 1.23456789012e+11.
+*/}}
+{{- define "imaging.accountId" -}}
+{{- $id := .Values.stages.gateway.account.accountId | default "" -}}
+{{- if kindIs "float64" $id -}}
+{{- printf "%.0f" $id -}}
+{{- else -}}
+{{- $id | toString -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The gateway cannot start without its bootstrap account (cli/gateway-process.ts), so refuse to
+render one that would crash-loop.
+*/}}
+{{- define "imaging.checkAccount" -}}
+{{- if .Values.stages.gateway.enabled -}}
+{{- $acct := .Values.stages.gateway.account -}}
+{{- $how := "set stages.gateway.account.accountId and either stages.gateway.account.existingSecret or stages.gateway.account.accessKeyId/secretAccessKey, or disable the gateway with stages.gateway.enabled=false" -}}
+{{- $id := required (printf "stages.gateway.account.accountId is required: the gateway needs its bootstrap account; %s" $how) (include "imaging.accountId" .) -}}
+{{- if not (regexMatch "^[0-9]{12}$" $id) -}}
+{{- fail (printf "stages.gateway.account.accountId must be 12 digits (quote it in YAML), not %q" $id) -}}
+{{- end -}}
+{{- if not $acct.existingSecret -}}
+{{- $_ := required (printf "stages.gateway.account.existingSecret or stages.gateway.account.accessKeyId is required: the gateway needs its bootstrap account's key pair; %s" $how) $acct.accessKeyId -}}
+{{- $_ = required "stages.gateway.account.secretAccessKey is required with stages.gateway.account.accessKeyId" $acct.secretAccessKey -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
@@ -113,6 +153,29 @@ Shared settings come from the ConfigMap (envFrom); entries here win over it, and
     secretKeyRef:
       name: {{ $s3Secret }}
       key: {{ $cfg.s3.secretAccessKeyKey }}
+{{- end }}
+{{- if eq .stage "gateway" }}
+{{- $acct := $stageValues.account }}
+{{- $accountSecret := $acct.existingSecret | default (include "imaging.secretName" $root) }}
+{{- /* Bind every interface: the default, 127.0.0.1, is unreachable from outside the pod. */}}
+- name: IMAGING_HOST
+  value: "0.0.0.0"
+- name: IMAGING_PORT
+  value: {{ $cfg.httpPort | toString | quote }}
+- name: IMAGING_REGION
+  value: {{ $cfg.region | default "us-east-1" | quote }}
+- name: IMAGING_ACCOUNT_ID
+  value: {{ include "imaging.accountId" $root | quote }}
+- name: IMAGING_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef:
+      name: {{ $accountSecret }}
+      key: {{ ternary $acct.accessKeyIdKey "account-access-key-id" (not (empty $acct.existingSecret)) }}
+- name: IMAGING_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $accountSecret }}
+      key: {{ ternary $acct.secretAccessKeyKey "account-secret-access-key" (not (empty $acct.existingSecret)) }}
 {{- end }}
 {{- range $name, $value := $stageValues.env }}
 - name: {{ $name }}
