@@ -63,6 +63,8 @@ function startProcess(args: string[], env: NodeJS.ProcessEnv, ready?: RegExp): P
 beforeAll(async () => {
   [nats, mongo, s3] = await Promise.all([startNatsServer(), startMongoServer(), startS3Server()]);
   tasks = await openTaskStore(mongo.uri, { mongoDbName: dbName });
+  // The user signs S3 requests with the same key pair as EC2 requests; s3rver must know it.
+  require('s3rver/lib/models/account').DUMMY_ACCOUNT.createKeyPair(creds.accessKeyId, creds.secretAccessKey);
   const env = commonEnv();
   for (const stage of STAGES) {
     await startProcess([join(DIST, 'functions/host/main.js')], { ...env, IMAGING_STAGE: stage, IMAGING_HOST_MODE: 'jetstream' });
