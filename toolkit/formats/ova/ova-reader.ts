@@ -1,0 +1,110 @@
+/**
+ * Reads an OVA (a tar holding an OVF descriptor and its disks) in place: the tar is listed,
+ * the OVF read for the disk list, and the chosen disk opened as a VMDK through a window of the
+ * OVA. Extents are re-based onto the OVA, so the converter reads the OVA itself.
+ */
+import { listTar, type TarEntry } from '../../bundle/tar';
+import { ImageFormatError } from '../../errors';
+import { SliceSource } from '../../io/slice-source';
+import type { RandomAccessSource } from '../../io/source';
+import type { DiskImageReader, Extent, ImageInfo, ReaderOptions } from '../format';
+import { looksLikeVmdk, VmdkReader } from '../vmdk/vmdk-reader';
+import { MAX_MANIFEST_BYTES, parseManifest, verifyDigest } from './manifest';
+import { MAX_OVF_BYTES, parseOvf, type OvfDisk } from './ovf-descriptor';
+
+export interface OvaReaderOptions extends ReaderOptions {
+  /** Which disk of the DiskSection to open (0, the boot disk, by default). */
+  diskIndex?: number;
+}
+
+export class OvaReader implements DiskImageReader {
+  private constructor(
+    readonly info: ImageInfo,
+    private readonly disk: DiskImageReader,
+    private readonly diskOffset: number,
+  ) {}
+
+  static async open(source: RandomAccessSource, options: OvaReaderOptions): Promise<OvaReader> {
+    const entries = await listTar(source, { maxEntries: 1000 });
+    const ovfEntries = entries.filter((e) => e.type === 'file' && e.name.toLowerCase().endsWith('.ovf'));
+    if (ovfEntries.length !== 1) {
+      throw new ImageFormatError('ova-ovf-count', `OVA holds ${ovfEntries.length} .ovf descriptors; exactly one is required`);
+    }
+    const [ovfEntry] = ovfEntries;
+    if (ovfEntry.size > MAX_OVF_BYTES) {
+      throw new ImageFormatError('ova-ovf-size', `OVF descriptor is ${ovfEntry.size} bytes, over the ${MAX_OVF_BYTES}-byte limit`);
+    }
+    const ovfBytes = await source.read(ovfEntry.dataOffset, ovfEntry.size);
+    const manifestDigests = await checkManifest(source, entries, ovfEntry, ovfBytes);
+    const ovf = parseOvf(ovfBytes.toString('utf8'));
+    const members = new Map<string, TarEntry>();
+    for (const entry of entries) if (entry.type === 'file') members.set(entry.name.replace(/^\.\//, ''), entry);
+    for (const file of ovf.files) {
+      const member = members.get(file.href);
+      if (!member) {
+        throw new ImageFormatError('ova-missing-file', `OVF refers to ${JSON.stringify(file.href)}, which is not in the OVA; export the OVA again`);
+      }
+      if (file.size !== undefined && file.size !== member.size) {
+        throw new ImageFormatError('ova-file-size', `OVF says ${JSON.stringify(file.href)} is ${file.size} bytes, the OVA holds ${member.size}; the package is damaged`);
+      }
+    }
+    if (ovf.disks.length === 0) throw new ImageFormatError('ova-no-disk', 'OVF DiskSection lists no disk with data; there is nothing to import');
+    const diskIndex = options.diskIndex ?? 0;
+    if (!Number.isInteger(diskIndex) || diskIndex < 0 || diskIndex >= ovf.disks.length) {
+      throw new ImageFormatError('ova-disk-index', `OVA has ${ovf.disks.length} disks; disk ${diskIndex} does not exist`);
+    }
+    const chosen = ovf.disks[diskIndex];
+    const member = members.get(chosen.file.href)!;
+    const slice = new SliceSource(source, member.dataOffset, member.size, `${source.name}/${chosen.file.href}`);
+    const head = await slice.read(0, Math.min(512, slice.size));
+    if (!/vmdk/i.test(chosen.format) || !looksLikeVmdk(head)) {
+      throw new ImageFormatError('ova-disk-format', `OVA disk ${JSON.stringify(chosen.file.href)} is not a VMDK; only VMDK disks are accepted in an OVA`);
+    }
+    const disk = await VmdkReader.open(slice, options);
+    const info: ImageInfo = {
+      format: 'ova',
+      subformat: disk.info.subformat,
+      virtualSize: disk.info.virtualSize,
+      fileSize: source.size,
+      allocatedSize: disk.info.allocatedSize,
+      details: {
+        ...(ovf.name ? { name: ovf.name } : {}),
+        ovf: ovfEntry.name,
+        diskCount: ovf.disks.length,
+        openedDisk: diskIndex,
+        manifest: manifestDigests === undefined ? 'none' : 'descriptor digest verified',
+        ...Object.fromEntries(ovf.disks.map((d, i) => [`disk${i}`, describeDisk(d, members.get(d.file.href)!)])),
+      },
+    };
+    return new OvaReader(info, disk, member.dataOffset);
+  }
+
+  async *blockMap(): AsyncIterable<Extent> {
+    for await (const extent of this.disk.blockMap()) {
+      yield extent.kind === 'zero' ? extent : { ...extent, sourceOffset: extent.sourceOffset + this.diskOffset };
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.disk.close();
+  }
+}
+
+/** When the OVA carries a manifest, the descriptor's digest in it must match. */
+async function checkManifest(source: RandomAccessSource, entries: TarEntry[], ovfEntry: TarEntry, ovfBytes: Buffer): Promise<number | undefined> {
+  const manifests = entries.filter((e) => e.type === 'file' && e.name.toLowerCase().endsWith('.mf'));
+  if (manifests.length === 0) return undefined;
+  if (manifests.length > 1) throw new ImageFormatError('ova-manifest', `OVA holds ${manifests.length} manifests; at most one is allowed`);
+  const [manifest] = manifests;
+  if (manifest.size > MAX_MANIFEST_BYTES) throw new ImageFormatError('ova-manifest', `OVA manifest is ${manifest.size} bytes, over the ${MAX_MANIFEST_BYTES}-byte limit`);
+  const digests = parseManifest((await source.read(manifest.dataOffset, manifest.size)).toString('utf8'));
+  const ovfName = ovfEntry.name.replace(/^.*\//, '');
+  const entry = digests.get(ovfName);
+  if (entry) verifyDigest(entry, ovfBytes);
+  return digests.size;
+}
+
+function describeDisk(disk: OvfDisk, member: TarEntry): string {
+  const capacity = disk.capacityBytes === undefined ? 'capacity unknown' : `${disk.capacityBytes} bytes`;
+  return `${disk.file.href} (${capacity}, ${member.size} bytes in the OVA)`;
+}

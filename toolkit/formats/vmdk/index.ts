@@ -1,0 +1,19 @@
+/** VMDK: hosted sparse extents (monolithicSparse, streamOptimized). */
+import type { DiskFormat, DiskImageWriter } from '../format';
+import { looksLikeVmdk, VmdkReader } from './vmdk-reader';
+import { StreamOptimizedVmdkWriter } from './stream-optimized-writer';
+
+export { VmdkReader } from './vmdk-reader';
+export { StreamOptimizedVmdkWriter } from './stream-optimized-writer';
+
+export const vmdkFormat: DiskFormat = {
+  name: 'vmdk',
+  async sniff(head) {
+    return looksLikeVmdk(head);
+  },
+  open(source, options) {
+    return VmdkReader.open(source, options);
+  },
+};
+
+export const vmdkStreamOptimizedWriter: DiskImageWriter = new StreamOptimizedVmdkWriter();
