@@ -131,4 +131,32 @@ withClientFlags(program.command('cancel-conversion-task <id>').description('canc
     }
   });
 
+program
+  .command('info <image>')
+  .description('show the format, virtual size and safety verdict of a disk image (file or s3://bucket/key)')
+  .option('--json', 'print JSON')
+  .action(async (image: string, opts) => {
+    const { infoCommand } = await import('./toolkit-commands');
+    process.exitCode = await infoCommand(image, { json: opts.json });
+  });
+
+program
+  .command('convert <input> <output>')
+  .description('convert a disk image to raw, VMDK (streamOptimized), VHD (dynamic or fixed) or OVA; files or s3://bucket/key')
+  .addOption(new Option('-O, --output-format <format>', 'output format [default: from the output name, else raw]').choices(['raw', 'vmdk', 'vhd', 'vhd-fixed', 'ova']))
+  .option('--no-progress', 'no progress bar')
+  .action(async (input: string, output: string, opts) => {
+    const { convertCommand } = await import('./toolkit-commands');
+    process.exitCode = await convertCommand(input, output, { outputFormat: opts.outputFormat, progress: opts.progress && process.stderr.isTTY === true });
+  });
+
+program
+  .command('check <image>')
+  .description('run every safety check and read the whole image without writing anything')
+  .option('--json', 'print JSON')
+  .action(async (image: string, opts) => {
+    const { checkCommand } = await import('./toolkit-commands');
+    process.exitCode = await checkCommand(image, { json: opts.json });
+  });
+
 program.parseAsync(process.argv).catch(fail);
