@@ -11,6 +11,10 @@ import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { SingleBar, Presets } from 'cli-progress';
 import { buildImportManifest, partRanges, type ManifestFileFormat } from '../../toolkit/bundle/import-manifest';
 import type { ClientContext } from '../client-options';
+import { FileSource } from '../../toolkit/io/file-source';
+import { openImage } from '../../toolkit/formats/registry';
+import { ImageFormatError } from '../../toolkit/errors';
+import type { FormatName } from '../../toolkit/formats/format';
 
 export interface ImportVolumeOptions {
   format: ManifestFileFormat;
@@ -66,6 +70,22 @@ async function uploadParts(s3: S3Client, file: string, bucket: string, prefix: s
   return ranges.map((r) => ({ ...r, key: keys[r.index] }));
 }
 
+const FORMAT_NAMES: Record<ManifestFileFormat, FormatName> = { RAW: 'raw', VMDK: 'vmdk', VHD: 'vhd' };
+
+async function virtualSizeOf(file: string, format: ManifestFileFormat): Promise<number> {
+  const source = await FileSource.open(file);
+  try {
+    const reader = await openImage(source, { claimedFormat: FORMAT_NAMES[format] });
+    await reader.close();
+    return format === 'RAW' ? source.size : reader.info.virtualSize;
+  } catch (err) {
+    if (err instanceof ImageFormatError) throw new Error(`${file}: ${err.message}`);
+    throw err;
+  } finally {
+    await source.close();
+  }
+}
+
 export function manifestKeyFor(prefix: string, file: string): string {
   return `${prefix}${basename(file)}.manifest.xml`;
 }
@@ -84,7 +104,10 @@ export async function uploadImportImage(ctx: ClientContext, file: string, option
   const partSize = Math.round(options.partSizeMiB * 2 ** 20);
   if (!(partSize >= 1)) throw new Error(`part size ${options.partSizeMiB} MiB is not a positive number`);
   const prefix = options.prefix ?? `${basename(file)}.${randomBytes(4).toString('hex')}/`;
-  const volumeSizeGiB = options.volumeSizeGiB ?? Math.max(1, Math.ceil(size / GiB));
+  // Check the image here first: a wrong --format or an unsafe file is refused before any upload,
+  // and the volume's default size comes from the virtual disk, not the (compressed) file.
+  const virtualSize = await virtualSizeOf(file, options.format);
+  const volumeSizeGiB = options.volumeSizeGiB ?? Math.max(1, Math.ceil(virtualSize / GiB));
   const { s3 } = ctx;
   await ensureBucket(s3, options.bucket);
   const parts = await uploadParts(s3, file, options.bucket, prefix, size, partSize, options);

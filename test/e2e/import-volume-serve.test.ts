@@ -2,7 +2,7 @@
  * The whole import path in one process (`imaging serve` as a library), driven by boto3,
  * @aws-sdk/client-ec2 and the imaging CLI, with byte comparison of what lands in the image store.
  */
-import { execFile } from 'child_process';
+import { execFile, execFileSync } from 'child_process';
 import { statSync, writeFileSync } from 'fs';
 import { join } from 'path';
 import { promisify } from 'util';
@@ -11,7 +11,7 @@ import { GetObjectCommand, PutObjectCommand, HeadObjectCommand } from '@aws-sdk/
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { startService, type RunningService } from '../../cli/serve';
 import { resolveSettings } from '../../cli/settings';
-import { makeRawDisk, seededBytes, tempDir } from '../helpers/disk-corpus';
+import { makeRawDisk, qemuToRaw, seededBytes, tempDir } from '../helpers/disk-corpus';
 import { boto3Call, sdkClient } from '../helpers/ec2-clients';
 import { manifestKeyFor } from '../../cli/commands/import-volume';
 import { buildImportManifest, partRanges } from '../../toolkit/bundle/import-manifest';
@@ -134,6 +134,41 @@ test('the manifest may be uploaded after the ImportVolume call', async () => {
   const done = await waitForTask(endpoints, taskId);
   expect([done.State, done.StatusMessage]).toEqual(['completed', '']);
   await expectStoredImage(taskId, fileSha256(disk.path));
+});
+
+describe.each([
+  ['VMDK', 'vmdk', ['-o', 'subformat=streamOptimized']],
+  ['VHD', 'vpc', ['-o', 'subformat=dynamic']],
+])('ImportVolume of a %s image', (format, qemuFormat, qemuOptions) => {
+  test('converts to the same raw bytes as qemu-img convert', async () => {
+    const image = join(dir, `disk.${qemuFormat}`);
+    execFileSync('qemu-img', ['convert', '-O', qemuFormat, ...qemuOptions, disk.path, image]);
+    const reference = qemuToRaw(image, join(dir, `reference-${qemuFormat}.raw`));
+    const up = await upload(endpoints, image, `${qemuFormat}-bucket`, { format: format as 'VMDK' });
+    const out = await boto3Call(endpoints.ec2, endpoints.creds, 'ImportVolume', {
+      Image: { Format: format, Bytes: up.size, ImportManifestUrl: up.manifestUrl }, Volume: { Size: up.volumeSizeGiB }, AvailabilityZone: 'z',
+    });
+    const done = await waitForTask(endpoints, out.ConversionTask.ConversionTaskId);
+    expect([done.State, done.StatusMessage]).toEqual(['completed', '']);
+    const doc = await expectStoredImage(out.ConversionTask.ConversionTaskId, reference);
+    expect(doc.artifacts.validation?.partitionTable).toBe('mbr');
+  });
+});
+
+test('an image that is not the declared format fails with a ClientError naming both', async () => {
+  const image = join(dir, 'mismatch.vmdk');
+  execFileSync('qemu-img', ['convert', '-O', 'vmdk', '-o', 'subformat=streamOptimized', disk.path, image]);
+  // Our CLI refuses the wrong --format before uploading; another client might not.
+  await expect(upload(endpoints, image, 'mismatch-bucket', { format: 'RAW' })).rejects.toThrow(/mismatch\.vmdk: .*RAW.*VMDK|mismatch\.vmdk: .*raw.*vmdk/i);
+  const up = await upload(endpoints, image, 'mismatch-bucket', { format: 'VMDK' });
+  const manifest = (await objectBytes((await clientFor(endpoints)).s3, 'mismatch-bucket', `${up.prefix}mismatch.vmdk.manifest.xml`)).toString().replace('<file-format>VMDK</file-format>', '<file-format>VHD</file-format>');
+  const url = await putWithUrl((await clientFor(endpoints)).s3, 'mismatch-bucket', 'mismatch-manifest.xml', manifest);
+  const out = await boto3Call(endpoints.ec2, endpoints.creds, 'ImportVolume', {
+    Image: { Format: 'VHD', Bytes: up.size, ImportManifestUrl: url }, Volume: { Size: 1 }, AvailabilityZone: 'z',
+  });
+  const task = await waitForTask(endpoints, out.ConversionTask.ConversionTaskId);
+  expect(task.State).toBe('cancelled');
+  expect(task.StatusMessage).toMatch(/^ClientError: .*VHD.*VMDK|^ClientError: .*vhd.*vmdk/i);
 });
 
 describe('bad input ends with a clear message and the service keeps serving', () => {
