@@ -1,0 +1,59 @@
+/**
+ * A real S3 server for tests: s3rver on a free port, storing objects in its own temp dir.
+ * Shared by every test that needs object storage (toolkit, stages, e2e).
+ */
+import { S3Client } from '@aws-sdk/client-s3';
+import { rmSync } from 'fs';
+import type { Server } from 'http';
+import type { AddressInfo } from 'net';
+import { makeS3Client } from '../../toolkit/io/object-storage';
+import { tempDir } from './disk-corpus';
+
+// s3rver ships no type declarations; this is the part of its API we use.
+interface S3rverInstance {
+  run(): Promise<AddressInfo>;
+  close(): Promise<void>;
+  httpServer?: Server;
+}
+// eslint-disable-next-line @typescript-eslint/no-var-requires
+const S3rver: new (options: Record<string, unknown>) => S3rverInstance = require('s3rver');
+
+export interface RunningS3Server {
+  /** e.g. http://127.0.0.1:40123 */
+  endpoint: string;
+  /** A client for this server (path-style, s3rver's fixed credentials). */
+  s3: S3Client;
+  /** Credentials s3rver accepts; it does not check signatures, but SDKs insist on having some. */
+  accessKeyId: string;
+  secretAccessKey: string;
+  region: string;
+  stop(): Promise<void>;
+}
+
+export async function startS3Server(): Promise<RunningS3Server> {
+  const directory = tempDir('s3rver-');
+  const server = new S3rver({
+    address: '127.0.0.1',
+    port: 0,
+    silent: true,
+    directory,
+    // Virtual-host buckets would need DNS; every client here uses path-style addressing.
+    vhostBuckets: false,
+  });
+  const address = await server.run();
+  const endpoint = `http://127.0.0.1:${address.port}`;
+  const credentials = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER', region: 'us-east-1' };
+  const s3 = makeS3Client({ endpoint, forcePathStyle: true, ...credentials });
+  return {
+    endpoint,
+    s3,
+    ...credentials,
+    async stop() {
+      s3.destroy();
+      // Keep-alive sockets from SDK clients would otherwise hold close() open.
+      server.httpServer?.closeAllConnections();
+      await server.close();
+      rmSync(directory, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,68 @@
+/**
+ * Decompression of compressed units (qcow2 clusters, VMDK grains), batched per read and run on
+ * worker threads (inflate-pool.ts) so that every core inflates.
+ *
+ * Inflation is capped at each unit's declared size: a decompression bomb stops as soon as it
+ * produces more than that, instead of after filling memory.
+ */
+import { ImageFormatError } from '../errors';
+import type { Extent } from '../formats/format';
+import { inflateBatch, InflateBatchError, type InflateFailure, type InflateUnit } from './inflate-pool';
+
+export type CompressedExtent = Extent & { kind: 'compressed' };
+
+/** The largest unit any supported format can declare (qcow2 clusters are ≤ 2 MiB; VMDK grains far smaller). */
+export const MAX_COMPRESSED_UNIT_SIZE = 64 * 1024 * 1024;
+
+/**
+ * Inflates every extent in `extents`, whose compressed bytes lie in `buffer` (which holds the
+ * file from `bufferOffset` on). Returns each extent's `length` bytes, in order.
+ */
+export async function inflateExtents(extents: CompressedExtent[], buffer: Buffer, bufferOffset: number): Promise<Buffer[]> {
+  if (extents.length === 0) return [];
+  // Copy just the compressed span into memory the worker may take over; `buffer` stays usable here.
+  const first = Math.min(...extents.map((extent) => extent.sourceOffset)) - bufferOffset;
+  const last = Math.max(...extents.map((extent) => extent.sourceOffset + extent.sourceLength)) - bufferOffset;
+  const packed = new ArrayBuffer(last - first);
+  new Uint8Array(packed).set(buffer.subarray(first, last));
+  const units: InflateUnit[] = extents.map((extent) => ({
+    offset: extent.sourceOffset - bufferOffset - first,
+    length: extent.sourceLength,
+    codec: extent.codec,
+    unitSize: extent.unitSize,
+    skip: extent.skip ?? 0,
+    keep: extent.length,
+  }));
+  let out: Buffer;
+  try {
+    out = await inflateBatch(packed, units);
+  } catch (error) {
+    if (error instanceof InflateBatchError) throw refusal(extents[error.failure.index], error.failure);
+    throw error;
+  }
+  const results: Buffer[] = [];
+  let position = 0;
+  for (const extent of extents) {
+    results.push(out.subarray(position, position + extent.length));
+    position += extent.length;
+  }
+  return results;
+}
+
+/** One unit on its own: `packed` holds exactly the extent's compressed bytes. */
+export async function inflateExtent(extent: CompressedExtent, packed: Buffer): Promise<Buffer> {
+  const [result] = await inflateExtents([extent], packed, extent.sourceOffset);
+  return result;
+}
+
+function refusal(extent: CompressedExtent, failure: InflateFailure): ImageFormatError {
+  const where = `compressed data at file offset ${extent.sourceOffset} (virtual offset ${extent.start})`;
+  switch (failure.kind) {
+    case 'too-large':
+      return new ImageFormatError('compressed-unit-too-large', `${where} inflates to more than its ${extent.unitSize}-byte unit`);
+    case 'short':
+      return new ImageFormatError('compressed-unit-short', `${where} inflates to ${failure.detail} bytes; ${(extent.skip ?? 0) + extent.length} were expected`);
+    default:
+      return new ImageFormatError('compressed-data-corrupt', `${where} is corrupt: ${failure.detail}`);
+  }
+}

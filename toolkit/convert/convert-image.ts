@@ -1,0 +1,137 @@
+/**
+ * Any format in, any format out, in one streaming pass: the reader's block map drives parallel,
+ * memory-bounded reads of the source, and the writer receives the virtual disk in order. Zero
+ * extents are never read; nothing touches a scratch disk.
+ */
+import { ImageFormatError } from '../errors';
+import type { DiskImageReader, DiskImageWriter, FormatName, ImageInfo, VirtualChunk } from '../formats/format';
+import { DEFAULT_MAX_VIRTUAL_SIZE } from '../formats/format';
+import { openImage, writerFor } from '../formats/registry';
+import type { ByteSink } from '../io/sink';
+import type { RandomAccessSource } from '../io/source';
+import { ConversionCancelledError, throwIfCancelled } from './cancellation';
+import { checkedBlockMap } from './checked-block-map';
+import { fetchInOrder } from './ordered-fetch';
+import { DEFAULT_READ_PLAN, planReads } from './read-plan';
+
+export interface ConvertImageOptions {
+  source: RandomAccessSource;
+  sink: ByteSink;
+  output: DiskImageWriter['name'];
+  claimedFormat?: FormatName;
+  maxVirtualSize?: number;
+  /** Bound on fetched-but-not-yet-written bytes. Default 256 MiB. */
+  memoryLimitBytes?: number;
+  /** Source reads in flight at once. Default 8. */
+  readConcurrency?: number;
+  /** Called as the writer takes the disk: `done` of `total` virtual bytes. */
+  onProgress?(done: number, total: number): void;
+  signal?: AbortSignal;
+}
+
+export interface ConvertImageResult {
+  info: ImageInfo;
+  bytesWritten: number;
+}
+
+export const DEFAULT_MEMORY_LIMIT = 256 * 1024 * 1024;
+
+/**
+ * Converts the image in `source` into `sink`. The sink is finished on success and aborted on any
+ * failure (including cancellation), so a failed conversion leaves no partial output behind.
+ */
+export async function convertImage(options: ConvertImageOptions): Promise<ConvertImageResult> {
+  let reader: DiskImageReader;
+  try {
+    throwIfCancelled(options.signal);
+    writerFor(options.output); // an unknown output format fails before any reading
+    reader = await openImage(options.source, { claimedFormat: options.claimedFormat, maxVirtualSize: options.maxVirtualSize ?? DEFAULT_MAX_VIRTUAL_SIZE });
+  } catch (error) {
+    await options.sink.abort().catch(() => undefined);
+    throw error;
+  }
+  try {
+    return await convertOpenedImage(reader, options);
+  } finally {
+    await reader.close();
+  }
+}
+
+/** The conversion itself, for a caller that already holds an opened reader of `options.source`. */
+export async function convertOpenedImage(reader: DiskImageReader, options: Omit<ConvertImageOptions, 'claimedFormat'>): Promise<ConvertImageResult> {
+  const { source, signal } = options;
+  const sink = new FinishOnceSink(options.sink);
+  try {
+    throwIfCancelled(signal);
+    const writer = writerFor(options.output);
+    const maxVirtualSize = options.maxVirtualSize ?? DEFAULT_MAX_VIRTUAL_SIZE;
+    const { virtualSize } = reader.info;
+    if (!Number.isSafeInteger(virtualSize) || virtualSize < 0 || virtualSize > maxVirtualSize) {
+      throw new ImageFormatError('virtual-size-too-large', `the image's virtual disk is ${virtualSize} bytes, larger than the ${maxVirtualSize}-byte limit`);
+    }
+    const memoryLimitBytes = options.memoryLimitBytes ?? DEFAULT_MEMORY_LIMIT;
+    const extents = checkedBlockMap(reader.blockMap(), virtualSize, source.size);
+    const chunks = fetchInOrder(planReads(extents, readPlanFor(memoryLimitBytes)), source, {
+      concurrency: options.readConcurrency ?? 8,
+      memoryLimitBytes,
+      signal,
+      joinChunksUpTo: Math.min(8 * 1024 * 1024, Math.max(64 * 1024, Math.floor(memoryLimitBytes / 16))),
+    });
+    await writer.write({ virtualSize, chunks: reportingProgress(chunks, virtualSize, options.onProgress) }, sink);
+    throwIfCancelled(signal);
+    const { size } = await sink.finish();
+    return { info: reader.info, bytesWritten: size };
+  } catch (error) {
+    await sink.abort().catch(() => undefined);
+    // A writer may surface cancellation as its own error (an aborted upload); report what happened.
+    if (signal?.aborted && !(error instanceof ConversionCancelledError) && !(error instanceof ImageFormatError)) {
+      throw new ConversionCancelledError();
+    }
+    throw error;
+  }
+}
+
+/** Small memory limits need small reads, or one read would exceed the limit by itself. */
+function readPlanFor(memoryLimitBytes: number): typeof DEFAULT_READ_PLAN {
+  const maxReadBytes = Math.max(64 * 1024, Math.min(DEFAULT_READ_PLAN.maxReadBytes, Math.floor(memoryLimitBytes / 8)));
+  return { ...DEFAULT_READ_PLAN, maxReadBytes };
+}
+
+async function* reportingProgress(
+  chunks: AsyncIterable<VirtualChunk>,
+  total: number,
+  onProgress: ConvertImageOptions['onProgress'],
+): AsyncGenerator<VirtualChunk> {
+  let done = 0;
+  for await (const chunk of chunks) {
+    yield chunk;
+    // The writer asked for the next chunk, so it is done with this one.
+    done += 'data' in chunk ? chunk.data.length : chunk.zeroLength;
+    onProgress?.(done, total);
+  }
+}
+
+/**
+ * Writers are free to finish the sink themselves or leave it to us; either way it is finished
+ * once and its result reported.
+ */
+class FinishOnceSink implements ByteSink {
+  private finished?: Promise<{ size: number }>;
+  constructor(private readonly inner: ByteSink) {}
+  get name(): string {
+    return this.inner.name;
+  }
+  write(chunk: Buffer): Promise<void> {
+    return this.inner.write(chunk);
+  }
+  writeZeros(length: number): Promise<void> {
+    return this.inner.writeZeros(length);
+  }
+  finish(): Promise<{ size: number }> {
+    this.finished ??= this.inner.finish();
+    return this.finished;
+  }
+  abort(): Promise<void> {
+    return this.inner.abort();
+  }
+}

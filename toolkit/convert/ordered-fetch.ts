@@ -1,0 +1,181 @@
+/**
+ * Runs read steps in parallel and hands their bytes out strictly in virtual order.
+ *
+ * Reads start ahead of the consumer while two limits hold: at most `concurrency` reads in
+ * flight, and at most `memoryLimitBytes` of fetched-but-unconsumed bytes (read buffers plus
+ * inflated units). A step's bytes are released when the consumer asks for what comes after them.
+ */
+import type { VirtualChunk } from '../formats/format';
+import type { RandomAccessSource } from '../io/source';
+import { throwIfCancelled, unlessCancelled } from './cancellation';
+import { inflateExtents, type CompressedExtent } from './codec';
+import type { ReadStep } from './read-plan';
+
+export interface OrderedFetchOptions {
+  concurrency: number;
+  memoryLimitBytes: number;
+  signal?: AbortSignal;
+  /** Consecutive data chunks of one read are joined up to this size, so writers see few large chunks. */
+  joinChunksUpTo?: number;
+}
+
+interface Pending {
+  cost: number;
+  result: Promise<VirtualChunk[]>;
+}
+
+export async function* fetchInOrder(
+  steps: AsyncIterable<ReadStep>,
+  source: RandomAccessSource,
+  options: OrderedFetchOptions,
+): AsyncGenerator<VirtualChunk> {
+  const iterator = steps[Symbol.asyncIterator]();
+  const queue: Pending[] = [];
+  const maxQueued = options.concurrency * 4 + 16;
+  let held: ReadStep | undefined; // pulled from the plan but waiting for memory
+  let exhausted = false;
+  let stopped = false;
+  let planError: unknown;
+  let bytesHeld = 0;
+  let readsInFlight = 0;
+
+  const startReads = async (): Promise<void> => {
+    while (!exhausted && !stopped && queue.length < maxQueued && readsInFlight < options.concurrency) {
+      if (!held) {
+        const next = await iterator.next();
+        if (next.done) {
+          exhausted = true;
+          return;
+        }
+        held = next.value;
+      }
+      const cost = costOf(held);
+      // Always allow one step when nothing is held, so an oversize step cannot stall everything.
+      if (cost > 0 && bytesHeld > 0 && bytesHeld + cost > options.memoryLimitBytes) return;
+      const step = held;
+      held = undefined;
+      bytesHeld += cost;
+      if (step.kind === 'zero') {
+        queue.push({ cost, result: Promise.resolve([{ offset: step.start, zeroLength: step.length }]) });
+        continue;
+      }
+      readsInFlight++;
+      const result = runRead(step, source, options.joinChunksUpTo ?? 8 * 1024 * 1024).finally(() => {
+        readsInFlight--;
+        // A finished read frees a slot: start the next one now rather than when the consumer catches up.
+        void pump();
+      });
+      result.catch(() => undefined); // surfaced when the consumer reaches it
+      queue.push({ cost, result });
+    }
+  };
+
+  // The plan iterator must not be advanced by two callers at once; pump() serialises startReads.
+  let pumping: Promise<void> | undefined;
+  let pumpAgain = false;
+  const pump = (): Promise<void> => {
+    if (pumping) {
+      pumpAgain = true;
+      return pumping;
+    }
+    pumping = (async () => {
+      do {
+        pumpAgain = false;
+        await startReads();
+      } while (pumpAgain && !exhausted && !stopped);
+    })()
+      .catch((error: unknown) => {
+        // The block map itself failed (a refused table, a failed metadata read).
+        planError ??= error;
+        exhausted = true;
+      })
+      .finally(() => {
+        pumping = undefined;
+      });
+    return pumping;
+  };
+
+  try {
+    for (;;) {
+      throwIfCancelled(options.signal);
+      await unlessCancelled(pump(), options.signal);
+      const head = queue.shift();
+      if (!head) {
+        if (planError !== undefined) throw planError;
+        if (exhausted) return;
+        continue;
+      }
+      const chunks = await unlessCancelled(head.result, options.signal);
+      for (const chunk of chunks) {
+        throwIfCancelled(options.signal);
+        yield chunk;
+      }
+      bytesHeld -= head.cost;
+    }
+  } finally {
+    stopped = true;
+    // Reads still in flight are abandoned, not awaited: one may hang, and cancellation must not.
+    // Their results are dropped (each has a catch), and every source tolerates a read racing close().
+    const closePlan = (pumping ?? Promise.resolve()).then(() => iterator.return?.(undefined));
+    closePlan.catch(() => undefined);
+  }
+}
+
+/** Bytes a step keeps in memory until consumed: its read buffer and its inflated units. */
+function costOf(step: ReadStep): number {
+  return step.kind === 'zero' ? 0 : step.sourceLength + step.inflatedBytes;
+}
+
+async function runRead(step: ReadStep & { kind: 'read' }, source: RandomAccessSource, joinUpTo: number): Promise<VirtualChunk[]> {
+  const buffer = await source.read(step.sourceOffset, step.sourceLength);
+  const compressed = step.items.filter((item): item is CompressedExtent => item.kind === 'compressed');
+  const inflated = await inflateExtents(compressed, buffer, step.sourceOffset);
+  let nextInflated = 0;
+  const parts = step.items.map((item): VirtualChunk => {
+    if (item.kind === 'zero') return { offset: item.start, zeroLength: item.length };
+    if (item.kind === 'data') {
+      const at = item.sourceOffset - step.sourceOffset;
+      return { offset: item.start, data: buffer.subarray(at, at + item.length) };
+    }
+    return { offset: item.start, data: inflated[nextInflated++] };
+  });
+  return joinDataChunks(parts, joinUpTo);
+}
+
+/** Joins runs of small data chunks (64 KiB grains) into larger ones. */
+function joinDataChunks(chunks: VirtualChunk[], joinUpTo: number): VirtualChunk[] {
+  const out: VirtualChunk[] = [];
+  let run: Buffer[] = [];
+  let runStart = 0;
+  let runLength = 0;
+  const flush = (): void => {
+    if (run.length === 0) return;
+    out.push({ offset: runStart, data: joined(run, runLength) });
+    run = [];
+    runLength = 0;
+  };
+  for (const chunk of chunks) {
+    if (!('data' in chunk)) {
+      flush();
+      out.push(chunk);
+      continue;
+    }
+    if (run.length > 0 && runLength + chunk.data.length > joinUpTo) flush();
+    if (run.length === 0) runStart = chunk.offset;
+    run.push(chunk.data);
+    runLength += chunk.data.length;
+  }
+  flush();
+  return out;
+}
+
+/** Pieces that already sit side by side in one buffer (inflated units of a batch) are joined by a view, not a copy. */
+function joined(pieces: Buffer[], length: number): Buffer {
+  const first = pieces[0];
+  let end = first.byteOffset + first.length;
+  for (let i = 1; i < pieces.length; i++) {
+    if (pieces[i].buffer !== first.buffer || pieces[i].byteOffset !== end) return Buffer.concat(pieces, length);
+    end += pieces[i].length;
+  }
+  return Buffer.from(first.buffer, first.byteOffset, length);
+}
