@@ -5,6 +5,8 @@ const { execSync } = require('child_process');
 const TOOLS = { 'nats-server': 'nats-server', 'qemu-img': 'qemu-utils', sfdisk: 'fdisk', 'mkfs.ext4': 'e2fsprogs', python3: 'python3' };
 
 module.exports = async () => {
+  // The AWS SDK's Node 20 notice would otherwise repeat in every child process's output.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
   const missing = Object.entries(TOOLS).filter(([tool]) => {
     try {
       execSync(`command -v ${tool}`, { stdio: 'ignore', shell: '/bin/sh', env: { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` } });
