@@ -4,6 +4,7 @@
  *
  *   npm run bench:import [-- --size-mib 1024]
  */
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 import { spawn, type ChildProcess } from 'child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'fs';
 import { randomBytes } from 'crypto';
@@ -38,8 +39,11 @@ function peakRssMiB(pid: number): number {
   return Math.round(kb / 1024);
 }
 
-async function startServe(dataDir: string, s3Endpoint: string): Promise<{ child: ChildProcess; ec2: string }> {
-  const child = spawn(process.execPath, [join(__dirname, '../cli/main.js'), 'serve', '--data-dir', dataDir, '--port', '0', '--s3-endpoint', s3Endpoint, '--upload-poll-ms', '200', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
+async function startServe(dataDir: string, s3Endpoint: string, creds: { accessKeyId: string; secretAccessKey: string }): Promise<{ child: ChildProcess; ec2: string }> {
+  const child = spawn(process.execPath, [join(__dirname, '../cli/main.js'), 'serve', '--data-dir', dataDir, '--port', '0', '--s3-endpoint', s3Endpoint, '--upload-poll-ms', '200', '--log-level', 'warn'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, IMAGING_ACCESS_KEY_ID: creds.accessKeyId, IMAGING_SECRET_ACCESS_KEY: creds.secretAccessKey },
+  });
   const ec2 = await new Promise<string>((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (d) => {
@@ -60,9 +64,11 @@ async function main() {
   const s3server = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory: join(dir, 's3'), vhostBuckets: false });
   const address = await s3server.run();
   const s3Endpoint = `http://127.0.0.1:${address.port}`;
-  const serve = await startServe(join(dir, 'data'), s3Endpoint);
+  // One key pair for the service and the user, known to this S3 server too.
+  const creds = { accessKeyId: 'AKIABENCHMARK0000001', secretAccessKey: randomBytes(20).toString('hex') };
+  require('s3rver/lib/models/account').DUMMY_ACCOUNT.createKeyPair(creds.accessKeyId, creds.secretAccessKey);
+  const serve = await startServe(join(dir, 'data'), s3Endpoint, creds);
   try {
-    const creds = JSON.parse(readFileSync(join(dir, 'data', 'credentials.json'), 'utf8'));
     const ctx = await clientContext({ endpoint: serve.ec2, s3Endpoint, accessKeyId: creds.accessKeyId, secretAccessKey: creds.secretAccessKey }, {});
 
     let t = Date.now();
