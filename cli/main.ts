@@ -6,6 +6,7 @@ import { Command, Option } from 'commander';
 import { SERVE_SETTINGS, resolveSettings, type ServeSettings } from './settings';
 import { clientContext, type ClientFlags } from './client-options';
 import { importVolume } from './commands/import-volume';
+import { importInstance } from './commands/import-instance';
 import { cancelConversionTask, describeConversionTasks, formatConversionTask } from './commands/conversion-tasks';
 import { Ec2RequestError } from './ec2-client';
 
@@ -84,6 +85,7 @@ withClientFlags(program.command('import-volume <file>').description('upload a di
   .option('--expires <days>', 'lifetime of the presigned URLs in days (at most 7)', '7')
   .option('--concurrency <n>', 'parts uploaded at once', '4')
   .option('--no-progress', 'no progress bar')
+  .option('--wait', 'follow the task until it completes or is cancelled (exit 1 if cancelled)')
   .option('--json', 'print the result as JSON')
   .action(async (file: string, opts) => {
     try {
@@ -102,6 +104,62 @@ withClientFlags(program.command('import-volume <file>').description('upload a di
         concurrency: Math.max(1, Number(opts.concurrency)),
       });
       process.stdout.write(opts.json ? JSON.stringify(result, null, 2) + '\n' : `${result.conversionTaskId}\n`);
+      if (opts.wait) {
+        const { waitForConversionTask } = await import('./commands/wait-for-task');
+        const task = await waitForConversionTask(ctx.ec2, result.conversionTaskId, { progress: opts.progress && !opts.json && process.stderr.isTTY === true });
+        process.stdout.write(opts.json ? JSON.stringify(task, null, 2) + '\n' : `${formatConversionTask(task)}\n`);
+        if (task.state !== 'completed') process.exitCode = 1;
+      }
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+withClientFlags(program.command('import-instance <file>').description('upload a disk image in parts with an import manifest and call ImportInstance (one disk)'))
+  .addOption(new Option('--format <format>', 'image format').choices(['RAW', 'VMDK', 'VHD', 'raw', 'vmdk', 'vhd']).makeOptionMandatory())
+  .requiredOption('--bucket <bucket>', 'bucket to upload the parts and manifest to (created if missing)')
+  .addOption(new Option('--architecture <arch>', 'instance architecture').choices(['i386', 'x86_64', 'arm64', 'x86_64_mac', 'arm64_mac']).default('x86_64'))
+  .option('--instance-type <type>', 'instance type, e.g. m5.large')
+  .addOption(new Option('--platform <platform>', 'guest platform; leave out for Linux').choices(['Windows']))
+  .option('--availability-zone <zone>', 'availability zone of the instance and its volume')
+  .option('--group <name...>', 'security group names')
+  .option('--subnet-id <id>', 'subnet to launch in')
+  .option('--private-ip-address <ip>', 'private IPv4 address in the subnet')
+  .addOption(new Option('--shutdown-behavior <behavior>', 'what an instance-initiated shutdown does').choices(['stop', 'terminate']))
+  .option('--description <text>', 'instance description')
+  .option('--disk-description <text>', 'description of the disk (volume)')
+  .option('--prefix <prefix>', 'key prefix for the parts and manifest [default <file>.<random>/]')
+  .option('--volume-size <GiB>', 'size of the volume in GiB [default: the image size rounded up]')
+  .option('--part-size <MiB>', 'part size in MiB', '10')
+  .option('--expires <days>', 'lifetime of the presigned URLs in days (at most 7)', '7')
+  .option('--concurrency <n>', 'parts uploaded at once', '4')
+  .option('--no-progress', 'no progress bar')
+  .option('--json', 'print the result as JSON')
+  .action(async (file: string, opts) => {
+    try {
+      const ctx = await clientContext(opts as ClientFlags);
+      const days = Math.min(7, Number(opts.expires));
+      const result = await importInstance(ctx, file, {
+        format: String(opts.format).toUpperCase() as 'RAW',
+        bucket: opts.bucket,
+        prefix: opts.prefix,
+        volumeSizeGiB: opts.volumeSize ? Number(opts.volumeSize) : undefined,
+        partSizeMiB: Number(opts.partSize),
+        description: opts.diskDescription,
+        availabilityZone: opts.availabilityZone,
+        expiresSeconds: Math.floor(days * 86400),
+        progress: opts.progress && !opts.json && process.stderr.isTTY !== false,
+        concurrency: Math.max(1, Number(opts.concurrency)),
+        architecture: opts.architecture,
+        instanceType: opts.instanceType,
+        platform: opts.platform,
+        instanceDescription: opts.description,
+        groupNames: opts.group,
+        subnetId: opts.subnetId,
+        privateIpAddress: opts.privateIpAddress,
+        shutdownBehavior: opts.shutdownBehavior,
+      });
+      process.stdout.write(opts.json ? JSON.stringify(result, null, 2) + '\n' : `${result.conversionTaskId}\t${result.instanceId}\n`);
     } catch (err) {
       fail(err);
     }

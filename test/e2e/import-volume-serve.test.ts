@@ -97,10 +97,10 @@ test('the imaging CLI: import-volume, describe-conversion-tasks --json shows loc
     AWS_SECRET_ACCESS_KEY: endpoints.creds.secretAccessKey,
   };
   const cli = join(__dirname, '../../dist/cli/main.js');
-  const imported = await run('node', [cli, 'import-volume', disk.path, '--format', 'RAW', '--bucket', 'cli-bucket', '--no-progress'], { env });
-  const taskId = imported.stdout.trim();
-  expect(taskId).toMatch(/^import-vol-/);
-  await waitForTask(endpoints, taskId);
+  const imported = await run('node', [cli, 'import-volume', disk.path, '--format', 'RAW', '--bucket', 'cli-bucket', '--wait'], { env });
+  const [taskId, summary] = imported.stdout.split('\n');
+  expect(taskId).toMatch(/^import-vol-[0-9a-f]{8}$/);
+  expect(summary).toBe(`${taskId}  completed  100%`);
   const described = await run('node', [cli, 'describe-conversion-tasks', taskId, '--json'], { env });
   const [task] = JSON.parse(described.stdout);
   expect(task).toMatchObject({ conversionTaskId: taskId, state: 'completed', imageSha256: fileSha256(disk.path), bytesConverted: disk.size });
