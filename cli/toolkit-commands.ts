@@ -7,6 +7,8 @@
  * SDK's usual credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, profiles).
  */
 import { S3Client } from '@aws-sdk/client-s3';
+import { resolveCredentials } from './credentials';
+import { S3_COMPATIBLE_CHECKSUMS } from '../toolkit/io/object-storage';
 import { SingleBar } from 'cli-progress';
 import { resolve as resolvePath } from 'path';
 import { ConversionCancelledError } from '../toolkit/convert/cancellation';
@@ -159,6 +161,9 @@ export function s3ClientFromEnvironment(env: NodeJS.ProcessEnv = process.env): S
     region: env.IMAGING_S3_REGION || env.AWS_REGION || env.AWS_DEFAULT_REGION || 'us-east-1',
     // Self-hosted endpoints (the embedded one included) want path-style addressing.
     ...(endpoint ? { endpoint, forcePathStyle: true } : {}),
+    // The AWS chain first, then the credentials `imaging serve` keeps in its data directory.
+    credentials: () => resolveCredentials({ dataDir: env.IMAGING_DATA_DIR }),
+    ...S3_COMPATIBLE_CHECKSUMS,
   });
 }
 
