@@ -187,15 +187,16 @@ function outputFormatFromName(name: string): DiskImageWriter['name'] {
 }
 
 function describeInfo(name: string, info: ImageInfo): string {
-  const lines = [
-    `image:        ${name}`,
-    `format:       ${displayName(info.format, info.subformat)}`,
-    `virtual size: ${size(info.virtualSize)}`,
-    `file size:    ${size(info.fileSize)}`,
+  const rows: [string, unknown][] = [
+    ['image', name],
+    ['format', displayName(info.format, info.subformat)],
+    ['virtual size', size(info.virtualSize)],
+    ['file size', size(info.fileSize)],
   ];
-  if (info.allocatedSize !== undefined) lines.push(`allocated:    ${size(info.allocatedSize)}`);
-  for (const [key, value] of Object.entries(info.details ?? {})) lines.push(`${`${key}:`.padEnd(14)}${value}`);
-  return `${lines.join('\n')}\n`;
+  if (info.allocatedSize !== undefined) rows.push(['allocated', size(info.allocatedSize)]);
+  rows.push(...Object.entries(info.details ?? {}));
+  const width = Math.max(...rows.map(([key]) => key.length)) + 2;
+  return rows.map(([key, value]) => `${`${key}:`.padEnd(width)}${value}\n`).join('');
 }
 
 function describeTable(table: PartitionTable): string {
