@@ -134,6 +134,7 @@ withClientFlags(program.command('import-instance <file>').description('upload a 
   .option('--expires <days>', 'lifetime of the presigned URLs in days (at most 7)', '7')
   .option('--concurrency <n>', 'parts uploaded at once', '4')
   .option('--no-progress', 'no progress bar')
+  .option('--wait', 'follow the task until it completes or is cancelled (exit 1 if cancelled)')
   .option('--json', 'print the result as JSON')
   .action(async (file: string, opts) => {
     try {
@@ -160,6 +161,12 @@ withClientFlags(program.command('import-instance <file>').description('upload a 
         shutdownBehavior: opts.shutdownBehavior,
       });
       process.stdout.write(opts.json ? JSON.stringify(result, null, 2) + '\n' : `${result.conversionTaskId}\t${result.instanceId}\n`);
+      if (opts.wait) {
+        const { waitForConversionTask } = await import('./commands/wait-for-task');
+        const task = await waitForConversionTask(ctx.ec2, result.conversionTaskId, { progress: opts.progress && !opts.json && process.stderr.isTTY === true });
+        process.stdout.write(opts.json ? JSON.stringify(task, null, 2) + '\n' : `${formatConversionTask(task)}\n`);
+        if (task.state !== 'completed') process.exitCode = 1;
+      }
     } catch (err) {
       fail(err);
     }

@@ -8,3 +8,4 @@ export function newId(prefix: string, hexDigits = 8): string {
 export const newImportVolumeTaskId = () => newId('import-vol');
 export const newImportInstanceTaskId = () => newId('import-i');
 export const newVolumeId = () => newId('vol', 17);
+export const newInstanceId = () => newId('i', 17);

@@ -21,14 +21,46 @@ export type TaskKind = 'import-volume' | 'import-instance';
 
 export type ImageFormat = 'RAW' | 'VMDK' | 'VHD';
 
-/** An ImportVolume request, parsed once at the gateway. */
+/**
+ * One disk to import, parsed once at the gateway: an ImportVolume request, or the one
+ * DiskImage of an ImportInstance request. The stages need nothing else.
+ */
 export interface ImportVolumeRequest {
   format: ImageFormat;
   bytes: number; // Image.Bytes
   manifestUrl: string; // Image.ImportManifestUrl
   volumeSizeGiB: number; // Volume.Size
   availabilityZone?: string;
+  /** The volume's description (ImportVolume Description, DiskImage.N.Description). */
   description?: string;
+}
+
+export type InstanceArchitecture = 'i386' | 'x86_64' | 'arm64' | 'x86_64_mac' | 'arm64_mac';
+
+/** The instance half of an ImportInstance request: what the imported instance is to be. */
+export interface ImportInstanceSpec {
+  /** Allocated when the request is accepted and returned to the caller, as EC2 does. */
+  instanceId: string;
+  /** EC2's only value is Windows; Linux imports leave it out. */
+  platform?: 'Windows';
+  architecture: InstanceArchitecture;
+  instanceType?: string;
+  /** The task's (and instance's) description; the disk's own is `description` of the request. */
+  description?: string;
+  groupNames?: string[];
+  groupIds?: string[];
+  subnetId?: string;
+  privateIpAddress?: string;
+  /** LaunchSpecification.UserData.Data as sent (base64 by EC2 convention). */
+  userData?: string;
+  monitoring?: boolean;
+  instanceInitiatedShutdownBehavior?: 'stop' | 'terminate';
+}
+
+/** What a task was asked to do: its disk, and for ImportInstance the instance to make of it. */
+export interface TaskRequest extends ImportVolumeRequest {
+  /** Present exactly when the task's kind is import-instance. */
+  instance?: ImportInstanceSpec;
 }
 
 /** One part of an import manifest, as parsed from the manifest XML. */
@@ -77,14 +109,14 @@ export interface TaskHistoryEntry {
 }
 
 export interface TaskDocument {
-  id: string; // import-vol-xxxxxxxx
+  id: string; // import-vol-xxxxxxxx, import-i-xxxxxxxx
   kind: TaskKind;
   accountId: string;
   state: TaskState;
   statusMessage: string;
   progress: number; // 0..100
   bytesConverted: number;
-  request: ImportVolumeRequest;
+  request: TaskRequest;
   artifacts: TaskArtifacts;
   history: TaskHistoryEntry[];
   createdAt: string;
@@ -96,14 +128,39 @@ export interface TaskDocument {
   version: number;
 }
 
-/** A resource record created by the register stage (volumes now; images and snapshots later). */
-export interface ResourceRecord {
-  id: string; // vol-xxxxxxxx
+/** A resource record created by the register stage (volumes and instances now; images and snapshots later). */
+export type ResourceRecord = VolumeRecord | InstanceRecord;
+
+export interface VolumeRecord {
+  id: string; // vol-xxxxxxxxxxxxxxxxx
   kind: 'volume';
   accountId: string;
   taskId: string;
   sizeGiB: number;
   image: StoredObject;
   availabilityZone?: string;
+  createdAt: string;
+}
+
+/** An imported instance: stopped, with its volumes attached in order (the first is the root). */
+export interface InstanceRecord {
+  id: string; // i-xxxxxxxxxxxxxxxxx
+  kind: 'instance';
+  accountId: string;
+  taskId: string;
+  state: 'stopped';
+  volumeIds: string[];
+  architecture: InstanceArchitecture;
+  instanceType?: string;
+  platform?: 'Windows';
+  availabilityZone?: string;
+  description?: string;
+  subnetId?: string;
+  privateIpAddress?: string;
+  groupNames?: string[];
+  groupIds?: string[];
+  userData?: string;
+  monitoring?: boolean;
+  instanceInitiatedShutdownBehavior?: 'stop' | 'terminate';
   createdAt: string;
 }

@@ -15,13 +15,19 @@ export interface ConversionTaskView {
   imageLocation?: string;
   imageSha256?: string;
   description?: string;
+  /** Import-instance tasks only. */
+  instanceId?: string;
+  platform?: string;
+  volumeDescription?: string;
 }
 
 const num = (v: unknown) => (v === undefined || v === '' ? undefined : Number(v));
 const str = (v: unknown) => (v === undefined || v === '' ? undefined : String(v));
 
 export function conversionTaskView(item: Record<string, any>): ConversionTaskView {
-  const detail = item.importVolume ?? item.importInstance?.volumes?.item?.[0] ?? {};
+  const instance = item.importInstance;
+  // One disk per import-instance task here, so its first volume is the whole story.
+  const detail = item.importVolume ?? instance?.volumes?.item?.[0] ?? {};
   return {
     conversionTaskId: String(item.conversionTaskId),
     state: String(item.state),
@@ -35,7 +41,10 @@ export function conversionTaskView(item: Record<string, any>): ConversionTaskVie
     volumeSizeGiB: num(detail.volume?.size),
     imageLocation: str(detail.imageLocation),
     imageSha256: str(detail.imageSha256) ?? str(detail.image?.checksum),
-    description: str(detail.description),
+    description: instance ? str(instance.description) : str(detail.description),
+    ...(instance
+      ? { instanceId: str(instance.instanceId), platform: str(instance.platform), volumeDescription: str(detail.description) }
+      : {}),
   };
 }
 
@@ -52,6 +61,8 @@ export function formatConversionTask(task: ConversionTaskView): string {
     `${task.conversionTaskId}  ${task.state}${task.progress !== undefined ? `  ${task.progress}%` : ''}${task.statusMessage ? `  ${task.statusMessage}` : ''}`,
   ];
   const field = (name: string, value: unknown) => value !== undefined && lines.push(`  ${name.padEnd(16)}${value}`);
+  field('instance', task.instanceId && `${task.instanceId}${task.platform ? ` (${task.platform})` : ''}`);
+  field('description', task.description);
   field('format', task.format);
   field('image size', task.imageSize);
   field('bytes converted', task.bytesConverted);

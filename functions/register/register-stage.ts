@@ -1,8 +1,12 @@
-/** Stage 5: create the volume record and complete the task. */
+/**
+ * Stage 5: create the volume record (and for ImportInstance the stopped instance that owns it)
+ * and complete the task.
+ */
 import { EVENT_TYPES } from '../../events/types';
 import { makeEvent } from '../../events/make-event';
 import { newVolumeId } from '../../tasks/ids';
 import { updateTask } from '../../tasks/state-machine';
+import type { InstanceRecord, TaskDocument } from '../../tasks/task';
 import { completeStep, taskStage } from '../task-step';
 
 export const registerStage = taskStage({
@@ -12,12 +16,16 @@ export const registerStage = taskStage({
   async work(task, { taskId, accountId }, ctx) {
     const image = task.artifacts.image;
     if (!image) throw new Error(`task ${taskId} reached register without an image`);
+    if (task.kind === 'import-instance' && !task.request.instance) throw new Error(`import-instance task ${taskId} has no instance in its request`);
     // The volume id is fixed on the task before the record is written, so a redelivery
-    // after a crash reuses it instead of creating a second volume.
+    // after a crash reuses it instead of creating a second volume. The instance id was fixed
+    // when the request was accepted. Records are written with put (replace), so writing them
+    // again on a redelivery changes nothing.
     const fixed = await updateTask(ctx.tasks, taskId, (doc) =>
       doc.artifacts.volumeId || doc.state !== 'validated' ? undefined : { ...doc, artifacts: { ...doc.artifacts, volumeId: newVolumeId() } });
     const volumeId = fixed?.artifacts.volumeId;
     if (!volumeId || fixed.state !== 'validated') return; // someone else finished or ended the task
+    const createdAt = new Date().toISOString();
     await ctx.tasks.putResource({
       id: volumeId,
       kind: 'volume',
@@ -26,13 +34,34 @@ export const registerStage = taskStage({
       sizeGiB: task.request.volumeSizeGiB,
       image,
       availabilityZone: task.request.availabilityZone,
-      createdAt: new Date().toISOString(),
+      createdAt,
     });
+    const instance = instanceRecord(task, volumeId, createdAt);
+    if (instance) await ctx.tasks.putResource(instance);
+    const resourceId = instance?.id ?? volumeId;
     await completeStep(
       ctx, taskId, 'validated', 'completed',
       (doc) => ({ artifacts: { ...doc.artifacts, volumeId }, progress: 100 }),
-      makeEvent(EVENT_TYPES.registered, { taskId, accountId, resourceId: volumeId }, 'register'),
+      makeEvent(EVENT_TYPES.registered, { taskId, accountId, resourceId }, 'register'),
       '',
     );
   },
 });
+
+/** The instance an import-instance task makes: stopped, its one volume as the root. */
+function instanceRecord(task: TaskDocument, volumeId: string, createdAt: string): InstanceRecord | undefined {
+  const spec = task.request.instance;
+  if (task.kind !== 'import-instance' || !spec) return undefined;
+  const { instanceId, ...launch } = spec;
+  return {
+    ...launch,
+    id: instanceId,
+    kind: 'instance',
+    accountId: task.accountId,
+    taskId: task.id,
+    state: 'stopped',
+    volumeIds: [volumeId],
+    ...(task.request.availabilityZone ? { availabilityZone: task.request.availabilityZone } : {}),
+    createdAt,
+  };
+}

@@ -1,7 +1,7 @@
 /**
- * A task document as EC2's ConversionTask structure. Under importVolume we also render three
- * elements EC2 does not have (imageLocation, imageSha256, progress): SDKs skip unknown elements,
- * and our own CLI reads them.
+ * A task document as EC2's ConversionTask structure. Under importVolume (and each
+ * importInstance volume item) we also render three elements EC2 does not have (imageLocation,
+ * imageSha256, progress): SDKs skip unknown elements, and our own CLI reads them.
  */
 import { ec2ConversionState } from '../../tasks/state-machine';
 import type { TaskDocument } from '../../tasks/task';
@@ -12,11 +12,20 @@ export function conversionTaskXml(task: TaskDocument): XmlObject {
   return {
     conversionTaskId: task.id,
     expirationTime: task.expiresAt,
-    ...(task.kind === 'import-instance'
-      ? { importInstance: { description: task.request.description, volumes: [{ ...volume, status: ec2ConversionState(task), statusMessage: task.statusMessage }] } }
-      : { importVolume: volume }),
+    ...(task.kind === 'import-instance' ? { importInstance: importInstanceXml(task, volume) } : { importVolume: volume }),
     state: ec2ConversionState(task),
     statusMessage: task.statusMessage,
+  };
+}
+
+/** The instance and its one volume; the volume item carries the task's status as EC2 reports it per volume. */
+function importInstanceXml(task: TaskDocument, volume: XmlObject): XmlObject {
+  const instance = task.request.instance;
+  return {
+    description: instance?.description,
+    instanceId: instance?.instanceId,
+    platform: instance?.platform,
+    volumes: [{ ...volume, status: ec2ConversionState(task), statusMessage: task.statusMessage }],
   };
 }
 

@@ -5,17 +5,18 @@ import type { XmlObject } from '../xml';
 import type { ActionContext, ActionHandler } from './action';
 import { cancelConversionTask } from './cancel-conversion-task';
 import { describeConversionTasks } from './describe-conversion-tasks';
+import { importInstance } from './import-instance';
 import { importVolume } from './import-volume';
 
 export const ACTIONS: Record<string, ActionHandler<any>> = {
   ImportVolume: importVolume,
+  ImportInstance: importInstance,
   DescribeConversionTasks: describeConversionTasks,
   CancelConversionTask: cancelConversionTask,
 };
 
 /** VM Import/Export actions this service is meant to have but does not have yet. */
 export const PLANNED_ACTIONS: readonly string[] = [
-  'ImportInstance',
   'ImportImage',
   'ImportSnapshot',
   'DescribeImportImageTasks',

@@ -7,6 +7,7 @@ import {
   DescribeConversionTasksCommand,
   EC2Client,
   ImportImageCommand,
+  ImportInstanceCommand,
   ImportVolumeCommand,
   waitUntilConversionTaskCancelled,
 } from '@aws-sdk/client-ec2';
@@ -206,6 +207,108 @@ describe('@aws-sdk/client-ec2', () => {
   });
 });
 
+describe('ImportInstance', () => {
+  const launch = {
+    Architecture: 'x86_64',
+    InstanceType: 'm5.xlarge',
+    Placement: { AvailabilityZone: 'us-east-1c' },
+    GroupNames: ['web', 'ssh'],
+    SubnetId: 'subnet-1a2b3c4d',
+    PrivateIpAddress: '10.1.2.3',
+    UserData: { Data: 'ZWNobyBoaQ==' },
+    Monitoring: false,
+    InstanceInitiatedShutdownBehavior: 'terminate',
+  };
+  const diskImage = (overrides: { Format?: string; Url?: string } = {}) => ({
+    Image: { Format: overrides.Format ?? 'VMDK', Bytes: 123456789, ImportManifestUrl: overrides.Url ?? MANIFEST_URL },
+    Volume: { Size: 2 },
+    Description: 'root <disk>',
+  });
+
+  test('boto3: ImportInstance → DescribeConversionTasks → CancelConversionTask, every field parsed', async () => {
+    const imported = await boto3Call(endpoint, aliceCreds, 'ImportInstance', { Platform: 'Windows', Description: 'win & co', LaunchSpecification: launch, DiskImages: [diskImage()] });
+    const task = imported.ConversionTask;
+    expect(task.ConversionTaskId).toMatch(/^import-i-[0-9a-f]{8}$/);
+    expect(task.State).toBe('active');
+    expect(task.StatusMessage).toBe('Pending import-image upload');
+    expect(task.ImportVolume).toBeUndefined();
+    expect(task.ImportInstance).toEqual({
+      Description: 'win & co',
+      InstanceId: expect.stringMatching(/^i-[0-9a-f]{17}$/),
+      Platform: 'Windows',
+      Volumes: [{
+        AvailabilityZone: 'us-east-1c',
+        BytesConverted: 0,
+        Description: 'root <disk>',
+        Image: { Format: 'VMDK', Size: 123456789, ImportManifestUrl: MANIFEST_URL },
+        Volume: { Size: 2 },
+        Status: 'active',
+        StatusMessage: 'Pending import-image upload',
+      }],
+    });
+    expect(events.find((e) => (e.data as any).taskId === task.ConversionTaskId)?.type).toBe('io.imaging.import.requested');
+    expect((await store.get(task.ConversionTaskId))!).toMatchObject({
+      kind: 'import-instance',
+      request: {
+        format: 'VMDK', volumeSizeGiB: 2, availabilityZone: 'us-east-1c', description: 'root <disk>',
+        instance: {
+          instanceId: task.ImportInstance.InstanceId, platform: 'Windows', architecture: 'x86_64', instanceType: 'm5.xlarge', description: 'win & co',
+          groupNames: ['web', 'ssh'], subnetId: 'subnet-1a2b3c4d', privateIpAddress: '10.1.2.3', userData: 'ZWNobyBoaQ==', monitoring: false, instanceInitiatedShutdownBehavior: 'terminate',
+        },
+      },
+    });
+
+    const described = await boto3Call(endpoint, aliceCreds, 'DescribeConversionTasks', { ConversionTaskIds: [task.ConversionTaskId] });
+    expect(described.ConversionTasks).toEqual([task]);
+
+    await pretendConverted(task.ConversionTaskId);
+    const [converting] = (await boto3Call(endpoint, aliceCreds, 'DescribeConversionTasks', { ConversionTaskIds: [task.ConversionTaskId] })).ConversionTasks;
+    expect(converting.ImportInstance.Volumes[0]).toMatchObject({
+      BytesConverted: 99999, Status: 'active', StatusMessage: 'Converting image',
+      Image: { Checksum: 'ab'.repeat(32) }, Volume: { Size: 2, Id: 'vol-0123456789abcdef0' },
+    });
+
+    await boto3Call(endpoint, aliceCreds, 'CancelConversionTask', { ConversionTaskId: task.ConversionTaskId });
+    const [cancelling] = (await boto3Call(endpoint, aliceCreds, 'DescribeConversionTasks', { ConversionTaskIds: [task.ConversionTaskId] })).ConversionTasks;
+    expect(cancelling.State).toBe('cancelling');
+    expect(cancelling.ImportInstance.Volumes[0].Status).toBe('cancelling');
+  });
+
+  test('client-ec2: a Linux import (no Platform), described with the extension elements in the XML', async () => {
+    const imported = await sdk.send(new ImportInstanceCommand({ LaunchSpecification: { Architecture: 'arm64' }, DiskImages: [diskImage({ Format: 'raw' })] } as any));
+    const task = imported.ConversionTask!;
+    expect(task.ImportInstance!.Platform).toBeUndefined();
+    expect(task.ImportInstance!.InstanceId).toMatch(/^i-[0-9a-f]{17}$/);
+    expect(task.ImportInstance!.Volumes![0]).toMatchObject({ AvailabilityZone: 'us-east-1a', Image: { Format: 'RAW' }, Status: 'active' });
+    await pretendConverted(task.ConversionTaskId!);
+    const shown = (await sdk.send(new DescribeConversionTasksCommand({ ConversionTaskIds: [task.ConversionTaskId!] }))).ConversionTasks![0];
+    expect(shown.ImportInstance!.InstanceId).toBe(task.ImportInstance!.InstanceId);
+    expect(shown.ImportInstance!.Volumes![0].Volume!.Id).toBe('vol-0123456789abcdef0');
+    const raw = await signedQuery(endpoint, aliceCreds, { Action: 'DescribeConversionTasks', 'ConversionTaskId.1': task.ConversionTaskId! });
+    const item = xml.parse(raw.body).DescribeConversionTasksResponse.conversionTasks.item.importInstance.volumes.item;
+    expect(item.imageLocation).toBe(`s3://image-store/${task.ConversionTaskId}/disk.raw`);
+    expect(item.imageSha256).toBe('ab'.repeat(32));
+    expect(item.progress).toBe(60);
+  });
+
+  test('refused: two disks, none, a bad architecture, Platform Linux (boto3 and client-ec2)', async () => {
+    const cases: [any, string, RegExp][] = [
+      [{ LaunchSpecification: launch, DiskImages: [diskImage(), diskImage()] }, 'InvalidParameterValue', /only one disk per ImportInstance is supported here/],
+      [{ Platform: 'Windows', LaunchSpecification: launch }, 'MissingParameter', /DiskImage\.1\.Image\.Format/],
+      [{ LaunchSpecification: { ...launch, Architecture: 'sparc64' }, DiskImages: [diskImage()] }, 'InvalidParameterValue', /LaunchSpecification\.Architecture/],
+      [{ Platform: 'Linux', DiskImages: [diskImage()] }, 'InvalidParameterValue', /leave Platform out/],
+      [{ DiskImages: [diskImage({ Url: 'http://169.254.169.254/m' })] }, 'InvalidParameterValue', /DiskImage\.1\.Image\.ImportManifestUrl.*not an object-storage endpoint/],
+    ];
+    const outcomes = await boto3Calls(endpoint, cases.map(([params]) => ({ creds: aliceCreds, operation: 'ImportInstance', params })));
+    for (const [i, [params, code, message]] of cases.entries()) {
+      expect(outcomes[i]).toMatchObject({ ok: false, error: { code, message: expect.stringMatching(message) } });
+      const error: any = await sdk.send(new ImportInstanceCommand(params)).catch((e) => e);
+      expect(error.name).toBe(code);
+      expect(error.message).toMatch(message);
+    }
+  });
+});
+
 describe('waiters from the botocore and SDK models', () => {
   test('ConversionTaskCancelled succeeds for a cancelled task, ConversionTaskCompleted gives up on it', async () => {
     const id = (await sdk.send(new ImportVolumeCommand(importParams()))).ConversionTask!.ConversionTaskId!;
@@ -333,6 +436,17 @@ describe('AWS CLI', () => {
     const parsed = JSON.parse(ok.stdout);
     expect(parsed.ConversionTasks).toHaveLength(1);
     expect(parsed.ConversionTasks[0]).toMatchObject({ ConversionTaskId: id, State: 'active', ImportVolume: { Image: { Format: 'VMDK' }, Volume: { Size: 2 } } });
+
+    // The AWS CLI no longer has import-instance; it still describes an import-instance task.
+    const { ConversionTask } = await boto3Call(endpoint, aliceCreds, 'ImportInstance', {
+      Platform: 'Windows', DiskImages: [{ Image: { Format: 'VMDK', Bytes: 1000, ImportManifestUrl: MANIFEST_URL }, Volume: { Size: 1 } }],
+    });
+    const listed = await awsCli(cli!, endpoint, aliceCreds, ['describe-conversion-tasks', '--conversion-task-ids', ConversionTask.ConversionTaskId]);
+    expect(listed.exitCode).toBe(0);
+    expect(JSON.parse(listed.stdout).ConversionTasks[0]).toMatchObject({
+      ConversionTaskId: ConversionTask.ConversionTaskId,
+      ImportInstance: { Platform: 'Windows', InstanceId: ConversionTask.ImportInstance.InstanceId, Volumes: [{ Image: { Format: 'VMDK', Size: 1000 }, Volume: { Size: 1 }, Status: 'active' }] },
+    });
 
     const bad = await awsCli(cli!, endpoint, aliceCreds, ['describe-conversion-tasks', '--conversion-task-ids', 'import-vol-0000ffff']);
     expect(bad.exitCode).not.toBe(0);

@@ -1,0 +1,131 @@
+/**
+ * ImportInstance: an ImportVolume of the instance's disk, plus the instance to register once the
+ * disk is converted. The instance id is allocated now and returned, as EC2 does. The pipeline
+ * converts one disk per task, so exactly one DiskImage is accepted.
+ */
+import { isIPv4 } from 'net';
+import { newImportInstanceTaskId, newInstanceId } from '../../tasks/ids';
+import type { ImportInstanceSpec, ImportVolumeRequest, InstanceArchitecture, TaskRequest } from '../../tasks/task';
+import { Ec2Error, invalidValue } from '../errors';
+import type { QueryParams } from '../query-request';
+import type { ActionContext, ActionHandler } from './action';
+import { conversionTaskXml } from './conversion-task-xml';
+import { optionalDescription, validateDiskImage } from './disk-image';
+import { startImportTask } from './start-task';
+
+export const ARCHITECTURES: readonly InstanceArchitecture[] = ['i386', 'x86_64', 'arm64', 'x86_64_mac', 'arm64_mac'];
+export const DEFAULT_ARCHITECTURE: InstanceArchitecture = 'x86_64';
+const SHUTDOWN_BEHAVIORS = ['stop', 'terminate'] as const;
+/** family.size, e.g. m5.large, u-6tb1.metal, mac2-m2pro.metal: EC2's list has over a thousand. */
+const INSTANCE_TYPE = /^[a-z][a-z0-9-]*\.[a-z0-9-]+$/;
+const SUBNET_ID = /^subnet-[0-9a-f]{8}([0-9a-f]{9})?$/;
+const GROUP_ID = /^sg-[0-9a-f]{8}([0-9a-f]{9})?$/;
+const MAX_GROUP_NAME_CHARS = 255;
+/** EC2 user data is at most 16 KiB before base64 encoding. */
+const MAX_USER_DATA_CHARS = Math.ceil((16 * 1024) / 3) * 4;
+const LS = 'LaunchSpecification';
+
+/** The task's disk, and the instance to make of it (its id is allocated when the call is run). */
+export interface ImportInstanceInput {
+  disk: ImportVolumeRequest;
+  instance: Omit<ImportInstanceSpec, 'instanceId'>;
+}
+
+export const importInstance: ActionHandler<ImportInstanceInput> = {
+  async validate(params: QueryParams, ctx: ActionContext): Promise<ImportInstanceInput> {
+    const index = theOneDiskImageIndex(params);
+    const disk = validateDiskImage(params, `DiskImage.${index}.`, ctx.allowedObjectHosts);
+    const availabilityZone = params.string(`${LS}.Placement.AvailabilityZone`) || `${ctx.region}a`;
+    return { disk: { ...disk, availabilityZone }, instance: launchSpecification(params) };
+  },
+
+  async run({ disk, instance }, ctx) {
+    const request: TaskRequest = { ...disk, instance: { instanceId: newInstanceId(), ...instance } };
+    const task = await startImportTask('import-instance', newImportInstanceTaskId, request, ctx);
+    return { conversionTask: conversionTaskXml(task) };
+  },
+};
+
+/** The N of the request's only DiskImage.N.*; none or several are refused. */
+function theOneDiskImageIndex(params: QueryParams): number {
+  const indexes = new Set<number>();
+  for (const [name] of params.entries()) {
+    const match = /^DiskImage\.(\d+)\./.exec(name);
+    if (!match) continue;
+    const index = Number(match[1]);
+    if (index < 1) throw new Ec2Error('InvalidParameter', `List parameter ${name} is invalid; list indexes start at 1`);
+    indexes.add(index);
+  }
+  if (indexes.size === 0) {
+    throw new Ec2Error('MissingParameter', 'The request must contain one disk image: DiskImage.1.Image.Format, DiskImage.1.Image.Bytes, DiskImage.1.Image.ImportManifestUrl and DiskImage.1.Volume.Size');
+  }
+  if (indexes.size > 1) {
+    throw new Ec2Error(
+      'InvalidParameterValue',
+      `The request has ${indexes.size} disk images (DiskImage.${[...indexes].sort((a, b) => a - b).join(', DiskImage.')}); only one disk per ImportInstance is supported here. Import the boot disk with ImportInstance and each further disk with ImportVolume.`,
+    );
+  }
+  return [...indexes][0];
+}
+
+function launchSpecification(params: QueryParams): Omit<ImportInstanceSpec, 'instanceId'> {
+  const platformText = params.string('Platform');
+  let platform: 'Windows' | undefined;
+  if (platformText !== undefined && platformText !== '') {
+    if (platformText.toLowerCase() !== 'windows') throw invalidValue('Platform', platformText, 'The only platform is Windows; leave Platform out for a Linux instance.');
+    platform = 'Windows';
+  }
+
+  const architectureText = params.string(`${LS}.Architecture`);
+  const architecture = (architectureText || DEFAULT_ARCHITECTURE) as InstanceArchitecture;
+  if (!ARCHITECTURES.includes(architecture)) throw invalidValue(`${LS}.Architecture`, String(architectureText), `It must be one of ${ARCHITECTURES.join(', ')}.`);
+
+  const instanceType = params.string(`${LS}.InstanceType`) || undefined;
+  if (instanceType !== undefined && !INSTANCE_TYPE.test(instanceType)) {
+    throw invalidValue(`${LS}.InstanceType`, instanceType, 'It must be an EC2 instance type such as m5.large.');
+  }
+
+  const groupNames = params.list(`${LS}.GroupName`);
+  for (const [i, group] of groupNames.entries()) {
+    if (group === '' || group.length > MAX_GROUP_NAME_CHARS) throw invalidValue(`${LS}.GroupName.${i + 1}`, group.slice(0, 20), `A security group name has 1 to ${MAX_GROUP_NAME_CHARS} characters.`);
+  }
+  const groupIds = params.list(`${LS}.GroupId`);
+  for (const [i, group] of groupIds.entries()) {
+    if (!GROUP_ID.test(group)) throw invalidValue(`${LS}.GroupId.${i + 1}`, group, 'A security group id looks like sg-1a2b3c4d.');
+  }
+
+  const subnetId = params.string(`${LS}.SubnetId`) || undefined;
+  if (subnetId !== undefined && !SUBNET_ID.test(subnetId)) throw invalidValue(`${LS}.SubnetId`, subnetId, 'A subnet id looks like subnet-1a2b3c4d.');
+  const privateIpAddress = params.string(`${LS}.PrivateIpAddress`) || undefined;
+  if (privateIpAddress !== undefined) {
+    if (!isIPv4(privateIpAddress)) throw invalidValue(`${LS}.PrivateIpAddress`, privateIpAddress, 'It must be an IPv4 address such as 10.0.0.12.');
+    if (!subnetId) throw new Ec2Error('MissingParameter', `${LS}.PrivateIpAddress is an address in a subnet; the request must also contain ${LS}.SubnetId`);
+  }
+
+  const userData = params.string(`${LS}.UserData.Data`) || undefined;
+  if (userData !== undefined && userData.length > MAX_USER_DATA_CHARS) {
+    throw invalidValue(`${LS}.UserData.Data`, `${userData.slice(0, 20)}…`, `User data can be at most 16 KiB (${MAX_USER_DATA_CHARS} characters base64-encoded).`);
+  }
+
+  const monitoring = params.boolean(`${LS}.Monitoring`);
+  const shutdownText = params.string(`${LS}.InstanceInitiatedShutdownBehavior`) || undefined;
+  const shutdown = shutdownText?.toLowerCase() as ImportInstanceSpec['instanceInitiatedShutdownBehavior'];
+  if (shutdown !== undefined && !SHUTDOWN_BEHAVIORS.includes(shutdown)) {
+    throw invalidValue(`${LS}.InstanceInitiatedShutdownBehavior`, String(shutdownText), `It must be one of ${SHUTDOWN_BEHAVIORS.join(', ')}.`);
+  }
+
+  const description = optionalDescription(params, 'Description');
+  return {
+    architecture,
+    ...(platform ? { platform } : {}),
+    ...(instanceType ? { instanceType } : {}),
+    ...(description !== undefined ? { description } : {}),
+    ...(groupNames.length ? { groupNames } : {}),
+    ...(groupIds.length ? { groupIds } : {}),
+    ...(subnetId ? { subnetId } : {}),
+    ...(privateIpAddress ? { privateIpAddress } : {}),
+    ...(userData ? { userData } : {}),
+    ...(monitoring !== undefined ? { monitoring } : {}),
+    ...(shutdown ? { instanceInitiatedShutdownBehavior: shutdown } : {}),
+  };
+}

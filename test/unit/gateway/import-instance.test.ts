@@ -1,0 +1,256 @@
+/** ImportInstance on a real (in-memory SQLite) task store: parsing, the one-disk rule, the shared disk checks, rendering. */
+import type { CloudEvent } from 'cloudevents';
+import type { ActionContext } from '../../../gateway/actions/action';
+import { conversionTaskXml } from '../../../gateway/actions/conversion-task-xml';
+import { describeConversionTasks } from '../../../gateway/actions/describe-conversion-tasks';
+import { importInstance } from '../../../gateway/actions/import-instance';
+import { importVolume } from '../../../gateway/actions/import-volume';
+import { runAction } from '../../../gateway/actions';
+import { QueryParams } from '../../../gateway/query-request';
+import { SqliteTaskStore } from '../../../tasks/sqlite-store';
+import { updateTask } from '../../../tasks/state-machine';
+
+let store: SqliteTaskStore;
+let ctx: ActionContext;
+let events: CloudEvent<unknown>[];
+const MANIFEST = 'https://objects.test/b/disk.vmdk.manifest.xml';
+
+beforeEach(() => {
+  store = SqliteTaskStore.open(':memory:');
+  events = [];
+  ctx = {
+    caller: { accountId: '555555555555', accessKeyId: 'AKID' },
+    tasks: store,
+    publish: async (event) => void events.push(event),
+    region: 'us-west-2',
+    allowedObjectHosts: ['objects.test'],
+    taskLifetimeMs: 60_000,
+    now: () => new Date(),
+  };
+});
+afterEach(() => store.close());
+
+const params = (entries: Record<string, string>) => new QueryParams(Object.entries(entries));
+const disk = (n = 1, extra: Record<string, string> = {}): Record<string, string> => ({
+  [`DiskImage.${n}.Image.Format`]: 'VMDK',
+  [`DiskImage.${n}.Image.Bytes`]: '1048576',
+  [`DiskImage.${n}.Image.ImportManifestUrl`]: MANIFEST,
+  [`DiskImage.${n}.Volume.Size`]: '2',
+  ...extra,
+});
+const call = (entries: Record<string, string>) => runAction('ImportInstance', params(entries), ctx) as Promise<any>;
+
+test('every LaunchSpecification field is kept; the instance id is allocated and returned; import.requested is published', async () => {
+  const out = await call({
+    ...disk(1, { 'DiskImage.1.Description': 'boot disk' }),
+    Platform: 'Windows',
+    Description: 'web server',
+    'LaunchSpecification.Architecture': 'i386',
+    'LaunchSpecification.InstanceType': 'm5.large',
+    'LaunchSpecification.Placement.AvailabilityZone': 'us-west-2c',
+    'LaunchSpecification.GroupName.1': 'web',
+    'LaunchSpecification.GroupName.2': 'ssh',
+    'LaunchSpecification.GroupId.1': 'sg-1a2b3c4d',
+    'LaunchSpecification.SubnetId': 'subnet-0123456789abcdef0',
+    'LaunchSpecification.PrivateIpAddress': '10.0.0.12',
+    'LaunchSpecification.UserData.Data': Buffer.from('#!/bin/sh\necho hi\n').toString('base64'),
+    'LaunchSpecification.Monitoring': 'true',
+    'LaunchSpecification.InstanceInitiatedShutdownBehavior': 'terminate',
+  });
+  const task = out.conversionTask;
+  expect(task.conversionTaskId).toMatch(/^import-i-[0-9a-f]{8}$/);
+  expect(task.state).toBe('active');
+  expect(task.importVolume).toBeUndefined();
+  expect(task.importInstance).toMatchObject({ description: 'web server', platform: 'Windows', instanceId: expect.stringMatching(/^i-[0-9a-f]{17}$/) });
+  expect(task.importInstance.volumes).toEqual([
+    expect.objectContaining({
+      availabilityZone: 'us-west-2c',
+      description: 'boot disk',
+      bytesConverted: 0,
+      image: { format: 'VMDK', size: 1048576, importManifestUrl: MANIFEST, checksum: undefined },
+      volume: { size: 2, id: undefined },
+      status: 'active',
+      statusMessage: 'Pending import-image upload',
+    }),
+  ]);
+
+  const stored = (await store.get(task.conversionTaskId))!;
+  expect(stored).toMatchObject({ kind: 'import-instance', state: 'pending-upload', accountId: '555555555555' });
+  expect(stored.request).toEqual({
+    format: 'VMDK',
+    bytes: 1048576,
+    manifestUrl: MANIFEST,
+    volumeSizeGiB: 2,
+    availabilityZone: 'us-west-2c',
+    description: 'boot disk',
+    instance: {
+      instanceId: task.importInstance.instanceId,
+      platform: 'Windows',
+      architecture: 'i386',
+      instanceType: 'm5.large',
+      description: 'web server',
+      groupNames: ['web', 'ssh'],
+      groupIds: ['sg-1a2b3c4d'],
+      subnetId: 'subnet-0123456789abcdef0',
+      privateIpAddress: '10.0.0.12',
+      userData: Buffer.from('#!/bin/sh\necho hi\n').toString('base64'),
+      monitoring: true,
+      instanceInitiatedShutdownBehavior: 'terminate',
+    },
+  });
+  expect(events).toHaveLength(1);
+  expect(events[0]).toMatchObject({ type: 'io.imaging.import.requested', data: { taskId: stored.id, accountId: '555555555555' } });
+});
+
+test('a Linux import: Platform and the launch specification left out; defaults filled in', async () => {
+  const input = await importInstance.validate(params(disk()), ctx);
+  expect(input).toEqual({
+    disk: { format: 'VMDK', bytes: 1048576, manifestUrl: MANIFEST, volumeSizeGiB: 2, availabilityZone: 'us-west-2a' },
+    instance: { architecture: 'x86_64' },
+  });
+  const out: any = await importInstance.run(input, ctx);
+  expect(out.conversionTask.importInstance.platform).toBeUndefined();
+  expect(out.conversionTask.importInstance.instanceId).toMatch(/^i-[0-9a-f]{17}$/);
+});
+
+test('Platform is case-insensitive Windows; anything else is refused with a way out', async () => {
+  expect((await importInstance.validate(params({ ...disk(), Platform: 'windows' }), ctx)).instance.platform).toBe('Windows');
+  await expect(importInstance.validate(params({ ...disk(), Platform: 'Linux' }), ctx)).rejects.toMatchObject({
+    code: 'InvalidParameterValue',
+    message: expect.stringMatching(/Platform.*only platform is Windows; leave Platform out for a Linux instance/),
+  });
+});
+
+test('each call allocates a new instance id', async () => {
+  const input = await importInstance.validate(params(disk()), ctx);
+  const a: any = await importInstance.run(input, ctx);
+  const b: any = await importInstance.run(input, ctx);
+  expect(a.conversionTask.importInstance.instanceId).not.toBe(b.conversionTask.importInstance.instanceId);
+});
+
+describe('exactly one disk image', () => {
+  test('none → MissingParameter naming DiskImage.1', async () => {
+    await expect(call({ Platform: 'Windows', 'LaunchSpecification.Architecture': 'x86_64' })).rejects.toMatchObject({
+      code: 'MissingParameter',
+      message: expect.stringContaining('DiskImage.1.Image.Format'),
+    });
+  });
+
+  test('two → InvalidParameterValue: only one disk per ImportInstance; nothing stored or published', async () => {
+    await expect(call({ ...disk(1), ...disk(2) })).rejects.toMatchObject({
+      code: 'InvalidParameterValue',
+      message: expect.stringMatching(/2 disk images \(DiskImage\.1, DiskImage\.2\); only one disk per ImportInstance is supported here/),
+    });
+    expect(await store.list({ accountId: '555555555555' })).toEqual([]);
+    expect(events).toEqual([]);
+  });
+
+  test('a lone DiskImage.3 is the one disk; its errors name DiskImage.3', async () => {
+    expect((await importInstance.validate(params(disk(3)), ctx)).disk.volumeSizeGiB).toBe(2);
+    await expect(importInstance.validate(params(disk(3, { 'DiskImage.3.Image.Format': 'QCOW2' })), ctx)).rejects.toMatchObject({
+      message: expect.stringMatching(/parameter DiskImage\.3\.Image\.Format is invalid/),
+    });
+  });
+
+  test('DiskImage.0 → InvalidParameter', async () => {
+    await expect(call(disk(0))).rejects.toMatchObject({ code: 'InvalidParameter' });
+  });
+});
+
+describe('the disk is checked exactly as ImportVolume checks it', () => {
+  const cases: [string, Record<string, string>, Record<string, string>, string, RegExp][] = [
+    ['format', { 'DiskImage.1.Image.Format': 'qcow2' }, { 'Image.Format': 'qcow2' }, 'InvalidParameterValue', /qcow2.*RAW, VMDK, VHD/],
+    ['bytes', { 'DiskImage.1.Image.Bytes': '-1' }, { 'Image.Bytes': '-1' }, 'InvalidParameterValue', /positive whole number/],
+    ['missing bytes', { 'DiskImage.1.Image.Bytes': '' }, { 'Image.Bytes': '' }, 'MissingParameter', /Image\.Bytes/],
+    ['volume too large', { 'DiskImage.1.Volume.Size': '20000' }, { 'Volume.Size': '20000' }, 'InvalidParameterValue', /16384 GiB/],
+    ['RAW larger than the volume', { 'DiskImage.1.Image.Format': 'RAW', 'DiskImage.1.Image.Bytes': String(2 * 1024 ** 3 + 1) }, { 'Image.Format': 'RAW', 'Image.Bytes': String(2 * 1024 ** 3 + 1) }, 'InvalidParameterValue', /at least 3 GiB/],
+    ['foreign manifest host', { 'DiskImage.1.Image.ImportManifestUrl': 'http://169.254.169.254/m' }, { 'Image.ImportManifestUrl': 'http://169.254.169.254/m' }, 'InvalidParameterValue', /not an object-storage endpoint/],
+    ['long description', { 'DiskImage.1.Description': 'd'.repeat(256) }, { Description: 'd'.repeat(256) }, 'InvalidParameterValue', /at most 255 characters/],
+  ];
+  const volumeParams = { 'Image.Format': 'VMDK', 'Image.Bytes': '1048576', 'Image.ImportManifestUrl': MANIFEST, 'Volume.Size': '2' };
+
+  test.each(cases)('%s', async (_name, instanceExtra, volumeExtra, code, message) => {
+    const instanceError = await importInstance.validate(params({ ...disk(), ...instanceExtra }), ctx).catch((e) => e);
+    const volumeError = await importVolume.validate(params({ ...volumeParams, ...volumeExtra }), ctx).catch((e) => e);
+    expect(instanceError).toMatchObject({ code, message: expect.stringMatching(message) });
+    expect(volumeError).toMatchObject({ code, message: expect.stringMatching(message) });
+    // Same words, but each names the parameter its client sent.
+    expect(instanceError.message.replace(/DiskImage\.1\./g, '')).toBe(volumeError.message);
+  });
+});
+
+describe('launch specification checks', () => {
+  const LS = 'LaunchSpecification';
+  const cases: [Record<string, string>, string, RegExp][] = [
+    [{ [`${LS}.Architecture`]: 'sparc' }, 'InvalidParameterValue', /Architecture.*i386, x86_64, arm64/],
+    [{ [`${LS}.InstanceType`]: 'big one' }, 'InvalidParameterValue', /InstanceType.*such as m5\.large/],
+    [{ [`${LS}.SubnetId`]: 'net-1' }, 'InvalidParameterValue', /SubnetId.*subnet-1a2b3c4d/],
+    [{ [`${LS}.GroupId.1`]: 'web' }, 'InvalidParameterValue', /GroupId\.1.*sg-1a2b3c4d/],
+    [{ [`${LS}.GroupName.1`]: 'g'.repeat(256) }, 'InvalidParameterValue', /GroupName\.1/],
+    [{ [`${LS}.PrivateIpAddress`]: '10.0.0.300', [`${LS}.SubnetId`]: 'subnet-1a2b3c4d' }, 'InvalidParameterValue', /IPv4 address/],
+    [{ [`${LS}.PrivateIpAddress`]: '10.0.0.3' }, 'MissingParameter', /SubnetId/],
+    [{ [`${LS}.Monitoring`]: 'yes' }, 'InvalidParameterValue', /Monitoring.*true or false/],
+    [{ [`${LS}.InstanceInitiatedShutdownBehavior`]: 'hibernate' }, 'InvalidParameterValue', /stop, terminate/],
+    [{ [`${LS}.UserData.Data`]: 'A'.repeat(21849) }, 'InvalidParameterValue', /16 KiB/],
+    [{ Description: 'x'.repeat(256) }, 'InvalidParameterValue', /parameter Description is invalid.*255/],
+  ];
+  test.each(cases)('%j → %s', async (extra, code, message) => {
+    await expect(importInstance.validate(params({ ...disk(), ...extra }), ctx)).rejects.toMatchObject({ code, message: expect.stringMatching(message) });
+  });
+
+  test('the newest instance families and a metal size are accepted', async () => {
+    for (const type of ['m7i-flex.large', 'u-6tb1.metal', 'mac2-m2pro.metal', 't2.micro']) {
+      expect((await importInstance.validate(params({ ...disk(), [`${LS}.InstanceType`]: type }), ctx)).instance.instanceType).toBe(type);
+    }
+  });
+});
+
+test('DryRun validates and creates nothing', async () => {
+  await expect(call({ ...disk(), DryRun: 'true' })).rejects.toMatchObject({ code: 'DryRunOperation' });
+  await expect(call({ ...disk(1), ...disk(2), DryRun: 'true' })).rejects.toMatchObject({ code: 'InvalidParameterValue' });
+  expect(await store.list({ accountId: '555555555555' })).toEqual([]);
+  expect(events).toEqual([]);
+});
+
+test('Describe renders importInstance with the volume id, checksum and extension elements once converted', async () => {
+  const out = await call({ ...disk(1, { 'DiskImage.1.Description': 'root' }), Description: 'inst' });
+  const id = out.conversionTask.conversionTaskId;
+  await updateTask(store, id, (doc) => ({
+    ...doc,
+    state: 'completed',
+    statusMessage: '',
+    progress: 100,
+    bytesConverted: 2 * 1024 ** 3,
+    artifacts: { image: { bucket: 'imgs', key: `images/${id}/disk.raw`, size: 2 * 1024 ** 3, sha256: 'cd'.repeat(32) }, volumeId: 'vol-0123456789abcdef0' },
+  }));
+  const tasks = await describeConversionTasks.validate(params({ 'ConversionTaskId.1': id }), ctx);
+  const [item] = ((await describeConversionTasks.run(tasks, ctx)) as any).conversionTasks;
+  expect(item).toEqual(conversionTaskXml(tasks[0]));
+  expect(item.state).toBe('completed');
+  expect(item.importInstance).toEqual({
+    description: 'inst',
+    instanceId: out.conversionTask.importInstance.instanceId,
+    platform: undefined,
+    volumes: [
+      {
+        availabilityZone: 'us-west-2a',
+        bytesConverted: 2 * 1024 ** 3,
+        description: 'root',
+        image: { format: 'VMDK', size: 1048576, importManifestUrl: MANIFEST, checksum: 'cd'.repeat(32) },
+        volume: { size: 2, id: 'vol-0123456789abcdef0' },
+        imageLocation: `s3://imgs/images/${id}/disk.raw`,
+        imageSha256: 'cd'.repeat(32),
+        progress: 100,
+        status: 'completed',
+        statusMessage: '',
+      },
+    ],
+  });
+});
+
+test('CancelConversionTask cancels a pending import-instance task', async () => {
+  const out = await call(disk());
+  const id = out.conversionTask.conversionTaskId;
+  await runAction('CancelConversionTask', params({ ConversionTaskId: id, ReasonMessage: 'wrong disk' }), ctx);
+  expect((await store.get(id))!).toMatchObject({ state: 'cancelled', statusMessage: 'wrong disk' });
+});
