@@ -4,8 +4,8 @@
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 import { Command, Option } from 'commander';
 import { SERVE_SETTINGS, resolveSettings, type ServeSettings } from './settings';
-import { clientContext, type ClientFlags } from './client-options';
-import { importVolume } from './commands/import-volume';
+import { clientContext, type ClientContext, type ClientFlags } from './client-options';
+import { importVolume, type ImportVolumeOptions } from './commands/import-volume';
 import { importInstance } from './commands/import-instance';
 import { cancelConversionTask, describeConversionTasks, formatConversionTask } from './commands/conversion-tasks';
 import { Ec2RequestError } from './ec2-client';
@@ -74,83 +74,74 @@ withSettingFlags(program.command('gateway').description('run only the EC2 endpoi
   process.once('SIGTERM', shutdown);
 });
 
-withClientFlags(program.command('import-volume <file>').description('upload a disk image in parts with an import manifest and call ImportVolume'))
-  .addOption(new Option('--format <format>', 'image format').choices(['RAW', 'VMDK', 'VHD', 'raw', 'vmdk', 'vhd']).makeOptionMandatory())
-  .requiredOption('--bucket <bucket>', 'bucket to upload the parts and manifest to (created if missing)')
-  .option('--prefix <prefix>', 'key prefix for the parts and manifest [default <file>.<random>/]')
-  .option('--volume-size <GiB>', 'size of the volume in GiB [default: the image size rounded up]')
-  .option('--part-size <MiB>', 'part size in MiB', '10')
+/** Flags both import commands share: where to upload, how, and whether to follow the task. */
+function withUploadFlags(command: Command): Command {
+  return withClientFlags(command)
+    .addOption(new Option('--format <format>', 'image format').choices(['RAW', 'VMDK', 'VHD', 'raw', 'vmdk', 'vhd']).makeOptionMandatory())
+    .requiredOption('--bucket <bucket>', 'bucket to upload the parts and manifest to (created if missing)')
+    .option('--prefix <prefix>', 'key prefix for the parts and manifest [default <file>.<random>/]')
+    .option('--volume-size <GiB>', 'size of the volume in GiB [default: the virtual disk size rounded up]')
+    .option('--part-size <MiB>', 'part size in MiB', '10')
+    .option('--availability-zone <zone>', 'availability zone of the volume')
+    .option('--expires <days>', 'lifetime of the presigned URLs in days (at most 7)', '7')
+    .option('--concurrency <n>', 'parts uploaded at once', '4')
+    .option('--no-progress', 'no progress bars')
+    .option('--wait', 'follow the task until it completes or is cancelled (exit 1 if cancelled)')
+    .option('--json', 'print the result as JSON');
+}
+
+function uploadOptionsFrom(opts: Record<string, any>, description: string | undefined): ImportVolumeOptions {
+  return {
+    format: String(opts.format).toUpperCase() as ImportVolumeOptions['format'],
+    bucket: opts.bucket,
+    prefix: opts.prefix,
+    volumeSizeGiB: opts.volumeSize ? Number(opts.volumeSize) : undefined,
+    partSizeMiB: Number(opts.partSize),
+    description,
+    availabilityZone: opts.availabilityZone,
+    expiresSeconds: Math.floor(Math.min(7, Number(opts.expires)) * 86400),
+    progress: opts.progress && !opts.json && process.stderr.isTTY !== false,
+    concurrency: Math.max(1, Number(opts.concurrency)),
+  };
+}
+
+/** Prints the new task (as `line`, or JSON) and, with --wait, follows it to the end. */
+async function reportNewTask(ctx: ClientContext, opts: Record<string, any>, result: { conversionTaskId: string }, line: string): Promise<void> {
+  process.stdout.write(opts.json ? JSON.stringify(result, null, 2) + '\n' : `${line}\n`);
+  if (!opts.wait) return;
+  const { waitForConversionTask } = await import('./commands/wait-for-task');
+  const task = await waitForConversionTask(ctx.ec2, result.conversionTaskId, { progress: opts.progress && !opts.json && process.stderr.isTTY === true });
+  process.stdout.write(opts.json ? JSON.stringify(task, null, 2) + '\n' : `${formatConversionTask(task)}\n`);
+  if (task.state !== 'completed') process.exitCode = 1;
+}
+
+withUploadFlags(program.command('import-volume <file>').description('upload a disk image in parts with an import manifest and call ImportVolume'))
   .option('--description <text>', 'task description')
-  .option('--availability-zone <zone>', 'availability zone of the volume')
-  .option('--expires <days>', 'lifetime of the presigned URLs in days (at most 7)', '7')
-  .option('--concurrency <n>', 'parts uploaded at once', '4')
-  .option('--no-progress', 'no progress bar')
-  .option('--wait', 'follow the task until it completes or is cancelled (exit 1 if cancelled)')
-  .option('--json', 'print the result as JSON')
   .action(async (file: string, opts) => {
     try {
       const ctx = await clientContext(opts as ClientFlags);
-      const days = Math.min(7, Number(opts.expires));
-      const result = await importVolume(ctx, file, {
-        format: String(opts.format).toUpperCase() as 'RAW',
-        bucket: opts.bucket,
-        prefix: opts.prefix,
-        volumeSizeGiB: opts.volumeSize ? Number(opts.volumeSize) : undefined,
-        partSizeMiB: Number(opts.partSize),
-        description: opts.description,
-        availabilityZone: opts.availabilityZone,
-        expiresSeconds: Math.floor(days * 86400),
-        progress: opts.progress && !opts.json && process.stderr.isTTY !== false,
-        concurrency: Math.max(1, Number(opts.concurrency)),
-      });
-      process.stdout.write(opts.json ? JSON.stringify(result, null, 2) + '\n' : `${result.conversionTaskId}\n`);
-      if (opts.wait) {
-        const { waitForConversionTask } = await import('./commands/wait-for-task');
-        const task = await waitForConversionTask(ctx.ec2, result.conversionTaskId, { progress: opts.progress && !opts.json && process.stderr.isTTY === true });
-        process.stdout.write(opts.json ? JSON.stringify(task, null, 2) + '\n' : `${formatConversionTask(task)}\n`);
-        if (task.state !== 'completed') process.exitCode = 1;
-      }
+      const result = await importVolume(ctx, file, uploadOptionsFrom(opts, opts.description));
+      await reportNewTask(ctx, opts, result, result.conversionTaskId);
     } catch (err) {
       fail(err);
     }
   });
 
-withClientFlags(program.command('import-instance <file>').description('upload a disk image in parts with an import manifest and call ImportInstance (one disk)'))
-  .addOption(new Option('--format <format>', 'image format').choices(['RAW', 'VMDK', 'VHD', 'raw', 'vmdk', 'vhd']).makeOptionMandatory())
-  .requiredOption('--bucket <bucket>', 'bucket to upload the parts and manifest to (created if missing)')
+withUploadFlags(program.command('import-instance <file>').description('upload a disk image in parts with an import manifest and call ImportInstance (one disk)'))
   .addOption(new Option('--architecture <arch>', 'instance architecture').choices(['i386', 'x86_64', 'arm64', 'x86_64_mac', 'arm64_mac']).default('x86_64'))
   .option('--instance-type <type>', 'instance type, e.g. m5.large')
   .addOption(new Option('--platform <platform>', 'guest platform; leave out for Linux').choices(['Windows']))
-  .option('--availability-zone <zone>', 'availability zone of the instance and its volume')
   .option('--group <name...>', 'security group names')
   .option('--subnet-id <id>', 'subnet to launch in')
   .option('--private-ip-address <ip>', 'private IPv4 address in the subnet')
   .addOption(new Option('--shutdown-behavior <behavior>', 'what an instance-initiated shutdown does').choices(['stop', 'terminate']))
   .option('--description <text>', 'instance description')
   .option('--disk-description <text>', 'description of the disk (volume)')
-  .option('--prefix <prefix>', 'key prefix for the parts and manifest [default <file>.<random>/]')
-  .option('--volume-size <GiB>', 'size of the volume in GiB [default: the image size rounded up]')
-  .option('--part-size <MiB>', 'part size in MiB', '10')
-  .option('--expires <days>', 'lifetime of the presigned URLs in days (at most 7)', '7')
-  .option('--concurrency <n>', 'parts uploaded at once', '4')
-  .option('--no-progress', 'no progress bar')
-  .option('--wait', 'follow the task until it completes or is cancelled (exit 1 if cancelled)')
-  .option('--json', 'print the result as JSON')
   .action(async (file: string, opts) => {
     try {
       const ctx = await clientContext(opts as ClientFlags);
-      const days = Math.min(7, Number(opts.expires));
       const result = await importInstance(ctx, file, {
-        format: String(opts.format).toUpperCase() as 'RAW',
-        bucket: opts.bucket,
-        prefix: opts.prefix,
-        volumeSizeGiB: opts.volumeSize ? Number(opts.volumeSize) : undefined,
-        partSizeMiB: Number(opts.partSize),
-        description: opts.diskDescription,
-        availabilityZone: opts.availabilityZone,
-        expiresSeconds: Math.floor(days * 86400),
-        progress: opts.progress && !opts.json && process.stderr.isTTY !== false,
-        concurrency: Math.max(1, Number(opts.concurrency)),
+        ...uploadOptionsFrom(opts, opts.diskDescription),
         architecture: opts.architecture,
         instanceType: opts.instanceType,
         platform: opts.platform,
@@ -160,13 +151,7 @@ withClientFlags(program.command('import-instance <file>').description('upload a 
         privateIpAddress: opts.privateIpAddress,
         shutdownBehavior: opts.shutdownBehavior,
       });
-      process.stdout.write(opts.json ? JSON.stringify(result, null, 2) + '\n' : `${result.conversionTaskId}\t${result.instanceId}\n`);
-      if (opts.wait) {
-        const { waitForConversionTask } = await import('./commands/wait-for-task');
-        const task = await waitForConversionTask(ctx.ec2, result.conversionTaskId, { progress: opts.progress && !opts.json && process.stderr.isTTY === true });
-        process.stdout.write(opts.json ? JSON.stringify(task, null, 2) + '\n' : `${formatConversionTask(task)}\n`);
-        if (task.state !== 'completed') process.exitCode = 1;
-      }
+      await reportNewTask(ctx, opts, result, `${result.conversionTaskId}\t${result.instanceId}`);
     } catch (err) {
       fail(err);
     }
