@@ -36,7 +36,8 @@ async function main(): Promise<void> {
   const source = isS3Url(job.input) ? await S3ObjectSource.open(s3!, parseS3Url(job.input).bucket, parseS3Url(job.input).key) : await FileSource.open(job.input);
   const sink = isS3Url(job.output)
     ? new S3MultipartSink(s3!, parseS3Url(job.output).bucket, parseS3Url(job.output).key, { partSize: 16 * 1024 * 1024, queueSize: 4 })
-    : await FileSink.create(job.output);
+    : // Not durable: qemu-img convert, the baseline, does not fsync its output either.
+      await FileSink.create(job.output, undefined, { durable: process.env.BENCH_DURABLE === '1' });
   const result = await convertImage({ source, sink, output: job.outputFormat });
   await source.close();
   s3?.destroy();

@@ -6,7 +6,10 @@
  * (VmHWM) is its own; s3rver runs in a third process. Outputs that should be identical to
  * qemu-img's (conversions to raw) are compared by SHA-256.
  *
- * Environment: BENCH_SIZE_MIB (default 2048), BENCH_DIR (default a temp dir, removed afterwards).
+ * Environment: BENCH_SIZE_MIB (default 2048), BENCH_DIR (default a temp dir, removed afterwards),
+ * BENCH_KEEP_IMAGES=1 (with BENCH_DIR: reuse and keep the input images between runs),
+ * BENCH_ONLY (a regular expression: run only the rows whose label matches),
+ * BENCH_REPEAT (default 1: run each row this many times and report the median).
  */
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 import { CreateBucketCommand, GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
@@ -25,6 +28,17 @@ const MiB = 1024 * 1024;
 const sizeMiB = Number(process.env.BENCH_SIZE_MIB ?? 2048);
 const workDir = process.env.BENCH_DIR ?? mkdtempSync(join(tmpdir(), 'imaging-bench-'));
 const worker = join(__dirname, 'convert-worker.js');
+const keepImages = Boolean(process.env.BENCH_DIR) && process.env.BENCH_KEEP_IMAGES === '1';
+const only = process.env.BENCH_ONLY ? new RegExp(process.env.BENCH_ONLY, 'i') : undefined;
+const repeat = Math.max(1, Number(process.env.BENCH_REPEAT ?? 1));
+
+/** Runs `measure` `repeat` times and keeps the run with the median time (other processes may load the cores). */
+function median<T extends { seconds: number }>(measure: () => T): T {
+  const runs: T[] = [];
+  for (let i = 0; i < repeat; i++) runs.push(measure());
+  runs.sort((a, b) => a.seconds - b.seconds);
+  return runs[(runs.length - 1) >> 1];
+}
 
 interface Row {
   label: string;
@@ -99,9 +113,9 @@ async function fileRow(label: string, input: string, qemuInputFormat: string, ou
   const qemuOut = join(workDir, `qemu.${outputFormat}`);
   const row: Row = { label };
   try {
-    row.qemu = { seconds: qemuImg(['convert', '-f', qemuInputFormat, ...qemuOutput, input, qemuOut]) };
+    row.qemu = median(() => ({ seconds: qemuImg(['convert', '-f', qemuInputFormat, ...qemuOutput, input, qemuOut]) }));
     try {
-      row.ours = runOurs({ input, output: oursOut, outputFormat });
+      row.ours = median(() => runOurs({ input, output: oursOut, outputFormat }));
     } catch (error) {
       row.note = `ours skipped: ${(error as Error).message}`;
       return row;
@@ -142,7 +156,7 @@ async function s3Row(rawImage: string): Promise<Row> {
     log('  uploading the raw image to s3rver...');
     await uploadFile(s3, 'bench', 'in.raw', rawImage);
     log('  converting S3 → S3 with ours...');
-    row.ours = runOurs({ input: 's3://bench/in.raw', output: 's3://bench/ours.raw', outputFormat: 'raw', s3Endpoint: server.endpoint });
+    row.ours = median(() => runOurs({ input: 's3://bench/in.raw', output: 's3://bench/ours.raw', outputFormat: 'raw', s3Endpoint: server.endpoint }));
     log('  converting with qemu-img from a presigned URL...');
     // The baseline a scratch-disk pipeline would use: download to a local file, qemu-img
     // convert it, upload the result. (qemu-img's own http driver stalls against s3rver.)
@@ -190,11 +204,13 @@ async function main(): Promise<void> {
   const qcow2 = join(workDir, 'disk.qcow2');
   const vhd = join(workDir, 'disk.vhd');
   try {
-    makeBenchImage(raw);
-    log('  making streamOptimized VMDK, compressed QCOW2 and dynamic VHD with qemu-img...');
-    qemuImg(['convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=streamOptimized', raw, vmdk]);
-    qemuImg(['convert', '-f', 'raw', '-O', 'qcow2', '-c', raw, qcow2]);
-    qemuImg(['convert', '-f', 'raw', '-O', 'vpc', raw, vhd]);
+    if (!(keepImages && [raw, vmdk, qcow2, vhd].every((file) => existsSync(file)))) {
+      makeBenchImage(raw);
+      log('  making streamOptimized VMDK, compressed QCOW2 and dynamic VHD with qemu-img...');
+      qemuImg(['convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=streamOptimized', raw, vmdk]);
+      qemuImg(['convert', '-f', 'raw', '-O', 'qcow2', '-c', raw, qcow2]);
+      qemuImg(['convert', '-f', 'raw', '-O', 'vpc', raw, vhd]);
+    }
     log(`  sizes: raw ${mib(statSync(raw).size)} MiB (allocated ${mib(statSync(raw).blocks * 512)}), vmdk ${mib(statSync(vmdk).size)}, qcow2 ${mib(statSync(qcow2).size)}, vhd ${mib(statSync(vhd).size)} MiB`);
 
     const rows: Row[] = [];
@@ -206,16 +222,17 @@ async function main(): Promise<void> {
       ['raw → VHD dynamic', raw, 'raw', 'vhd', ['-O', 'vpc']],
     ];
     for (const [label, input, qemuFormat, outputFormat, qemuOutput] of plan) {
+      if (only && !only.test(label)) continue;
       log(`  ${label}...`);
       rows.push(await fileRow(label, input, qemuFormat, outputFormat, qemuOutput));
     }
-    log('  S3 → S3...');
-    rows.push(await s3Row(raw).catch((error: Error) => ({ label: 'S3 raw → S3 raw (s3rver)', note: `skipped: ${error.message}` })));
+    if (!only || only.test('S3 raw → S3 raw')) log('  S3 → S3...');
+    if (!only || only.test('S3 raw → S3 raw')) rows.push(await s3Row(raw).catch((error: Error) => ({ label: 'S3 raw → S3 raw (s3rver)', note: `skipped: ${error.message}` })));
     process.stdout.write(`\nConversion of a ${sizeMiB} MiB disk, ${require('os').cpus().length} CPUs, qemu-img ${execFileSync('qemu-img', ['--version'], { encoding: 'utf8' }).split('\n')[0].replace(/^qemu-img version /, '')}\n\n`);
     printTable(rows);
   } finally {
     if (!process.env.BENCH_DIR) rmSync(workDir, { recursive: true, force: true });
-    else for (const file of [raw, vmdk, qcow2, vhd]) if (existsSync(file)) rmSync(file);
+    else if (!keepImages) for (const file of [raw, vmdk, qcow2, vhd]) if (existsSync(file)) rmSync(file);
   }
 }
 

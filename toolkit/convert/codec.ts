@@ -7,7 +7,7 @@
  */
 import { ImageFormatError } from '../errors';
 import type { Extent } from '../formats/format';
-import { inflateBatch, InflateBatchError, type InflateFailure, type InflateUnit } from './inflate-pool';
+import { inflateBatch, InflateBatchError, inflateSharedBatch, type InflateFailure, type InflateUnit, type SharedInflateUnit } from './inflate-pool';
 
 export type CompressedExtent = Extent & { kind: 'compressed' };
 
@@ -47,6 +47,41 @@ export async function inflateExtents(extents: CompressedExtent[], buffer: Buffer
     position += extent.length;
   }
   return results;
+}
+
+/**
+ * Inflates every extent in `extents` within shared memory: their compressed bytes lie in `shared`,
+ * whose byte `inputAt` holds file offset `bufferOffset`; their kept bytes are written one after
+ * another from byte `outputAt` of `shared`. Nothing is copied between threads.
+ */
+export async function inflateExtentsShared(
+  extents: CompressedExtent[],
+  shared: SharedArrayBuffer,
+  inputAt: number,
+  bufferOffset: number,
+  outputAt: number,
+): Promise<void> {
+  if (extents.length === 0) return;
+  let out = outputAt;
+  const units: SharedInflateUnit[] = extents.map((extent) => {
+    const unit = {
+      offset: inputAt + extent.sourceOffset - bufferOffset,
+      length: extent.sourceLength,
+      codec: extent.codec,
+      unitSize: extent.unitSize,
+      skip: extent.skip ?? 0,
+      keep: extent.length,
+      outOffset: out,
+    };
+    out += extent.length;
+    return unit;
+  });
+  try {
+    await inflateSharedBatch(shared, units);
+  } catch (error) {
+    if (error instanceof InflateBatchError) throw refusal(extents[error.failure.index], error.failure);
+    throw error;
+  }
 }
 
 /** One unit on its own: `packed` holds exactly the extent's compressed bytes. */

@@ -12,6 +12,7 @@ import type { RandomAccessSource } from '../io/source';
 import { ConversionCancelledError, throwIfCancelled } from './cancellation';
 import { checkedBlockMap } from './checked-block-map';
 import { fetchInOrder } from './ordered-fetch';
+import { canWritePositionally, writePositionally } from './positional-write';
 import { DEFAULT_READ_PLAN, planReads } from './read-plan';
 
 export interface ConvertImageOptions {
@@ -71,9 +72,30 @@ export async function convertOpenedImage(reader: DiskImageReader, options: Omit<
     }
     const memoryLimitBytes = options.memoryLimitBytes ?? DEFAULT_MEMORY_LIMIT;
     const extents = checkedBlockMap(reader.blockMap(), virtualSize, source.size);
+    if (options.output === 'raw' && canWritePositionally(options.sink)) {
+      const plan = positionalReadPlanFor(memoryLimitBytes);
+      const concurrency = options.readConcurrency ?? 8;
+      const end = await writePositionally(planReads(extents, plan), source, options.sink, {
+        concurrency,
+        // The slabs are all the memory this path holds; the rest of the bound is left to the process.
+        memoryLimitBytes: Math.max(plan.maxReadBytes + plan.maxInflatedBytes!, Math.floor(memoryLimitBytes / 2)),
+        slabBytes: plan.maxReadBytes + plan.maxInflatedBytes!,
+        signal,
+        onProgress: options.onProgress,
+        virtualSize,
+      });
+      throwIfCancelled(signal);
+      // Trailing zeros after the last written byte: a file sink leaves them as a hole.
+      await sink.writeZeros(virtualSize - end);
+      const { size } = await sink.finish();
+      return { info: reader.info, bytesWritten: size };
+    }
     const chunks = fetchInOrder(planReads(extents, readPlanFor(memoryLimitBytes)), source, {
       concurrency: options.readConcurrency ?? 8,
-      memoryLimitBytes,
+      // Fetched bytes are not all the process holds: the writer and the sink (an S3 upload keeps
+      // whole parts) buffer too, and freed read buffers linger until collected. An eighth of the
+      // bound (eight 4 MiB reads by default) keeps reads well ahead and leaves the rest to them.
+      memoryLimitBytes: Math.max(Math.floor(memoryLimitBytes / 8), 64 * 1024),
       signal,
       joinChunksUpTo: Math.min(8 * 1024 * 1024, Math.max(64 * 1024, Math.floor(memoryLimitBytes / 16))),
     });
@@ -91,10 +113,20 @@ export async function convertOpenedImage(reader: DiskImageReader, options: Omit<
   }
 }
 
+/**
+ * Reads for the positional path land in reused slabs of maxReadBytes + maxInflatedBytes: a few
+ * MiB per read is plenty for throughput, and keeps the slabs (all this path holds) small.
+ */
+function positionalReadPlanFor(memoryLimitBytes: number): typeof DEFAULT_READ_PLAN {
+  const maxReadBytes = Math.max(64 * 1024, Math.min(2 * 1024 * 1024, Math.floor(memoryLimitBytes / 32)));
+  return { ...DEFAULT_READ_PLAN, maxReadBytes, maxInflatedBytes: 2 * maxReadBytes };
+}
+
 /** Small memory limits need small reads, or one read would exceed the limit by itself. */
 function readPlanFor(memoryLimitBytes: number): typeof DEFAULT_READ_PLAN {
-  const maxReadBytes = Math.max(64 * 1024, Math.min(DEFAULT_READ_PLAN.maxReadBytes, Math.floor(memoryLimitBytes / 8)));
-  return { ...DEFAULT_READ_PLAN, maxReadBytes };
+  const maxReadBytes = Math.max(64 * 1024, Math.min(4 * 1024 * 1024, Math.floor(memoryLimitBytes / 64)));
+  // Steps that inflate little each let several batches inflate at once within the fetch window.
+  return { ...DEFAULT_READ_PLAN, maxReadBytes, maxInflatedBytes: 2 * maxReadBytes };
 }
 
 async function* reportingProgress(

@@ -33,7 +33,17 @@ export class InflateBatchError extends Error {
 const WORKER_SOURCE = `
 const { parentPort } = require('worker_threads');
 const zlib = require('zlib');
-parentPort.on('message', ({ id, packed, units }) => {
+function inflateUnit(input, unit) {
+  const inflate = unit.codec === 'zlib' ? zlib.inflateSync : zlib.inflateRawSync;
+  // Room past the unit: with none, zlib allocates a second output buffer just to learn the stream ended.
+  return inflate(input, { maxOutputLength: unit.unitSize, chunkSize: Math.max(64, unit.unitSize + 64) });
+}
+function failureOf(error) {
+  return { kind: error && error.code === 'ERR_BUFFER_TOO_LARGE' ? 'too-large' : 'corrupt', detail: String(error && error.message) };
+}
+parentPort.on('message', (message) => {
+  if (message.shared) return inflateShared(message);
+  const { id, packed, units } = message;
   let total = 0;
   for (const unit of units) total += unit.keep;
   // Not Buffer.allocUnsafe: a small one would be a slice of a shared pool, which cannot be transferred.
@@ -44,11 +54,9 @@ parentPort.on('message', ({ id, packed, units }) => {
     const input = new Uint8Array(packed, unit.offset, unit.length);
     let inflated;
     try {
-      const inflate = unit.codec === 'zlib' ? zlib.inflateSync : zlib.inflateRawSync;
-      inflated = inflate(input, { maxOutputLength: unit.unitSize, chunkSize: Math.max(64, unit.unitSize) });
+      inflated = inflateUnit(input, unit);
     } catch (error) {
-      const kind = error && error.code === 'ERR_BUFFER_TOO_LARGE' ? 'too-large' : 'corrupt';
-      parentPort.postMessage({ id, failure: { index, kind, detail: String(error && error.message) } });
+      parentPort.postMessage({ id, failure: { index, ...failureOf(error) } });
       return;
     }
     if (inflated.length < unit.skip + unit.keep) {
@@ -62,10 +70,36 @@ parentPort.on('message', ({ id, packed, units }) => {
   // input buffers piled up to hundreds of MiB.
   parentPort.postMessage({ id, out: out.buffer }, [out.buffer, packed]);
 });
+// Shared memory: compressed bytes are read from, and kept bytes written to, the caller's
+// SharedArrayBuffer. Nothing is copied across threads and nothing is transferred back.
+function inflateShared({ id, shared, units }) {
+  const memory = new Uint8Array(shared);
+  for (let index = 0; index < units.length; index++) {
+    const unit = units[index];
+    let inflated;
+    try {
+      inflated = inflateUnit(memory.subarray(unit.offset, unit.offset + unit.length), unit);
+    } catch (error) {
+      parentPort.postMessage({ id, failure: { index, ...failureOf(error) } });
+      return;
+    }
+    if (inflated.length < unit.skip + unit.keep) {
+      parentPort.postMessage({ id, failure: { index, kind: 'short', detail: String(inflated.length) } });
+      return;
+    }
+    memory.set(inflated.subarray(unit.skip, unit.skip + unit.keep), unit.outOffset);
+  }
+  parentPort.postMessage({ id, done: true });
+}
 `;
 
+/** A unit of a shared-memory batch: compressed bytes at `offset`, kept bytes go to `outOffset`. */
+export interface SharedInflateUnit extends InflateUnit {
+  outOffset: number;
+}
+
 interface Pending {
-  resolve(out: Buffer): void;
+  resolve(out: Buffer | undefined): void;
   reject(error: Error): void;
 }
 
@@ -76,7 +110,9 @@ class PooledWorker {
   dead = false;
 
   constructor() {
-    this.worker = new Worker(WORKER_SOURCE, { eval: true });
+    // Inflation needs almost no JavaScript heap (its buffers are external memory); small limits
+    // keep each worker's share of the process's resident memory small.
+    this.worker = new Worker(WORKER_SOURCE, { eval: true, resourceLimits: { maxOldGenerationSizeMb: 24, maxYoungGenerationSizeMb: 2 } });
     // An idle pool must not keep the process alive.
     this.worker.unref();
     this.worker.on('message', (message: { id: number; out?: ArrayBuffer; failure?: InflateFailure }) => {
@@ -85,7 +121,7 @@ class PooledWorker {
       this.pending.delete(message.id);
       if (this.pending.size === 0) this.worker.unref();
       if (message.failure) pending.reject(new InflateBatchError(message.failure));
-      else pending.resolve(Buffer.from(message.out!));
+      else pending.resolve(message.out ? Buffer.from(message.out) : undefined);
     });
     const fail = (error: Error): void => {
       this.dead = true;
@@ -97,26 +133,50 @@ class PooledWorker {
   }
 
   run(packed: ArrayBuffer, units: InflateUnit[]): Promise<Buffer> {
+    return this.send({ packed, units }, [packed]) as Promise<Buffer>;
+  }
+
+  runShared(shared: SharedArrayBuffer, units: SharedInflateUnit[]): Promise<void> {
+    return this.send({ shared, units }, []).then(() => undefined);
+  }
+
+  private send(message: object, transfer: ArrayBuffer[]): Promise<Buffer | undefined> {
     const id = this.nextId++;
-    return new Promise<Buffer>((resolve, reject) => {
+    return new Promise<Buffer | undefined>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       // Busy workers keep the process alive until they answer.
       this.worker.ref();
-      this.worker.postMessage({ id, packed, units }, [packed]);
+      this.worker.postMessage({ id, ...message }, transfer);
     });
   }
 }
 
 const workers: PooledWorker[] = [];
-const poolSize = Math.max(1, Math.min(availableParallelism(), 8));
+// Each worker is a V8 isolate of its own (~10 MiB resident at least); more than four rarely pays
+// for itself, since one conversion's reads and writes also want a core.
+const poolSize = Math.max(1, Math.min(availableParallelism(), 4));
 
 /**
  * Inflates `units` (compressed ranges of `packed`) and returns their kept bytes concatenated in
  * order. `packed` is transferred to the worker: the caller must not use it afterwards.
  */
 export function inflateBatch(packed: ArrayBuffer, units: InflateUnit[]): Promise<Buffer> {
+  return leastBusyWorker().run(packed, units);
+}
+
+/**
+ * Inflates `units` in place: each unit's compressed bytes are read from `shared` at `offset` and
+ * its kept bytes written to `shared` at `outOffset`. Nothing is copied between threads.
+ */
+export function inflateSharedBatch(shared: SharedArrayBuffer, units: SharedInflateUnit[]): Promise<void> {
+  return leastBusyWorker().runShared(shared, units);
+}
+
+function leastBusyWorker(): PooledWorker {
   for (let i = workers.length - 1; i >= 0; i--) if (workers[i].dead) workers.splice(i, 1);
+  // The first batch starts the whole pool: an image with one compressed unit has thousands, and
+  // workers started together warm up in parallel instead of one after another.
+  if (workers.length === 0) while (workers.length < poolSize) workers.push(new PooledWorker());
   while (workers.length < poolSize && workers.every((worker) => worker.pending.size > 0)) workers.push(new PooledWorker());
-  const leastBusy = workers.reduce((best, worker) => (worker.pending.size < best.pending.size ? worker : best));
-  return leastBusy.run(packed, units);
+  return workers.reduce((best, worker) => (worker.pending.size < best.pending.size ? worker : best));
 }

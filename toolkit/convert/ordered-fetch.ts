@@ -142,6 +142,15 @@ async function runRead(step: ReadStep & { kind: 'read' }, source: RandomAccessSo
   return joinDataChunks(parts, joinUpTo);
 }
 
+/** Pieces at least this big are not copied to be joined (a VHD block, a run of qcow2 clusters). */
+const JOIN_PIECES_BELOW = 256 * 1024;
+
+/** A big piece is worth no copy: it is joined only to a piece it already continues in memory. */
+function worthJoining(previous: Buffer, next: Buffer): boolean {
+  if (previous.buffer === next.buffer && previous.byteOffset + previous.length === next.byteOffset) return true;
+  return previous.length < JOIN_PIECES_BELOW && next.length < JOIN_PIECES_BELOW;
+}
+
 /** Joins runs of small data chunks (64 KiB grains) into larger ones. */
 function joinDataChunks(chunks: VirtualChunk[], joinUpTo: number): VirtualChunk[] {
   const out: VirtualChunk[] = [];
@@ -160,7 +169,7 @@ function joinDataChunks(chunks: VirtualChunk[], joinUpTo: number): VirtualChunk[
       out.push(chunk);
       continue;
     }
-    if (run.length > 0 && runLength + chunk.data.length > joinUpTo) flush();
+    if (run.length > 0 && (runLength + chunk.data.length > joinUpTo || !worthJoining(run[run.length - 1], chunk.data))) flush();
     if (run.length === 0) runStart = chunk.offset;
     run.push(chunk.data);
     runLength += chunk.data.length;

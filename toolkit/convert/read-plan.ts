@@ -22,6 +22,8 @@ export interface ReadPlanOptions {
   maxGapBytes: number;
   /** Bounds the bookkeeping of one step (a read of thousands of tiny grains). */
   maxItemsPerRead: number;
+  /** Bound on the inflated bytes of one step (default 4 × maxReadBytes); one unit always fits. */
+  maxInflatedBytes?: number;
 }
 
 export const DEFAULT_READ_PLAN: ReadPlanOptions = {
@@ -92,7 +94,7 @@ function fits(group: ReadStep & { kind: 'read' }, piece: Extent, offset: number,
     offset <= groupEnd + options.maxGapBytes &&
     Math.max(groupEnd, offset + length) - group.sourceOffset <= options.maxReadBytes &&
     // Bounds what many units sharing the same compressed bytes could inflate to in one step.
-    group.inflatedBytes + inflated <= options.maxReadBytes * 4 &&
+    group.inflatedBytes + inflated <= (options.maxInflatedBytes ?? options.maxReadBytes * 4) &&
     group.items.length < options.maxItemsPerRead
   );
 }

@@ -25,6 +25,17 @@ export class FileSource implements RandomAccessSource {
   async read(offset: number, length: number): Promise<Buffer> {
     checkRange(this, offset, length);
     const buffer = Buffer.allocUnsafe(length);
+    await this.fill(offset, buffer);
+    return buffer;
+  }
+
+  async readInto(offset: number, target: Buffer): Promise<void> {
+    checkRange(this, offset, target.length);
+    await this.fill(offset, target);
+  }
+
+  private async fill(offset: number, buffer: Buffer): Promise<void> {
+    const length = buffer.length;
     let filled = 0;
     // A positional read may return fewer bytes than asked; loop until the range is complete.
     while (filled < length) {
@@ -32,7 +43,6 @@ export class FileSource implements RandomAccessSource {
       if (bytesRead === 0) throw new Error(`${this.name} shrank while being read (at ${offset + filled})`);
       filled += bytesRead;
     }
-    return buffer;
   }
 
   async close(): Promise<void> {

@@ -1,9 +1,14 @@
-import { AbortMultipartUploadCommand, type S3Client } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
-import { PassThrough } from 'stream';
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  PutObjectCommand,
+  UploadPartCommand,
+  type CompletedPart,
+  type S3Client,
+} from '@aws-sdk/client-s3';
 import { formatS3Url } from './s3-url';
 import type { ByteSink } from './sink';
-import { zeroSlices } from './zeros';
 
 export interface S3MultipartSinkOptions {
   /** Bytes per part (≥ 5 MiB). Default 16 MiB. */
@@ -21,20 +26,33 @@ const MIN_PART_SIZE = 5 * 1024 * 1024;
 const MAX_PARTS = 10_000;
 
 /**
- * Bytes streamed into one S3 object by a multipart upload. lib-storage cuts the stream into parts
- * and uploads up to `queueSize` of them at once, completing in any order; write() waits while
- * that queue is full, which is what bounds memory.
+ * Bytes streamed into one S3 object by a multipart upload: up to `queueSize` parts upload at
+ * once and complete in any order; write() waits while that queue is full, which is what bounds
+ * memory.
+ *
+ * Parts are assembled in part-sized buffers that are reused once their upload is done, so the
+ * sink holds exactly (queueSize + 1) parts and allocates nothing per part; bytes are copied once,
+ * into the part, and write() is done with its chunk when it resolves. (lib-storage, used before,
+ * concatenated every part out of the stream's chunks and kept the chunks alive until then.)
+ * An object smaller than one part is sent with one PutObject.
  */
 export class S3MultipartSink implements ByteSink {
   readonly name: string;
-  private readonly body: PassThrough;
-  private readonly upload: Upload;
-  private readonly done: Promise<unknown>;
+  private readonly partSize: number;
+  private readonly queueSize: number;
+  private readonly contentType: string;
+  private current: Buffer | undefined;
+  private filled = 0;
+  private readonly spare: Buffer[] = [];
+  private uploadId: Promise<string> | undefined;
+  private readonly parts: CompletedPart[] = [];
+  private readonly uploading = new Set<Promise<void>>();
+  private nextPartNumber = 1;
   private failure: Error | undefined;
-  /** Writers waiting for drain; told when the upload fails, since drain would then never come. */
-  private readonly waiting = new Set<(error: Error) => void>();
   private written = 0;
   private state: 'open' | 'finished' | 'aborted' = 'open';
+  /** Cuts requests still running when the upload is aborted. */
+  private readonly requests = new AbortController();
 
   constructor(
     private readonly s3: S3Client,
@@ -43,76 +61,103 @@ export class S3MultipartSink implements ByteSink {
     options: S3MultipartSinkOptions = {},
   ) {
     this.name = formatS3Url({ bucket, key });
-    const partSize = Math.max(
-      options.partSize ?? 16 * 1024 * 1024,
-      MIN_PART_SIZE,
-      Math.ceil((options.expectedSize ?? 0) / (MAX_PARTS - 1)),
-    );
-    // A small stream buffer: the real buffering is lib-storage's part queue.
-    this.body = new PassThrough({ highWaterMark: 1024 * 1024 });
-    this.upload = new Upload({
-      client: s3,
-      params: { Bucket: bucket, Key: key, Body: this.body, ContentType: options.contentType ?? 'application/octet-stream' },
-      partSize,
-      queueSize: options.queueSize ?? 4,
-      leavePartsOnError: false,
-    });
-    this.done = this.upload.done();
-    this.done.catch((error: Error) => {
-      this.failure = error;
-      for (const fail of this.waiting) fail(error);
-    });
+    this.partSize = Math.max(options.partSize ?? 16 * 1024 * 1024, MIN_PART_SIZE, Math.ceil((options.expectedSize ?? 0) / (MAX_PARTS - 1)));
+    this.queueSize = Math.max(1, options.queueSize ?? 4);
+    this.contentType = options.contentType ?? 'application/octet-stream';
   }
 
   async write(chunk: Buffer): Promise<void> {
     this.assertOpen();
-    if (chunk.length === 0) return;
     this.written += chunk.length;
-    if (!this.body.write(chunk)) await this.drained();
+    for (let at = 0; at < chunk.length; ) {
+      const part = this.current ?? (this.current = this.spare.pop() ?? Buffer.allocUnsafe(this.partSize));
+      const n = Math.min(this.partSize - this.filled, chunk.length - at);
+      chunk.copy(part, this.filled, at, at + n);
+      this.filled += n;
+      at += n;
+      if (this.filled === this.partSize) await this.sendPart();
+    }
   }
 
   async writeZeros(length: number): Promise<void> {
-    for (const zeros of zeroSlices(length)) await this.write(zeros);
+    this.assertOpen();
+    if (!Number.isSafeInteger(length) || length < 0) throw new RangeError(`invalid zero run length ${length}`);
+    this.written += length;
+    for (let left = length; left > 0; ) {
+      const part = this.current ?? (this.current = this.spare.pop() ?? Buffer.allocUnsafe(this.partSize));
+      const n = Math.min(this.partSize - this.filled, left);
+      part.fill(0, this.filled, this.filled + n);
+      this.filled += n;
+      left -= n;
+      if (this.filled === this.partSize) await this.sendPart();
+    }
   }
 
   async finish(): Promise<{ size: number }> {
     this.assertOpen();
     this.state = 'finished';
-    this.body.end();
-    await this.done;
+    if (!this.uploadId) {
+      // Everything fits in one part: a plain PutObject (an empty object included).
+      const body = this.current ? this.current.subarray(0, this.filled) : Buffer.alloc(0);
+      await this.s3.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.key, Body: body, ContentType: this.contentType }));
+      return { size: this.written };
+    }
+    if (this.filled > 0) await this.sendPart();
+    await Promise.all(this.uploading);
+    if (this.failure) throw this.failure;
+    const parts = [...this.parts].sort((a, b) => a.PartNumber! - b.PartNumber!);
+    await this.s3.send(
+      new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: this.key, UploadId: await this.uploadId, MultipartUpload: { Parts: parts } }),
+    );
     return { size: this.written };
   }
 
   async abort(): Promise<void> {
     if (this.state === 'aborted') return;
     this.state = 'aborted';
-    await this.upload.abort();
-    this.body.destroy();
-    await this.done.catch(() => undefined);
-    // lib-storage aborts the multipart upload in the background; do it here too so that when
-    // abort() returns no parts are left behind (a second abort of the same upload is harmless).
-    const uploadId = (this.upload as unknown as { uploadId?: string }).uploadId;
+    this.current = undefined;
+    // Parts still uploading are cut off (and awaited), or they could land after the abort and leave storage behind.
+    this.requests.abort();
+    await Promise.all(this.uploading);
+    const uploadId = await this.uploadId?.catch(() => undefined);
     if (uploadId) {
-      await this.s3
-        .send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: this.key, UploadId: uploadId }))
-        .catch(() => undefined);
+      await this.s3.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: this.key, UploadId: uploadId })).catch(() => undefined);
     }
   }
 
-  private drained(): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const onDrain = (): void => {
-        this.waiting.delete(onFailure);
-        resolve();
-      };
-      const onFailure = (error: Error): void => {
-        this.body.off('drain', onDrain);
-        reject(error);
-      };
-      if (this.failure) return reject(this.failure);
-      this.waiting.add(onFailure);
-      this.body.once('drain', onDrain);
-    });
+  /** Uploads the current part, after waiting for a free upload slot. */
+  private async sendPart(): Promise<void> {
+    const buffer = this.current!;
+    const body = buffer.subarray(0, this.filled);
+    this.current = undefined;
+    this.filled = 0;
+    const partNumber = this.nextPartNumber++;
+    if (partNumber > MAX_PARTS) throw (this.failure ??= new Error(`${this.name}: more than ${MAX_PARTS} parts of ${this.partSize} bytes`));
+    while (this.uploading.size >= this.queueSize) await Promise.race(this.uploading);
+    if (this.failure) throw this.failure;
+    this.uploadId ??= this.s3
+      .send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: this.key, ContentType: this.contentType }), { abortSignal: this.requests.signal })
+      .then((response) => {
+        if (!response.UploadId) throw new Error(`${this.name}: S3 returned no upload id`);
+        return response.UploadId;
+      });
+    let uploadId: string;
+    try {
+      uploadId = await this.uploadId;
+    } catch (error) {
+      throw (this.failure ??= error as Error);
+    }
+    const upload: Promise<void> = this.s3
+      .send(new UploadPartCommand({ Bucket: this.bucket, Key: this.key, UploadId: uploadId, PartNumber: partNumber, Body: body }), { abortSignal: this.requests.signal })
+      .then((response) => {
+        this.parts.push({ PartNumber: partNumber, ETag: response.ETag });
+        this.spare.push(buffer);
+      })
+      .catch((error: Error) => {
+        this.failure ??= error;
+      })
+      .finally(() => this.uploading.delete(upload));
+    this.uploading.add(upload);
   }
 
   private assertOpen(): void {

@@ -25,10 +25,22 @@ export class S3ObjectSource implements RandomAccessSource {
     return new S3ObjectSource(s3, bucket, key, head.ContentLength, head.ETag, formatS3Url({ bucket, key }));
   }
 
-  async read(offset: number, length: number): Promise<Buffer> {
+  read(offset: number, length: number): Promise<Buffer> {
+    return this.fetch(offset, length);
+  }
+
+  async readInto(offset: number, target: Buffer): Promise<void> {
+    checkRange(this, offset, target.length);
+    // The two-byte workaround below needs a buffer of its own.
+    if (target.length <= 1) (await this.fetch(offset, target.length)).copy(target);
+    else await this.fetch(offset, target.length, target);
+  }
+
+  /** Reads the range into `into` when given (exactly `length` bytes), else into a new buffer. */
+  private async fetch(offset: number, length: number, into?: Buffer): Promise<Buffer> {
     checkRange(this, offset, length);
     if (length === 0) return Buffer.alloc(0);
-    if (isFirstByteOnly(offset, length, this.size)) return (await this.read(0, 2)).subarray(0, 1);
+    if (isFirstByteOnly(offset, length, this.size)) return (await this.fetch(0, 2)).subarray(0, 1);
     // The SDK retries failed requests, but not a body that breaks off while streaming.
     return withRetries(
       async () => {
@@ -41,12 +53,12 @@ export class S3ObjectSource implements RandomAccessSource {
           }),
         );
         if (!response.Body) throw new Error(`empty response reading ${this.name}`);
-        const bytes = await response.Body.transformToByteArray();
-        const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-        if (buffer.length !== length) {
-          throw new ShortReadError(`read of ${length} bytes at ${offset} from ${this.name} returned ${buffer.length} bytes`);
+        const target = into ?? Buffer.allocUnsafe(length);
+        const received = await collectInto(response.Body as AsyncIterable<Uint8Array>, target);
+        if (received !== length) {
+          throw new ShortReadError(`read of ${length} bytes at ${offset} from ${this.name} returned ${received} bytes`);
         }
-        return buffer;
+        return target;
       },
       { attempts: 4, baseDelayMs: 200, isTransient: isBrokenBody },
     );
@@ -55,6 +67,20 @@ export class S3ObjectSource implements RandomAccessSource {
   async close(): Promise<void> {
     // The S3 client belongs to the caller.
   }
+}
+
+/**
+ * Copies a response body straight into `target` as it arrives: the SDK's transformToByteArray
+ * would gather the chunks and then copy them all once more into a buffer of its own.
+ * Returns the number of bytes the body held (more than target.length is counted, not stored).
+ */
+async function collectInto(body: AsyncIterable<Uint8Array>, target: Buffer): Promise<number> {
+  let received = 0;
+  for await (const chunk of body) {
+    if (received + chunk.length <= target.length) target.set(chunk, received);
+    received += chunk.length;
+  }
+  return received;
 }
 
 class ShortReadError extends Error {

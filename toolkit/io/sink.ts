@@ -12,4 +12,11 @@ export interface ByteSink {
   finish(): Promise<{ size: number }>;
   /** Discards everything written (aborts the multipart upload, removes the file). */
   abort(): Promise<void>;
+  /**
+   * Optional, for sinks that can seek (a local file): writes `chunk` at byte `offset`, in any
+   * order and several at once, never before bytes already appended by write()/writeZeros(). The
+   * sink's end moves to at least `offset + chunk.length`; bytes never written read as zeros.
+   * The sink is done with `chunk` when the promise resolves (the caller may reuse it).
+   */
+  writeAt?(offset: number, chunk: Buffer): Promise<void>;
 }

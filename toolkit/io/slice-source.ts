@@ -24,6 +24,14 @@ export class SliceSource implements RandomAccessSource {
     return this.parent.read(this.offset + offset, length);
   }
 
+  async readInto(offset: number, target: Buffer): Promise<void> {
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset + target.length > this.size) {
+      throw new SourceRangeError(this.name, offset, target.length, this.size);
+    }
+    if (this.parent.readInto) await this.parent.readInto(this.offset + offset, target);
+    else (await this.parent.read(this.offset + offset, target.length)).copy(target);
+  }
+
   async close(): Promise<void> {
     // Nothing of our own to release; see the class comment.
   }

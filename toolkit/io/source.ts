@@ -12,6 +12,11 @@ export interface RandomAccessSource {
    * (SourceRangeError); callers bound their reads by `size` first.
    */
   read(offset: number, length: number): Promise<Buffer>;
+  /**
+   * Optional: reads exactly `target.length` bytes at `offset` into `target` (caller-owned memory,
+   * e.g. a reused or shared buffer), sparing an allocation per read. Same range rules as read().
+   */
+  readInto?(offset: number, target: Buffer): Promise<void>;
   close(): Promise<void>;
 }
 

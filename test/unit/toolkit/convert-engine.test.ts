@@ -10,6 +10,7 @@ import { convertOpenedImage } from '../../../toolkit/convert/convert-image';
 import { ImageFormatError } from '../../../toolkit/errors';
 import type { DiskImageReader, Extent } from '../../../toolkit/formats/format';
 import { FileSink } from '../../../toolkit/io/file-sink';
+import { HashingSink } from '../../../toolkit/io/hashing-sink';
 import type { RandomAccessSource } from '../../../toolkit/io/source';
 import { seededBytes, tempDir } from '../../helpers/disk-corpus';
 
@@ -189,6 +190,44 @@ describe('convert engine', () => {
       async close() {},
     };
     await expect(convertToBuffer(reader, new RecordingSource(Buffer.alloc(MiB)))).rejects.toMatchObject({ check: 'grain-table-corrupt' });
+  });
+
+  it('writes the same bytes by position (file sink) as in order (any other sink), leaving zero blocks as holes', async () => {
+    // Many small grains and clusters, data with zero blocks inside, extents straddling steps.
+    const parts: Buffer[] = [];
+    const extents: Extent[] = [];
+    const expected: Buffer[] = [];
+    let fileAt = 0;
+    let virtualAt = 0;
+    const add = (extent: Extent, bytes: Buffer, stored?: Buffer): void => {
+      extents.push(extent);
+      expected.push(bytes);
+      if (stored) {
+        parts.push(stored);
+        fileAt += stored.length;
+      }
+      virtualAt += bytes.length;
+    };
+    for (let i = 0; i < 300; i++) {
+      const grain = i % 3 === 0 ? Buffer.alloc(64 * KiB) : seededBytes(64 * KiB, 100 + i);
+      const packed = deflateSync(grain);
+      add({ kind: 'compressed', start: virtualAt, length: grain.length, sourceOffset: fileAt, sourceLength: packed.length, codec: 'zlib', unitSize: 64 * KiB }, grain, packed);
+      if (i % 50 === 7) add({ kind: 'zero', start: virtualAt, length: 3 * MiB + 5 }, Buffer.alloc(3 * MiB + 5));
+      if (i % 40 === 3) {
+        const data = Buffer.concat([seededBytes(100 * KiB, i), Buffer.alloc(512 * KiB), seededBytes(3 * MiB + 1, i + 1)]);
+        add({ kind: 'data', start: virtualAt, length: data.length, sourceOffset: fileAt }, data, data);
+      }
+    }
+    add({ kind: 'zero', start: virtualAt, length: 2 * MiB }, Buffer.alloc(2 * MiB));
+    const file = Buffer.concat(parts);
+    const want = Buffer.concat(expected);
+    const positional = join(tempDir(), 'positional.raw');
+    const ordered = join(tempDir(), 'ordered.raw');
+    await convertOpenedImage(readerOf(want.length, extents), { source: new RecordingSource(file), sink: await FileSink.create(positional), output: 'raw', memoryLimitBytes: 32 * MiB });
+    const hashing = new HashingSink(await FileSink.create(ordered));
+    await convertOpenedImage(readerOf(want.length, extents), { source: new RecordingSource(file), sink: hashing, output: 'raw', memoryLimitBytes: 32 * MiB });
+    expect(readFileSync(positional).equals(want)).toBe(true);
+    expect(readFileSync(ordered).equals(want)).toBe(true);
   });
 
   it('cancels promptly while a read hangs', async () => {

@@ -43,6 +43,27 @@ describe('FileSink', () => {
     expect(statSync(path).blocks * 512).toBeLessThan(expected.length);
   });
 
+  it('writes positionally, out of order and at once, then appends after the furthest byte', async () => {
+    const path = join(tempDir(), 'out.bin');
+    const sink = await FileSink.create(path, undefined, { durable: false });
+    const a = seededBytes(MiB, 11);
+    const b = seededBytes(MiB + 5, 12);
+    await Promise.all([sink.writeAt!(5 * MiB, b), sink.writeAt!(MiB, a)]);
+    await sink.writeZeros(3);
+    const tail = Buffer.from('tail');
+    await sink.write(tail);
+    const expected = Buffer.concat([Buffer.alloc(MiB), a, Buffer.alloc(3 * MiB), b, Buffer.alloc(3), tail]);
+    expect(await sink.finish()).toEqual({ size: expected.length });
+    expect(readFileSync(path).equals(expected)).toBe(true);
+  });
+
+  it('refuses a positional write before bytes already appended', async () => {
+    const sink = await FileSink.create(join(tempDir(), 'out.bin'));
+    await sink.write(Buffer.alloc(100, 1));
+    await expect(sink.writeAt!(50, Buffer.alloc(10))).rejects.toBeInstanceOf(RangeError);
+    await sink.abort();
+  });
+
   it('abort removes the file', async () => {
     const path = join(tempDir(), 'out.bin');
     const sink = await FileSink.create(path);

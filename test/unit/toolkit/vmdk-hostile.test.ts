@@ -98,11 +98,16 @@ describe('hostile VMDKs', () => {
 
   it('the reader modules cannot open files or run programs: they import neither fs nor child_process', () => {
     const dir = join(__dirname, '../../../toolkit/formats/vmdk');
-    for (const file of fs.readdirSync(dir).filter((f) => f.endsWith('.ts') && f !== 'stream-optimized-writer.ts')) {
+    const writerModules = ['stream-optimized-writer.ts', 'grain-deflate-pool.ts'];
+    for (const file of fs.readdirSync(dir).filter((f) => f.endsWith('.ts') && !writerModules.includes(f))) {
       const text = fs.readFileSync(join(dir, file), 'utf8');
       expect(text).not.toMatch(/from '(node:)?(fs|fs\/promises|child_process)'/);
       expect(text).not.toMatch(/require\(/);
     }
+    // The writer's deflate workers load nothing but worker_threads and zlib.
+    const pool = fs.readFileSync(join(dir, 'grain-deflate-pool.ts'), 'utf8');
+    expect(pool).not.toMatch(/from '(node:)?(fs|fs\/promises|child_process)'/);
+    expect([...pool.matchAll(/require\('([^']+)'\)/g)].map((m) => m[1]).sort()).toEqual(['worker_threads', 'zlib']);
   });
 
   it('the unmutated images are accepted (so every refusal below is caused by its mutation)', async () => {

@@ -1,10 +1,31 @@
-import { readFileSync, rmSync } from 'fs';
+import { readFileSync, rmSync, writeFileSync } from 'fs';
 import { join } from 'path';
 import { makeRawDisk, qemuImg, qemuToRaw, tempDir, type MadeDisk } from '../../helpers/disk-corpus';
 import { extentSummary, materialize } from '../../helpers/block-map-to-raw';
 import { FileSource } from '../../../toolkit/io/file-source';
 import { vmdkFormat, VmdkReader } from '../../../toolkit/formats/vmdk';
 import { DEFAULT_MAX_VIRTUAL_SIZE } from '../../../toolkit/formats/format';
+import { ImageFormatError } from '../../../toolkit/errors';
+import type { RandomAccessSource } from '../../../toolkit/io/source';
+
+/** Counts the reads (by either method) a reader makes of a local file. */
+class CountingSource implements RandomAccessSource {
+  reads = 0;
+  constructor(private readonly inner: FileSource, private readonly withReadInto: boolean) {
+    if (!withReadInto) (this as { readInto?: unknown }).readInto = undefined;
+  }
+  get size(): number { return this.inner.size; }
+  get name(): string { return this.inner.name; }
+  read(offset: number, length: number): Promise<Buffer> {
+    this.reads++;
+    return this.inner.read(offset, length);
+  }
+  async readInto(offset: number, target: Buffer): Promise<void> {
+    this.reads++;
+    (await this.inner.read(offset, target.length)).copy(target);
+  }
+  close(): Promise<void> { return this.inner.close(); }
+}
 
 const options = { maxVirtualSize: DEFAULT_MAX_VIRTUAL_SIZE };
 
@@ -55,6 +76,61 @@ describe('VMDK reader against qemu-img', () => {
         expect(reread.equals(qemuToRaw(vmdk, `${vmdk}.raw`, 'vmdk'))).toBe(true);
       } finally {
         await source.close();
+      }
+    }
+  });
+
+  it('reads streamOptimized grain markers in windows, not one read per grain, with and without readInto', async () => {
+    const vmdk = join(dir, 'windows.vmdk');
+    qemuImg('convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=streamOptimized', disks[0].path, vmdk);
+    const expected = qemuToRaw(vmdk, `${vmdk}.raw`, 'vmdk');
+    for (const withReadInto of [true, false]) {
+      const source = new CountingSource(await FileSource.open(vmdk), withReadInto);
+      try {
+        const reader = await VmdkReader.open(source, options);
+        const opened = source.reads;
+        let grains = 0;
+        for await (const extent of reader.blockMap()) if (extent.kind === 'compressed') grains++;
+        expect(grains).toBeGreaterThan(50);
+        // A window covers up to 4 MiB of grains, and a table's windows never span tables.
+        const tables = Math.ceil(reader.info.virtualSize / (512 * 65536));
+        expect(source.reads - opened).toBeLessThanOrEqual(tables + Math.ceil(source.size / (4 * 1024 * 1024)));
+        expect((await materialize(reader, source)).equals(expected)).toBe(true);
+      } finally {
+        await source.close();
+      }
+    }
+  });
+
+  it('refuses a damaged grain marker in the middle of a marker window', async () => {
+    const vmdk = join(dir, 'window-damage.vmdk');
+    qemuImg('convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=streamOptimized', disks[0].path, vmdk);
+    const image = readFileSync(vmdk);
+    // Find the grain markers by walking the file as a stream: marker, data, padding to a sector.
+    const markers: number[] = [];
+    for (let at = 128 * 512; at + 12 <= image.length && markers.length < 40; ) {
+      const size = image.readUInt32LE(at + 8);
+      if (size === 0) { at += 512 * (1 + Number(image.readBigUInt64LE(at))); continue; } // a metadata marker and its sectors
+      markers.push(at);
+      at += Math.ceil((12 + size) / 512) * 512;
+    }
+    expect(markers.length).toBe(40);
+    for (const [field, check] of [[0, 'vmdk-grain-marker-lba'], [8, 'vmdk-grain-marker-size']] as const) {
+      const damaged = Buffer.from(image);
+      if (field === 0) damaged.writeBigUInt64LE(damaged.readBigUInt64LE(markers[30]) + 128n, markers[30]);
+      else damaged.writeUInt32LE(0x7fffffff, markers[30] + 8);
+      const path = join(dir, `window-damage-${field}.vmdk`);
+      writeFileSync(path, damaged);
+      for (const withReadInto of [true, false]) {
+        const source = new CountingSource(await FileSource.open(path), withReadInto);
+        try {
+          const reader = await VmdkReader.open(source, options);
+          const failure = await materialize(reader, source).then(() => undefined, (error: unknown) => error);
+          expect(failure).toBeInstanceOf(ImageFormatError);
+          expect((failure as ImageFormatError).check).toBe(check);
+        } finally {
+          await source.close();
+        }
       }
     }
   });

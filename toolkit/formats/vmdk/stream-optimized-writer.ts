@@ -4,10 +4,11 @@
  * a grain marker, each grain table after its grains, then the grain directory, the footer
  * (a header copy that knows where the directory is) and the end-of-stream marker.
  * All-zero grains are not written; grain tables with no grains are left out (GD entry 0).
- * Grains are deflated concurrently on the libuv threadpool and written in order.
+ * Grains are deflated in batches on worker threads (grain-deflate-pool.ts), several batches at
+ * once, and each batch is written in order as one buffer.
  */
 import { randomBytes } from 'crypto';
-import { deflate } from 'zlib';
+import { deflateGrains, DEFLATE_POOL_SIZE, type DeflatedBatch } from './grain-deflate-pool';
 import type { ByteSink } from '../../io/sink';
 import type { DiskImageWriter, VirtualChunk } from '../format';
 import {
@@ -18,7 +19,6 @@ import {
   FLAG_MARKERS,
   FLAG_NEWLINE_TEST,
   GD_AT_END,
-  GRAIN_MARKER_SIZE,
   MARKER_EOS,
   MARKER_FOOTER,
   MARKER_GD,
@@ -35,9 +35,15 @@ export interface StreamOptimizedOptions {
   virtualHWVersion?: number;
   /** The file name recorded in the extent line (the VMDK names itself). */
   extentName?: string;
-  /** zlib level; 6 is zlib's default trade-off. */
+  /** zlib level; 6 is zlib's default and what qemu-img uses for streamOptimized. */
   level?: number;
-  /** Grains being compressed at once; bounds memory to about twice this many grains. */
+  /**
+   * Store grains that sample as incompressible (random, already compressed, encrypted) instead of
+   * running deflate's match search on them; deflate would emit stored blocks anyway. Default true;
+   * false deflates every grain at `level`, exactly as qemu-img does.
+   */
+  storeIncompressible?: boolean;
+  /** Grains being compressed at once (rounded up to whole batches); bounds memory to about twice this many grains. */
   window?: number;
 }
 
@@ -47,12 +53,20 @@ const GTES_PER_GT = 512;
 const DESCRIPTOR_SECTORS = 20;
 const OVERHEAD_SECTORS = GRAIN_SECTORS; // header + descriptor, padded so grains start grain-aligned
 
-const deflateAsync = (data: Buffer, level: number) =>
-  new Promise<Buffer>((resolve, reject) => deflate(data, { level }, (error, out) => (error ? reject(error) : resolve(out))));
+/** Grains per worker message: 2 MiB in, one sink write out. */
+const BATCH_GRAINS = 32;
 
 type Pending =
-  | { kind: 'grain'; grain: number; packed: Promise<Buffer> }
+  | { kind: 'batch'; grains: number[]; packed: Promise<DeflatedBatch> }
   | { kind: 'table'; gtIndex: number };
+
+/** Grains collected for the next worker message; all belong to one grain table. */
+interface OpenBatch {
+  buffer: Buffer;
+  used: number;
+  grains: number[];
+  lengths: number[];
+}
 
 export class StreamOptimizedVmdkWriter implements DiskImageWriter {
   readonly name = 'vmdk' as const;
@@ -80,7 +94,11 @@ class WriteSession {
   private readonly gd: Uint32Array;
   private readonly tables = new Map<number, Uint32Array>();
   private readonly queue: Pending[] = [];
-  private readonly window: number;
+  /** Batches queued (compressing or compressed, not yet written) before take() waits. */
+  private readonly batchesInFlight: number;
+  private batch: OpenBatch | undefined;
+  /** Input buffers the workers gave back, reused for the next batches. */
+  private readonly spare: ArrayBuffer[] = [];
   private readonly level: number;
   private position = 0; // bytes written so far
   private cursor = 0; // virtual bytes consumed so far
@@ -99,7 +117,7 @@ class WriteSession {
     this.grainCount = Math.ceil(this.capacity / GRAIN_SECTORS);
     this.gtCount = Math.ceil(this.grainCount / GTES_PER_GT);
     this.gd = new Uint32Array(this.gtCount);
-    this.window = Math.max(1, options.window ?? 16);
+    this.batchesInFlight = Math.max(1, Math.ceil((options.window ?? 2 * DEFLATE_POOL_SIZE * BATCH_GRAINS) / BATCH_GRAINS));
     this.level = options.level ?? 6;
   }
 
@@ -173,6 +191,15 @@ class WriteSession {
       while (used < chunk.data.length) {
         const within = this.cursor % GRAIN_BYTES;
         const take = Math.min(GRAIN_BYTES - within, chunk.data.length - used);
+        if (take === GRAIN_BYTES) {
+          // A whole grain in the chunk: checked and copied straight into the batch, no assembly.
+          const grain = chunk.data.subarray(used, used + take);
+          const grainIndex = this.cursor / GRAIN_BYTES;
+          used += take;
+          this.cursor += take;
+          if (!isAllZero(grain)) await this.enqueueGrain(grainIndex, grain);
+          continue;
+        }
         this.grain ??= Buffer.alloc(GRAIN_BYTES);
         chunk.data.copy(this.grain, within, used, used + take);
         used += take;
@@ -204,41 +231,82 @@ class WriteSession {
     }
   }
 
+  /** Copies the grain into the open batch (`data` is not kept); sends the batch when full. */
   private async enqueueGrain(grain: number, data: Buffer): Promise<void> {
     await this.closeTablesBefore(Math.floor(grain / GTES_PER_GT));
-    const packed = deflateAsync(data, this.level);
-    packed.catch(() => undefined); // a failure surfaces when drained; until then it must not count as unhandled
-    this.queue.push({ kind: 'grain', grain, packed });
+    if (!this.batch) {
+      const spare = this.spare.pop();
+      this.batch = { buffer: spare ? Buffer.from(spare) : Buffer.allocUnsafeSlow(BATCH_GRAINS * GRAIN_BYTES), used: 0, grains: [], lengths: [] };
+    }
+    const batch = this.batch;
+    data.copy(batch.buffer, batch.used);
+    batch.used += data.length;
+    batch.grains.push(grain);
+    batch.lengths.push(data.length);
     this.tableHasGrains = true;
-    await this.drain(this.window);
+    if (batch.grains.length === BATCH_GRAINS) await this.sendBatch();
+  }
+
+  /** Hands the open batch to a worker; waits while too many batches are ahead of the sink. */
+  private async sendBatch(): Promise<void> {
+    const batch = this.batch;
+    if (!batch) return;
+    this.batch = undefined;
+    // allocUnsafeSlow gives each batch its own ArrayBuffer, so it can be transferred whole.
+    const packed = deflateGrains({
+      input: batch.buffer.buffer as ArrayBuffer,
+      lengths: batch.lengths,
+      lbas: batch.grains.map((grain) => grain * GRAIN_SECTORS),
+      level: this.level,
+      storeIncompressible: this.options.storeIncompressible ?? true,
+    });
+    packed.catch(() => undefined); // a failure surfaces when drained; until then it must not count as unhandled
+    this.queue.push({ kind: 'batch', grains: batch.grains, packed });
+    let batches = 0;
+    for (const item of this.queue) if (item.kind === 'batch') batches++;
+    if (batches > this.batchesInFlight) await this.drainBatches(this.batchesInFlight);
+  }
+
+  /** Writes queued items in order until at most `keep` batches are left queued. */
+  private async drainBatches(keep: number): Promise<void> {
+    let batches = 0;
+    for (const item of this.queue) if (item.kind === 'batch') batches++;
+    while (this.queue.length > 0 && batches > keep) {
+      const item = this.queue.shift()!;
+      if (item.kind === 'batch') {
+        batches--;
+        await this.writeBatch(item.grains, await item.packed);
+      } else await this.writeTable(item.gtIndex);
+    }
   }
 
   /** Grain tables follow their grains: once a later table gets a grain, the earlier ones are complete. */
   private async closeTablesBefore(gtIndex: number): Promise<void> {
     if (gtIndex === this.currentTable) return;
+    await this.sendBatch(); // its grains belong to the table being closed
     if (this.tableHasGrains) this.queue.push({ kind: 'table', gtIndex: this.currentTable });
     this.currentTable = gtIndex;
     this.tableHasGrains = false;
   }
 
-  private async drain(keep: number): Promise<void> {
-    while (this.queue.length > keep) {
-      const item = this.queue.shift()!;
-      if (item.kind === 'grain') await this.writeGrain(item.grain, await item.packed);
-      else await this.writeTable(item.gtIndex);
-    }
-  }
-
-  private async writeGrain(grain: number, packed: Buffer): Promise<void> {
-    const gtIndex = Math.floor(grain / GTES_PER_GT);
+  private async writeBatch(grains: number[], packed: DeflatedBatch): Promise<void> {
+    // Every grain of a batch belongs to one table (closeTablesBefore sends the batch first).
+    const gtIndex = Math.floor(grains[0] / GTES_PER_GT);
     let table = this.tables.get(gtIndex);
     if (!table) this.tables.set(gtIndex, (table = new Uint32Array(GTES_PER_GT)));
-    table[grain % GTES_PER_GT] = this.position / SECTOR;
-    const block = Buffer.alloc(roundUp(GRAIN_MARKER_SIZE + packed.length));
-    block.writeBigUInt64LE(BigInt(grain) * BigInt(GRAIN_SECTORS), 0);
-    block.writeUInt32LE(packed.length, 8);
-    packed.copy(block, GRAIN_MARKER_SIZE);
-    await this.emit(block);
+    const first = this.position / SECTOR;
+    grains.forEach((grain, i) => (table[grain % GTES_PER_GT] = first + packed.sectors[i]));
+    if (this.spare.length < this.batchesInFlight + 1) this.spare.push(packed.input);
+    await this.emit(packed.bytes);
+  }
+
+  /** Tables queued after the last batch. */
+  private async drainTables(): Promise<void> {
+    while (this.queue.length > 0) {
+      const item = this.queue.shift()!;
+      if (item.kind !== 'table') throw new Error('VMDK writer: a grain batch was left unwritten');
+      await this.writeTable(item.gtIndex);
+    }
   }
 
   private async writeTable(gtIndex: number): Promise<void> {
@@ -253,8 +321,9 @@ class WriteSession {
 
   async finish(): Promise<void> {
     if (this.cursor !== this.virtualSize) throw new Error(`VMDK writer got ${this.cursor} of ${this.virtualSize} bytes`);
-    await this.closeTablesBefore(this.gtCount); // past the last table: closes it
-    await this.drain(0);
+    await this.closeTablesBefore(this.gtCount); // past the last table: sends the last batch, closes the table
+    await this.drainBatches(0);
+    await this.drainTables();
     const gdBytes = Buffer.alloc(roundUp(this.gtCount * 4));
     this.gd.forEach((entry, i) => gdBytes.writeUInt32LE(entry, i * 4));
     await this.emit(encodeMetadataMarker(gdBytes.length / SECTOR, MARKER_GD));

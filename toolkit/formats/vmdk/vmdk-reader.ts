@@ -92,6 +92,9 @@ export class VmdkReader implements DiskImageReader {
     private readonly emptyTables: Uint8Array,
   ) {}
 
+  /** Marker window buffers, reused when the source can read into caller memory. */
+  private readonly windows = new WindowBuffers();
+
   static async open(source: RandomAccessSource, options: VmdkReaderOptions): Promise<VmdkReader> {
     const head = await source.read(0, Math.min(HEADER_SIZE, source.size));
     // A text descriptor may be shorter than a header; it is told apart (and refused with its reason) first.
@@ -182,7 +185,7 @@ export class VmdkReader implements DiskImageReader {
     if (this.gd[gtIndex] === 0 || this.emptyTables[gtIndex] === 1) return {};
     const table = this.gtCache.get(gtIndex) ?? (await readGrainTable(this.source, layout, this.gd[gtIndex], gtIndex));
     const firstGrain = gtIndex * GTES_PER_GT;
-    const compressedSizes = layout.compressed ? await readGrainMarkers(this.source, layout, table, firstGrain, table.length) : undefined;
+    const compressedSizes = layout.compressed ? await readGrainMarkers(this.source, layout, table, firstGrain, table.length, this.windows) : undefined;
     return { table, compressedSizes };
   }
 
@@ -443,6 +446,10 @@ function checkGrainTable(raw: Buffer, layout: Layout, source: RandomAccessSource
  * A compressed grain's marker gives its compressed size; it must name the grain it belongs to
  * and stay within qemu's bound (twice the grain), so a hostile size cannot become a huge read
  * or inflate into more than one grain.
+ *
+ * Markers are not read one by one (that was one read, on S3 one ranged GET, per 64 KiB grain):
+ * the table's grains are sorted by file offset and the markers that lie close together are
+ * fetched in windows of at most MARKER_WINDOW_BYTES and parsed from memory.
  */
 async function readGrainMarkers(
   source: RandomAccessSource,
@@ -450,31 +457,109 @@ async function readGrainMarkers(
   table: Uint32Array,
   firstGrain: number,
   grains: number,
+  windows: WindowBuffers,
 ): Promise<Uint32Array> {
   const sizes = new Uint32Array(grains);
-  const maxCompressed = layout.grainBytes * COMPRESSED_GRAIN_FACTOR;
-  const used = Array.from({ length: grains }, (_, i) => i).filter((i) => !isUnallocated(table[i], layout));
-  await forEachLimited(used, READ_CONCURRENCY, async (i) => {
-    const byte = table[i] * SECTOR;
-    const marker = await source.read(byte, GRAIN_MARKER_SIZE);
-    const lba = marker.readBigUInt64LE(0);
-    const size = marker.readUInt32LE(8);
-    const grain = firstGrain + i;
-    if (lba !== BigInt(grain) * BigInt(layout.grainBytes / SECTOR)) {
-      throw new ImageFormatError('vmdk-grain-marker-lba', `VMDK grain marker at sector ${table[i]} is for sector ${lba}, not for grain ${grain}; the file is damaged`);
+  const used: number[] = [];
+  for (let i = 0; i < grains; i++) if (!isUnallocated(table[i], layout)) used.push(i);
+  used.sort((a, b) => table[a] - table[b]);
+  await forEachLimited(markerWindows(used, table), MARKER_WINDOW_CONCURRENCY, async ({ first, end }) => {
+    const windowStart = table[used[first]] * SECTOR;
+    const windowEnd = table[used[end - 1]] * SECTOR + GRAIN_MARKER_SIZE;
+    // A marker a damaged table points into the last bytes of the file is short: refused below, not read past the end.
+    const bytes = await windows.read(source, windowStart, Math.min(windowEnd, source.size) - windowStart);
+    try {
+      for (let k = first; k < end; k++) {
+        const i = used[k];
+        sizes[i] = checkGrainMarker(bytes, table[i] * SECTOR - windowStart, layout, source, table[i], firstGrain + i);
+      }
+    } finally {
+      windows.release(bytes);
     }
-    if (size === 0 || size > maxCompressed) {
-      throw new ImageFormatError(
-        'vmdk-grain-marker-size',
-        `VMDK compressed grain at sector ${table[i]} claims ${size} bytes; a ${layout.grainBytes}-byte grain may take 1 to ${maxCompressed}`,
-      );
-    }
-    if (byte + GRAIN_MARKER_SIZE + size > source.size) {
-      throw new ImageFormatError('vmdk-grain-offset', `VMDK compressed grain at sector ${table[i]} runs past the end of the file; the file is truncated`);
-    }
-    sizes[i] = size;
   });
   return sizes;
+}
+
+type ReadInto = (offset: number, target: Buffer) => Promise<void>;
+
+/**
+ * Window reads go into a few reused buffers when the source offers readInto (a local file): a
+ * fresh multi-MiB buffer per window costs page faults that small reads never did. Other sources
+ * (S3) allocate per read as usual.
+ */
+class WindowBuffers {
+  private readonly free: Buffer[] = [];
+  private readonly ours = new WeakSet<ArrayBufferLike>();
+  private static readonly KEPT = 4;
+
+  async read(source: RandomAccessSource, offset: number, length: number): Promise<Buffer> {
+    const readInto = (source as { readInto?: ReadInto }).readInto;
+    if (typeof readInto !== 'function' || length > MARKER_WINDOW_BYTES) return source.read(offset, length);
+    let buffer = this.free.pop();
+    if (!buffer) {
+      buffer = Buffer.allocUnsafeSlow(MARKER_WINDOW_BYTES);
+      this.ours.add(buffer.buffer);
+    }
+    const target = buffer.subarray(0, length);
+    try {
+      await readInto.call(source, offset, target);
+    } catch (error) {
+      this.free.push(buffer);
+      throw error;
+    }
+    return target;
+  }
+
+  /** Gives back a buffer from read(); buffers the pool did not make are left to the GC. */
+  release(bytes: Buffer): void {
+    if (this.ours.has(bytes.buffer) && this.free.length < WindowBuffers.KEPT) this.free.push(Buffer.from(bytes.buffer, 0, MARKER_WINDOW_BYTES));
+  }
+}
+
+/** Markers fetched by one read: a window never spans more than this many bytes... */
+const MARKER_WINDOW_BYTES = 4 * 1024 * 1024;
+/** ...nor skips more than this between two markers (a sparse table reads its markers alone). */
+const MARKER_WINDOW_GAP = 256 * 1024;
+/** Windows of one table read at once (tables are also prepared a few ahead). */
+const MARKER_WINDOW_CONCURRENCY = 2;
+
+/** Splits `used` (grain indexes sorted by their sector in `table`) into runs read by one window each. */
+function markerWindows(used: number[], table: Uint32Array): { first: number; end: number }[] {
+  const windows: { first: number; end: number }[] = [];
+  let first = 0;
+  for (let k = 1; k <= used.length; k++) {
+    if (k < used.length) {
+      const start = table[used[first]] * SECTOR;
+      const previous = table[used[k - 1]] * SECTOR;
+      const at = table[used[k]] * SECTOR;
+      if (at - previous <= MARKER_WINDOW_GAP && at + GRAIN_MARKER_SIZE - start <= MARKER_WINDOW_BYTES) continue;
+    }
+    if (k > first) windows.push({ first, end: k });
+    first = k;
+  }
+  return windows;
+}
+
+function checkGrainMarker(bytes: Buffer, at: number, layout: Layout, source: RandomAccessSource, sector: number, grain: number): number {
+  if (at + GRAIN_MARKER_SIZE > bytes.length) {
+    throw new ImageFormatError('vmdk-grain-offset', `VMDK compressed grain at sector ${sector} runs past the end of the file; the file is truncated`);
+  }
+  const lba = bytes.readBigUInt64LE(at);
+  const size = bytes.readUInt32LE(at + 8);
+  if (lba !== BigInt(grain) * BigInt(layout.grainBytes / SECTOR)) {
+    throw new ImageFormatError('vmdk-grain-marker-lba', `VMDK grain marker at sector ${sector} is for sector ${lba}, not for grain ${grain}; the file is damaged`);
+  }
+  const maxCompressed = layout.grainBytes * COMPRESSED_GRAIN_FACTOR;
+  if (size === 0 || size > maxCompressed) {
+    throw new ImageFormatError(
+      'vmdk-grain-marker-size',
+      `VMDK compressed grain at sector ${sector} claims ${size} bytes; a ${layout.grainBytes}-byte grain may take 1 to ${maxCompressed}`,
+    );
+  }
+  if (sector * SECTOR + GRAIN_MARKER_SIZE + size > source.size) {
+    throw new ImageFormatError('vmdk-grain-offset', `VMDK compressed grain at sector ${sector} runs past the end of the file; the file is truncated`);
+  }
+  return size;
 }
 
 /** Joins neighbouring zero extents, and data extents that are contiguous in the file too. */

@@ -1,0 +1,164 @@
+/**
+ * VMDK benchmark: the two streamOptimized conversions (VMDK → raw, raw → VMDK), ours against
+ * `qemu-img convert` on the same files, each repeated, medians reported. Built by `npm run build`:
+ *   node dist/bench/vmdk.js
+ *
+ * Environment: BENCH_SIZE_MIB (default 2048), BENCH_REPEAT (default 3), BENCH_DIR (default a temp
+ * dir, removed afterwards; when set, disk.raw / disk.vmdk found there are reused),
+ * BENCH_ONLY ('read' or 'write' for one of the two rows).
+ * The test disk is the one bench/convert.ts makes (same recipe, repeated here so the two
+ * benchmarks can change independently).
+ */
+import { execFileSync, spawnSync } from 'child_process';
+import { createHash, randomFillSync } from 'crypto';
+import { closeSync, createReadStream, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync, writeSync } from 'fs';
+import { cpus, tmpdir } from 'os';
+import { join } from 'path';
+import type { DiskImageWriter } from '../toolkit/formats/format';
+import type { ConvertJob } from './convert-worker';
+
+const MiB = 1024 * 1024;
+const sizeMiB = Number(process.env.BENCH_SIZE_MIB ?? 2048);
+const repeat = Math.max(1, Number(process.env.BENCH_REPEAT ?? 3));
+const only = process.env.BENCH_ONLY;
+const workDir = process.env.BENCH_DIR ?? mkdtempSync(join(tmpdir(), 'imaging-bench-vmdk-'));
+const worker = join(__dirname, 'convert-worker.js');
+
+function log(message: string): void {
+  process.stderr.write(`${message}\n`);
+}
+
+function makeBenchImage(path: string): void {
+  const size = sizeMiB * MiB;
+  writeFileSync(path, Buffer.alloc(0));
+  execFileSync('truncate', ['-s', String(size), path]);
+  const partitionMiB = Math.min(1024, Math.floor(sizeMiB / 2));
+  execFileSync('sfdisk', ['--quiet', path], { input: `label: dos\nstart=2048, size=${partitionMiB * 2048}, type=83\n` });
+  const content = join(workDir, 'rootfs');
+  mkdirSync(join(content, 'small'), { recursive: true });
+  const random = Buffer.alloc(MiB);
+  const randomFile = openSync(join(content, 'random.bin'), 'w');
+  for (let i = 0; i < partitionMiB / 4; i++) writeSync(randomFile, randomFillSync(random));
+  closeSync(randomFile);
+  const text = Buffer.from('The quick brown fox jumps over the lazy imaging service. '.repeat(18000));
+  const textFile = openSync(join(content, 'text.log'), 'w');
+  for (let i = 0; i < partitionMiB / 16; i++) writeSync(textFile, text);
+  closeSync(textFile);
+  for (let i = 0; i < 2000; i++) writeFileSync(join(content, 'small', `file${i}.txt`), `file ${i}\n`.repeat((i % 50) + 1));
+  const fsImage = join(workDir, 'part1.ext4');
+  execFileSync('truncate', ['-s', `${partitionMiB}M`, fsImage]);
+  execFileSync('mkfs.ext4', ['-q', '-F', '-d', content, fsImage], { stdio: 'pipe' });
+  execFileSync('dd', [`if=${fsImage}`, `of=${path}`, 'bs=4M', `seek=${MiB}`, 'oflag=seek_bytes', 'conv=notrunc,sparse', 'status=none']);
+  rmSync(fsImage);
+  rmSync(content, { recursive: true });
+  const disk = openSync(path, 'r+');
+  const regionStart = (partitionMiB + 128) * MiB;
+  const regionMiB = Math.min(256, Math.floor((sizeMiB - partitionMiB - 128) / 4));
+  for (let i = 0; i < regionMiB; i++) writeSync(disk, randomFillSync(random), 0, MiB, regionStart + i * MiB);
+  for (let at = regionStart + (regionMiB + 16) * MiB; at + MiB <= size; at += 16 * MiB) writeSync(disk, randomFillSync(random), 0, MiB, at);
+  closeSync(disk);
+}
+
+function qemuImg(args: string[]): number {
+  const started = process.hrtime.bigint();
+  const result = spawnSync('qemu-img', args, { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8', timeout: 30 * 60_000 });
+  if (result.status !== 0) throw new Error(`qemu-img ${args.join(' ')}: ${result.stderr || result.signal}`);
+  return Number(process.hrtime.bigint() - started) / 1e9;
+}
+
+function runOurs(job: ConvertJob): { seconds: number; peakRssBytes: number } {
+  const result = spawnSync(process.execPath, [worker, JSON.stringify(job)], { encoding: 'utf8', maxBuffer: MiB, timeout: 30 * 60_000 });
+  if (result.status !== 0) throw new Error((result.stderr || `worker exited with ${result.status}`).trim());
+  return JSON.parse(result.stdout.trim().split('\n').pop()!);
+}
+
+async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path, { highWaterMark: 8 * MiB })) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
+interface Row {
+  label: string;
+  ours: number[];
+  qemu: number[];
+  peakRss: number;
+  check: string;
+}
+
+async function row(label: string, input: string, qemuInput: string, outputFormat: DiskImageWriter['name'], qemuOutput: string[]): Promise<Row> {
+  const oursOut = join(workDir, `ours.${outputFormat}`);
+  const qemuOut = join(workDir, `qemu.${outputFormat}`);
+  const result: Row = { label, ours: [], qemu: [], peakRss: 0, check: '' };
+  try {
+    // Interleaved, so a neighbour's load hits both sides alike.
+    for (let i = 0; i < repeat; i++) {
+      rmSync(qemuOut, { force: true });
+      result.qemu.push(qemuImg(['convert', '-f', qemuInput, ...qemuOutput, input, qemuOut]));
+      rmSync(oursOut, { force: true });
+      const ours = runOurs({ input, output: oursOut, outputFormat });
+      result.ours.push(ours.seconds);
+      result.peakRss = Math.max(result.peakRss, ours.peakRssBytes);
+      log(`    run ${i + 1}: ours ${ours.seconds.toFixed(2)} s, qemu-img ${result.qemu[i].toFixed(2)} s`);
+    }
+    if (outputFormat === 'raw') {
+      result.check = (await sha256File(oursOut)) === (await sha256File(qemuOut)) ? 'same bytes' : 'BYTES DIFFER';
+    } else {
+      // Our VMDK must read back as the input disk (qemu-img compare reads it with qemu's driver).
+      const compare = spawnSync('qemu-img', ['compare', '-f', 'raw', '-F', 'vmdk', input, oursOut], { encoding: 'utf8' });
+      result.check = `${compare.status === 0 ? 'reads back identical' : 'READ-BACK DIFFERS'}; ${(statSync(oursOut).size / MiB).toFixed(0)} MiB (qemu-img ${(statSync(qemuOut).size / MiB).toFixed(0)} MiB)`;
+    }
+    return result;
+  } finally {
+    rmSync(oursOut, { force: true });
+    rmSync(qemuOut, { force: true });
+  }
+}
+
+async function main(): Promise<void> {
+  log(`bench:vmdk ${sizeMiB} MiB image in ${workDir}, ${repeat} runs each`);
+  const raw = join(workDir, 'disk.raw');
+  const vmdk = join(workDir, 'disk.vmdk');
+  const keep = process.env.BENCH_DIR !== undefined;
+  try {
+    if (!existsSync(raw)) makeBenchImage(raw);
+    if (!existsSync(vmdk)) qemuImg(['convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=streamOptimized', raw, vmdk]);
+    const rows: Row[] = [];
+    if (only !== 'write') {
+      log('  VMDK streamOptimized → raw...');
+      rows.push(await row('VMDK streamOptimized → raw', vmdk, 'vmdk', 'raw', ['-O', 'raw']));
+    }
+    if (only !== 'read') {
+      log('  raw → VMDK streamOptimized...');
+      rows.push(await row('raw → VMDK streamOptimized', raw, 'raw', 'vmdk', ['-O', 'vmdk', '-o', 'subformat=streamOptimized']));
+    }
+    const version = execFileSync('qemu-img', ['--version'], { encoding: 'utf8' }).split('\n')[0].replace(/^qemu-img version /, '');
+    process.stdout.write(`\nVMDK conversions of a ${sizeMiB} MiB disk, ${cpus().length} CPUs, qemu-img ${version}, median of ${repeat}\n\n`);
+    const header = ['conversion', 'ours (s)', 'qemu-img (s)', 'ours/qemu', 'peak RSS', 'check', 'runs ours | qemu'];
+    const lines = rows.map((r) => [
+      r.label,
+      median(r.ours).toFixed(2),
+      median(r.qemu).toFixed(2),
+      (median(r.ours) / median(r.qemu)).toFixed(2),
+      `${(r.peakRss / MiB).toFixed(0)} MiB`,
+      r.check,
+      `${r.ours.map((s) => s.toFixed(2)).join(' ')} | ${r.qemu.map((s) => s.toFixed(2)).join(' ')}`,
+    ]);
+    const widths = header.map((title, i) => Math.max(title.length, ...lines.map((line) => line[i].length)));
+    const format = (cells: string[]): string => cells.map((cell, i) => cell.padEnd(widths[i])).join('  ').trimEnd();
+    process.stdout.write(`${format(header)}\n${format(widths.map((w) => '-'.repeat(w)))}\n${lines.map(format).join('\n')}\n`);
+  } finally {
+    if (!keep) rmSync(workDir, { recursive: true, force: true });
+  }
+}
+
+main().catch((error) => {
+  process.stderr.write(`error: ${(error as Error).message}\n`);
+  process.exit(1);
+});
