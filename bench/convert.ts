@@ -15,14 +15,15 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 import { CreateBucketCommand, GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { execFileSync, spawn, spawnSync } from 'child_process';
-import { createHash, randomFillSync } from 'crypto';
-import { closeSync, createReadStream, createWriteStream, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync, writeSync } from 'fs';
+import { createHash } from 'crypto';
+import { createReadStream, createWriteStream, existsSync, mkdtempSync, rmSync, statSync } from 'fs';
 import { tmpdir } from 'os';
 import { pipeline } from 'stream/promises';
 import { join } from 'path';
 import type { DiskImageWriter } from '../toolkit/formats/format';
 import { makeS3Client } from '../toolkit/io/object-storage';
 import type { ConvertJob } from './convert-worker';
+import { makeBenchImage } from './bench-image';
 
 const MiB = 1024 * 1024;
 const sizeMiB = Number(process.env.BENCH_SIZE_MIB ?? 2048);
@@ -52,42 +53,6 @@ function log(message: string): void {
   process.stderr.write(`${message}\n`);
 }
 
-/**
- * The test disk: MBR; a 1 GiB ext4 partition filled by mkfs.ext4 -d (random, text and many
- * small files); a 256 MiB random region; 1 MiB random patches every 16 MiB; zeros elsewhere.
- */
-function makeBenchImage(path: string): void {
-  const size = sizeMiB * MiB;
-  writeFileSync(path, Buffer.alloc(0));
-  execFileSync('truncate', ['-s', String(size), path]);
-  const partitionMiB = Math.min(1024, Math.floor(sizeMiB / 2));
-  execFileSync('sfdisk', ['--quiet', path], { input: `label: dos\nstart=2048, size=${partitionMiB * 2048}, type=83\n` });
-
-  const content = join(workDir, 'rootfs');
-  mkdirSync(join(content, 'small'), { recursive: true });
-  const random = Buffer.alloc(MiB);
-  const randomFile = openSync(join(content, 'random.bin'), 'w');
-  for (let i = 0; i < partitionMiB / 4; i++) writeSync(randomFile, randomFillSync(random));
-  closeSync(randomFile);
-  const text = Buffer.from('The quick brown fox jumps over the lazy imaging service. '.repeat(18000));
-  const textFile = openSync(join(content, 'text.log'), 'w');
-  for (let i = 0; i < partitionMiB / 16; i++) writeSync(textFile, text);
-  closeSync(textFile);
-  for (let i = 0; i < 2000; i++) writeFileSync(join(content, 'small', `file${i}.txt`), `file ${i}\n`.repeat(i % 50 + 1));
-  const fsImage = join(workDir, 'part1.ext4');
-  execFileSync('truncate', ['-s', `${partitionMiB}M`, fsImage]);
-  execFileSync('mkfs.ext4', ['-q', '-F', '-d', content, fsImage], { stdio: 'pipe' });
-  execFileSync('dd', [`if=${fsImage}`, `of=${path}`, 'bs=4M', `seek=${MiB}`, 'oflag=seek_bytes', 'conv=notrunc,sparse', 'status=none']);
-  rmSync(fsImage);
-  rmSync(content, { recursive: true });
-
-  const disk = openSync(path, 'r+');
-  const regionStart = (partitionMiB + 128) * MiB;
-  const regionMiB = Math.min(256, Math.floor((sizeMiB - partitionMiB - 128) / 4));
-  for (let i = 0; i < regionMiB; i++) writeSync(disk, randomFillSync(random), 0, MiB, regionStart + i * MiB);
-  for (let at = regionStart + (regionMiB + 16) * MiB; at + MiB <= size; at += 16 * MiB) writeSync(disk, randomFillSync(random), 0, MiB, at);
-  closeSync(disk);
-}
 
 function qemuImg(args: string[]): number {
   const started = process.hrtime.bigint();
@@ -205,7 +170,7 @@ async function main(): Promise<void> {
   const vhd = join(workDir, 'disk.vhd');
   try {
     if (!(keepImages && [raw, vmdk, qcow2, vhd].every((file) => existsSync(file)))) {
-      makeBenchImage(raw);
+      makeBenchImage(raw, sizeMiB, workDir);
       log('  making streamOptimized VMDK, compressed QCOW2 and dynamic VHD with qemu-img...');
       qemuImg(['convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=streamOptimized', raw, vmdk]);
       qemuImg(['convert', '-f', 'raw', '-O', 'qcow2', '-c', raw, qcow2]);

@@ -10,12 +10,13 @@
  * benchmarks can change independently).
  */
 import { execFileSync, spawnSync } from 'child_process';
-import { createHash, randomFillSync } from 'crypto';
-import { closeSync, createReadStream, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync, writeSync } from 'fs';
+import { createHash } from 'crypto';
+import { createReadStream, existsSync, mkdtempSync, rmSync, statSync } from 'fs';
 import { cpus, tmpdir } from 'os';
 import { join } from 'path';
 import type { DiskImageWriter } from '../toolkit/formats/format';
 import type { ConvertJob } from './convert-worker';
+import { makeBenchImage } from './bench-image';
 
 const MiB = 1024 * 1024;
 const sizeMiB = Number(process.env.BENCH_SIZE_MIB ?? 2048);
@@ -28,36 +29,6 @@ function log(message: string): void {
   process.stderr.write(`${message}\n`);
 }
 
-function makeBenchImage(path: string): void {
-  const size = sizeMiB * MiB;
-  writeFileSync(path, Buffer.alloc(0));
-  execFileSync('truncate', ['-s', String(size), path]);
-  const partitionMiB = Math.min(1024, Math.floor(sizeMiB / 2));
-  execFileSync('sfdisk', ['--quiet', path], { input: `label: dos\nstart=2048, size=${partitionMiB * 2048}, type=83\n` });
-  const content = join(workDir, 'rootfs');
-  mkdirSync(join(content, 'small'), { recursive: true });
-  const random = Buffer.alloc(MiB);
-  const randomFile = openSync(join(content, 'random.bin'), 'w');
-  for (let i = 0; i < partitionMiB / 4; i++) writeSync(randomFile, randomFillSync(random));
-  closeSync(randomFile);
-  const text = Buffer.from('The quick brown fox jumps over the lazy imaging service. '.repeat(18000));
-  const textFile = openSync(join(content, 'text.log'), 'w');
-  for (let i = 0; i < partitionMiB / 16; i++) writeSync(textFile, text);
-  closeSync(textFile);
-  for (let i = 0; i < 2000; i++) writeFileSync(join(content, 'small', `file${i}.txt`), `file ${i}\n`.repeat((i % 50) + 1));
-  const fsImage = join(workDir, 'part1.ext4');
-  execFileSync('truncate', ['-s', `${partitionMiB}M`, fsImage]);
-  execFileSync('mkfs.ext4', ['-q', '-F', '-d', content, fsImage], { stdio: 'pipe' });
-  execFileSync('dd', [`if=${fsImage}`, `of=${path}`, 'bs=4M', `seek=${MiB}`, 'oflag=seek_bytes', 'conv=notrunc,sparse', 'status=none']);
-  rmSync(fsImage);
-  rmSync(content, { recursive: true });
-  const disk = openSync(path, 'r+');
-  const regionStart = (partitionMiB + 128) * MiB;
-  const regionMiB = Math.min(256, Math.floor((sizeMiB - partitionMiB - 128) / 4));
-  for (let i = 0; i < regionMiB; i++) writeSync(disk, randomFillSync(random), 0, MiB, regionStart + i * MiB);
-  for (let at = regionStart + (regionMiB + 16) * MiB; at + MiB <= size; at += 16 * MiB) writeSync(disk, randomFillSync(random), 0, MiB, at);
-  closeSync(disk);
-}
 
 function qemuImg(args: string[]): number {
   const started = process.hrtime.bigint();
@@ -127,7 +98,7 @@ async function main(): Promise<void> {
   const vmdk = join(workDir, 'disk.vmdk');
   const keep = process.env.BENCH_DIR !== undefined;
   try {
-    if (!existsSync(raw)) makeBenchImage(raw);
+    if (!existsSync(raw)) makeBenchImage(raw, sizeMiB, workDir);
     if (!existsSync(vmdk)) qemuImg(['convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=streamOptimized', raw, vmdk]);
     const rows: Row[] = [];
     if (only !== 'write') {

@@ -9,6 +9,9 @@ import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { clientContext, type ClientContext } from '../../cli/client-options';
 import { uploadImportImage, type ImportVolumeOptions } from '../../cli/commands/import-volume';
 import { boto3Call, type Ec2Credentials } from '../helpers/ec2-clients';
+import { startService, type RunningService } from '../../cli/serve';
+import { resolveSettings, type ServeSettings } from '../../cli/settings';
+import { join } from 'path';
 
 export interface Endpoints {
   ec2: string;
@@ -55,4 +58,13 @@ export function fileSha256(path: string): string {
 export async function putWithUrl(s3: S3Client, bucket: string, key: string, body: string | Buffer): Promise<string> {
   await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
   return getSignedUrl(s3, new GetObjectCommand({ Bucket: bucket, Key: key }), { expiresIn: 3600 });
+}
+
+/** `imaging serve` in-process on free ports with its own data directory under `dir`. */
+export async function startTestService(dir: string, overrides: Partial<ServeSettings> = {}): Promise<{ service: RunningService; endpoints: Endpoints }> {
+  const service = await startService(
+    resolveSettings({ dataDir: join(dir, 'data'), port: '0', s3Port: '0', uploadPollMs: '200', logLevel: 'warn', ...overrides }, {}),
+    { logToStderr: false },
+  );
+  return { service, endpoints: { ec2: service.ec2Endpoint, s3: service.s3Endpoint, creds: service.credentials } };
 }

@@ -9,8 +9,7 @@ import { promisify } from 'util';
 import { CancelConversionTaskCommand, DescribeConversionTasksCommand, ImportInstanceCommand } from '@aws-sdk/client-ec2';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import { startService, type RunningService } from '../../cli/serve';
-import { resolveSettings } from '../../cli/settings';
+import type { RunningService } from '../../cli/serve';
 import type { InstanceRecord, TaskDocument } from '../../tasks/task';
 import type { CloudEvent } from 'cloudevents';
 import { registerStage } from '../../functions/register/register-stage';
@@ -20,6 +19,7 @@ import { EVENT_TYPES } from '../../events/types';
 import { makeRawDisk, qemuToRaw, tempDir } from '../helpers/disk-corpus';
 import { boto3Call, sdkClient } from '../helpers/ec2-clients';
 import { clientFor, fileSha256, objectBytes, sha256, upload, waitForTask, type Endpoints } from './import-driver';
+import { startTestService } from './import-driver';
 
 const run = promisify(execFile);
 
@@ -36,11 +36,7 @@ beforeAll(async () => {
   vmdk = join(dir, 'disk.vmdk');
   execFileSync('qemu-img', ['convert', '-O', 'vmdk', '-o', 'subformat=streamOptimized', disk.path, vmdk]);
   reference = qemuToRaw(vmdk, join(dir, 'reference.raw'));
-  service = await startService(
-    resolveSettings({ dataDir: join(dir, 'data'), port: '0', s3Port: '0', uploadPollMs: '200', logLevel: 'warn' }, {}),
-    { logToStderr: false },
-  );
-  endpoints = { ec2: service.ec2Endpoint, s3: service.s3Endpoint, creds: service.credentials };
+  ({ service, endpoints } = await startTestService(dir));
 });
 
 afterAll(async () => {

@@ -9,13 +9,13 @@ import { promisify } from 'util';
 import { DescribeConversionTasksCommand, ImportVolumeCommand, CancelConversionTaskCommand } from '@aws-sdk/client-ec2';
 import { GetObjectCommand, PutObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import { startService, type RunningService } from '../../cli/serve';
-import { resolveSettings } from '../../cli/settings';
+import type { RunningService } from '../../cli/serve';
 import { makeRawDisk, qemuToRaw, seededBytes, tempDir } from '../helpers/disk-corpus';
 import { boto3Call, sdkClient } from '../helpers/ec2-clients';
 import { manifestKeyFor } from '../../cli/commands/import-volume';
 import { buildImportManifest, partRanges } from '../../toolkit/bundle/import-manifest';
 import { clientFor, fileSha256, objectBytes, putWithUrl, sha256, upload, waitForTask, type Endpoints } from './import-driver';
+import { startTestService } from './import-driver';
 
 const run = promisify(execFile);
 const GiB = 1024 ** 3;
@@ -28,11 +28,7 @@ let disk: { path: string; size: number };
 beforeAll(async () => {
   dir = tempDir('e2e-serve-');
   disk = makeRawDisk(dir);
-  service = await startService(
-    resolveSettings({ dataDir: join(dir, 'data'), port: '0', s3Port: '0', uploadPollMs: '200', logLevel: 'warn' }, {}),
-    { logToStderr: false },
-  );
-  endpoints = { ec2: service.ec2Endpoint, s3: service.s3Endpoint, creds: service.credentials };
+  ({ service, endpoints } = await startTestService(dir));
 });
 
 afterAll(async () => {
@@ -263,12 +259,8 @@ describe('bad input ends with a clear message and the service keeps serving', ()
 });
 
 test('a task whose upload never completes is cancelled when it expires', async () => {
-  const expiring = await startService(
-    resolveSettings({ dataDir: join(dir, 'data-expiry'), port: '0', s3Port: '0', uploadPollMs: '100', taskLifetimeHours: String(2 / 3600), logLevel: 'warn' }, {}),
-    { logToStderr: false },
-  );
+  const { service: expiring, endpoints: ep } = await startTestService(join(dir, 'expiry'), { uploadPollMs: '100', taskLifetimeHours: String(2 / 3600) });
   try {
-    const ep: Endpoints = { ec2: expiring.ec2Endpoint, s3: expiring.s3Endpoint, creds: expiring.credentials };
     const ctx = await clientFor(ep);
     const manifestUrl = await getSignedUrl(ctx.s3, new GetObjectCommand({ Bucket: 'never', Key: 'never.xml' }), { expiresIn: 3600 });
     const out = await boto3Call(ep.ec2, ep.creds, 'ImportVolume', {
