@@ -14,21 +14,18 @@
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 import { CreateBucketCommand, GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { execFileSync, spawn, spawnSync } from 'child_process';
-import { createHash } from 'crypto';
+import { execFileSync, spawn } from 'child_process';
 import { createReadStream, createWriteStream, existsSync, mkdtempSync, rmSync, statSync } from 'fs';
 import { tmpdir } from 'os';
 import { pipeline } from 'stream/promises';
 import { join } from 'path';
 import type { DiskImageWriter } from '../toolkit/formats/format';
 import { makeS3Client } from '../toolkit/io/object-storage';
-import type { ConvertJob } from './convert-worker';
-import { makeBenchImage } from './bench-image';
+import { log, makeBenchImage, qemuImg, runOurs, sha256File } from './bench-support';
 
 const MiB = 1024 * 1024;
 const sizeMiB = Number(process.env.BENCH_SIZE_MIB ?? 2048);
 const workDir = process.env.BENCH_DIR ?? mkdtempSync(join(tmpdir(), 'imaging-bench-'));
-const worker = join(__dirname, 'convert-worker.js');
 const keepImages = Boolean(process.env.BENCH_DIR) && process.env.BENCH_KEEP_IMAGES === '1';
 const only = process.env.BENCH_ONLY ? new RegExp(process.env.BENCH_ONLY, 'i') : undefined;
 const repeat = Math.max(1, Number(process.env.BENCH_REPEAT ?? 1));
@@ -47,30 +44,6 @@ interface Row {
   qemu?: { seconds: number };
   identical?: boolean;
   note?: string;
-}
-
-function log(message: string): void {
-  process.stderr.write(`${message}\n`);
-}
-
-
-function qemuImg(args: string[]): number {
-  const started = process.hrtime.bigint();
-  const result = spawnSync('qemu-img', args, { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8', timeout: 30 * 60_000 });
-  if (result.status !== 0) throw new Error(`qemu-img ${args.join(' ')}: ${result.stderr || result.signal}`);
-  return Number(process.hrtime.bigint() - started) / 1e9;
-}
-
-function runOurs(job: ConvertJob): { seconds: number; peakRssBytes: number } {
-  const result = spawnSync(process.execPath, [worker, JSON.stringify(job)], { encoding: 'utf8', maxBuffer: 1024 * 1024, timeout: 30 * 60_000 });
-  if (result.status !== 0) throw new Error((result.stderr || `worker exited with ${result.status}`).trim().replace(/^error: /, ''));
-  return JSON.parse(result.stdout.trim().split('\n').pop()!);
-}
-
-async function sha256File(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path, { highWaterMark: 8 * MiB })) hash.update(chunk as Buffer);
-  return hash.digest('hex');
 }
 
 async function fileRow(label: string, input: string, qemuInputFormat: string, outputFormat: DiskImageWriter['name'], qemuOutput: string[]): Promise<Row> {

@@ -10,44 +10,17 @@
  * benchmarks can change independently).
  */
 import { execFileSync, spawnSync } from 'child_process';
-import { createHash } from 'crypto';
-import { createReadStream, existsSync, mkdtempSync, rmSync, statSync } from 'fs';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'fs';
 import { cpus, tmpdir } from 'os';
 import { join } from 'path';
 import type { DiskImageWriter } from '../toolkit/formats/format';
-import type { ConvertJob } from './convert-worker';
-import { makeBenchImage } from './bench-image';
+import { log, makeBenchImage, qemuImg, runOurs, sha256File } from './bench-support';
 
 const MiB = 1024 * 1024;
 const sizeMiB = Number(process.env.BENCH_SIZE_MIB ?? 2048);
 const repeat = Math.max(1, Number(process.env.BENCH_REPEAT ?? 3));
 const only = process.env.BENCH_ONLY;
 const workDir = process.env.BENCH_DIR ?? mkdtempSync(join(tmpdir(), 'imaging-bench-vmdk-'));
-const worker = join(__dirname, 'convert-worker.js');
-
-function log(message: string): void {
-  process.stderr.write(`${message}\n`);
-}
-
-
-function qemuImg(args: string[]): number {
-  const started = process.hrtime.bigint();
-  const result = spawnSync('qemu-img', args, { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8', timeout: 30 * 60_000 });
-  if (result.status !== 0) throw new Error(`qemu-img ${args.join(' ')}: ${result.stderr || result.signal}`);
-  return Number(process.hrtime.bigint() - started) / 1e9;
-}
-
-function runOurs(job: ConvertJob): { seconds: number; peakRssBytes: number } {
-  const result = spawnSync(process.execPath, [worker, JSON.stringify(job)], { encoding: 'utf8', maxBuffer: MiB, timeout: 30 * 60_000 });
-  if (result.status !== 0) throw new Error((result.stderr || `worker exited with ${result.status}`).trim());
-  return JSON.parse(result.stdout.trim().split('\n').pop()!);
-}
-
-async function sha256File(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path, { highWaterMark: 8 * MiB })) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);

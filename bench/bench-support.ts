@@ -1,10 +1,40 @@
-/** The benchmark disk every bench script converts, made from real content with sfdisk and mkfs.ext4. */
-import { execFileSync } from 'child_process';
-import { randomFillSync } from 'crypto';
-import { closeSync, mkdirSync, openSync, rmSync, writeFileSync, writeSync } from 'fs';
+/**
+ * What the conversion benchmarks share: the benchmark disk (real content made with sfdisk and
+ * mkfs.ext4), timing qemu-img, timing our converter in its own process, hashing outputs.
+ */
+import { execFileSync, spawnSync } from 'child_process';
+import { createHash, randomFillSync } from 'crypto';
+import { closeSync, createReadStream, mkdirSync, openSync, rmSync, writeFileSync, writeSync } from 'fs';
+import type { ConvertJob } from './convert-worker';
 import { join } from 'path';
 
 const MiB = 1024 * 1024;
+const worker = join(__dirname, 'convert-worker.js');
+
+export function log(message: string): void {
+  process.stderr.write(`${message}\n`);
+}
+
+/** Runs qemu-img; returns its wall time in seconds. */
+export function qemuImg(args: string[]): number {
+  const started = process.hrtime.bigint();
+  const result = spawnSync('qemu-img', args, { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8', timeout: 30 * 60_000 });
+  if (result.status !== 0) throw new Error(`qemu-img ${args.join(' ')}: ${result.stderr || result.signal}`);
+  return Number(process.hrtime.bigint() - started) / 1e9;
+}
+
+/** Runs one conversion by our toolkit alone in a child process, so its peak RSS is its own. */
+export function runOurs(job: ConvertJob): { seconds: number; peakRssBytes: number } {
+  const result = spawnSync(process.execPath, [worker, JSON.stringify(job)], { encoding: 'utf8', maxBuffer: MiB, timeout: 30 * 60_000 });
+  if (result.status !== 0) throw new Error((result.stderr || `worker exited with ${result.status}`).trim().replace(/^error: /, ''));
+  return JSON.parse(result.stdout.trim().split('\n').pop()!);
+}
+
+export async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path, { highWaterMark: 8 * MiB })) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
 
 /**
  * The test disk: MBR; a 1 GiB ext4 partition filled by mkfs.ext4 -d (random, text and many
