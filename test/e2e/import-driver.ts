@@ -12,6 +12,8 @@ import { boto3Call, type Ec2Credentials } from '../helpers/ec2-clients';
 import { startService, type RunningService } from '../../cli/serve';
 import { resolveSettings, type ServeSettings } from '../../cli/settings';
 import { join } from 'path';
+import { execFile } from 'child_process';
+import { promisify } from 'util';
 
 export interface Endpoints {
   ec2: string;
@@ -67,4 +69,18 @@ export async function startTestService(dir: string, overrides: Partial<ServeSett
     { logToStderr: false },
   );
   return { service, endpoints: { ec2: service.ec2Endpoint, s3: service.s3Endpoint, creds: service.credentials } };
+}
+
+const execFileAsync = promisify(execFile);
+
+/** Runs the compiled `imaging` CLI against the service, as a user with its key pair would. */
+export function runCli(endpoints: Endpoints, args: string[]): Promise<{ stdout: string; stderr: string }> {
+  const env = {
+    ...process.env,
+    IMAGING_EC2_ENDPOINT: endpoints.ec2,
+    IMAGING_S3_ENDPOINT: endpoints.s3,
+    AWS_ACCESS_KEY_ID: endpoints.creds.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: endpoints.creds.secretAccessKey,
+  };
+  return execFileAsync('node', [join(__dirname, '../../dist/cli/main.js'), ...args], { env });
 }

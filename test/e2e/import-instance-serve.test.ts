@@ -3,9 +3,8 @@
  * data directory), driven by boto3, @aws-sdk/client-ec2 and the imaging CLI: the converted disk
  * is compared with qemu-img's, and the registered instance is read back from the store.
  */
-import { execFile, execFileSync } from 'child_process';
+import { execFileSync } from 'child_process';
 import { join } from 'path';
-import { promisify } from 'util';
 import { CancelConversionTaskCommand, DescribeConversionTasksCommand, ImportInstanceCommand } from '@aws-sdk/client-ec2';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
@@ -18,10 +17,9 @@ import { makeEvent } from '../../events/make-event';
 import { EVENT_TYPES } from '../../events/types';
 import { makeRawDisk, qemuToRaw, tempDir } from '../helpers/disk-corpus';
 import { boto3Call, sdkClient } from '../helpers/ec2-clients';
-import { clientFor, fileSha256, objectBytes, sha256, upload, waitForTask, type Endpoints } from './import-driver';
+import { clientFor, fileSha256, objectBytes, sha256, upload, waitForTask, type Endpoints, runCli } from './import-driver';
 import { startTestService } from './import-driver';
 
-const run = promisify(execFile);
 
 let service: RunningService;
 let endpoints: Endpoints;
@@ -201,15 +199,7 @@ describe('bad input', () => {
 });
 
 test('the imaging CLI: import-instance, then describe-conversion-tasks --json shows the instance', async () => {
-  const env = {
-    ...process.env,
-    IMAGING_EC2_ENDPOINT: endpoints.ec2,
-    IMAGING_S3_ENDPOINT: endpoints.s3,
-    AWS_ACCESS_KEY_ID: endpoints.creds.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: endpoints.creds.secretAccessKey,
-  };
-  const cli = join(__dirname, '../../dist/cli/main.js');
-  const imported = await run('node', [cli, 'import-instance', vmdk, '--format', 'vmdk', '--bucket', 'cli-instance', '--architecture', 'x86_64', '--instance-type', 'm5.large', '--platform', 'Windows', '--availability-zone', 'local-1c', '--description', 'from the cli', '--no-progress', '--wait'], { env });
+  const imported = await runCli(endpoints, ['import-instance', vmdk, '--format', 'vmdk', '--bucket', 'cli-instance', '--architecture', 'x86_64', '--instance-type', 'm5.large', '--platform', 'Windows', '--availability-zone', 'local-1c', '--description', 'from the cli', '--no-progress', '--wait']);
   const [first, ...followed] = imported.stdout.trim().split('\n');
   const [taskId, instanceId] = first.split('\t');
   expect(taskId).toMatch(/^import-i-[0-9a-f]{8}$/);
@@ -217,7 +207,7 @@ test('the imaging CLI: import-instance, then describe-conversion-tasks --json sh
   // --wait follows the task to its end and prints it.
   expect(followed[0]).toMatch(new RegExp(`^${taskId}  completed  100%`));
   expect(followed.join('\n')).toContain(`${instanceId} (Windows)`);
-  const described = await run('node', [cli, 'describe-conversion-tasks', taskId, '--json'], { env });
+  const described = await runCli(endpoints, ['describe-conversion-tasks', taskId, '--json']);
   const [task] = JSON.parse(described.stdout);
   expect(task).toMatchObject({ conversionTaskId: taskId, state: 'completed', instanceId, platform: 'Windows', description: 'from the cli', format: 'VMDK', imageSha256: sha256(reference), bytesConverted: reference.length });
   expect(task.imageLocation).toMatch(new RegExp(`^s3://imaging-images/images/${taskId}/`));

@@ -2,10 +2,9 @@
  * The whole import path in one process (`imaging serve` as a library), driven by boto3,
  * @aws-sdk/client-ec2 and the imaging CLI, with byte comparison of what lands in the image store.
  */
-import { execFile, execFileSync } from 'child_process';
+import { execFileSync } from 'child_process';
 import { statSync, writeFileSync } from 'fs';
 import { join } from 'path';
-import { promisify } from 'util';
 import { DescribeConversionTasksCommand, ImportVolumeCommand, CancelConversionTaskCommand } from '@aws-sdk/client-ec2';
 import { GetObjectCommand, PutObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
@@ -14,10 +13,9 @@ import { makeRawDisk, qemuToRaw, seededBytes, tempDir } from '../helpers/disk-co
 import { boto3Call, sdkClient } from '../helpers/ec2-clients';
 import { manifestKeyFor } from '../../cli/commands/import-volume';
 import { buildImportManifest, partRanges } from '../../toolkit/bundle/import-manifest';
-import { clientFor, fileSha256, objectBytes, putWithUrl, sha256, upload, waitForTask, type Endpoints } from './import-driver';
+import { clientFor, fileSha256, objectBytes, putWithUrl, sha256, upload, waitForTask, type Endpoints, runCli } from './import-driver';
 import { startTestService } from './import-driver';
 
-const run = promisify(execFile);
 const GiB = 1024 ** 3;
 
 let service: RunningService;
@@ -85,25 +83,17 @@ test('@aws-sdk/client-ec2: import, describe; cancel of a completed task is refus
 });
 
 test('the imaging CLI: import-volume, describe-conversion-tasks --json shows location and SHA-256', async () => {
-  const env = {
-    ...process.env,
-    IMAGING_EC2_ENDPOINT: endpoints.ec2,
-    IMAGING_S3_ENDPOINT: endpoints.s3,
-    AWS_ACCESS_KEY_ID: endpoints.creds.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: endpoints.creds.secretAccessKey,
-  };
-  const cli = join(__dirname, '../../dist/cli/main.js');
-  const imported = await run('node', [cli, 'import-volume', disk.path, '--format', 'RAW', '--bucket', 'cli-bucket', '--wait'], { env });
+  const imported = await runCli(endpoints, ['import-volume', disk.path, '--format', 'RAW', '--bucket', 'cli-bucket', '--wait']);
   const [taskId, summary] = imported.stdout.split('\n');
   expect(taskId).toMatch(/^import-vol-[0-9a-f]{8}$/);
   expect(summary).toBe(`${taskId}  completed  100%`);
-  const described = await run('node', [cli, 'describe-conversion-tasks', taskId, '--json'], { env });
+  const described = await runCli(endpoints, ['describe-conversion-tasks', taskId, '--json']);
   const [task] = JSON.parse(described.stdout);
   expect(task).toMatchObject({ conversionTaskId: taskId, state: 'completed', imageSha256: fileSha256(disk.path), bytesConverted: disk.size });
   expect(task.imageLocation).toMatch(new RegExp(`^s3://imaging-images/images/${taskId}/`));
-  const text = await run('node', [cli, 'describe-conversion-tasks'], { env });
+  const text = await runCli(endpoints, ['describe-conversion-tasks']);
   expect(text.stdout).toContain(taskId);
-  const cancel = await run('node', [cli, 'cancel-conversion-task', taskId], { env }).catch((e) => e);
+  const cancel = await runCli(endpoints, ['cancel-conversion-task', taskId]).catch((e) => e);
   expect(cancel.code).toBe(2);
   expect(cancel.stderr).toMatch(/^error: IncorrectState: /);
 });
