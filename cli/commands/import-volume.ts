@@ -6,11 +6,12 @@
 import { createReadStream, statSync } from 'fs';
 import { basename } from 'path';
 import { randomBytes } from 'crypto';
-import { CreateBucketCommand, DeleteObjectCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { SingleBar, Presets } from 'cli-progress';
 import { buildImportManifest, partRanges, type ManifestFileFormat } from '../../toolkit/bundle/import-manifest';
 import type { ClientContext } from '../client-options';
+import { ensureBucket } from '../../toolkit/io/object-storage';
 import { FileSource } from '../../toolkit/io/file-source';
 import { openImage } from '../../toolkit/formats/registry';
 import { ImageFormatError } from '../../toolkit/errors';
@@ -31,14 +32,6 @@ export interface ImportVolumeOptions {
 }
 
 const GiB = 1024 ** 3;
-
-async function ensureBucket(s3: S3Client, bucket: string): Promise<void> {
-  try {
-    await s3.send(new HeadBucketCommand({ Bucket: bucket }));
-  } catch {
-    await s3.send(new CreateBucketCommand({ Bucket: bucket }));
-  }
-}
 
 async function uploadParts(s3: S3Client, file: string, bucket: string, prefix: string, size: number, partSize: number, options: ImportVolumeOptions) {
   const ranges = partRanges(size, partSize);

@@ -4,11 +4,11 @@
  * converter's bound and nothing touches local disk; progress and bytes converted go into the
  * task as it runs, and a cancellation stops the upload and removes what was written.
  */
-import { CreateBucketCommand, HeadBucketCommand, type S3Client } from '@aws-sdk/client-s3';
 import { EVENT_TYPES } from '../../events/types';
 import { makeEvent } from '../../events/make-event';
 import type { ImageFormat } from '../../tasks/task';
 import { ConcatenatedSource } from '../../toolkit/io/concat-source';
+import { ensureBucket } from '../../toolkit/io/object-storage';
 import { HttpRangeSource } from '../../toolkit/io/http-range-source';
 import { HashingSink } from '../../toolkit/io/hashing-sink';
 import { S3MultipartSink } from '../../toolkit/io/s3-multipart-sink';
@@ -20,23 +20,6 @@ import { completeStep, imagePrefix, taskStage } from '../task-step';
 
 const GiB = 1024 ** 3;
 const CLAIMED: Record<ImageFormat, FormatName> = { RAW: 'raw', VMDK: 'vmdk', VHD: 'vhd' };
-
-const ensuredBuckets = new WeakMap<S3Client, Set<string>>();
-
-/** Creates the image-store bucket on first use (idempotent). */
-export async function ensureBucket(s3: S3Client, bucket: string): Promise<void> {
-  const known = ensuredBuckets.get(s3) ?? new Set<string>();
-  ensuredBuckets.set(s3, known);
-  if (known.has(bucket)) return;
-  try {
-    await s3.send(new HeadBucketCommand({ Bucket: bucket }));
-  } catch {
-    await s3.send(new CreateBucketCommand({ Bucket: bucket })).catch((err) => {
-      if (!/BucketAlreadyOwnedByYou|BucketAlreadyExists/.test(String(err?.name ?? err))) throw err;
-    });
-  }
-  known.add(bucket);
-}
 
 export const convertStage = taskStage({
   name: 'convert',

@@ -1,4 +1,4 @@
-import { S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, HeadBucketCommand, S3Client } from '@aws-sdk/client-s3';
 
 /** How to reach S3-compatible object storage. */
 export interface ObjectStorageConfig {
@@ -28,4 +28,21 @@ export function makeS3Client(config: ObjectStorageConfig): S3Client {
     credentials: { accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey },
     ...S3_COMPATIBLE_CHECKSUMS,
   });
+}
+
+const ensuredBuckets = new WeakMap<S3Client, Set<string>>();
+
+/** Creates a bucket unless it exists; safe when others create it at the same time. Remembered per client. */
+export async function ensureBucket(s3: S3Client, bucket: string): Promise<void> {
+  const known = ensuredBuckets.get(s3) ?? new Set<string>();
+  ensuredBuckets.set(s3, known);
+  if (known.has(bucket)) return;
+  try {
+    await s3.send(new HeadBucketCommand({ Bucket: bucket }));
+  } catch {
+    await s3.send(new CreateBucketCommand({ Bucket: bucket })).catch((err) => {
+      if (!/BucketAlreadyOwnedByYou|BucketAlreadyExists/.test(String(err?.name ?? err))) throw err;
+    });
+  }
+  known.add(bucket);
 }
