@@ -7,7 +7,7 @@ import { createGateway } from '../gateway/server';
 import { StaticAccountDirectory } from '../gateway/accounts';
 import { openTaskStore } from '../tasks/open-store';
 import { JetStreamBus } from '../events/jetstream-bus';
-import { hostOf } from '../toolkit/io/url-policy';
+import { hostOf, parseHostList } from '../toolkit/io/url-policy';
 import type { ServeSettings } from './settings';
 
 export async function startGatewayProcess(settings: ServeSettings): Promise<{ url: string; stop(): Promise<void> }> {
@@ -24,7 +24,7 @@ export async function startGatewayProcess(settings: ServeSettings): Promise<{ ur
   const tasks = await openTaskStore(settings.mongodbUri, { mongoDbName: settings.mongodbDb });
   const bus = await JetStreamBus.connect({ servers: settings.natsUrl });
   const allowedObjectHosts = settings.allowedObjectHosts
-    ? settings.allowedObjectHosts.split(',').map((h) => h.trim()).filter(Boolean)
+    ? parseHostList(settings.allowedObjectHosts)
     : [hostOf(settings.s3Endpoint)];
   const gateway = createGateway({
     tasks,

@@ -19,7 +19,7 @@ import { ALL_STAGES } from '../functions/stages';
 import { runStageOnBus } from '../functions/host/stage-runner';
 import type { StageConfig } from '../functions/stage';
 import { ensureBucket, makeS3Client, type ObjectStorageConfig } from '../toolkit/io/object-storage';
-import { hostOf } from '../toolkit/io/url-policy';
+import { hostOf, parseHostList } from '../toolkit/io/url-policy';
 import { CREDENTIALS_FILE, type BootstrapCredentials } from './credentials';
 import { startEmbeddedS3, type EmbeddedS3 } from './embedded-s3';
 import type { ServeSettings } from './settings';
@@ -87,7 +87,7 @@ export async function startService(settings: ServeSettings, options: { logToStde
     const s3 = makeS3Client(storage);
     stops.push(async () => s3.destroy());
     const allowedObjectHosts = settings.allowedObjectHosts
-      ? settings.allowedObjectHosts.split(',').map((h) => h.trim()).filter(Boolean)
+      ? parseHostList(settings.allowedObjectHosts)
       : [hostOf(s3Endpoint), ...(embedded && ['127.0.0.1', '0.0.0.0'].includes(settings.host) ? [`localhost:${new URL(s3Endpoint).port}`] : [])];
     await ensureBucket(s3, settings.imageBucket);
 

@@ -2,7 +2,7 @@
 import pino from 'pino';
 import { openTaskStore } from '../../tasks/open-store';
 import { makeS3Client, type ObjectStorageConfig } from '../../toolkit/io/object-storage';
-import { hostOf } from '../../toolkit/io/url-policy';
+import { hostOf, parseHostList } from '../../toolkit/io/url-policy';
 import type { StageConfig } from '../stage';
 import type { StageDeps } from './deps';
 
@@ -44,10 +44,7 @@ export function stageConfigFromEnv(env: Env = process.env): StageConfig {
     secretAccessKey: required(env, 'IMAGING_S3_SECRET_ACCESS_KEY'),
     forcePathStyle: boolean(env, 'IMAGING_S3_FORCE_PATH_STYLE', true),
   };
-  const allowed = (env.IMAGING_ALLOWED_OBJECT_HOSTS ?? '')
-    .split(',')
-    .map((h) => h.trim().toLowerCase())
-    .filter((h) => h !== '');
+  const allowed = parseHostList(env.IMAGING_ALLOWED_OBJECT_HOSTS ?? '');
   return {
     storage,
     imageBucket: env.IMAGING_IMAGE_BUCKET || 'imaging-images',

@@ -7,6 +7,11 @@ export function hostOf(endpoint: string): string {
   return url.host.toLowerCase();
 }
 
+/** A configured comma-separated list of host[:port] entries (IMAGING_ALLOWED_OBJECT_HOSTS). */
+export function parseHostList(text: string): string[] {
+  return text.split(',').map((h) => h.trim().toLowerCase()).filter((h) => h !== '');
+}
+
 /** Why a URL is refused: callers that word their own messages (the EC2 API) switch on this. */
 export type UrlProblem = 'not-a-url' | 'scheme' | 'credentials' | 'host';
 
