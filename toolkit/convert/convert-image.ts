@@ -79,7 +79,6 @@ export async function convertOpenedImage(reader: DiskImageReader, options: Omit<
         concurrency,
         // The slabs are all the memory this path holds; the rest of the bound is left to the process.
         memoryLimitBytes: Math.max(plan.maxReadBytes + plan.maxInflatedBytes!, Math.floor(memoryLimitBytes / 2)),
-        slabBytes: plan.maxReadBytes + plan.maxInflatedBytes!,
         signal,
         onProgress: options.onProgress,
         virtualSize,

@@ -7,7 +7,7 @@
  * back one buffer per batch without copying.
  */
 import { availableParallelism } from 'os';
-import { Worker } from 'worker_threads';
+import { WorkerPool, type WorkerReply } from '../workers/worker-pool';
 
 export interface InflateUnit {
   /** Where the compressed bytes are in the batch buffer. */
@@ -69,6 +69,7 @@ parentPort.on('message', (message) => {
   // The input goes back too: left in this worker, whose heap is tiny and rarely collected, dead
   // input buffers piled up to hundreds of MiB.
   parentPort.postMessage({ id, out: out.buffer }, [out.buffer, packed]);
+  collectGarbage();
 });
 // Shared memory: compressed bytes are read from, and kept bytes written to, the caller's
 // SharedArrayBuffer. Nothing is copied across threads and nothing is transferred back.
@@ -90,6 +91,7 @@ function inflateShared({ id, shared, units }) {
     memory.set(inflated.subarray(unit.skip, unit.skip + unit.keep), unit.outOffset);
   }
   parentPort.postMessage({ id, done: true });
+  collectGarbage();
 }
 `;
 
@@ -98,85 +100,32 @@ export interface SharedInflateUnit extends InflateUnit {
   outOffset: number;
 }
 
-interface Pending {
-  resolve(out: Buffer | undefined): void;
-  reject(error: Error): void;
-}
+type InflateReply = WorkerReply & { out?: ArrayBuffer; failure?: InflateFailure };
 
-class PooledWorker {
-  private readonly worker: Worker;
-  readonly pending = new Map<number, Pending>();
-  private nextId = 0;
-  dead = false;
-
-  constructor() {
-    // Inflation needs almost no JavaScript heap (its buffers are external memory); small limits
-    // keep each worker's share of the process's resident memory small.
-    this.worker = new Worker(WORKER_SOURCE, { eval: true, resourceLimits: { maxOldGenerationSizeMb: 24, maxYoungGenerationSizeMb: 2 } });
-    // An idle pool must not keep the process alive.
-    this.worker.unref();
-    this.worker.on('message', (message: { id: number; out?: ArrayBuffer; failure?: InflateFailure }) => {
-      const pending = this.pending.get(message.id);
-      if (!pending) return;
-      this.pending.delete(message.id);
-      if (this.pending.size === 0) this.worker.unref();
-      if (message.failure) pending.reject(new InflateBatchError(message.failure));
-      else pending.resolve(message.out ? Buffer.from(message.out) : undefined);
-    });
-    const fail = (error: Error): void => {
-      this.dead = true;
-      for (const pending of this.pending.values()) pending.reject(error);
-      this.pending.clear();
-    };
-    this.worker.on('error', fail);
-    this.worker.on('exit', (code) => fail(new Error(`inflate worker exited with code ${code}`)));
-  }
-
-  run(packed: ArrayBuffer, units: InflateUnit[]): Promise<Buffer> {
-    return this.send({ packed, units }, [packed]) as Promise<Buffer>;
-  }
-
-  runShared(shared: SharedArrayBuffer, units: SharedInflateUnit[]): Promise<void> {
-    return this.send({ shared, units }, []).then(() => undefined);
-  }
-
-  private send(message: object, transfer: ArrayBuffer[]): Promise<Buffer | undefined> {
-    const id = this.nextId++;
-    return new Promise<Buffer | undefined>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      // Busy workers keep the process alive until they answer.
-      this.worker.ref();
-      this.worker.postMessage({ id, ...message }, transfer);
-    });
-  }
-}
-
-const workers: PooledWorker[] = [];
 // Each worker is a V8 isolate of its own (~10 MiB resident at least); more than four rarely pays
-// for itself, since one conversion's reads and writes also want a core.
-const poolSize = Math.max(1, Math.min(availableParallelism(), 4));
+// for itself, since one conversion's reads and writes also want a core. The first batch starts
+// the whole pool: an image with one compressed unit has thousands, and workers started together
+// warm up in parallel instead of one after another.
+const pool = new WorkerPool<InflateReply>('inflate', WORKER_SOURCE, Math.max(1, Math.min(availableParallelism(), 4)), true);
+
+async function run(message: object, transfer: ArrayBuffer[]): Promise<Buffer | undefined> {
+  const reply = await pool.run(message, transfer);
+  if (reply.failure) throw new InflateBatchError(reply.failure);
+  return reply.out ? Buffer.from(reply.out) : undefined;
+}
 
 /**
  * Inflates `units` (compressed ranges of `packed`) and returns their kept bytes concatenated in
  * order. `packed` is transferred to the worker: the caller must not use it afterwards.
  */
-export function inflateBatch(packed: ArrayBuffer, units: InflateUnit[]): Promise<Buffer> {
-  return leastBusyWorker().run(packed, units);
+export async function inflateBatch(packed: ArrayBuffer, units: InflateUnit[]): Promise<Buffer> {
+  return (await run({ packed, units }, [packed]))!;
 }
 
 /**
  * Inflates `units` in place: each unit's compressed bytes are read from `shared` at `offset` and
  * its kept bytes written to `shared` at `outOffset`. Nothing is copied between threads.
  */
-export function inflateSharedBatch(shared: SharedArrayBuffer, units: SharedInflateUnit[]): Promise<void> {
-  return leastBusyWorker().runShared(shared, units);
-}
-
-function leastBusyWorker(): PooledWorker {
-  for (let i = workers.length - 1; i >= 0; i--) if (workers[i].dead) workers.splice(i, 1);
-  // The first batch starts the whole pool: an image with one compressed unit has thousands, and
-  // workers started together warm up in parallel instead of one after another.
-  if (workers.length === 0) while (workers.length < poolSize) workers.push(new PooledWorker());
-  while (workers.length < poolSize && workers.every((worker) => worker.pending.size > 0)) workers.push(new PooledWorker());
-  return workers.reduce((best, worker) => (worker.pending.size < best.pending.size ? worker : best));
+export async function inflateSharedBatch(shared: SharedArrayBuffer, units: SharedInflateUnit[]): Promise<void> {
+  await run({ shared, units }, []);
 }

@@ -3,13 +3,16 @@
  *
  * Reads start ahead of the consumer while two limits hold: at most `concurrency` reads in
  * flight, and at most `memoryLimitBytes` of fetched-but-unconsumed bytes (read buffers plus
- * inflated units). A step's bytes are released when the consumer asks for what comes after them.
+ * inflated units). Each read step reads and inflates into a slab from a pool; the slab goes back
+ * to the pool when the consumer asks for what comes after the step's chunks, so a consumer must
+ * be done with a chunk's bytes by then (see DiskImageWriter).
  */
 import type { VirtualChunk } from '../formats/format';
 import type { RandomAccessSource } from '../io/source';
 import { throwIfCancelled, unlessCancelled } from './cancellation';
-import { inflateExtents, type CompressedExtent } from './codec';
+import { loadStep, slabBytesOf, type ReadStepOf } from './load-step';
 import type { ReadStep } from './read-plan';
+import { SlabPool } from './slab-pool';
 
 export interface OrderedFetchOptions {
   concurrency: number;
@@ -22,6 +25,8 @@ export interface OrderedFetchOptions {
 interface Pending {
   cost: number;
   result: Promise<VirtualChunk[]>;
+  /** The step's memory, back to the pool once its chunks are consumed. */
+  slab?: SharedArrayBuffer;
 }
 
 export async function* fetchInOrder(
@@ -38,6 +43,7 @@ export async function* fetchInOrder(
   let planError: unknown;
   let bytesHeld = 0;
   let readsInFlight = 0;
+  const slabs = new SlabPool(options.memoryLimitBytes);
 
   const startReads = async (): Promise<void> => {
     while (!exhausted && !stopped && queue.length < maxQueued && readsInFlight < options.concurrency) {
@@ -49,24 +55,27 @@ export async function* fetchInOrder(
         }
         held = next.value;
       }
-      const cost = costOf(held);
-      // Always allow one step when nothing is held, so an oversize step cannot stall everything.
-      if (cost > 0 && bytesHeld > 0 && bytesHeld + cost > options.memoryLimitBytes) return;
       const step = held;
-      held = undefined;
-      bytesHeld += cost;
       if (step.kind === 'zero') {
-        queue.push({ cost, result: Promise.resolve([{ offset: step.start, zeroLength: step.length }]) });
+        held = undefined;
+        queue.push({ cost: 0, result: Promise.resolve([{ offset: step.start, zeroLength: step.length }]) });
         continue;
       }
+      const need = slabBytesOf(step);
+      // Always allow one step when nothing is held, so an oversize step cannot stall everything.
+      if (bytesHeld > 0 && bytesHeld + need > options.memoryLimitBytes) return;
+      held = undefined;
+      const slab = slabs.take(need);
+      const cost = slab.byteLength;
+      bytesHeld += cost;
       readsInFlight++;
-      const result = runRead(step, source, options.joinChunksUpTo ?? 8 * 1024 * 1024).finally(() => {
+      const result = runRead(step, slab, source, options.joinChunksUpTo ?? 8 * 1024 * 1024).finally(() => {
         readsInFlight--;
         // A finished read frees a slot: start the next one now rather than when the consumer catches up.
         void pump();
       });
       result.catch(() => undefined); // surfaced when the consumer reaches it
-      queue.push({ cost, result });
+      queue.push({ cost, result, slab });
     }
   };
 
@@ -110,6 +119,8 @@ export async function* fetchInOrder(
         throwIfCancelled(options.signal);
         yield chunk;
       }
+      // The consumer asked for more, so it is done with the step's bytes.
+      if (head.slab) slabs.give(head.slab);
       bytesHeld -= head.cost;
     }
   } finally {
@@ -121,24 +132,9 @@ export async function* fetchInOrder(
   }
 }
 
-/** Bytes a step keeps in memory until consumed: its read buffer and its inflated units. */
-function costOf(step: ReadStep): number {
-  return step.kind === 'zero' ? 0 : step.sourceLength + step.inflatedBytes;
-}
-
-async function runRead(step: ReadStep & { kind: 'read' }, source: RandomAccessSource, joinUpTo: number): Promise<VirtualChunk[]> {
-  const buffer = await source.read(step.sourceOffset, step.sourceLength);
-  const compressed = step.items.filter((item): item is CompressedExtent => item.kind === 'compressed');
-  const inflated = await inflateExtents(compressed, buffer, step.sourceOffset);
-  let nextInflated = 0;
-  const parts = step.items.map((item): VirtualChunk => {
-    if (item.kind === 'zero') return { offset: item.start, zeroLength: item.length };
-    if (item.kind === 'data') {
-      const at = item.sourceOffset - step.sourceOffset;
-      return { offset: item.start, data: buffer.subarray(at, at + item.length) };
-    }
-    return { offset: item.start, data: inflated[nextInflated++] };
-  });
+async function runRead(step: ReadStepOf, slab: SharedArrayBuffer, source: RandomAccessSource, joinUpTo: number): Promise<VirtualChunk[]> {
+  const views = await loadStep(step, slab, source);
+  const parts = step.items.map((item, i): VirtualChunk => (item.kind === 'zero' ? { offset: item.start, zeroLength: item.length } : { offset: item.start, data: views[i]! }));
   return joinDataChunks(parts, joinUpTo);
 }
 

@@ -14,8 +14,9 @@
 import type { RandomAccessSource } from '../io/source';
 import type { ByteSink } from '../io/sink';
 import { ConversionCancelledError, throwIfCancelled, unlessCancelled } from './cancellation';
-import { inflateExtentsShared, type CompressedExtent } from './codec';
+import { loadStep, slabBytesOf, type ReadStepOf } from './load-step';
 import type { ReadStep } from './read-plan';
+import { SlabPool } from './slab-pool';
 
 export interface PositionalWriteOptions {
   /** Steps in flight at once. */
@@ -25,8 +26,6 @@ export interface PositionalWriteOptions {
   signal?: AbortSignal;
   onProgress?(done: number, total: number): void;
   virtualSize: number;
-  /** Bytes of one reusable slab: the plan's largest read plus its largest inflated output. */
-  slabBytes: number;
 }
 
 export type PositionalSink = ByteSink & Required<Pick<ByteSink, 'writeAt'>>;
@@ -39,28 +38,6 @@ export function canWritePositionally(sink: ByteSink): sink is PositionalSink {
 const ZERO_SCAN_BLOCK = 64 * 1024;
 const zeroBlock = Buffer.alloc(ZERO_SCAN_BLOCK);
 
-type ReadStepOf = ReadStep & { kind: 'read' };
-
-/** Bytes a step needs in its slab: the read itself, then the kept bytes of its compressed units. */
-function slabBytesOf(step: ReadStepOf): number {
-  let kept = 0;
-  for (const item of step.items) if (item.kind === 'compressed') kept += item.length;
-  return step.sourceLength + kept;
-}
-
-class SlabPool {
-  private readonly free: SharedArrayBuffer[] = [];
-  constructor(readonly slabBytes: number) {}
-  take(bytes: number): SharedArrayBuffer {
-    // An oversize step (one huge compressed unit) gets memory of its own, dropped afterwards.
-    if (bytes > this.slabBytes) return new SharedArrayBuffer(bytes);
-    return this.free.pop() ?? new SharedArrayBuffer(this.slabBytes);
-  }
-  give(slab: SharedArrayBuffer): void {
-    if (slab.byteLength === this.slabBytes) this.free.push(slab);
-  }
-}
-
 export async function writePositionally(steps: AsyncIterable<ReadStep>, source: RandomAccessSource, sink: PositionalSink, options: PositionalWriteOptions): Promise<number> {
   const { signal } = options;
   const iterator = steps[Symbol.asyncIterator]();
@@ -69,7 +46,7 @@ export async function writePositionally(steps: AsyncIterable<ReadStep>, source: 
   let bytesHeld = 0;
   let done = 0;
   const written = { end: 0 };
-  const pool = new SlabPool(options.slabBytes);
+  const pool = new SlabPool(options.memoryLimitBytes);
   let wake: (() => void) | undefined;
   const progress = (length: number): void => {
     done += length;
@@ -100,9 +77,9 @@ export async function writePositionally(steps: AsyncIterable<ReadStep>, source: 
         throwIfCancelled(signal);
         throwIfFailed();
       }
-      const cost = need;
-      bytesHeld += cost;
       const slab = pool.take(need);
+      const cost = slab.byteLength;
+      bytesHeld += cost;
       const task: Promise<void> = runStep(step, slab, source, sink, written)
         .then(() => {
           pool.give(slab);
@@ -150,38 +127,23 @@ interface Written {
 }
 
 async function runStep(step: ReadStepOf, slab: SharedArrayBuffer, source: RandomAccessSource, sink: PositionalSink, written: Written): Promise<void> {
-  const memory = Buffer.from(slab);
-  const input = memory.subarray(0, step.sourceLength);
-  if (source.readInto) await source.readInto(step.sourceOffset, input);
-  else (await source.read(step.sourceOffset, step.sourceLength)).copy(input);
-
-  const compressed = step.items.filter((item): item is CompressedExtent => item.kind === 'compressed');
-  const outputAt = step.sourceLength;
-  await inflateExtentsShared(compressed, slab, 0, step.sourceOffset, outputAt);
-
-  // Each item's bytes in the slab; neighbours that touch both on disk and in the slab are one run.
-  let runStart = -1;
-  let runFrom = 0;
-  let runLength = 0;
-  let nextInflated = outputAt;
-  for (const item of step.items) {
-    if (item.kind === 'zero') continue;
-    let from: number;
-    if (item.kind === 'data') from = item.sourceOffset - step.sourceOffset;
-    else {
-      from = nextInflated;
-      nextInflated += item.length;
-    }
-    if (runLength > 0 && runStart + runLength === item.start && runFrom + runLength === from) {
-      runLength += item.length;
+  const views = await loadStep(step, slab, source);
+  // Neighbours that touch both in the disk and in the slab are written as one run.
+  let runStart = 0;
+  let run: Buffer | undefined;
+  for (let i = 0; i < step.items.length; i++) {
+    const view = views[i];
+    if (!view) continue;
+    const start = step.items[i].start;
+    if (run && runStart + run.length === start && run.byteOffset + run.length === view.byteOffset) {
+      run = Buffer.from(run.buffer, run.byteOffset, run.length + view.length);
       continue;
     }
-    if (runLength > 0) await writeNonZero(sink, runStart, memory.subarray(runFrom, runFrom + runLength), written);
-    runStart = item.start;
-    runFrom = from;
-    runLength = item.length;
+    if (run) await writeNonZero(sink, runStart, run, written);
+    runStart = start;
+    run = view;
   }
-  if (runLength > 0) await writeNonZero(sink, runStart, memory.subarray(runFrom, runFrom + runLength), written);
+  if (run) await writeNonZero(sink, runStart, run, written);
 }
 
 /** Writes the blocks of `data` that are not all zeros; zero blocks stay holes. */

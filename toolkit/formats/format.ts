@@ -77,6 +77,8 @@ export interface DiskImageWriter {
   /**
    * `chunks` are contiguous, in order, and cover [0, virtualSize). Zero chunks need not be
    * materialised; data chunks may still contain zeros (a writer may detect and skip them).
+   * A data chunk's bytes are the writer's only until it asks for the next chunk: the converter
+   * then reuses that memory, so a writer copies what it keeps longer.
    */
   write(input: { virtualSize: number; chunks: AsyncIterable<VirtualChunk> }, sink: import('../io/sink').ByteSink): Promise<void>;
 }

@@ -19,7 +19,7 @@
  * valid, only larger.
  */
 import { availableParallelism } from 'os';
-import { Worker } from 'worker_threads';
+import { WorkerPool, type WorkerReply } from '../../workers/worker-pool';
 
 export interface DeflatedBatch {
   /** Markers, compressed grains and padding, ready to write. */
@@ -40,6 +40,12 @@ export interface GrainBatch {
   level: number;
   /** Grains that look incompressible are written as stored deflate blocks (level 0) instead. */
   storeIncompressible: boolean;
+  /**
+   * Where to lay the batch out (transferred, and given back as `bytes.buffer`): the buffer of an
+   * earlier batch, so batches make no garbage on this thread. The worker allocates a new one
+   * when the batch might not fit, sized for any batch of the same grains.
+   */
+  output?: ArrayBuffer;
 }
 
 // Plain JavaScript, evaluated in the worker: works the same from compiled output and from ts-jest.
@@ -72,7 +78,13 @@ function incompressible(view) {
   const probe = view.subarray((view.length >> 2), (view.length >> 2) + 2 * SAMPLE);
   return zlib.deflateRawSync(probe, { level: 1 }).length >= probe.length - 16;
 }
-parentPort.on('message', ({ id, input, lengths, lbas, level, storeIncompressible }) => {
+/** Laid-out bytes of the grains if none compressed at all (stored blocks: 5 bytes per 16 KiB, zlib header and trailer). */
+function worstCase(lengths) {
+  let total = 0;
+  for (const length of lengths) total += Math.ceil((MARKER + length + 5 * Math.ceil(length / 16384) + 64) / SECTOR) * SECTOR;
+  return total;
+}
+parentPort.on('message', ({ id, input, lengths, lbas, level, storeIncompressible, output }) => {
   try {
     const packed = new Array(lengths.length);
     let total = 0;
@@ -85,9 +97,8 @@ parentPort.on('message', ({ id, input, lengths, lbas, level, storeIncompressible
       packed[i] = data;
       total += Math.ceil((MARKER + data.length) / SECTOR) * SECTOR;
     }
-    // Zero-filled: the padding after each grain must read as zeros.
-    const out = new ArrayBuffer(total);
-    const bytes = new Uint8Array(out);
+    const out = output && output.byteLength >= total ? output : new ArrayBuffer(Math.max(total, worstCase(lengths)));
+    const bytes = new Uint8Array(out, 0, total);
     const view = new DataView(out);
     const sectors = new Uint32Array(lengths.length);
     let position = 0;
@@ -96,67 +107,29 @@ parentPort.on('message', ({ id, input, lengths, lbas, level, storeIncompressible
       view.setBigUint64(position, BigInt(lbas[i]), true);
       view.setUint32(position + 8, packed[i].length, true);
       bytes.set(packed[i], position + MARKER);
-      position += Math.ceil((MARKER + packed[i].length) / SECTOR) * SECTOR;
+      const end = position + Math.ceil((MARKER + packed[i].length) / SECTOR) * SECTOR;
+      // The padding after each grain must read as zeros (a reused buffer holds old bytes).
+      bytes.fill(0, position + MARKER + packed[i].length, end);
+      position = end;
     }
-    parentPort.postMessage({ id, out, sectors, input }, [out, input]);
+    parentPort.postMessage({ id, out, total, sectors, input }, [out, input]);
+    collectGarbage();
   } catch (error) {
     parentPort.postMessage({ id, error: String((error && error.message) || error) });
   }
 });
 `;
 
-interface Pending {
-  resolve(batch: DeflatedBatch): void;
-  reject(error: Error): void;
-}
-
-class DeflateWorker {
-  private readonly worker: Worker;
-  readonly pending = new Map<number, Pending>();
-  private nextId = 0;
-  dead = false;
-
-  constructor() {
-    this.worker = new Worker(WORKER_SOURCE, { eval: true });
-    // An idle pool must not keep the process alive.
-    this.worker.unref();
-    this.worker.on('message', (message: { id: number; out?: ArrayBuffer; sectors?: Uint32Array; input?: ArrayBuffer; error?: string }) => {
-      const pending = this.pending.get(message.id);
-      if (!pending) return;
-      this.pending.delete(message.id);
-      if (this.pending.size === 0) this.worker.unref();
-      if (message.error !== undefined) pending.reject(new Error(`VMDK grain compression failed: ${message.error}`));
-      else pending.resolve({ bytes: Buffer.from(message.out!), sectors: message.sectors!, input: message.input! });
-    });
-    const fail = (error: Error): void => {
-      this.dead = true;
-      for (const pending of this.pending.values()) pending.reject(error);
-      this.pending.clear();
-    };
-    this.worker.on('error', fail);
-    this.worker.on('exit', (code) => fail(new Error(`deflate worker exited with code ${code}`)));
-  }
-
-  run(batch: GrainBatch): Promise<DeflatedBatch> {
-    const id = this.nextId++;
-    return new Promise<DeflatedBatch>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      // Busy workers keep the process alive until they answer.
-      this.worker.ref();
-      this.worker.postMessage({ id, ...batch }, [batch.input]);
-    });
-  }
-}
-
-const workers: DeflateWorker[] = [];
+type DeflateReply = WorkerReply & { out?: ArrayBuffer; total?: number; sectors?: Uint32Array; input?: ArrayBuffer; error?: string };
 
 /** Workers the pool grows to: one per core (the main thread mostly waits on I/O meanwhile). */
 export const DEFLATE_POOL_SIZE = Math.max(1, Math.min(availableParallelism(), 8));
 
-/** Deflates one batch on the least busy worker; `batch.input` is transferred. */
-export function deflateGrains(batch: GrainBatch): Promise<DeflatedBatch> {
-  for (let i = workers.length - 1; i >= 0; i--) if (workers[i].dead) workers.splice(i, 1);
-  while (workers.length < DEFLATE_POOL_SIZE && workers.every((worker) => worker.pending.size > 0)) workers.push(new DeflateWorker());
-  const leastBusy = workers.reduce((best, worker) => (worker.pending.size < best.pending.size ? worker : best));
-  return leastBusy.run(batch);
+const pool = new WorkerPool<DeflateReply>('deflate', WORKER_SOURCE, DEFLATE_POOL_SIZE);
+
+/** Deflates one batch on the least busy worker; `batch.input` and `batch.output` are transferred. */
+export async function deflateGrains(batch: GrainBatch): Promise<DeflatedBatch> {
+  const reply = await pool.run(batch, batch.output ? [batch.input, batch.output] : [batch.input]);
+  if (reply.error !== undefined) throw new Error(`VMDK grain compression failed: ${reply.error}`);
+  return { bytes: Buffer.from(reply.out!, 0, reply.total!), sectors: reply.sectors!, input: reply.input! };
 }

@@ -97,8 +97,9 @@ class WriteSession {
   /** Batches queued (compressing or compressed, not yet written) before take() waits. */
   private readonly batchesInFlight: number;
   private batch: OpenBatch | undefined;
-  /** Input buffers the workers gave back, reused for the next batches. */
+  /** Input and output buffers the workers gave back, reused for the next batches. */
   private readonly spare: ArrayBuffer[] = [];
+  private readonly spareOutputs: ArrayBuffer[] = [];
   private readonly level: number;
   private position = 0; // bytes written so far
   private cursor = 0; // virtual bytes consumed so far
@@ -259,6 +260,7 @@ class WriteSession {
       lbas: batch.grains.map((grain) => grain * GRAIN_SECTORS),
       level: this.level,
       storeIncompressible: this.options.storeIncompressible ?? true,
+      output: this.spareOutputs.pop(),
     });
     packed.catch(() => undefined); // a failure surfaces when drained; until then it must not count as unhandled
     this.queue.push({ kind: 'batch', grains: batch.grains, packed });
@@ -298,6 +300,8 @@ class WriteSession {
     grains.forEach((grain, i) => (table[grain % GTES_PER_GT] = first + packed.sectors[i]));
     if (this.spare.length < this.batchesInFlight + 1) this.spare.push(packed.input);
     await this.emit(packed.bytes);
+    // The sink is done with the bytes once write() resolves.
+    if (this.spareOutputs.length < this.batchesInFlight + 1) this.spareOutputs.push(packed.bytes.buffer as ArrayBuffer);
   }
 
   /** Tables queued after the last batch. */

@@ -1,0 +1,104 @@
+/**
+ * A pool of worker threads that run one batch of synchronous (de)compression per message: the
+ * plumbing the inflate pool and the VMDK grain-deflate pool share.
+ *
+ * - Workers start on demand, up to `size`; a message goes to the least busy one.
+ * - Idle workers never keep the process alive; busy ones do until they answer.
+ * - A worker that dies fails its pending batches and is replaced by the next call.
+ *
+ * Memory: a batch makes garbage in the worker (zlib's output buffers, one per unit), all of it
+ * external memory that V8 only collects once some 64 MiB of it has piled up, and a worker's
+ * JavaScript heap is too small to trigger collection sooner. Per worker that is tens of MiB
+ * resident for nothing, so the worker source gets `collectGarbage()`, a young-generation
+ * collection (well under a millisecond here) that a worker calls after each batch.
+ */
+import { Worker } from 'worker_threads';
+
+/**
+ * Prepended to every worker's source. `gc` is reached through a fresh vm context created after
+ * --expose-gc is set; without it (a runtime that refuses the flag) collectGarbage does nothing.
+ */
+const WORKER_PRELUDE = `
+let collectGarbage = () => {};
+try {
+  require('v8').setFlagsFromString('--expose-gc');
+  const gc = require('vm').runInNewContext('gc');
+  if (typeof gc === 'function') collectGarbage = () => gc({ type: 'minor' });
+} catch {}
+`;
+
+/** What a worker posts back: its answer to message `id`, or a failure the pool turns into an error. */
+export interface WorkerReply {
+  id: number;
+}
+
+interface Pending<Reply> {
+  resolve(reply: Reply): void;
+  reject(error: Error): void;
+}
+
+class PooledWorker<Reply extends WorkerReply> {
+  private readonly worker: Worker;
+  readonly pending = new Map<number, Pending<Reply>>();
+  private nextId = 0;
+  dead = false;
+
+  constructor(source: string, name: string) {
+    // Batches need almost no JavaScript heap (their buffers are external memory); small limits
+    // keep each worker's share of the process's resident memory small.
+    this.worker = new Worker(WORKER_PRELUDE + source, { eval: true, resourceLimits: { maxOldGenerationSizeMb: 24, maxYoungGenerationSizeMb: 2 } });
+    this.worker.unref();
+    this.worker.on('message', (reply: Reply) => {
+      const pending = this.pending.get(reply.id);
+      if (!pending) return;
+      this.pending.delete(reply.id);
+      if (this.pending.size === 0) this.worker.unref();
+      pending.resolve(reply);
+    });
+    const fail = (error: Error): void => {
+      this.dead = true;
+      for (const pending of this.pending.values()) pending.reject(error);
+      this.pending.clear();
+    };
+    this.worker.on('error', fail);
+    this.worker.on('exit', (code) => fail(new Error(`${name} worker exited with code ${code}`)));
+  }
+
+  run(message: object, transfer: readonly ArrayBuffer[]): Promise<Reply> {
+    const id = this.nextId++;
+    return new Promise<Reply>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.ref();
+      this.worker.postMessage({ ...message, id }, transfer as ArrayBuffer[]);
+    });
+  }
+}
+
+export class WorkerPool<Reply extends WorkerReply> {
+  private readonly workers: PooledWorker<Reply>[] = [];
+
+  /**
+   * `source` is plain JavaScript evaluated in each worker (it works the same from compiled output
+   * and from ts-jest); it answers every message with a reply carrying the message's `id`.
+   * `startAll`: the first call starts the whole pool, so the workers warm up in parallel.
+   */
+  constructor(
+    private readonly name: string,
+    private readonly source: string,
+    readonly size: number,
+    private readonly startAll = false,
+  ) {}
+
+  /** Sends `message` to the least busy worker; `transfer` moves those buffers to it. */
+  run(message: object, transfer: readonly ArrayBuffer[] = []): Promise<Reply> {
+    return this.leastBusy().run(message, transfer);
+  }
+
+  private leastBusy(): PooledWorker<Reply> {
+    const { workers } = this;
+    for (let i = workers.length - 1; i >= 0; i--) if (workers[i].dead) workers.splice(i, 1);
+    if (this.startAll && workers.length === 0) while (workers.length < this.size) workers.push(new PooledWorker<Reply>(this.source, this.name));
+    while (workers.length < this.size && workers.every((worker) => worker.pending.size > 0)) workers.push(new PooledWorker<Reply>(this.source, this.name));
+    return workers.reduce((best, worker) => (worker.pending.size < best.pending.size ? worker : best));
+  }
+}
