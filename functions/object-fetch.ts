@@ -59,17 +59,3 @@ export async function headObjectSize(url: string): Promise<FetchOutcome<number>>
   if (!Number.isSafeInteger(length) || length < 0) return { kind: 'unavailable', reason: 'no Content-Length' };
   return { kind: 'ok', value: length };
 }
-
-/** Runs `fn` over items with at most `limit` at a time. */
-export async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
-  const results: R[] = new Array(items.length);
-  let next = 0;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await fn(items[i], i);
-    }
-  });
-  await Promise.all(workers);
-  return results;
-}

@@ -5,7 +5,8 @@
  */
 import { EVENT_TYPES } from '../../events/types';
 import { makeEvent } from '../../events/make-event';
-import { headObjectSize, mapLimit } from '../object-fetch';
+import { mapLimit } from '../../toolkit/map-limit';
+import { headObjectSize } from '../object-fetch';
 import { completeStep, taskStage } from '../task-step';
 import { ClientError } from '../errors';
 

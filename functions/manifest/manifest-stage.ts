@@ -9,7 +9,8 @@ import { EVENT_TYPES } from '../../events/types';
 import { makeEvent } from '../../events/make-event';
 import { isTerminal } from '../../tasks/state-machine';
 import { MAX_MANIFEST_BYTES, parseImportManifest, type ImportManifest } from '../../toolkit/bundle/import-manifest';
-import { assertAllowedUrl, fetchSmallObject, headObjectSize, mapLimit } from '../object-fetch';
+import { mapLimit } from '../../toolkit/map-limit';
+import { assertAllowedUrl, fetchSmallObject, headObjectSize } from '../object-fetch';
 import { cancelTask, completeStep, taskStage } from '../task-step';
 import { ClientError } from '../errors';
 

@@ -8,6 +8,7 @@
 import { ImageFormatError } from '../../errors';
 import type { RandomAccessSource } from '../../io/source';
 import type { DiskImageReader, Extent, ImageInfo, ReaderOptions } from '../format';
+import { mapLimit } from '../../map-limit';
 import {
   checkDescriptorPolicy,
   DESCRIPTOR_FILE_SIGNATURE,
@@ -397,7 +398,7 @@ async function readAllGrainTables(
     else runs.push([gtIndex]);
   }
   let allocatedBytes = 0;
-  await forEachLimited(runs, READ_CONCURRENCY, async (run) => {
+  await mapLimit(runs, READ_CONCURRENCY, async (run) => {
     const raw = await source.read(gd[run[0]] * SECTOR, run.length * GT_BYTES);
     run.forEach((gtIndex, k) => {
       const table = checkGrainTable(raw.subarray(k * GT_BYTES, (k + 1) * GT_BYTES), layout, source, gtIndex);
@@ -463,7 +464,7 @@ async function readGrainMarkers(
   const used: number[] = [];
   for (let i = 0; i < grains; i++) if (!isUnallocated(table[i], layout)) used.push(i);
   used.sort((a, b) => table[a] - table[b]);
-  await forEachLimited(markerWindows(used, table), MARKER_WINDOW_CONCURRENCY, async ({ first, end }) => {
+  await mapLimit(markerWindows(used, table), MARKER_WINDOW_CONCURRENCY, async ({ first, end }) => {
     const windowStart = table[used[first]] * SECTOR;
     const windowEnd = table[used[end - 1]] * SECTOR + GRAIN_MARKER_SIZE;
     // A marker a damaged table points into the last bytes of the file is short: refused below, not read past the end.
@@ -587,20 +588,4 @@ class ExtentMerger {
     this.pending = undefined;
     return last;
   }
-}
-
-async function forEachLimited<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  let failed = false; // after one refusal the other workers stop instead of reading on
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (!failed && next < items.length) {
-      try {
-        await work(items[next++]);
-      } catch (error) {
-        failed = true;
-        throw error;
-      }
-    }
-  });
-  await Promise.all(workers);
 }
