@@ -1,6 +1,14 @@
 import { checkRange } from './file-source';
 import type { RandomAccessSource } from './source';
 
+interface Piece {
+  index: number;
+  partOffset: number;
+  length: number;
+  /** Where the piece goes in the read's buffer. */
+  at: number;
+}
+
 /**
  * Ordered parts read as one source (an import manifest's parts, a bundle's parts). A read that
  * spans part boundaries is split into one read per part and reassembled.
@@ -22,18 +30,43 @@ export class ConcatenatedSource implements RandomAccessSource {
   async read(offset: number, length: number): Promise<Buffer> {
     checkRange(this, offset, length);
     if (length === 0) return Buffer.alloc(0);
-    const pieces: Promise<Buffer>[] = [];
+    const pieces = this.piecesOf(offset, length);
+    if (pieces.length === 1) return this.parts[pieces[0].index].read(pieces[0].partOffset, pieces[0].length);
+    const target = Buffer.allocUnsafe(length);
+    await this.readPieces(pieces, target);
+    return target;
+  }
+
+  /** Each part reads its piece straight into `target` when it can (no per-read allocation). */
+  async readInto(offset: number, target: Buffer): Promise<void> {
+    checkRange(this, offset, target.length);
+    if (target.length > 0) await this.readPieces(this.piecesOf(offset, target.length), target);
+  }
+
+  private async readPieces(pieces: Piece[], target: Buffer): Promise<void> {
+    await Promise.all(
+      pieces.map(async ({ index, partOffset, length, at }) => {
+        const part = this.parts[index];
+        const into = target.subarray(at, at + length);
+        if (part.readInto) await part.readInto(partOffset, into);
+        else (await part.read(partOffset, length)).copy(into);
+      }),
+    );
+  }
+
+  /** The parts a read of [offset, offset + length) touches, and where each piece goes. */
+  private piecesOf(offset: number, length: number): Piece[] {
+    const pieces: Piece[] = [];
     let position = offset;
     const end = offset + length;
     for (let index = this.partAt(offset); position < end; index++) {
       const partEnd = this.starts[index + 1];
       if (partEnd === this.starts[index]) continue; // an empty part holds nothing
       const n = Math.min(end, partEnd) - position;
-      pieces.push(this.parts[index].read(position - this.starts[index], n));
+      pieces.push({ index, partOffset: position - this.starts[index], length: n, at: position - offset });
       position += n;
     }
-    const buffers = await Promise.all(pieces);
-    return buffers.length === 1 ? buffers[0] : Buffer.concat(buffers, length);
+    return pieces;
   }
 
   async close(): Promise<void> {

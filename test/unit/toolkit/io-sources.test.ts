@@ -67,6 +67,14 @@ describe('ConcatenatedSource', () => {
       await expectReadsMatch(source, whole, cuts);
       const spanning = await source.read(1, 1_999_999);
       expect(spanning.equals(whole.subarray(1, 2_000_000))).toBe(true);
+      // readInto fills caller memory across the same boundaries (each part reads its own piece).
+      const target = Buffer.alloc(1_999_999, 0xaa);
+      await source.readInto(1, target);
+      expect(target.equals(whole.subarray(1, 2_000_000))).toBe(true);
+      const tail = Buffer.alloc(5);
+      await source.readInto(whole.length - 5, tail);
+      expect(tail.equals(whole.subarray(whole.length - 5))).toBe(true);
+      await expect(source.readInto(whole.length - 4, Buffer.alloc(5))).rejects.toThrow(/outside/);
     } finally {
       await source.close();
     }
