@@ -144,11 +144,17 @@ async function* reportingProgress(
 
 /**
  * Writers are free to finish the sink themselves or leave it to us; either way it is finished
- * once and its result reported.
+ * once and its result reported. A head the inner sink can patch stays patchable through it.
  */
 class FinishOnceSink implements ByteSink {
   private finished?: Promise<{ size: number }>;
-  constructor(private readonly inner: ByteSink) {}
+  readonly holdHead?: (length: number) => void;
+  readonly patchHead?: (offset: number, chunk: Buffer) => Promise<void>;
+  constructor(private readonly inner: ByteSink) {
+    // Undefined when the inner sink lacks them: having the methods is what announces the capability.
+    this.holdHead = inner.holdHead?.bind(inner);
+    this.patchHead = inner.patchHead?.bind(inner);
+  }
   get name(): string {
     return this.inner.name;
   }

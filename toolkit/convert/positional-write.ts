@@ -13,6 +13,7 @@
  */
 import type { RandomAccessSource } from '../io/source';
 import type { ByteSink } from '../io/sink';
+import { isAllZero, ZERO_SCAN_BLOCK } from '../io/zeros';
 import { ConversionCancelledError, throwIfCancelled, unlessCancelled } from './cancellation';
 import { loadStep, slabBytesOf, type ReadStepOf } from './load-step';
 import type { ReadStep } from './read-plan';
@@ -33,10 +34,6 @@ export type PositionalSink = ByteSink & Required<Pick<ByteSink, 'writeAt'>>;
 export function canWritePositionally(sink: ByteSink): sink is PositionalSink {
   return typeof sink.writeAt === 'function';
 }
-
-/** Zero detection granularity inside data: the raw writer's, so both paths leave the same holes. */
-const ZERO_SCAN_BLOCK = 64 * 1024;
-const zeroBlock = Buffer.alloc(ZERO_SCAN_BLOCK);
 
 export async function writePositionally(steps: AsyncIterable<ReadStep>, source: RandomAccessSource, sink: PositionalSink, options: PositionalWriteOptions): Promise<number> {
   const { signal } = options;
@@ -146,7 +143,7 @@ async function runStep(step: ReadStepOf, slab: SharedArrayBuffer, source: Random
   if (run) await writeNonZero(sink, runStart, run, written);
 }
 
-/** Writes the blocks of `data` that are not all zeros; zero blocks stay holes. */
+/** Writes the blocks of `data` that are not all zeros; zero blocks stay holes (the raw writer's granularity, so both paths leave the same holes). */
 async function writeNonZero(sink: PositionalSink, offset: number, data: Buffer, written: Written): Promise<void> {
   const write = (from: number, to: number): Promise<void> => {
     written.end = Math.max(written.end, offset + to);
@@ -155,7 +152,7 @@ async function writeNonZero(sink: PositionalSink, offset: number, data: Buffer, 
   let runStart = -1;
   for (let at = 0; at < data.length; at += ZERO_SCAN_BLOCK) {
     const end = Math.min(at + ZERO_SCAN_BLOCK, data.length);
-    const isZero = data.subarray(at, end).equals(zeroBlock.subarray(0, end - at));
+    const isZero = isAllZero(data.subarray(at, end));
     if (!isZero && runStart < 0) runStart = at;
     if (isZero && runStart >= 0) {
       await write(runStart, at);

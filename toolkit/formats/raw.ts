@@ -5,6 +5,7 @@
  */
 import { ImageFormatError } from '../errors';
 import type { ByteSink } from '../io/sink';
+import { writeSkippingZeroBlocks } from '../io/zeros';
 import type { DiskFormat, DiskImageReader, DiskImageWriter, Extent, VirtualChunk } from './format';
 
 export const rawFormat: DiskFormat = {
@@ -31,10 +32,6 @@ export const rawFormat: DiskFormat = {
   },
 };
 
-/** Zero detection granularity: fine enough to find unwritten areas, coarse enough to be cheap. */
-const ZERO_SCAN_BLOCK = 64 * 1024;
-const zeroBlock = Buffer.alloc(ZERO_SCAN_BLOCK);
-
 export const rawWriter: DiskImageWriter = {
   name: 'raw',
   async write({ chunks }: { virtualSize: number; chunks: AsyncIterable<VirtualChunk> }, sink: ByteSink): Promise<void> {
@@ -44,25 +41,3 @@ export const rawWriter: DiskImageWriter = {
     }
   },
 };
-
-/**
- * Data chunks often hold long runs of zeros (a raw source has no map of its holes). Handing those
- * to writeZeros lets a file sink leave holes; other sinks write zeros either way.
- */
-async function writeSkippingZeroBlocks(data: Buffer, sink: ByteSink): Promise<void> {
-  let runStart = 0;
-  let runIsZero: boolean | undefined;
-  const flush = async (end: number): Promise<void> => {
-    if (end === runStart) return;
-    if (runIsZero) await sink.writeZeros(end - runStart);
-    else await sink.write(data.subarray(runStart, end));
-    runStart = end;
-  };
-  for (let offset = 0; offset < data.length; offset += ZERO_SCAN_BLOCK) {
-    const end = Math.min(offset + ZERO_SCAN_BLOCK, data.length);
-    const isZero = data.subarray(offset, end).equals(zeroBlock.subarray(0, end - offset));
-    if (runIsZero !== undefined && isZero !== runIsZero) await flush(offset);
-    runIsZero = isZero;
-  }
-  await flush(data.length);
-}

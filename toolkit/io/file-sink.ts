@@ -1,6 +1,6 @@
 import { lstat, open, unlink, type FileHandle } from 'fs/promises';
 import { basename } from 'path';
-import type { ByteSink } from './sink';
+import { checkHeadHold, checkHeadPatch, type ByteSink } from './sink';
 
 /**
  * A local output file written front to back. Zero runs are skipped rather than written, so the
@@ -10,6 +10,9 @@ import type { ByteSink } from './sink';
  * long as the disk needs for everything written; instead, every FLUSH_BEHIND_BYTES written start
  * a background fdatasync, so the disk writes while the conversion goes on and little is left
  * to flush at the end.
+ *
+ * A held head (holdHead/patchHead) costs nothing here: a patch is a positional write over bytes
+ * already in the file.
  */
 const FLUSH_BEHIND_BYTES = 64 * 1024 * 1024;
 
@@ -21,6 +24,8 @@ export class FileSink implements ByteSink {
   private unflushed = 0;
   private flushing: Promise<void> | undefined;
   private flushFailure: Error | undefined;
+  /** Bytes at the start that patchHead() may overwrite; none unless holdHead() was called. */
+  private heldHead: number | undefined;
 
   private constructor(
     private readonly handle: FileHandle,
@@ -48,12 +53,7 @@ export class FileSink implements ByteSink {
     this.assertOpen();
     const at = this.tail();
     this.position = at + chunk.length;
-    let written = 0;
-    while (written < chunk.length) {
-      const { bytesWritten } = await this.handle.write(chunk, written, chunk.length - written, at + written);
-      written += bytesWritten;
-    }
-    this.flushBehind(chunk.length);
+    await this.writeFully(chunk, at);
   }
 
   /** Positional write: the file is fresh (truncated at create), so whatever is skipped stays a hole. */
@@ -61,12 +61,19 @@ export class FileSink implements ByteSink {
     this.assertOpen();
     if (!Number.isSafeInteger(offset) || offset < this.position) throw new RangeError(`invalid write offset ${offset}`);
     this.end = Math.max(this.end, offset + chunk.length);
-    let written = 0;
-    while (written < chunk.length) {
-      const { bytesWritten } = await this.handle.write(chunk, written, chunk.length - written, offset + written);
-      written += bytesWritten;
-    }
-    this.flushBehind(chunk.length);
+    await this.writeFully(chunk, offset);
+  }
+
+  holdHead(length: number): void {
+    this.assertOpen();
+    checkHeadHold(this.name, length, this.tail(), this.heldHead !== undefined);
+    this.heldHead = length;
+  }
+
+  async patchHead(offset: number, chunk: Buffer): Promise<void> {
+    this.assertOpen();
+    checkHeadPatch(this.name, offset, chunk.length, this.heldHead ?? 0, this.tail());
+    await this.writeFully(chunk, offset);
   }
 
   async writeZeros(length: number): Promise<void> {
@@ -95,6 +102,15 @@ export class FileSink implements ByteSink {
       await this.handle.close().catch(() => undefined);
     }
     await unlink(this.path).catch(() => undefined);
+  }
+
+  private async writeFully(chunk: Buffer, offset: number): Promise<void> {
+    let written = 0;
+    while (written < chunk.length) {
+      const { bytesWritten } = await this.handle.write(chunk, written, chunk.length - written, offset + written);
+      written += bytesWritten;
+    }
+    this.flushBehind(chunk.length);
   }
 
   private flushBehind(written: number): void {

@@ -5,6 +5,10 @@ import { zeroSlices } from './zeros';
 /**
  * Passes bytes through to another sink and computes their SHA-256, so an output's checksum is
  * known without reading it back.
+ *
+ * It deliberately offers neither writeAt nor holdHead/patchHead, whatever the inner sink can do:
+ * the hash is of the bytes in the order they stream by, and a write elsewhere would make it the
+ * hash of something else. Writers then fall back to their purely sequential layout.
  */
 export class HashingSink implements ByteSink {
   private readonly hash: Hash = createHash('sha256');

@@ -8,12 +8,15 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { formatS3Url } from './s3-url';
-import type { ByteSink } from './sink';
+import { checkHeadHold, checkHeadPatch, type ByteSink } from './sink';
 
 export interface S3MultipartSinkOptions {
   /** Bytes per part (≥ 5 MiB). Default 16 MiB. */
   partSize?: number;
-  /** Parts uploading at once. Default 4. Memory held ≈ partSize × (queueSize + 1). */
+  /**
+   * Parts uploading at once. Default 4. Memory held ≈ partSize × (queueSize + 1), plus a held
+   * head (see holdHead) of max(partSize, head length) until finish().
+   */
   queueSize?: number;
   /**
    * Expected total size, when known: raises the part size so the upload fits S3's 10,000-part limit.
@@ -24,6 +27,8 @@ export interface S3MultipartSinkOptions {
 
 const MIN_PART_SIZE = 5 * 1024 * 1024;
 const MAX_PARTS = 10_000;
+/** S3's limit on one part; a held head becomes part 1, so it may not be longer. */
+const MAX_PART_SIZE = 5 * 1024 ** 3;
 
 /**
  * Bytes streamed into one S3 object by a multipart upload: up to `queueSize` parts upload at
@@ -35,6 +40,12 @@ const MAX_PARTS = 10_000;
  * into the part, and write() is done with its chunk when it resolves. (lib-storage, used before,
  * concatenated every part out of the stream's chunks and kept the chunks alive until then.)
  * An object smaller than one part is sent with one PutObject.
+ *
+ * holdHead(length) makes part 1 a buffer of its own, max(partSize, length) bytes: once full it
+ * is not uploaded but kept in memory, where patchHead() overwrites it, and finish() uploads it
+ * last, before CompleteMultipartUpload (S3 assembles parts by number, whatever their upload
+ * order). That memory comes on top of the queue's, for the whole upload. Part 1 may be larger
+ * than the others; S3 only requires every part but the last to be at least 5 MiB.
  */
 export class S3MultipartSink implements ByteSink {
   readonly name: string;
@@ -42,6 +53,10 @@ export class S3MultipartSink implements ByteSink {
   private readonly queueSize: number;
   private readonly contentType: string;
   private current: Buffer | undefined;
+  /** Part 1 while the head is held (see holdHead); uploaded by finish(). */
+  private held: Buffer | undefined;
+  /** The patchable bytes at its start: what holdHead() was asked for. */
+  private heldLength = 0;
   private filled = 0;
   private readonly spare: Buffer[] = [];
   private uploadId: Promise<string> | undefined;
@@ -70,12 +85,12 @@ export class S3MultipartSink implements ByteSink {
     this.assertOpen();
     this.written += chunk.length;
     for (let at = 0; at < chunk.length; ) {
-      const part = this.current ?? (this.current = this.spare.pop() ?? Buffer.allocUnsafe(this.partSize));
-      const n = Math.min(this.partSize - this.filled, chunk.length - at);
+      const part = this.currentPart();
+      const n = Math.min(part.length - this.filled, chunk.length - at);
       chunk.copy(part, this.filled, at, at + n);
       this.filled += n;
       at += n;
-      if (this.filled === this.partSize) await this.sendPart();
+      if (this.filled === part.length) await this.sendPart();
     }
   }
 
@@ -84,25 +99,41 @@ export class S3MultipartSink implements ByteSink {
     if (!Number.isSafeInteger(length) || length < 0) throw new RangeError(`invalid zero run length ${length}`);
     this.written += length;
     for (let left = length; left > 0; ) {
-      const part = this.current ?? (this.current = this.spare.pop() ?? Buffer.allocUnsafe(this.partSize));
-      const n = Math.min(this.partSize - this.filled, left);
+      const part = this.currentPart();
+      const n = Math.min(part.length - this.filled, left);
       part.fill(0, this.filled, this.filled + n);
       this.filled += n;
       left -= n;
-      if (this.filled === this.partSize) await this.sendPart();
+      if (this.filled === part.length) await this.sendPart();
     }
+  }
+
+  holdHead(length: number): void {
+    this.assertOpen();
+    checkHeadHold(this.name, length, this.written, this.held !== undefined);
+    if (length > MAX_PART_SIZE) throw new RangeError(`${this.name}: a held head of ${length} bytes is larger than S3's largest part (5 GiB)`);
+    this.held = Buffer.allocUnsafe(Math.max(this.partSize, length));
+    this.heldLength = length;
+  }
+
+  /** Patches part 1 in memory: nothing of the held head has been sent yet. */
+  async patchHead(offset: number, chunk: Buffer): Promise<void> {
+    this.assertOpen();
+    checkHeadPatch(this.name, offset, chunk.length, this.heldLength, this.written);
+    this.held?.set(chunk, offset);
   }
 
   async finish(): Promise<{ size: number }> {
     this.assertOpen();
     this.state = 'finished';
-    if (!this.uploadId) {
+    if (this.held ? this.written <= this.held.length : !this.uploadId) {
       // Everything fits in one part: a plain PutObject (an empty object included).
-      const body = this.current ? this.current.subarray(0, this.filled) : Buffer.alloc(0);
+      const body = (this.held ?? this.current)?.subarray(0, this.written) ?? Buffer.alloc(0);
       await this.s3.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.key, Body: body, ContentType: this.contentType }));
       return { size: this.written };
     }
     if (this.filled > 0) await this.sendPart();
+    if (this.held) await this.uploadPart(1, this.held);
     await Promise.all(this.uploading);
     if (this.failure) throw this.failure;
     const parts = [...this.parts].sort((a, b) => a.PartNumber! - b.PartNumber!);
@@ -116,6 +147,7 @@ export class S3MultipartSink implements ByteSink {
     if (this.state === 'aborted') return;
     this.state = 'aborted';
     this.current = undefined;
+    this.held = undefined;
     // Parts still uploading are cut off (and awaited), or they could land after the abort and leave storage behind.
     this.requests.abort();
     await Promise.all(this.uploading);
@@ -125,13 +157,25 @@ export class S3MultipartSink implements ByteSink {
     }
   }
 
-  /** Uploads the current part, after waiting for a free upload slot. */
+  /** The part being filled: the held head's buffer for part 1, else a reused part-sized buffer. */
+  private currentPart(): Buffer {
+    this.current ??= (this.nextPartNumber === 1 ? this.held : undefined) ?? this.spare.pop() ?? Buffer.allocUnsafe(this.partSize);
+    return this.current;
+  }
+
+  /** Uploads the current part (a held head stays behind for finish() to upload). */
   private async sendPart(): Promise<void> {
     const buffer = this.current!;
     const body = buffer.subarray(0, this.filled);
     this.current = undefined;
     this.filled = 0;
     const partNumber = this.nextPartNumber++;
+    if (buffer === this.held) return;
+    await this.uploadPart(partNumber, body, () => this.spare.push(buffer));
+  }
+
+  /** Starts uploading one part after waiting for a free upload slot; `uploaded` runs once S3 has it. */
+  private async uploadPart(partNumber: number, body: Buffer, uploaded?: () => void): Promise<void> {
     if (partNumber > MAX_PARTS) throw (this.failure ??= new Error(`${this.name}: more than ${MAX_PARTS} parts of ${this.partSize} bytes`));
     while (this.uploading.size >= this.queueSize) await Promise.race(this.uploading);
     if (this.failure) throw this.failure;
@@ -151,7 +195,7 @@ export class S3MultipartSink implements ByteSink {
       .send(new UploadPartCommand({ Bucket: this.bucket, Key: this.key, UploadId: uploadId, PartNumber: partNumber, Body: body }), { abortSignal: this.requests.signal })
       .then((response) => {
         this.parts.push({ PartNumber: partNumber, ETag: response.ETag });
-        this.spare.push(buffer);
+        uploaded?.();
       })
       .catch((error: Error) => {
         this.failure ??= error;

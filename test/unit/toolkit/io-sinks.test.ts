@@ -1,12 +1,13 @@
-import { CreateBucketCommand, GetObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { makeS3Client } from '../../../toolkit/io/object-storage';
 import { createHash } from 'crypto';
 import { existsSync, readFileSync, statSync } from 'fs';
 import { join } from 'path';
+import { DiscardSink } from '../../../toolkit/io/discard-sink';
 import { FileSink } from '../../../toolkit/io/file-sink';
 import { HashingSink } from '../../../toolkit/io/hashing-sink';
 import { S3MultipartSink } from '../../../toolkit/io/s3-multipart-sink';
-import type { ByteSink } from '../../../toolkit/io/sink';
+import { canPatchHead, type ByteSink, type HeadPatchingSink } from '../../../toolkit/io/sink';
 import { seededBytes, tempDir } from '../../helpers/disk-corpus';
 import { startS3Server, type RunningS3Server } from '../../helpers/s3-server';
 
@@ -30,6 +31,24 @@ async function writePattern(sink: ByteSink): Promise<Buffer> {
   await data(6 * MiB, 3);
   await zeros(2 * MiB + 1);
   return Buffer.concat(pieces);
+}
+
+/**
+ * Holds a head of `headLength`, writes it (0xaa), then the pattern, then patches two places of
+ * the head (its first and last bytes among them); returns the bytes expected.
+ */
+async function writePatchedHead(sink: HeadPatchingSink, headLength: number): Promise<Buffer> {
+  sink.holdHead(headLength);
+  const head = Buffer.alloc(headLength, 0xaa);
+  await sink.write(head);
+  const rest = await writePattern(sink);
+  const first = Buffer.from('first');
+  const last = Buffer.from('last');
+  await sink.patchHead(0, first);
+  await sink.patchHead(headLength - last.length, last);
+  first.copy(head, 0);
+  last.copy(head, headLength - last.length);
+  return Buffer.concat([head, rest]);
 }
 
 describe('FileSink', () => {
@@ -64,6 +83,31 @@ describe('FileSink', () => {
     await sink.abort();
   });
 
+  it('patches a held head in place after later bytes are written', async () => {
+    const path = join(tempDir(), 'out.bin');
+    const sink = await FileSink.create(path);
+    expect(canPatchHead(sink)).toBe(true);
+    const expected = await writePatchedHead(sink, 64 * 1024);
+    expect(await sink.finish()).toEqual({ size: expected.length });
+    expect(readFileSync(path).equals(expected)).toBe(true);
+  });
+
+  it('refuses a head held late and patches outside the held head or past the written bytes', async () => {
+    const late = await FileSink.create(join(tempDir(), 'late.bin'));
+    await late.write(Buffer.alloc(10));
+    expect(() => late.holdHead(512)).toThrow(/before any byte is written/);
+    await late.abort();
+
+    const sink = await FileSink.create(join(tempDir(), 'out.bin'));
+    sink.holdHead(512);
+    await sink.write(Buffer.alloc(300, 1));
+    await expect(sink.patchHead(290, Buffer.alloc(20))).rejects.toBeInstanceOf(RangeError); // past the written bytes
+    await sink.write(Buffer.alloc(1000, 2));
+    await expect(sink.patchHead(510, Buffer.alloc(4))).rejects.toBeInstanceOf(RangeError); // past the held head
+    await expect(sink.patchHead(-1, Buffer.alloc(1))).rejects.toBeInstanceOf(RangeError);
+    await sink.abort();
+  });
+
   it('abort removes the file', async () => {
     const path = join(tempDir(), 'out.bin');
     const sink = await FileSink.create(path);
@@ -82,6 +126,24 @@ describe('HashingSink', () => {
     expect(sink.digestHex()).toBe(createHash('sha256').update(expected).digest('hex'));
     expect(createHash('sha256').update(readFileSync(path)).digest('hex')).toBe(sink.digestHex());
   });
+
+  it('does not offer head patching (nor positional writes), even over a sink that does', async () => {
+    const inner = await FileSink.create(join(tempDir(), 'out.bin'));
+    expect(canPatchHead(inner)).toBe(true);
+    const sink = new HashingSink(inner);
+    expect(canPatchHead(sink)).toBe(false);
+    expect((sink as ByteSink).writeAt).toBeUndefined();
+    await sink.abort();
+  });
+});
+
+describe('DiscardSink', () => {
+  it('counts, keeps the first bytes, and lets patches reach them', async () => {
+    const sink = new DiscardSink(1024);
+    const expected = await writePatchedHead(sink, 100);
+    expect(await sink.finish()).toEqual({ size: expected.length });
+    expect(sink.head().equals(expected.subarray(0, 1024))).toBe(true);
+  });
 });
 
 describe('S3MultipartSink (s3rver)', () => {
@@ -91,6 +153,21 @@ describe('S3MultipartSink (s3rver)', () => {
     await server.s3.send(new CreateBucketCommand({ Bucket: 'sinks' }));
   });
   afterAll(() => server.stop());
+
+  /** A client for the server that records each request it sends. */
+  function recordingClient(): { s3: S3Client; sent: { command: string; uploadId?: string; partNumber?: number; bodyLength?: number }[] } {
+    const sent: { command: string; uploadId?: string; partNumber?: number; bodyLength?: number }[] = [];
+    const s3 = makeS3Client({ endpoint: server.endpoint, region: server.region, forcePathStyle: true, accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey });
+    s3.middlewareStack.add(
+      (next, context) => async (args) => {
+        const input = args.input as { UploadId?: string; PartNumber?: number; Body?: Buffer };
+        sent.push({ command: String(context.commandName), uploadId: input.UploadId, partNumber: input.PartNumber, bodyLength: input.Body?.length });
+        return next(args);
+      },
+      { step: 'initialize' },
+    );
+    return { s3, sent };
+  }
 
   async function objectBytes(key: string): Promise<Buffer> {
     const response = await server.s3.send(new GetObjectCommand({ Bucket: 'sinks', Key: key }));
@@ -116,17 +193,67 @@ describe('S3MultipartSink (s3rver)', () => {
     expect((await objectBytes('empty.bin')).length).toBe(0);
   });
 
+  it('holds the head in part 1, patches it in memory and uploads it last', async () => {
+    const { s3, sent } = recordingClient();
+    const sink = new S3MultipartSink(s3, 'sinks', 'held.bin', { partSize: 5 * MiB, queueSize: 2 });
+    expect(canPatchHead(sink)).toBe(true);
+    const expected = await writePatchedHead(sink, 64 * 1024); // ~15 MiB: 4 parts
+    expect(await sink.finish()).toEqual({ size: expected.length });
+    expect((await objectBytes('held.bin')).equals(expected)).toBe(true);
+    const parts = sent.filter((c) => c.command === 'UploadPartCommand');
+    expect(parts.map((c) => c.partNumber)).toEqual([2, 3, 4, 1]);
+    expect(parts.map((c) => c.bodyLength)).toEqual([5 * MiB, 5 * MiB, expected.length - 15 * MiB, 5 * MiB]);
+    s3.destroy();
+  });
+
+  it('a head longer than a part makes part 1 that long', async () => {
+    const { s3, sent } = recordingClient();
+    const sink = new S3MultipartSink(s3, 'sinks', 'long-head.bin', { partSize: 5 * MiB, queueSize: 2 });
+    const headLength = 12 * MiB + 5;
+    const expected = await writePatchedHead(sink, headLength);
+    await sink.finish();
+    expect((await objectBytes('long-head.bin')).equals(expected)).toBe(true);
+    const parts = sent.filter((c) => c.command === 'UploadPartCommand');
+    expect(parts[parts.length - 1]).toMatchObject({ partNumber: 1, bodyLength: headLength });
+    expect(parts.reduce((sum, c) => sum + c.bodyLength!, 0)).toBe(expected.length);
+    s3.destroy();
+  });
+
+  it('an object that fits in the held part is one PutObject', async () => {
+    for (const [key, length] of [['short-head.bin', 1000], ['full-head.bin', 5 * MiB]] as const) {
+      const { s3, sent } = recordingClient();
+      const sink = new S3MultipartSink(s3, 'sinks', key, { partSize: 5 * MiB });
+      sink.holdHead(512);
+      const bytes = seededBytes(length, 9);
+      await sink.write(bytes);
+      await sink.patchHead(500, Buffer.from('patched'));
+      Buffer.from('patched').copy(bytes, 500);
+      await sink.finish();
+      expect(sent.map((c) => c.command)).toEqual(['PutObjectCommand']);
+      expect((await objectBytes(key)).equals(bytes)).toBe(true);
+      s3.destroy();
+    }
+  });
+
+  it('refuses a head held late, a head beyond S3\'s part limit, and patches outside the head', async () => {
+    const late = new S3MultipartSink(server.s3, 'sinks', 'late.bin');
+    await late.write(Buffer.alloc(10));
+    expect(() => late.holdHead(512)).toThrow(/before any byte is written/);
+    await late.abort();
+    expect(() => new S3MultipartSink(server.s3, 'sinks', 'huge.bin').holdHead(6 * 1024 * MiB)).toThrow(RangeError);
+
+    const sink = new S3MultipartSink(server.s3, 'sinks', 'bounds.bin');
+    sink.holdHead(512);
+    await sink.write(Buffer.alloc(300, 1));
+    await expect(sink.patchHead(290, Buffer.alloc(20))).rejects.toBeInstanceOf(RangeError);
+    await sink.write(Buffer.alloc(1000, 2));
+    await expect(sink.patchHead(510, Buffer.alloc(4))).rejects.toBeInstanceOf(RangeError);
+    await sink.abort();
+  });
+
   it('abort sends AbortMultipartUpload and leaves no object', async () => {
     // s3rver does not implement AbortMultipartUpload or ListParts, so watch what the client sends.
-    const sent: { command: string; uploadId?: string }[] = [];
-    const s3 = makeS3Client({ endpoint: server.endpoint, region: server.region, forcePathStyle: true, accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey });
-    s3.middlewareStack.add(
-      (next, context) => async (args) => {
-        sent.push({ command: String(context.commandName), uploadId: (args.input as { UploadId?: string }).UploadId });
-        return next(args);
-      },
-      { step: 'initialize' },
-    );
+    const { s3, sent } = recordingClient();
     const sink = new S3MultipartSink(s3, 'sinks', 'aborted.bin', { partSize: 5 * MiB, queueSize: 2 });
     await sink.write(seededBytes(12 * MiB, 5));
     // Give lib-storage time to start the multipart upload and send parts.

@@ -9,7 +9,7 @@ export const vhdFormat: DiskFormat = {
   open: openVhd,
 };
 
-/** Dynamic VHD, 2 MiB blocks, every block allocated (see vhd-writer.ts for why). */
+/** Dynamic VHD, 2 MiB blocks: only non-zero blocks when the sink can patch its head, else every block (see vhd-writer.ts). */
 export const vhdDynamicWriter: DiskImageWriter = createVhdDynamicWriter();
 /** Fixed VHD: the disk bytes followed by the footer. */
 export const vhdFixedWriter: DiskImageWriter = createVhdFixedWriter();

@@ -1,22 +1,31 @@
 /**
- * Writes fixed and dynamic VHDs to a sequential sink.
+ * Writes fixed and dynamic VHDs to a sink.
  *
  * Both writers size the disk as current_size and mark the creator as 'win ' (Hyper-V), so
  * qemu, Hyper-V and Azure all take the size from current_size and a disk that is not a whole
  * CHS geometry round-trips unchanged. A virtual size that is not a multiple of 512 is padded with
  * zeros to the next sector, as qemu does for raw input.
  *
- * Dynamic layout: [footer copy][dynamic header][BAT][bitmap|block 0][bitmap|block 1]...[footer].
- * The BAT precedes the data, and a sequential sink cannot go back to fill it in, so whether a
- * block is zero would have to be known before the stream reaches it. It is not (chunks arrive in
- * order and a "data" chunk may still be all zeros), so every block is allocated: block k lives at
- * a position computed from k alone, and the BAT is written up front from that formula. Zero ranges
- * are handed to the sink as writeZeros, so a file sink leaves holes and the output stays sparse
- * on disk; on object storage the file is virtual-size large. Everything is still a valid dynamic
- * VHD that Hyper-V, qemu and Azure tooling read.
+ * Dynamic layout: [footer copy][dynamic header][BAT][bitmap|block]...[footer]. The BAT precedes
+ * the blocks it locates, yet whether a block is zero is only known once the stream has passed it
+ * (chunks arrive in order, and a "data" chunk may still be all zeros). Two ways out:
+ *  - Sparse, when the sink can patch its head (a file, an S3 upload: ByteSink.holdHead). The head
+ *    goes out with every BAT entry unallocated. Each 2 MiB block is gathered in one reused buffer
+ *    (zeros are only counted until its first non-zero byte), and only blocks holding a non-zero
+ *    byte are appended, in disk order, as [bitmap|block]. The BAT is kept in memory meanwhile
+ *    (4 bytes a block: 4 MiB at the 2040 GiB limit) and patched into the head after the footer is
+ *    written. The file is the head plus the non-zero blocks, as with qemu-img convert -O vpc
+ *    (zero stretches inside a block are written as zeros: holes in a file).
+ *  - Fully allocated, when it cannot (a sink that hashes the bytes as they stream by): block k
+ *    lives at a position computed from k alone and the BAT is written up front from that formula.
+ *    Zero chunks become writeZeros, so a file sink leaves holes for them, but the file is
+ *    virtual-size large.
+ * Both are valid dynamic VHDs that Hyper-V, qemu and Azure tooling read. Blocks and the BAT are
+ * sector-aligned, and the sector bitmap of every allocated block is all ones.
  */
 import { randomBytes } from 'crypto';
-import type { ByteSink } from '../../io/sink';
+import { canPatchHead, type ByteSink, type HeadPatchingSink } from '../../io/sink';
+import { isAllZero, writeSkippingZeroBlocks } from '../../io/zeros';
 import type { DiskImageWriter, VirtualChunk } from '../format';
 import { VHD_BAT_UNALLOCATED, VHD_DYNAMIC_HEADER_SIZE, encodeVhdDynamicHeader, sectorBitmapSize } from './vhd-dynamic-header';
 import { VHD_DISK_TYPE, VHD_FOOTER_SIZE, VHD_MAX_VIRTUAL_SIZE, encodeVhdFooter, vhdTimestamp } from './vhd-footer';
@@ -100,40 +109,131 @@ export function dynamicVhdLayout(size: number, blockSize = VHD_DYNAMIC_BLOCK_SIZ
   return { blocks, headerOffset, tableOffset, tableBytes, firstBlock, bitmapSize, stride, blockSize };
 }
 
+type DynamicLayout = ReturnType<typeof dynamicVhdLayout>;
+
+interface DynamicInput {
+  virtualSize: number;
+  chunks: AsyncIterable<VirtualChunk>;
+  layout: DynamicLayout;
+  footer: Buffer;
+  header: Buffer;
+  /** The sector bitmap of an allocated block: every bit set, every sector present. */
+  bitmap: Buffer;
+}
+
 export function createVhdDynamicWriter(options: VhdWriterOptions = {}): DiskImageWriter {
   return {
     name: 'vhd',
     async write({ virtualSize, chunks }, sink: ByteSink): Promise<void> {
       const size = checkSize(virtualSize);
       const layout = dynamicVhdLayout(size);
-      const footer = encodeVhdFooter({
-        diskType: VHD_DISK_TYPE.dynamic,
-        dataOffset: layout.headerOffset,
-        size,
-        uniqueId: options.uniqueId ?? randomBytes(16),
-        timestamp: vhdTimestamp(options.now ?? new Date()),
-      });
-      await sink.write(footer);
-      await sink.write(encodeVhdDynamicHeader({ tableOffset: layout.tableOffset, maxTableEntries: layout.blocks, blockSize: layout.blockSize }));
-      await writeBat(sink, layout);
-
-      // A set bitmap marks every sector of the block as present.
-      const bitmap = Buffer.alloc(layout.bitmapSize, 0xff);
-      await forEachPiece(chunks, virtualSize, layout.blockSize, async (offset, piece) => {
-        if (offset % layout.blockSize === 0) await sink.write(bitmap);
-        if ('data' in piece) await sink.write(piece.data);
-        else await sink.writeZeros(piece.zeroLength);
-      });
-      // Pad the last block to full size (the sector padding of an odd size is part of it).
-      const lastBlockUsed = virtualSize - (layout.blocks - 1) * layout.blockSize;
-      if (layout.blocks > 0) await sink.writeZeros(layout.blockSize - lastBlockUsed);
-      await sink.write(footer);
+      const input: DynamicInput = {
+        virtualSize,
+        chunks,
+        layout,
+        footer: encodeVhdFooter({
+          diskType: VHD_DISK_TYPE.dynamic,
+          dataOffset: layout.headerOffset,
+          size,
+          uniqueId: options.uniqueId ?? randomBytes(16),
+          timestamp: vhdTimestamp(options.now ?? new Date()),
+        }),
+        header: encodeVhdDynamicHeader({ tableOffset: layout.tableOffset, maxTableEntries: layout.blocks, blockSize: layout.blockSize }),
+        bitmap: Buffer.alloc(layout.bitmapSize, 0xff),
+      };
+      if (canPatchHead(sink)) await writeSparse(input, sink);
+      else await writeFullyAllocated(input, sink);
     },
   };
 }
 
+/** Only the non-zero blocks, appended in disk order; the BAT is patched in at the end. */
+async function writeSparse({ virtualSize, chunks, layout, footer, header, bitmap }: DynamicInput, sink: HeadPatchingSink): Promise<void> {
+  sink.holdHead(layout.firstBlock);
+  const bat = Buffer.alloc(layout.tableBytes, 0xff); // every entry VHD_BAT_UNALLOCATED
+  await sink.write(footer);
+  await sink.write(header);
+  await sink.write(bat);
+  const block = new BlockAssembler(layout.blockSize);
+  let nextBlockAt = layout.firstBlock;
+  await forEachPiece(chunks, virtualSize, layout.blockSize, async (offset, piece) => {
+    block.add(piece);
+    const end = offset + ('data' in piece ? piece.data.length : piece.zeroLength);
+    if (end % layout.blockSize !== 0 && end !== virtualSize) return;
+    // The block is complete (the last one may be short: take() pads it, sector padding included).
+    const bytes = block.take();
+    if (!bytes) return;
+    bat.writeUInt32BE(nextBlockAt / 512, Math.floor(offset / layout.blockSize) * 4);
+    await sink.write(bitmap);
+    // Zero stretches inside the block stay holes in a file, as qemu-img leaves them.
+    await writeSkippingZeroBlocks(bytes, sink);
+    nextBlockAt += layout.stride;
+  });
+  await sink.write(footer);
+  await sink.patchHead(layout.tableOffset, bat);
+}
+
+/** Every block allocated, at a place computed from its index, so the BAT can go first. */
+async function writeFullyAllocated({ virtualSize, chunks, layout, footer, header, bitmap }: DynamicInput, sink: ByteSink): Promise<void> {
+  await sink.write(footer);
+  await sink.write(header);
+  await writeBat(sink, layout);
+  await forEachPiece(chunks, virtualSize, layout.blockSize, async (offset, piece) => {
+    if (offset % layout.blockSize === 0) await sink.write(bitmap);
+    if ('data' in piece) await sink.write(piece.data);
+    else await sink.writeZeros(piece.zeroLength);
+  });
+  // Pad the last block to full size (the sector padding of an odd size is part of it).
+  const lastBlockUsed = virtualSize - (layout.blocks - 1) * layout.blockSize;
+  if (layout.blocks > 0) await sink.writeZeros(layout.blockSize - lastBlockUsed);
+  await sink.write(footer);
+}
+
+/**
+ * Gathers one block from its pieces in a buffer reused block after block. Until the first
+ * non-zero byte arrives nothing is copied, only counted, so an all-zero block costs one
+ * comparison of its data and no writes.
+ */
+class BlockAssembler {
+  private readonly buffer: Buffer;
+  /** Bytes of the block received so far. */
+  private received = 0;
+  /** Whether buffer[0, received) holds the block, i.e. a non-zero byte has arrived. */
+  private materialised = false;
+
+  constructor(blockSize: number) {
+    this.buffer = Buffer.allocUnsafe(blockSize);
+  }
+
+  add(piece: { data: Buffer } | { zeroLength: number }): void {
+    const length = 'data' in piece ? piece.data.length : piece.zeroLength;
+    if (!this.materialised) {
+      if (!('data' in piece) || isAllZero(piece.data)) {
+        this.received += length;
+        return;
+      }
+      this.buffer.fill(0, 0, this.received);
+      this.materialised = true;
+    }
+    if ('data' in piece) piece.data.copy(this.buffer, this.received);
+    else this.buffer.fill(0, this.received, this.received + length);
+    this.received += length;
+  }
+
+  /**
+   * Ends the block: its full-size bytes, zero-padded, or undefined when it is all zeros. The
+   * bytes are only valid until the next add().
+   */
+  take(): Buffer | undefined {
+    const bytes = this.materialised ? this.buffer.fill(0, this.received) : undefined;
+    this.received = 0;
+    this.materialised = false;
+    return bytes;
+  }
+}
+
 /** Block k is at firstBlock + k*stride; entries are in 512-byte sectors; the padding is unallocated. */
-async function writeBat(sink: ByteSink, layout: ReturnType<typeof dynamicVhdLayout>): Promise<void> {
+async function writeBat(sink: ByteSink, layout: DynamicLayout): Promise<void> {
   const entriesPerPiece = 64 * 1024;
   for (let first = 0; first * 4 < layout.tableBytes; first += entriesPerPiece) {
     const count = Math.min(entriesPerPiece, layout.tableBytes / 4 - first);

@@ -10,6 +10,7 @@
 import { randomBytes } from 'crypto';
 import { deflateGrains, DEFLATE_POOL_SIZE, type DeflatedBatch } from './grain-deflate-pool';
 import type { ByteSink } from '../../io/sink';
+import { isAllZero } from '../../io/zeros';
 import type { DiskImageWriter, VirtualChunk } from '../format';
 import {
   COMPRESSION_DEFLATE,
@@ -346,9 +347,4 @@ class WriteSession {
 
 function roundUp(bytes: number): number {
   return Math.ceil(bytes / SECTOR) * SECTOR;
-}
-
-const ZERO_GRAIN = Buffer.alloc(GRAIN_BYTES);
-function isAllZero(buffer: Buffer): boolean {
-  return buffer.equals(ZERO_GRAIN.subarray(0, buffer.length));
 }
