@@ -162,23 +162,64 @@ export const TAR_END_BYTES = 2 * BLOCK;
 
 /** Writes members in order into a sink. */
 export class TarWriter {
+  /** Bytes written so far: where the next header goes. */
+  private position = 0;
+
   constructor(private readonly sink: ByteSink) {}
 
-  async addBuffer(name: string, data: Buffer): Promise<void> {
-    await this.addEntry(name, data.length, async (sink) => sink.write(data));
+  /** Adds a member holding `data`; returns the offset of its bytes in the archive. */
+  async addBuffer(name: string, data: Buffer): Promise<number> {
+    return this.addEntry(name, data.length, async (sink) => sink.write(data));
   }
 
-  /** `writeBody` must write exactly `size` bytes; that is checked, since the header already promised it. */
-  async addEntry(name: string, size: number, writeBody: (sink: ByteSink) => Promise<void>): Promise<void> {
-    await this.sink.write(tarFileHeader(name, size));
+  /**
+   * `writeBody` must write exactly `size` bytes; that is checked, since the header already
+   * promised it. Returns the offset of the member's bytes in the archive.
+   */
+  async addEntry(name: string, size: number, writeBody: (sink: ByteSink) => Promise<void>): Promise<number> {
+    const header = tarFileHeader(name, size);
+    await this.emit(header);
     const counting = new CountingSink(this.sink);
     await writeBody(counting);
+    this.position += counting.count;
     if (counting.count !== size) throw new Error(`tar member ${name} was declared as ${size} bytes but ${counting.count} were written`);
-    await this.sink.writeZeros(tarPadding(size));
+    await this.emitZeros(tarPadding(size));
+    return this.position - padded(size);
+  }
+
+  /**
+   * A member whose size is known only once written: its header goes out with size 0 and is
+   * rewritten with the real size by `patch` (e.g. through a sink's patchHead, when the header
+   * lies in the held head). A header's length does not depend on the size, so the rewrite fits.
+   */
+  async addEntryOfUnknownSize(
+    name: string,
+    writeBody: (sink: ByteSink) => Promise<void>,
+    patch: (offset: number, header: Buffer) => Promise<void>,
+  ): Promise<number> {
+    const mtime = Math.floor(Date.now() / 1000);
+    const headerOffset = this.position;
+    await this.emit(tarFileHeader(name, 0, mtime));
+    const counting = new CountingSink(this.sink);
+    await writeBody(counting);
+    this.position += counting.count;
+    await this.emitZeros(tarPadding(counting.count));
+    await patch(headerOffset, tarFileHeader(name, counting.count, mtime));
+    return counting.count;
   }
 
   async finish(): Promise<void> {
-    await this.sink.writeZeros(TAR_END_BYTES);
+    await this.emitZeros(TAR_END_BYTES);
+  }
+
+  private async emit(bytes: Buffer): Promise<void> {
+    await this.sink.write(bytes);
+    this.position += bytes.length;
+  }
+
+  private async emitZeros(length: number): Promise<void> {
+    await this.sink.writeZeros(length);
+    this.position += length;
   }
 }
 

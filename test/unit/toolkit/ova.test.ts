@@ -10,6 +10,11 @@ import { BufferSource, MemorySink } from '../../helpers/memory-io';
 import { FileSource } from '../../../toolkit/io/file-source';
 import { FileSink } from '../../../toolkit/io/file-sink';
 import { ovaFormat, ovaWriter, parseOvf } from '../../../toolkit/formats/ova';
+import { OvaWriter } from '../../../toolkit/formats/ova/ova-writer';
+import { HashingSink } from '../../../toolkit/io/hashing-sink';
+import { S3MultipartSink } from '../../../toolkit/io/s3-multipart-sink';
+import { CreateBucketCommand, GetObjectCommand } from '@aws-sdk/client-s3';
+import { startS3Server } from '../../helpers/s3-server';
 import { vmdkFormat } from '../../../toolkit/formats/vmdk';
 import { TarWriter } from '../../../toolkit/bundle/tar';
 import { DEFAULT_MAX_VIRTUAL_SIZE } from '../../../toolkit/formats/format';
@@ -76,29 +81,24 @@ describe('OVA', () => {
     smallVmdk = readFileSync(join(dir, 'small.vmdk'));
   });
 
-  it('writes an OVA that tar lists, whose OVF is valid, and whose VMDK qemu-img reads back as the input', async () => {
-    const disk = disks[1];
-    const ova = join(dir, 'export-1.ova');
-    const sink = await FileSink.create(ova);
-    await ovaWriter.write(rawChunks(disk.path), sink);
-    await sink.finish();
-
+  /** Everything an importer checks of an OVA we wrote from `disk`, file at `ova`. */
+  async function expectGoodOva(ova: string, disk: MadeDisk, base: string): Promise<void> {
     const names = execFileSync('tar', ['tf', ova], { encoding: 'utf8' }).trim().split('\n');
-    expect(names).toEqual(['export-1.ovf', 'export-1-disk1.vmdk']);
-    const out = join(dir, 'extracted');
+    expect(names).toEqual([`${base}.ovf`, `${base}-disk1.vmdk`]);
+    const out = join(dir, `extracted-${base}`);
     execFileSync('mkdir', ['-p', out]);
     execFileSync('tar', ['xf', ova, '-C', out]);
-    const ovfText = readFileSync(join(out, 'export-1.ovf'), 'utf8');
+    const ovfText = readFileSync(join(out, `${base}.ovf`), 'utf8');
     expect(XMLValidator.validate(ovfText)).toBe(true);
     const ovf = parseOvf(ovfText);
-    const vmdkPath = join(out, 'export-1-disk1.vmdk');
+    const vmdkPath = join(out, `${base}-disk1.vmdk`);
     expect(ovf.disks).toHaveLength(1);
-    expect(ovf.disks[0].file.href).toBe('export-1-disk1.vmdk');
+    expect(ovf.disks[0].file.href).toBe(`${base}-disk1.vmdk`);
     expect(ovf.disks[0].file.size).toBe(readFileSync(vmdkPath).length);
     expect(ovf.disks[0].capacityBytes).toBe(Math.ceil(disk.size / 512) * 512);
-    expect(ovfText).toContain('<VirtualSystem ovf:id="export-1">');
+    expect(ovfText).toContain(`<VirtualSystem ovf:id="${base}">`);
     qemuImg('check', vmdkPath);
-    expect(qemuToRaw(vmdkPath, join(dir, 'extracted.raw'), 'vmdk').equals(rounded(disk.path))).toBe(true);
+    expect(qemuToRaw(vmdkPath, join(dir, `extracted-${base}.raw`), 'vmdk').equals(rounded(disk.path))).toBe(true);
 
     // And our own reader takes the OVA whole, reading the disk in place.
     const source = await FileSource.open(ova);
@@ -115,6 +115,44 @@ describe('OVA', () => {
     } finally {
       await source.close();
     }
+  }
+
+  it('writes an OVA in one pass into a file: tar lists it, its OVF is valid, qemu-img reads its VMDK back as the input', async () => {
+    const disk = disks[1];
+    const ova = join(dir, 'export-1.ova');
+    const sink = await FileSink.create(ova);
+    // A scratch directory that does not exist: the one-pass writer must not need one.
+    await new OvaWriter({ scratchDir: join(dir, 'no-such-dir') }).write(rawChunks(disk.path), sink);
+    await sink.finish();
+    await expectGoodOva(ova, disk, 'export-1');
+  });
+
+  it('writes an OVA in one pass into S3 (the head held back in the first part)', async () => {
+    const server = await startS3Server();
+    try {
+      await server.s3.send(new CreateBucketCommand({ Bucket: 'exports' }));
+      const disk = disks[0];
+      const sink = new S3MultipartSink(server.s3, 'exports', 'vm/export-2.ova', { partSize: 5 * 1024 * 1024, queueSize: 2 });
+      await new OvaWriter({ scratchDir: join(dir, 'no-such-dir') }).write(rawChunks(disk.path), sink);
+      await sink.finish();
+      const object = await server.s3.send(new GetObjectCommand({ Bucket: 'exports', Key: 'vm/export-2.ova' }));
+      const ova = join(dir, 'export-2.ova');
+      writeFileSync(ova, Buffer.from(await object.Body!.transformToByteArray()));
+      await expectGoodOva(ova, disk, 'export-2');
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('writes an OVA through a scratch VMDK into a sink that cannot patch (a hashing sink)', async () => {
+    const disk = disks[1];
+    const ova = join(dir, 'export-3.ova');
+    const file = await FileSink.create(ova);
+    const sink = new HashingSink(file);
+    await ovaWriter.write(rawChunks(disk.path), sink);
+    await sink.finish();
+    await expectGoodOva(ova, disk, 'export-3');
+    expect(sink.digestHex()).toBe(createHash('sha256').update(readFileSync(ova)).digest('hex'));
   });
 
   it('reads an OVA of two qemu-img VMDKs packed by GNU tar, either disk, in DiskSection order', async () => {

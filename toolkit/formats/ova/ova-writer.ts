@@ -2,17 +2,22 @@
  * Writes an OVA: a tar of an OVF 1.0 descriptor followed by one streamOptimized VMDK.
  *
  * A tar header states its member's size before the member, and the OVF (which comes first)
- * states the VMDK's size too, but a compressed VMDK's size is only known once written. So the
- * VMDK is written to a scratch file first, then the OVA is streamed to the sink: OVF, VMDK
- * header, the scratch file's bytes, end of archive. This costs scratch disk equal to the VMDK
- * (not the raw disk), keeps memory bounded, and leaves the sink purely sequential (S3 multipart).
+ * states the VMDK's size too, but a compressed VMDK's size is only known once written.
+ *
+ * - Into a sink that can patch its head (a file, an S3 upload holding back its first part): the
+ *   OVF goes out with a size field padded to a fixed width and the VMDK's tar header with size 0,
+ *   the VMDK streams straight into the archive, and both are rewritten in place at the end. One
+ *   pass, no scratch disk.
+ * - Into any other sink (one that hashes what goes by): the VMDK is written to a scratch file
+ *   first, then the OVA is streamed: OVF, VMDK header, the scratch file's bytes, end of archive.
+ *   This costs scratch disk equal to the VMDK (not the raw disk).
  */
 import { open, mkdtemp, rm } from 'fs/promises';
 import { tmpdir } from 'os';
 import { join } from 'path';
-import { TarWriter } from '../../bundle/tar';
+import { tarFileHeader, tarPadding, TarWriter } from '../../bundle/tar';
 import { FileSink } from '../../io/file-sink';
-import type { ByteSink } from '../../io/sink';
+import { canPatchHead, type ByteSink, type HeadPatchingSink } from '../../io/sink';
 import type { DiskImageWriter, VirtualChunk } from '../format';
 import { StreamOptimizedVmdkWriter, type StreamOptimizedOptions } from '../vmdk/stream-optimized-writer';
 import { buildOvf } from './ovf-descriptor';
@@ -32,27 +37,63 @@ export class OvaWriter implements DiskImageWriter {
 
   async write(input: { virtualSize: number; chunks: AsyncIterable<VirtualChunk> }, sink: ByteSink): Promise<void> {
     const base = baseNameFor(sink.name);
-    const vmdkName = `${base}-disk1.vmdk`;
+    const names = { base, ovf: `${base}.ovf`, vmdk: `${base}-disk1.vmdk` };
+    if (canPatchHead(sink)) await this.writeInOnePass(input, sink, names);
+    else await this.writeThroughScratch(input, sink, names);
+  }
+
+  private async writeInOnePass(input: WriterInput, sink: HeadPatchingSink, names: MemberNames): Promise<void> {
+    const ovfFor = (vmdkSize: number): Buffer =>
+      Buffer.from(buildOvf({ name: names.base, vmdkName: names.vmdk, vmdkSize, capacityBytes: capacityOf(input), sizeDigits: SIZE_DIGITS }), 'utf8');
+    const placeholder = ovfFor(0);
+    // The head: the OVF member and the VMDK's tar header, both rewritten once the VMDK is written.
+    sink.holdHead(tarFileHeader(names.ovf, placeholder.length).length + placeholder.length + tarPadding(placeholder.length) + tarFileHeader(names.vmdk, 0).length);
+    const tar = new TarWriter(sink);
+    const ovfOffset = await tar.addBuffer(names.ovf, placeholder);
+    const vmdkSize = await tar.addEntryOfUnknownSize(
+      names.vmdk,
+      (out) => new StreamOptimizedVmdkWriter({ ...this.options.vmdk, extentName: names.vmdk }).write(input, out),
+      (offset, header) => sink.patchHead(offset, header),
+    );
+    await tar.finish();
+    await sink.patchHead(ovfOffset, ovfFor(vmdkSize));
+  }
+
+  private async writeThroughScratch(input: WriterInput, sink: ByteSink, names: MemberNames): Promise<void> {
     const scratch = await mkdtemp(join(this.options.scratchDir ?? tmpdir(), 'ova-'));
     try {
-      const vmdkPath = join(scratch, vmdkName);
-      const vmdkSink = await FileSink.create(vmdkPath, vmdkName);
+      const vmdkPath = join(scratch, names.vmdk);
+      const vmdkSink = await FileSink.create(vmdkPath, names.vmdk);
       try {
-        await new StreamOptimizedVmdkWriter({ ...this.options.vmdk, extentName: vmdkName }).write(input, vmdkSink);
+        await new StreamOptimizedVmdkWriter({ ...this.options.vmdk, extentName: names.vmdk }).write(input, vmdkSink);
       } catch (error) {
         await vmdkSink.abort();
         throw error;
       }
       const { size: vmdkSize } = await vmdkSink.finish();
-      const ovf = buildOvf({ name: base, vmdkName, vmdkSize, capacityBytes: Math.ceil(input.virtualSize / 512) * 512 });
+      const ovf = buildOvf({ name: names.base, vmdkName: names.vmdk, vmdkSize, capacityBytes: capacityOf(input) });
       const tar = new TarWriter(sink);
-      await tar.addBuffer(`${base}.ovf`, Buffer.from(ovf, 'utf8'));
-      await tar.addEntry(vmdkName, vmdkSize, (out) => copyFile(vmdkPath, vmdkSize, out));
+      await tar.addBuffer(names.ovf, Buffer.from(ovf, 'utf8'));
+      await tar.addEntry(names.vmdk, vmdkSize, (out) => copyFile(vmdkPath, vmdkSize, out));
       await tar.finish();
     } finally {
       await rm(scratch, { recursive: true, force: true });
     }
   }
+}
+
+type WriterInput = { virtualSize: number; chunks: AsyncIterable<VirtualChunk> };
+interface MemberNames {
+  base: string;
+  ovf: string;
+  vmdk: string;
+}
+
+/** Digits reserved for the VMDK's size in the OVF: any safe integer fits. */
+const SIZE_DIGITS = 16;
+
+function capacityOf(input: WriterInput): number {
+  return Math.ceil(input.virtualSize / 512) * 512;
 }
 
 async function copyFile(path: string, size: number, out: ByteSink): Promise<void> {

@@ -124,6 +124,12 @@ export interface OvfForOneDisk {
   capacityBytes: number;
   /** Bytes of the disk that hold data (optional OVF hint). */
   populatedSize?: number;
+  /**
+   * Pads the File element after its size with spaces to this many digits' worth, so the
+   * descriptor's length does not depend on the size: a writer can emit it before the VMDK's size
+   * is known and rewrite it in place afterwards.
+   */
+  sizeDigits?: number;
 }
 
 /**
@@ -137,7 +143,7 @@ export function buildOvf(d: OvfForOneDisk): string {
   return `<?xml version="1.0" encoding="UTF-8"?>
 <Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1" xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData" xmlns:vssd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
   <References>
-    <File ovf:href="${esc(d.vmdkName)}" ovf:id="file1" ovf:size="${d.vmdkSize}"/>
+    <File ovf:href="${esc(d.vmdkName)}" ovf:id="file1" ovf:size="${d.vmdkSize}"${' '.repeat(Math.max(0, (d.sizeDigits ?? 0) - String(d.vmdkSize).length))}/>
   </References>
   <DiskSection>
     <Info>Virtual disk information</Info>
