@@ -1,11 +1,12 @@
 /**
  * What the conversion benchmarks share: the benchmark disk (real content made with sfdisk and
- * mkfs.ext4), timing qemu-img, timing our converter in its own process, hashing outputs.
+ * mkfs.ext4), timing qemu-img, timing our converter (or a plain S3 copy) in its own process,
+ * another process's CPU time, hashing outputs.
  */
 import { execFileSync, spawnSync } from 'child_process';
 import { createHash, randomFillSync } from 'crypto';
-import { closeSync, createReadStream, mkdirSync, openSync, rmSync, writeFileSync, writeSync } from 'fs';
-import type { ConvertJob } from './convert-worker';
+import { closeSync, copyFileSync, createReadStream, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync, type Dirent } from 'fs';
+import type { ConvertJob, PlainCopyJob, WorkerResult } from './convert-worker';
 import { join } from 'path';
 
 const MiB = 1024 * 1024;
@@ -24,10 +25,30 @@ export function qemuImg(args: string[]): number {
 }
 
 /** Runs one conversion by our toolkit alone in a child process, so its peak RSS is its own. */
-export function runOurs(job: ConvertJob): { seconds: number; peakRssBytes: number } {
+export function runOurs(job: ConvertJob): WorkerResult {
+  return runWorker(job);
+}
+
+/** Runs the plain S3 copy an S3 → S3 conversion is compared with, in a child process like ours. */
+export function runPlainCopy(job: Omit<PlainCopyJob, 'kind'>): WorkerResult {
+  return runWorker({ kind: 'plain-copy', ...job });
+}
+
+function runWorker(job: ConvertJob | PlainCopyJob): WorkerResult {
   const result = spawnSync(process.execPath, [worker, JSON.stringify(job)], { encoding: 'utf8', maxBuffer: MiB, timeout: 30 * 60_000 });
   if (result.status !== 0) throw new Error((result.stderr || `worker exited with ${result.status}`).trim().replace(/^error: /, ''));
   return JSON.parse(result.stdout.trim().split('\n').pop()!);
+}
+
+let clockTicksPerSecond: number | undefined;
+
+/** User + system CPU seconds another process (an S3 server) has used so far, from /proc. */
+export function cpuSecondsOf(pid: number): number {
+  clockTicksPerSecond ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  // Fields after the command name, which is in parentheses and may hold spaces: utime and stime are the 12th and 13th.
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / clockTicksPerSecond;
 }
 
 export async function sha256File(path: string): Promise<string> {
@@ -37,8 +58,10 @@ export async function sha256File(path: string): Promise<string> {
 }
 
 /**
- * The test disk: MBR; a 1 GiB ext4 partition filled by mkfs.ext4 -d (random, text and many
- * small files); a 256 MiB random region; 1 MiB random patches every 16 MiB; zeros elsewhere.
+ * The test disk: MBR; a 1 GiB ext4 partition filled by mkfs.ext4 -d with what an OS disk holds
+ * (up to half the partition of this machine's own libraries and shared files, copied in a fixed
+ * order), an eighth of random bytes (compressed or encrypted files), text and many small files;
+ * a 256 MiB random region; 1 MiB random patches every 16 MiB; zeros elsewhere.
  */
 export function makeBenchImage(path: string, sizeMiB: number, workDir: string): void {
   const size = sizeMiB * MiB;
@@ -51,13 +74,14 @@ export function makeBenchImage(path: string, sizeMiB: number, workDir: string): 
   mkdirSync(join(content, 'small'), { recursive: true });
   const random = Buffer.alloc(MiB);
   const randomFile = openSync(join(content, 'random.bin'), 'w');
-  for (let i = 0; i < partitionMiB / 4; i++) writeSync(randomFile, randomFillSync(random));
+  for (let i = 0; i < partitionMiB / 8; i++) writeSync(randomFile, randomFillSync(random));
   closeSync(randomFile);
   const text = Buffer.from('The quick brown fox jumps over the lazy imaging service. '.repeat(18000));
   const textFile = openSync(join(content, 'text.log'), 'w');
   for (let i = 0; i < partitionMiB / 16; i++) writeSync(textFile, text);
   closeSync(textFile);
   for (let i = 0; i < 2000; i++) writeFileSync(join(content, 'small', `file${i}.txt`), `file ${i}\n`.repeat(i % 50 + 1));
+  copySystemFiles(['/usr/lib', '/usr/share'], join(content, 'usr'), (partitionMiB / 2) * MiB);
   const fsImage = join(workDir, 'part1.ext4');
   execFileSync('truncate', ['-s', `${partitionMiB}M`, fsImage]);
   execFileSync('mkfs.ext4', ['-q', '-F', '-d', content, fsImage], { stdio: 'pipe' });
@@ -71,4 +95,34 @@ export function makeBenchImage(path: string, sizeMiB: number, workDir: string): 
   for (let i = 0; i < regionMiB; i++) writeSync(disk, randomFillSync(random), 0, MiB, regionStart + i * MiB);
   for (let at = regionStart + (regionMiB + 16) * MiB; at + MiB <= size; at += 16 * MiB) writeSync(disk, randomFillSync(random), 0, MiB, at);
   closeSync(disk);
+}
+
+/** Copies regular files from `roots` (in name order, depth first) into `into` until `budget` bytes are copied. */
+function copySystemFiles(roots: string[], into: string, budget: number): void {
+  let left = budget;
+  const walk = (from: string, to: string): void => {
+    let entries: Dirent[];
+    try {
+      entries = readdirSync(from, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1));
+    } catch {
+      return; // unreadable directory
+    }
+    for (const entry of entries) {
+      if (left <= 0) return;
+      const source = join(from, entry.name);
+      if (entry.isDirectory()) walk(source, join(to, entry.name));
+      else if (entry.isFile()) {
+        try {
+          const { size } = statSync(source);
+          if (size > left) continue;
+          mkdirSync(to, { recursive: true });
+          copyFileSync(source, join(to, entry.name));
+          left -= size;
+        } catch {
+          // unreadable file: skip it
+        }
+      }
+    }
+  };
+  for (const root of roots) walk(root, join(into, root.replace(/^\//, '').replace(/\//g, '_')));
 }

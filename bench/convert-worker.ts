@@ -1,10 +1,21 @@
 /**
- * One conversion by our toolkit, alone in its own process so its peak memory can be measured:
+ * One benchmark job alone in its own process, so its peak memory and CPU time are its own:
  *   node dist/bench/convert-worker.js '<json job>'
- * Prints one JSON line: { seconds, peakRssBytes, bytesWritten }.
+ * A job is a conversion by our toolkit (ConvertJob), or the reference an S3 → S3 conversion is
+ * held against (PlainCopyJob). Prints one JSON line: WorkerResult.
  */
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-import { readFileSync } from 'fs';
+import {
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+  UploadPartCommand,
+  type CompletedPart,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { createReadStream, readFileSync, statSync } from 'fs';
 import { convertImage } from '../toolkit/convert/convert-image';
 import type { DiskImageWriter } from '../toolkit/formats/format';
 import { FileSink } from '../toolkit/io/file-sink';
@@ -12,13 +23,48 @@ import { FileSource } from '../toolkit/io/file-source';
 import { makeS3Client } from '../toolkit/io/object-storage';
 import { S3MultipartSink } from '../toolkit/io/s3-multipart-sink';
 import { S3ObjectSource } from '../toolkit/io/s3-object-source';
-import { isS3Url, parseS3Url } from '../toolkit/io/s3-url';
+import { isS3Url, parseS3Url, type S3Location } from '../toolkit/io/s3-url';
 
-export interface ConvertJob {
+const MiB = 1024 * 1024;
+
+/** How an S3 output is uploaded, by our sink and by the plain copy alike. */
+export interface UploadTuning {
+  /** Bytes per part. Default 16 MiB. */
+  partSize?: number;
+  /** Parts uploading at once. Default 4. */
+  queueSize?: number;
+}
+
+export interface ConvertJob extends UploadTuning {
+  kind?: 'convert';
   input: string;
   output: string;
   outputFormat: DiskImageWriter['name'];
   s3Endpoint?: string;
+  /** convertImage's source reads in flight (its default when absent). */
+  readConcurrency?: number;
+}
+
+/**
+ * The same bytes moved through the same server with no conversion: the input object read by
+ * `getStreams` ranged GETs at once while a local file of the output's size is uploaded by
+ * multipart upload, each part streamed from the file. What the transport alone costs.
+ */
+export interface PlainCopyJob extends UploadTuning {
+  kind: 'plain-copy';
+  input: string;
+  output: string;
+  uploadFile: string;
+  s3Endpoint: string;
+  getStreams: number;
+}
+
+export interface WorkerResult {
+  seconds: number;
+  peakRssBytes: number;
+  /** User + system CPU of the whole process (all threads). */
+  cpuSeconds: number;
+  bytesWritten: number;
 }
 
 /** Peak resident set size of this process, from the kernel's high-water mark. */
@@ -27,22 +73,107 @@ export function peakRssBytes(): number {
   return match ? Number(match[1]) * 1024 : process.resourceUsage().maxRSS * 1024;
 }
 
-async function main(): Promise<void> {
-  const job = JSON.parse(process.argv[2]) as ConvertJob;
-  const s3 = job.s3Endpoint
-    ? makeS3Client({ endpoint: job.s3Endpoint, region: 'us-east-1', accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER', forcePathStyle: true })
-    : undefined;
-  const started = process.hrtime.bigint();
+function s3ClientFor(endpoint: string): S3Client {
+  const s3 = makeS3Client({ endpoint, region: 'us-east-1', accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER', forcePathStyle: true });
+  if (process.env.BENCH_UNSIGNED_PAYLOAD === '1') signBodiesUnsigned(s3);
+  return s3;
+}
+
+/**
+ * BENCH_UNSIGNED_PAYLOAD=1, a diagnostic: request bodies are signed as UNSIGNED-PAYLOAD instead
+ * of by their SHA-256, which the SDK computes for every Buffer body (our sink's parts) but not for
+ * streams. It shows what that hashing costs our converter; the bench server checks no signature.
+ */
+function signBodiesUnsigned(s3: S3Client): void {
+  s3.middlewareStack.add(
+    (next) => async (args) => {
+      const request = args.request as { headers?: Record<string, string>; body?: unknown };
+      if (request.headers && request.body !== undefined) request.headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
+      return next(args);
+    },
+    { step: 'build', name: 'benchUnsignedPayload' },
+  );
+}
+
+async function convert(job: ConvertJob): Promise<number> {
+  const s3 = job.s3Endpoint ? s3ClientFor(job.s3Endpoint) : undefined;
   const source = isS3Url(job.input) ? await S3ObjectSource.open(s3!, parseS3Url(job.input).bucket, parseS3Url(job.input).key) : await FileSource.open(job.input);
   const sink = isS3Url(job.output)
-    ? new S3MultipartSink(s3!, parseS3Url(job.output).bucket, parseS3Url(job.output).key, { partSize: 16 * 1024 * 1024, queueSize: 4 })
+    ? new S3MultipartSink(s3!, parseS3Url(job.output).bucket, parseS3Url(job.output).key, { partSize: job.partSize ?? 16 * MiB, queueSize: job.queueSize ?? 4 })
     : // Not durable: qemu-img convert, the baseline, does not fsync its output either.
       await FileSink.create(job.output, undefined, { durable: process.env.BENCH_DURABLE === '1' });
-  const result = await convertImage({ source, sink, output: job.outputFormat });
+  const result = await convertImage({ source, sink, output: job.outputFormat, readConcurrency: job.readConcurrency });
   await source.close();
   s3?.destroy();
+  return result.bytesWritten;
+}
+
+async function plainCopy(job: PlainCopyJob): Promise<number> {
+  const s3 = s3ClientFor(job.s3Endpoint);
+  try {
+    const [, written] = await Promise.all([
+      readInRanges(s3, parseS3Url(job.input), job.getStreams),
+      uploadFileByParts(s3, parseS3Url(job.output), job.uploadFile, job.partSize ?? 16 * MiB, job.queueSize ?? 4),
+    ]);
+    return written;
+  } finally {
+    s3.destroy();
+  }
+}
+
+/** GETs the whole object as `streams` contiguous ranges at once and discards the bytes. */
+async function readInRanges(s3: S3Client, { bucket, key }: S3Location, streams: number): Promise<number> {
+  const size = (await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }))).ContentLength ?? 0;
+  const step = Math.ceil(size / streams);
+  const ranges = Array.from({ length: streams }, (_, i) => [i * step, Math.min(size, (i + 1) * step)]).filter(([start, end]) => end > start);
+  const counts = await Promise.all(
+    ranges.map(async ([start, end]) => {
+      const response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key, Range: `bytes=${start}-${end - 1}` }));
+      let received = 0;
+      for await (const chunk of response.Body as AsyncIterable<Uint8Array>) received += chunk.length;
+      return received;
+    }),
+  );
+  const total = counts.reduce((sum, n) => sum + n, 0);
+  if (total !== size) throw new Error(`read ${total} of ${size} bytes of s3://${bucket}/${key}`);
+  return total;
+}
+
+/** Multipart upload of a local file, `queueSize` parts at once, each streamed from the file (no part buffers). */
+async function uploadFileByParts(s3: S3Client, { bucket, key }: S3Location, path: string, partSize: number, queueSize: number): Promise<number> {
+  const size = statSync(path).size;
+  const body = (start: number, end: number) => createReadStream(path, { start, end: end - 1, highWaterMark: MiB });
+  if (size <= partSize) {
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: size ? body(0, size) : Buffer.alloc(0), ContentLength: size }));
+    return size;
+  }
+  const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }));
+  const partCount = Math.ceil(size / partSize);
+  const parts: CompletedPart[] = [];
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < partCount) {
+      const index = next++;
+      const start = index * partSize;
+      const end = Math.min(size, start + partSize);
+      const response = await s3.send(new UploadPartCommand({ Bucket: bucket, Key: key, UploadId, PartNumber: index + 1, Body: body(start, end), ContentLength: end - start }));
+      parts[index] = { PartNumber: index + 1, ETag: response.ETag };
+    }
+  };
+  await Promise.all(Array.from({ length: queueSize }, lane));
+  await s3.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId, MultipartUpload: { Parts: parts } }));
+  return size;
+}
+
+async function main(): Promise<void> {
+  const job = JSON.parse(process.argv[2]) as ConvertJob | PlainCopyJob;
+  const started = process.hrtime.bigint();
+  const cpuBefore = process.cpuUsage();
+  const bytesWritten = job.kind === 'plain-copy' ? await plainCopy(job) : await convert(job);
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  process.stdout.write(`${JSON.stringify({ seconds, peakRssBytes: peakRssBytes(), bytesWritten: result.bytesWritten })}\n`);
+  const cpu = process.cpuUsage(cpuBefore);
+  const result: WorkerResult = { seconds, peakRssBytes: peakRssBytes(), cpuSeconds: (cpu.user + cpu.system) / 1e6, bytesWritten };
+  process.stdout.write(`${JSON.stringify(result)}\n`);
 }
 
 main().catch((error) => {
