@@ -193,6 +193,37 @@ describe('S3MultipartSink (s3rver)', () => {
     expect((await objectBytes('empty.bin')).length).toBe(0);
   });
 
+  it('sends part bodies as UNSIGNED-PAYLOAD unless asked to sign them', async () => {
+    const signedHashes = async (key: string, signPayload?: boolean): Promise<Map<string, string>> => {
+      const s3 = makeS3Client({ endpoint: server.endpoint, region: server.region, forcePathStyle: true, accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey });
+      const hashes = new Map<string, string>();
+      // After signing: the payload hash the request was signed with, per command.
+      s3.middlewareStack.add(
+        (next, context) => async (args) => {
+          const request = args.request as { headers: Record<string, string> };
+          hashes.set(String(context.commandName), request.headers['x-amz-content-sha256']);
+          return next(args);
+        },
+        { step: 'finalizeRequest', priority: 'low' },
+      );
+      const multi = new S3MultipartSink(s3, 'sinks', key, { partSize: 5 * MiB, signPayload });
+      const expected = await writePattern(multi);
+      await multi.finish();
+      expect((await objectBytes(key)).equals(expected)).toBe(true);
+      const single = new S3MultipartSink(s3, 'sinks', `${key}.small`, { signPayload });
+      await single.write(Buffer.from('small'));
+      await single.finish();
+      s3.destroy();
+      return hashes;
+    };
+    const unsigned = await signedHashes('unsigned.bin');
+    expect(unsigned.get('UploadPartCommand')).toBe('UNSIGNED-PAYLOAD');
+    expect(unsigned.get('PutObjectCommand')).toBe('UNSIGNED-PAYLOAD');
+    const signed = await signedHashes('signed.bin', true);
+    expect(signed.get('UploadPartCommand')).toMatch(/^[0-9a-f]{64}$/);
+    expect(signed.get('PutObjectCommand')).toBe(createHash('sha256').update('small').digest('hex'));
+  });
+
   it('holds the head in part 1, patches it in memory and uploads it last', async () => {
     const { s3, sent } = recordingClient();
     const sink = new S3MultipartSink(s3, 'sinks', 'held.bin', { partSize: 5 * MiB, queueSize: 2 });
