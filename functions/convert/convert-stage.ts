@@ -19,6 +19,7 @@ import { TaskProgress } from '../progress';
 import { completeStep, imagePrefix, taskStage } from '../task-step';
 
 const GiB = 1024 ** 3;
+const MiB = 1024 ** 2;
 const CLAIMED: Record<ImageFormat, FormatName> = { RAW: 'raw', VMDK: 'vmdk', VHD: 'vhd' };
 
 export const convertStage = taskStage({
@@ -36,7 +37,9 @@ export const convertStage = taskStage({
     const bucket = ctx.config.imageBucket;
     const key = `${imagePrefix(taskId)}disk.raw`;
     await ensureBucket(ctx.s3, bucket);
-    const sink = new HashingSink(new S3MultipartSink(ctx.s3, bucket, key, { expectedSize: task.request.volumeSizeGiB * GiB }));
+    // Parts held by the upload, (queue 4 + 1) × partSize, are a fixed share of the memory bound: 5/32 of it.
+    const partSize = Math.max(5 * MiB, Math.min(16 * MiB, Math.floor(ctx.config.memoryLimitBytes / 32)));
+    const sink = new HashingSink(new S3MultipartSink(ctx.s3, bucket, key, { partSize, queueSize: 4, expectedSize: task.request.volumeSizeGiB * GiB }));
     const progress = new TaskProgress(ctx, taskId, [10, 90]);
     let result;
     try {

@@ -120,8 +120,8 @@ export async function* fetchInOrder(
         yield chunk;
       }
       // The consumer asked for more, so it is done with the step's bytes.
-      if (head.slab) slabs.give(head.slab);
       bytesHeld -= head.cost;
+      if (head.slab) slabs.give(head.slab, bytesHeld);
     }
   } finally {
     stopped = true;

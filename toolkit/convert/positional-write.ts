@@ -79,7 +79,7 @@ export async function writePositionally(steps: AsyncIterable<ReadStep>, source: 
       bytesHeld += cost;
       const task: Promise<void> = runStep(step, slab, source, sink, written)
         .then(() => {
-          pool.give(slab);
+          pool.give(slab, bytesHeld - cost);
           progress(stepLength(step));
         })
         .catch((error: unknown) => {

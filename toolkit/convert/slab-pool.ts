@@ -5,7 +5,8 @@
  * for the collector (V8 collects external memory only after ~64 MiB of it is dead).
  *
  * Slabs are sized to what steps need (rounded up to a MiB), and a step takes the smallest free
- * slab that fits. Free slabs are kept up to `keepBytes` in all; beyond that they are dropped.
+ * slab that fits. A slab given back is kept only while the free slabs and the slabs still in use
+ * stay within `limitBytes` together; beyond that it is dropped.
  */
 const ROUND = 1024 * 1024;
 
@@ -13,7 +14,7 @@ export class SlabPool {
   private readonly free: SharedArrayBuffer[] = [];
   private freeBytes = 0;
 
-  constructor(private readonly keepBytes: number) {}
+  constructor(private readonly limitBytes: number) {}
 
   /** A slab of at least `bytes`; its byteLength is what the step holds. */
   take(bytes: number): SharedArrayBuffer {
@@ -27,8 +28,9 @@ export class SlabPool {
     return slab;
   }
 
-  give(slab: SharedArrayBuffer): void {
-    if (this.freeBytes + slab.byteLength > this.keepBytes) return;
+  /** `inUseBytes`: what the caller's other slabs (not this one) hold now. */
+  give(slab: SharedArrayBuffer, inUseBytes: number): void {
+    if (inUseBytes + this.freeBytes + slab.byteLength > this.limitBytes) return;
     this.free.push(slab);
     this.freeBytes += slab.byteLength;
   }
