@@ -74,25 +74,7 @@ export function peakRssBytes(): number {
 }
 
 function s3ClientFor(endpoint: string): S3Client {
-  const s3 = makeS3Client({ endpoint, region: 'us-east-1', accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER', forcePathStyle: true });
-  if (process.env.BENCH_UNSIGNED_PAYLOAD === '1') signBodiesUnsigned(s3);
-  return s3;
-}
-
-/**
- * BENCH_UNSIGNED_PAYLOAD=1, a diagnostic: request bodies are signed as UNSIGNED-PAYLOAD instead
- * of by their SHA-256, which the SDK computes for every Buffer body (our sink's parts) but not for
- * streams. It shows what that hashing costs our converter; the bench server checks no signature.
- */
-function signBodiesUnsigned(s3: S3Client): void {
-  s3.middlewareStack.add(
-    (next) => async (args) => {
-      const request = args.request as { headers?: Record<string, string>; body?: unknown };
-      if (request.headers && request.body !== undefined) request.headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
-      return next(args);
-    },
-    { step: 'build', name: 'benchUnsignedPayload' },
-  );
+  return makeS3Client({ endpoint, region: 'us-east-1', accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER', forcePathStyle: true });
 }
 
 async function convert(job: ConvertJob): Promise<number> {

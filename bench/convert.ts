@@ -20,8 +20,7 @@
  * BENCH_REPEAT (default 1: run each row this many times and report the median),
  * BENCH_PART_MIB, BENCH_QUEUE (S3 upload part size in MiB and parts at once; default 8 and 4),
  * BENCH_READ_CONCURRENCY (source reads in flight; default convertImage's),
- * BENCH_STORE_DIR (where the bench store keeps objects; default /dev/shm, a tmpfs),
- * BENCH_UNSIGNED_PAYLOAD=1 (diagnostic: our uploads skip the SDK's SHA-256 of each part).
+ * BENCH_STORE_DIR (where the bench store keeps objects; default /dev/shm, a tmpfs).
  */
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 import { CreateBucketCommand, DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
@@ -345,7 +344,6 @@ function printS3Table(rows: S3Row[]): void {
       '          leaves zeros as holes, while a raw S3 object carries every byte.',
       `copy      plain copy of the same bytes through the same server, no conversion: the input object read by ${COPY_GET_STREAMS} ranged GETs at once`,
       "          while qemu-img's output file is uploaded by multipart upload (same parts, same queue) — the transport's floor here.",
-      '          Its parts are file streams, which the SDK signs unhashed; our sink sends buffers, which it SHA-256s.',
       'qemu-img  download → qemu-img convert → multipart upload, through the same server.',
       `CPU       CPU seconds of our process + of the server process during our run; with ${cpus().length} CPUs the wall time is at least their sum / ${cpus().length}.`,
       '',
