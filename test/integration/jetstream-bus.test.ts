@@ -453,7 +453,10 @@ describe('JetStreamBus only', () => {
     await waitUntil(() => gaveUp.length === 1, 10_000, 'give-up advisory');
     await sleep(1500);
     release();
-    expect(attempts).toEqual([1, 2]);
+    // Never a third attempt. The second may not reach the handler: under load the server can
+    // hand it to a pull request that expired meanwhile, and it still counts as a delivery.
+    expect(attempts[0]).toBe(1);
+    expect([[1], [1, 2]]).toContainEqual(attempts);
     expect(gaveUp).toHaveLength(1);
     expect(gaveUp[0].id).toBe(sent.id);
     expect((gaveUp[0].error as Error).message).toMatch(/no outcome after 2 deliveries/);
