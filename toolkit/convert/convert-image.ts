@@ -79,6 +79,7 @@ export async function convertOpenedImage(reader: DiskImageReader, options: Omit<
         concurrency,
         // The slabs are all the memory this path holds; the rest of the bound is left to the process.
         memoryLimitBytes: Math.max(plan.maxReadBytes + plan.maxInflatedBytes!, Math.floor(memoryLimitBytes / 2)),
+        slabBytes: plan.maxReadBytes + plan.maxInflatedBytes!,
         signal,
         onProgress: options.onProgress,
         virtualSize,
@@ -89,7 +90,8 @@ export async function convertOpenedImage(reader: DiskImageReader, options: Omit<
       const { size } = await sink.finish();
       return { info: reader.info, bytesWritten: size };
     }
-    const chunks = fetchInOrder(planReads(extents, readPlanFor(memoryLimitBytes)), source, {
+    const orderedPlan = readPlanFor(memoryLimitBytes);
+    const chunks = fetchInOrder(planReads(extents, orderedPlan), source, {
       concurrency: options.readConcurrency ?? 8,
       // Fetched bytes are not all the process holds: the writer and the sink (an S3 upload keeps
       // whole parts) buffer too, and freed read buffers linger until collected. An eighth of the
@@ -97,6 +99,7 @@ export async function convertOpenedImage(reader: DiskImageReader, options: Omit<
       memoryLimitBytes: Math.max(Math.floor(memoryLimitBytes / 8), 64 * 1024),
       signal,
       joinChunksUpTo: Math.min(8 * 1024 * 1024, Math.max(64 * 1024, Math.floor(memoryLimitBytes / 16))),
+      slabBytes: orderedPlan.maxReadBytes + orderedPlan.maxInflatedBytes!,
     });
     await writer.write({ virtualSize, chunks: reportingProgress(chunks, virtualSize, options.onProgress) }, sink);
     throwIfCancelled(signal);

@@ -20,6 +20,8 @@ export interface OrderedFetchOptions {
   signal?: AbortSignal;
   /** Consecutive data chunks of one read are joined up to this size, so writers see few large chunks. */
   joinChunksUpTo?: number;
+  /** Bytes of one reusable slab: the plan's largest read plus its largest inflated output. */
+  slabBytes: number;
 }
 
 interface Pending {
@@ -43,7 +45,7 @@ export async function* fetchInOrder(
   let planError: unknown;
   let bytesHeld = 0;
   let readsInFlight = 0;
-  const slabs = new SlabPool(options.memoryLimitBytes);
+  const slabs = new SlabPool(options.slabBytes);
 
   const startReads = async (): Promise<void> => {
     while (!exhausted && !stopped && queue.length < maxQueued && readsInFlight < options.concurrency) {
@@ -66,7 +68,7 @@ export async function* fetchInOrder(
       if (bytesHeld > 0 && bytesHeld + need > options.memoryLimitBytes) return;
       held = undefined;
       const slab = slabs.take(need);
-      const cost = slab.byteLength;
+      const cost = need; // untouched bytes of a slab (a raw read inflates nothing) are never resident
       bytesHeld += cost;
       readsInFlight++;
       const result = runRead(step, slab, source, options.joinChunksUpTo ?? 8 * 1024 * 1024).finally(() => {
@@ -121,7 +123,7 @@ export async function* fetchInOrder(
       }
       // The consumer asked for more, so it is done with the step's bytes.
       bytesHeld -= head.cost;
-      if (head.slab) slabs.give(head.slab, bytesHeld);
+      if (head.slab) slabs.give(head.slab);
     }
   } finally {
     stopped = true;

@@ -27,6 +27,8 @@ export interface PositionalWriteOptions {
   signal?: AbortSignal;
   onProgress?(done: number, total: number): void;
   virtualSize: number;
+  /** Bytes of one reusable slab: the plan's largest read plus its largest inflated output. */
+  slabBytes: number;
 }
 
 export type PositionalSink = ByteSink & Required<Pick<ByteSink, 'writeAt'>>;
@@ -43,7 +45,7 @@ export async function writePositionally(steps: AsyncIterable<ReadStep>, source: 
   let bytesHeld = 0;
   let done = 0;
   const written = { end: 0 };
-  const pool = new SlabPool(options.memoryLimitBytes);
+  const pool = new SlabPool(options.slabBytes);
   let wake: (() => void) | undefined;
   const progress = (length: number): void => {
     done += length;
@@ -74,12 +76,12 @@ export async function writePositionally(steps: AsyncIterable<ReadStep>, source: 
         throwIfCancelled(signal);
         throwIfFailed();
       }
-      const slab = pool.take(need);
-      const cost = slab.byteLength;
+      const cost = need;
       bytesHeld += cost;
+      const slab = pool.take(need);
       const task: Promise<void> = runStep(step, slab, source, sink, written)
         .then(() => {
-          pool.give(slab, bytesHeld - cost);
+          pool.give(slab);
           progress(stepLength(step));
         })
         .catch((error: unknown) => {

@@ -4,34 +4,21 @@
  * written. Nothing is allocated per step once the pool is warm, so no garbage piles up waiting
  * for the collector (V8 collects external memory only after ~64 MiB of it is dead).
  *
- * Slabs are sized to what steps need (rounded up to a MiB), and a step takes the smallest free
- * slab that fits. A slab given back is kept only while the free slabs and the slabs still in use
- * stay within `limitBytes` together; beyond that it is dropped.
+ * Every slab has the same size, the read plan's largest step, so any free slab fits any step and
+ * none is ever dropped: the pool never holds more slabs than were in use at once. A step larger
+ * than that (one huge compressed unit) gets memory of its own, dropped afterwards.
  */
-const ROUND = 1024 * 1024;
-
 export class SlabPool {
   private readonly free: SharedArrayBuffer[] = [];
-  private freeBytes = 0;
 
-  constructor(private readonly limitBytes: number) {}
+  constructor(readonly slabBytes: number) {}
 
-  /** A slab of at least `bytes`; its byteLength is what the step holds. */
   take(bytes: number): SharedArrayBuffer {
-    let best = -1;
-    for (let i = 0; i < this.free.length; i++) {
-      if (this.free[i].byteLength >= bytes && (best < 0 || this.free[i].byteLength < this.free[best].byteLength)) best = i;
-    }
-    if (best < 0) return new SharedArrayBuffer(Math.max(ROUND, Math.ceil(bytes / ROUND) * ROUND));
-    const [slab] = this.free.splice(best, 1);
-    this.freeBytes -= slab.byteLength;
-    return slab;
+    if (bytes > this.slabBytes) return new SharedArrayBuffer(bytes);
+    return this.free.pop() ?? new SharedArrayBuffer(this.slabBytes);
   }
 
-  /** `inUseBytes`: what the caller's other slabs (not this one) hold now. */
-  give(slab: SharedArrayBuffer, inUseBytes: number): void {
-    if (inUseBytes + this.freeBytes + slab.byteLength > this.limitBytes) return;
-    this.free.push(slab);
-    this.freeBytes += slab.byteLength;
+  give(slab: SharedArrayBuffer): void {
+    if (slab.byteLength === this.slabBytes) this.free.push(slab);
   }
 }
