@@ -7,47 +7,12 @@
  */
 import { ImageFormatError } from '../errors';
 import type { Extent } from '../formats/format';
-import { inflateBatch, InflateBatchError, inflateSharedBatch, type InflateFailure, type InflateUnit, type SharedInflateUnit } from './inflate-pool';
+import { InflateBatchError, inflateSharedBatch, type InflateFailure, type InflateUnit } from './inflate-pool';
 
 export type CompressedExtent = Extent & { kind: 'compressed' };
 
 /** The largest unit any supported format can declare (qcow2 clusters are ≤ 2 MiB; VMDK grains far smaller). */
 export const MAX_COMPRESSED_UNIT_SIZE = 64 * 1024 * 1024;
-
-/**
- * Inflates every extent in `extents`, whose compressed bytes lie in `buffer` (which holds the
- * file from `bufferOffset` on). Returns each extent's `length` bytes, in order.
- */
-export async function inflateExtents(extents: CompressedExtent[], buffer: Buffer, bufferOffset: number): Promise<Buffer[]> {
-  if (extents.length === 0) return [];
-  // Copy just the compressed span into memory the worker may take over; `buffer` stays usable here.
-  const first = Math.min(...extents.map((extent) => extent.sourceOffset)) - bufferOffset;
-  const last = Math.max(...extents.map((extent) => extent.sourceOffset + extent.sourceLength)) - bufferOffset;
-  const packed = new ArrayBuffer(last - first);
-  new Uint8Array(packed).set(buffer.subarray(first, last));
-  const units: InflateUnit[] = extents.map((extent) => ({
-    offset: extent.sourceOffset - bufferOffset - first,
-    length: extent.sourceLength,
-    codec: extent.codec,
-    unitSize: extent.unitSize,
-    skip: extent.skip ?? 0,
-    keep: extent.length,
-  }));
-  let out: Buffer;
-  try {
-    out = await inflateBatch(packed, units);
-  } catch (error) {
-    if (error instanceof InflateBatchError) throw refusal(extents[error.failure.index], error.failure);
-    throw error;
-  }
-  const results: Buffer[] = [];
-  let position = 0;
-  for (const extent of extents) {
-    results.push(out.subarray(position, position + extent.length));
-    position += extent.length;
-  }
-  return results;
-}
 
 /**
  * Inflates every extent in `extents` within shared memory: their compressed bytes lie in `shared`,
@@ -63,7 +28,7 @@ export async function inflateExtentsShared(
 ): Promise<void> {
   if (extents.length === 0) return;
   let out = outputAt;
-  const units: SharedInflateUnit[] = extents.map((extent) => {
+  const units: InflateUnit[] = extents.map((extent) => {
     const unit = {
       offset: inputAt + extent.sourceOffset - bufferOffset,
       length: extent.sourceLength,
@@ -86,8 +51,11 @@ export async function inflateExtentsShared(
 
 /** One unit on its own: `packed` holds exactly the extent's compressed bytes. */
 export async function inflateExtent(extent: CompressedExtent, packed: Buffer): Promise<Buffer> {
-  const [result] = await inflateExtents([extent], packed, extent.sourceOffset);
-  return result;
+  const shared = new SharedArrayBuffer(packed.length + extent.length);
+  const memory = Buffer.from(shared);
+  packed.copy(memory);
+  await inflateExtentsShared([extent], shared, 0, extent.sourceOffset, packed.length);
+  return memory.subarray(packed.length);
 }
 
 function refusal(extent: CompressedExtent, failure: InflateFailure): ImageFormatError {

@@ -3,14 +3,14 @@
  *
  * Why not zlib's async API: it costs a threadpool round trip and a fresh stream per unit, which
  * for 64 KiB grains is slower than inflating synchronously on one core (measured: 9,600 grains
- * 1.2 s async vs 0.6 s sync). Workers inflate whole batches synchronously, in parallel, and hand
- * back one buffer per batch without copying.
+ * 1.2 s async vs 0.6 s sync). Workers inflate whole batches synchronously, in parallel, within
+ * the caller's shared memory.
  */
 import { availableParallelism } from 'os';
 import { WorkerPool, type WorkerReply } from '../workers/worker-pool';
 
+/** A unit of a batch: compressed bytes at `offset` of the shared memory, kept bytes go to `outOffset`. */
 export interface InflateUnit {
-  /** Where the compressed bytes are in the batch buffer. */
   offset: number;
   length: number;
   codec: 'deflate' | 'zlib';
@@ -19,6 +19,7 @@ export interface InflateUnit {
   /** Bytes of the inflated unit to drop, then to keep. */
   skip: number;
   keep: number;
+  outOffset: number;
 }
 
 export type InflateFailure = { index: number; kind: 'too-large' | 'corrupt' | 'short'; detail: string };
@@ -30,6 +31,8 @@ export class InflateBatchError extends Error {
 }
 
 // Plain JavaScript, evaluated in the worker: works the same from compiled output and from ts-jest.
+// Compressed bytes are read from, and kept bytes written to, the caller's SharedArrayBuffer:
+// nothing is copied across threads and nothing is transferred back.
 const WORKER_SOURCE = `
 const { parentPort } = require('worker_threads');
 const zlib = require('zlib');
@@ -41,39 +44,7 @@ function inflateUnit(input, unit) {
 function failureOf(error) {
   return { kind: error && error.code === 'ERR_BUFFER_TOO_LARGE' ? 'too-large' : 'corrupt', detail: String(error && error.message) };
 }
-parentPort.on('message', (message) => {
-  if (message.shared) return inflateShared(message);
-  const { id, packed, units } = message;
-  let total = 0;
-  for (const unit of units) total += unit.keep;
-  // Not Buffer.allocUnsafe: a small one would be a slice of a shared pool, which cannot be transferred.
-  const out = new Uint8Array(new ArrayBuffer(total));
-  let position = 0;
-  for (let index = 0; index < units.length; index++) {
-    const unit = units[index];
-    const input = new Uint8Array(packed, unit.offset, unit.length);
-    let inflated;
-    try {
-      inflated = inflateUnit(input, unit);
-    } catch (error) {
-      parentPort.postMessage({ id, failure: { index, ...failureOf(error) } });
-      return;
-    }
-    if (inflated.length < unit.skip + unit.keep) {
-      parentPort.postMessage({ id, failure: { index, kind: 'short', detail: String(inflated.length) } });
-      return;
-    }
-    out.set(inflated.subarray(unit.skip, unit.skip + unit.keep), position);
-    position += unit.keep;
-  }
-  // The input goes back too: left in this worker, whose heap is tiny and rarely collected, dead
-  // input buffers piled up to hundreds of MiB.
-  parentPort.postMessage({ id, out: out.buffer }, [out.buffer, packed]);
-  collectGarbage();
-});
-// Shared memory: compressed bytes are read from, and kept bytes written to, the caller's
-// SharedArrayBuffer. Nothing is copied across threads and nothing is transferred back.
-function inflateShared({ id, shared, units }) {
+parentPort.on('message', ({ id, shared, units }) => {
   const memory = new Uint8Array(shared);
   for (let index = 0; index < units.length; index++) {
     const unit = units[index];
@@ -92,15 +63,10 @@ function inflateShared({ id, shared, units }) {
   }
   parentPort.postMessage({ id, done: true });
   collectGarbage();
-}
+});
 `;
 
-/** A unit of a shared-memory batch: compressed bytes at `offset`, kept bytes go to `outOffset`. */
-export interface SharedInflateUnit extends InflateUnit {
-  outOffset: number;
-}
-
-type InflateReply = WorkerReply & { out?: ArrayBuffer; failure?: InflateFailure };
+type InflateReply = WorkerReply & { failure?: InflateFailure };
 
 // Each worker is a V8 isolate of its own (~10 MiB resident at least); more than four rarely pays
 // for itself, since one conversion's reads and writes also want a core. The first batch starts
@@ -108,24 +74,11 @@ type InflateReply = WorkerReply & { out?: ArrayBuffer; failure?: InflateFailure 
 // warm up in parallel instead of one after another.
 const pool = new WorkerPool<InflateReply>('inflate', WORKER_SOURCE, Math.max(1, Math.min(availableParallelism(), 4)), true);
 
-async function run(message: object, transfer: ArrayBuffer[]): Promise<Buffer | undefined> {
-  const reply = await pool.run(message, transfer);
-  if (reply.failure) throw new InflateBatchError(reply.failure);
-  return reply.out ? Buffer.from(reply.out) : undefined;
-}
-
-/**
- * Inflates `units` (compressed ranges of `packed`) and returns their kept bytes concatenated in
- * order. `packed` is transferred to the worker: the caller must not use it afterwards.
- */
-export async function inflateBatch(packed: ArrayBuffer, units: InflateUnit[]): Promise<Buffer> {
-  return (await run({ packed, units }, [packed]))!;
-}
-
 /**
  * Inflates `units` in place: each unit's compressed bytes are read from `shared` at `offset` and
  * its kept bytes written to `shared` at `outOffset`. Nothing is copied between threads.
  */
-export async function inflateSharedBatch(shared: SharedArrayBuffer, units: SharedInflateUnit[]): Promise<void> {
-  await run({ shared, units }, []);
+export async function inflateSharedBatch(shared: SharedArrayBuffer, units: InflateUnit[]): Promise<void> {
+  const reply = await pool.run({ shared, units });
+  if (reply.failure) throw new InflateBatchError(reply.failure);
 }
