@@ -2,6 +2,7 @@
  * One read step into one slab: the source bytes land at the start of the slab, and compressed
  * units inflate (on the inflate workers, in place) into the slab right after them.
  */
+import type { VirtualChunk } from '../formats/format';
 import type { RandomAccessSource } from '../io/source';
 import { inflateExtentsShared, type CompressedExtent } from './codec';
 import type { ReadStep } from './read-plan';
@@ -16,11 +17,11 @@ export function slabBytesOf(step: ReadStepOf): number {
 }
 
 /**
- * Fills `slab` for `step` and returns each item's bytes as a view of the slab, in item order
- * (undefined for zero items). Items next to each other in the disk whose bytes also sit side by
- * side in the slab (adjacent data, consecutive inflated units) can be joined by a view.
+ * Fills `slab` for `step` and returns the step's chunks in order: zero items as zero chunks,
+ * data as views of the slab. Items next to each other in the disk whose bytes also sit side by
+ * side in the slab (adjacent data, consecutive inflated units) come out as one view.
  */
-export async function loadStep(step: ReadStepOf, slab: SharedArrayBuffer, source: RandomAccessSource): Promise<(Buffer | undefined)[]> {
+export async function loadStep(step: ReadStepOf, slab: SharedArrayBuffer, source: RandomAccessSource): Promise<VirtualChunk[]> {
   const memory = Buffer.from(slab);
   const input = memory.subarray(0, step.sourceLength);
   if (source.readInto) await source.readInto(step.sourceOffset, input);
@@ -29,15 +30,23 @@ export async function loadStep(step: ReadStepOf, slab: SharedArrayBuffer, source
   const compressed = step.items.filter((item): item is CompressedExtent => item.kind === 'compressed');
   await inflateExtentsShared(compressed, slab, 0, step.sourceOffset, step.sourceLength);
 
+  const chunks: VirtualChunk[] = [];
   let nextInflated = step.sourceLength;
-  return step.items.map((item) => {
-    if (item.kind === 'zero') return undefined;
-    if (item.kind === 'data') {
-      const from = item.sourceOffset - step.sourceOffset;
-      return memory.subarray(from, from + item.length);
+  for (const item of step.items) {
+    if (item.kind === 'zero') {
+      chunks.push({ offset: item.start, zeroLength: item.length });
+      continue;
     }
-    const from = nextInflated;
-    nextInflated += item.length;
-    return memory.subarray(from, from + item.length);
-  });
+    let from: number;
+    if (item.kind === 'data') from = item.sourceOffset - step.sourceOffset;
+    else {
+      from = nextInflated;
+      nextInflated += item.length;
+    }
+    const last = chunks[chunks.length - 1];
+    if (last && 'data' in last && last.offset + last.data.length === item.start && last.data.byteOffset + last.data.length === from) {
+      last.data = memory.subarray(last.data.byteOffset, from + item.length);
+    } else chunks.push({ offset: item.start, data: memory.subarray(from, from + item.length) });
+  }
+  return chunks;
 }

@@ -135,9 +135,7 @@ export async function* fetchInOrder(
 }
 
 async function runRead(step: ReadStepOf, slab: SharedArrayBuffer, source: RandomAccessSource, joinUpTo: number): Promise<VirtualChunk[]> {
-  const views = await loadStep(step, slab, source);
-  const parts = step.items.map((item, i): VirtualChunk => (item.kind === 'zero' ? { offset: item.start, zeroLength: item.length } : { offset: item.start, data: views[i]! }));
-  return joinDataChunks(parts, joinUpTo);
+  return joinDataChunks(await loadStep(step, slab, source), joinUpTo);
 }
 
 /** Pieces at least this big are not copied to be joined (a VHD block, a run of qcow2 clusters). */

@@ -126,23 +126,9 @@ interface Written {
 }
 
 async function runStep(step: ReadStepOf, slab: SharedArrayBuffer, source: RandomAccessSource, sink: PositionalSink, written: Written): Promise<void> {
-  const views = await loadStep(step, slab, source);
-  // Neighbours that touch both in the disk and in the slab are written as one run.
-  let runStart = 0;
-  let run: Buffer | undefined;
-  for (let i = 0; i < step.items.length; i++) {
-    const view = views[i];
-    if (!view) continue;
-    const start = step.items[i].start;
-    if (run && runStart + run.length === start && run.byteOffset + run.length === view.byteOffset) {
-      run = Buffer.from(run.buffer, run.byteOffset, run.length + view.length);
-      continue;
-    }
-    if (run) await writeNonZero(sink, runStart, run, written);
-    runStart = start;
-    run = view;
+  for (const chunk of await loadStep(step, slab, source)) {
+    if ('data' in chunk) await writeNonZero(sink, chunk.offset, chunk.data, written);
   }
-  if (run) await writeNonZero(sink, runStart, run, written);
 }
 
 /** Writes the blocks of `data` that are not all zeros; zero blocks stay holes (the raw writer's granularity, so both paths leave the same holes). */
