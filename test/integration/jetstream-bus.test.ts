@@ -453,10 +453,15 @@ describe('JetStreamBus only', () => {
     await waitUntil(() => gaveUp.length === 1, 10_000, 'give-up advisory');
     await sleep(1500);
     release();
-    // Never a third attempt. The second may not reach the handler: under load the server can
-    // hand it to a pull request that expired meanwhile, and it still counts as a delivery.
+    // The delivery count is the server's, and under load it is approximate both ways: a delivery
+    // handed to a pull request that expired meanwhile still counts (the handler sees one attempt
+    // fewer), and one CI run saw attempt 1 twice (nats-server 2.9 can take a delivery back when it
+    // believes the pull request had expired, though the client got it). What must hold: the
+    // handler never sees an attempt past max_deliver, and gives up exactly once.
     expect(attempts[0]).toBe(1);
-    expect([[1], [1, 2]]).toContainEqual(attempts);
+    expect(attempts.length).toBeGreaterThanOrEqual(1);
+    expect(attempts.length).toBeLessThanOrEqual(3);
+    for (const attempt of attempts) expect([1, 2]).toContain(attempt);
     expect(gaveUp).toHaveLength(1);
     expect(gaveUp[0].id).toBe(sent.id);
     expect((gaveUp[0].error as Error).message).toMatch(/no outcome after 2 deliveries/);
