@@ -7,4 +7,5 @@ module.exports = {
   testTimeout: 120000,
   maxWorkers: 2,
   globalSetup: '<rootDir>/test/helpers/global-setup.js',
+  globalTeardown: '<rootDir>/test/helpers/global-teardown.js',
 };
