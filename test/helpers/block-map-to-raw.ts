@@ -5,6 +5,7 @@
  * because a reader that breaks it would otherwise only fail later in the converter.
  */
 import { inflateRawSync, inflateSync } from 'zlib';
+import { compressedPayload } from '../../toolkit/formats/compressed-payload';
 import type { DiskImageReader, Extent } from '../../toolkit/formats/format';
 import type { RandomAccessSource } from '../../toolkit/io/source';
 
@@ -29,7 +30,9 @@ export async function materialize(
       const bytes = await source.read(extent.sourceOffset, extent.length);
       bytes.copy(out, extent.start);
     } else if (extent.kind === 'compressed') {
-      const packed = await source.read(extent.sourceOffset, extent.sourceLength);
+      const bytes = await source.read(extent.sourceOffset, extent.sourceLength);
+      const payload = compressedPayload(extent, bytes, 0);
+      const packed = bytes.subarray(payload.at, payload.at + payload.length);
       const inflate = extent.codec === 'zlib' ? inflateSync : inflateRawSync;
       const unpacked = inflate(packed, { maxOutputLength: Math.max(extent.unitSize, 1) });
       const skip = extent.skip ?? 0;

@@ -6,16 +6,16 @@
  * produces more than that, instead of after filling memory.
  */
 import { ImageFormatError } from '../errors';
-import type { Extent } from '../formats/format';
+import { compressedPayload, type CompressedExtent } from '../formats/compressed-payload';
 import { InflateBatchError, inflateSharedBatch, type InflateFailure, type InflateUnit } from './inflate-pool';
 
-export type CompressedExtent = Extent & { kind: 'compressed' };
+export type { CompressedExtent };
 
 /** The largest unit any supported format can declare (qcow2 clusters are ≤ 2 MiB; VMDK grains far smaller). */
 export const MAX_COMPRESSED_UNIT_SIZE = 64 * 1024 * 1024;
 
 /**
- * Inflates every extent in `extents` within shared memory: their compressed bytes lie in `shared`,
+ * Inflates every extent in `extents` within shared memory: their source bytes lie in `shared`,
  * whose byte `inputAt` holds file offset `bufferOffset`; their kept bytes are written one after
  * another from byte `outputAt` of `shared`. Nothing is copied between threads.
  */
@@ -28,10 +28,13 @@ export async function inflateExtentsShared(
 ): Promise<void> {
   if (extents.length === 0) return;
   let out = outputAt;
+  const memory = Buffer.from(shared);
   const units: InflateUnit[] = extents.map((extent) => {
+    // A framed unit (a VMDK grain marker) is checked here, on the thread that read its bytes.
+    const payload = compressedPayload(extent, memory, inputAt + extent.sourceOffset - bufferOffset);
     const unit = {
-      offset: inputAt + extent.sourceOffset - bufferOffset,
-      length: extent.sourceLength,
+      offset: payload.at,
+      length: payload.length,
       codec: extent.codec,
       unitSize: extent.unitSize,
       skip: extent.skip ?? 0,
@@ -49,7 +52,7 @@ export async function inflateExtentsShared(
   }
 }
 
-/** One unit on its own: `packed` holds exactly the extent's compressed bytes. */
+/** One unit on its own: `packed` holds exactly the extent's source bytes. */
 export async function inflateExtent(extent: CompressedExtent, packed: Buffer): Promise<Buffer> {
   const shared = new SharedArrayBuffer(packed.length + extent.length);
   const memory = Buffer.from(shared);

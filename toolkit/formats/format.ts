@@ -25,6 +25,11 @@ export type Extent =
       /** Size of the whole decompressed unit (cluster or grain); used to bound inflation. */
       unitSize: number;
       skip?: number;
+      /**
+       * Set when `sourceLength` is only an upper bound: the bytes start with a VMDK grain marker
+       * that must name `lba` and gives the stream's exact length (see compressed-payload.ts).
+       */
+      frame?: { kind: 'vmdk-grain-marker'; lba: number };
     };
 
 export type FormatName = 'raw' | 'vmdk' | 'vhd' | 'vhdx' | 'qcow2' | 'ova';

@@ -164,6 +164,12 @@ describe('hostile VMDKs', () => {
     ['a damaged end-of-stream marker', () => patch(stream, (b) => b.writeUInt32LE(7, stream.length - SECTOR + 12)), 'vmdk-end-of-stream'],
     ['a grain marker claiming a huge compressed size (decompression bomb)', () => patch(stream, (b) => b.writeUInt32LE(0xfffffff0, 128 * SECTOR + 8)), 'vmdk-grain-marker-size'],
     ['a grain marker for another grain', () => patch(stream, (b) => b.writeBigUInt64LE(999n * 128n, 128 * SECTOR)), 'vmdk-grain-marker-lba'],
+    [
+      'a grain marker whose size runs into the next grain',
+      () => patch(stream, (b) => b.writeUInt32LE(100_000, 128 * SECTOR + 8)),
+      'vmdk-grain-marker-size',
+      /more than the \d+ before the next grain/,
+    ],
   ];
 
   for (const [label, make, check, message] of cases) {

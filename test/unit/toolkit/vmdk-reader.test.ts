@@ -7,6 +7,12 @@ import { vmdkFormat, VmdkReader } from '../../../toolkit/formats/vmdk';
 import { DEFAULT_MAX_VIRTUAL_SIZE } from '../../../toolkit/formats/format';
 import { ImageFormatError } from '../../../toolkit/errors';
 import type { RandomAccessSource } from '../../../toolkit/io/source';
+import { HashingSink } from '../../../toolkit/io/hashing-sink';
+import { DiscardSink } from '../../../toolkit/io/discard-sink';
+import { convertImage } from '../../../toolkit/convert/convert-image';
+import { createHash } from 'crypto';
+
+const sha256 = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex');
 
 /** Counts the reads (by either method) a reader makes of a local file. */
 class CountingSource implements RandomAccessSource {
@@ -64,6 +70,33 @@ describe('VMDK reader against qemu-img', () => {
     ['streamOptimized, lsilogic, hwversion 10', 'subformat=streamOptimized,adapter_type=lsilogic,hwversion=10', 'streamOptimized'],
   ];
 
+  it('converts a streamOptimized VMDK reading each byte of the file at most once (no pass just for grain markers)', async () => {
+    const vmdk = join(dir, 'read-once.vmdk');
+    qemuImg('convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=streamOptimized', disks[0].path, vmdk);
+    const file = await FileSource.open(vmdk);
+    const counted = new Uint8Array(file.size);
+    const counting: RandomAccessSource = {
+      size: file.size,
+      name: file.name,
+      read: (offset, length) => {
+        for (let i = offset; i < offset + length; i++) counted[i]++;
+        return file.read(offset, length);
+      },
+      close: () => file.close(),
+    };
+    try {
+      const sink = new HashingSink(new DiscardSink());
+      await convertImage({ source: counting, sink, output: 'raw' });
+      expect(sink.digestHex()).toBe(sha256(qemuToRaw(vmdk, join(dir, 'read-once.raw'))));
+      // The header, footer and tables are read a second time (open, then mapping); the grains are not.
+      const readTwice = counted.reduce((n, times) => n + (times > 1 ? 1 : 0), 0);
+      expect(readTwice).toBeLessThan(64 * 1024);
+      expect(counted.reduce((n, times) => n + times, 0)).toBeLessThan(file.size * 1.02);
+    } finally {
+      await file.close();
+    }
+  });
+
   it('maps the same bytes when grain tables are re-read while mapping instead of cached', async () => {
     for (const subformat of ['monolithicSparse', 'streamOptimized']) {
       const vmdk = join(dir, `nocache-${subformat}.vmdk`);
@@ -102,7 +135,7 @@ describe('VMDK reader against qemu-img', () => {
     }
   });
 
-  it('refuses a damaged grain marker in the middle of a marker window', async () => {
+  it('refuses a damaged grain marker in the middle of the stream', async () => {
     const vmdk = join(dir, 'window-damage.vmdk');
     qemuImg('convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=streamOptimized', disks[0].path, vmdk);
     const image = readFileSync(vmdk);

@@ -2,7 +2,7 @@
  * Reads a hosted sparse VMDK (monolithicSparse or streamOptimized) as a block map. Every
  * structure is checked before it is used: the header, the embedded descriptor (see
  * descriptor.ts), the footer when the grain directory is at the end, the grain directory, every
- * grain table, and every grain marker. Model: qemu block/vmdk.c (vmdk_open_vmdk4,
+ * grain table, and every grain marker (grain-marker.ts, checked when the grain's bytes are read). Model: qemu block/vmdk.c (vmdk_open_vmdk4,
  * vmdk_read_extent), oslo.utils VMDKInspector; written from the VMware VMDK 5.0 spec.
  */
 import { ImageFormatError } from '../../errors';
@@ -35,14 +35,13 @@ import {
   VMDK_MAGIC,
   type SparseHeader,
 } from './sparse-header';
+import { maxFramedGrainBytes } from './grain-marker';
 
 /** Grain sizes (sectors) we accept: powers of two from 4 KiB to 1 MiB (VMware uses 64 KiB). */
 const MIN_GRAIN_SECTORS = 8n;
 const MAX_GRAIN_SECTORS = 2048n;
 const GTES_PER_GT = 512;
 const GT_BYTES = GTES_PER_GT * 4;
-/** qemu's bound for one compressed grain; deflate never needs more than this for incompressible data. */
-const COMPRESSED_GRAIN_FACTOR = 2;
 /** Grain tables kept in memory after open by default; larger disks re-read them while mapping. */
 const GT_CACHE_BYTES = 64 * 1024 * 1024;
 
@@ -56,7 +55,7 @@ const READ_CONCURRENCY = 16;
 /** Grain tables prepared ahead of the one being mapped. */
 const TABLES_AHEAD = 4;
 
-interface PreparedTable { table?: Uint32Array; compressedSizes?: Uint32Array }
+interface PreparedTable { table?: Uint32Array; compressedBounds?: Uint32Array }
 /** GT entry meaning "this grain reads as zeros" when FLAG_ZERO_GRAIN_GTE is set. */
 const GTE_ZEROED = 1;
 
@@ -93,9 +92,6 @@ export class VmdkReader implements DiskImageReader {
     private readonly emptyTables: Uint8Array,
   ) {}
 
-  /** Marker window buffers, reused when the source can read into caller memory. */
-  private readonly windows = new WindowBuffers();
-
   static async open(source: RandomAccessSource, options: VmdkReaderOptions): Promise<VmdkReader> {
     const head = await source.read(0, Math.min(HEADER_SIZE, source.size));
     // A text descriptor may be shorter than a header; it is told apart (and refused with its reason) first.
@@ -130,8 +126,8 @@ export class VmdkReader implements DiskImageReader {
   async *blockMap(): AsyncIterable<Extent> {
     const { layout } = this;
     const merger = new ExtentMerger();
-    // Tables (and their grain markers) are fetched a few ahead, so small reads overlap with
-    // the consumer's work instead of stalling it once per table.
+    // Tables are fetched a few ahead, so small reads overlap with the consumer's work instead
+    // of stalling it once per table.
     const ahead: Promise<PreparedTable>[] = [];
     const prefetch = (gtIndex: number) => {
       const prepared = this.prepareTable(gtIndex);
@@ -140,7 +136,7 @@ export class VmdkReader implements DiskImageReader {
     };
     for (let i = 0; i < Math.min(TABLES_AHEAD, layout.gtCount); i++) prefetch(i);
     for (let gtIndex = 0; gtIndex < layout.gtCount; gtIndex++) {
-      const { table, compressedSizes } = await ahead.shift()!;
+      const { table, compressedBounds } = await ahead.shift()!;
       if (gtIndex + TABLES_AHEAD < layout.gtCount) prefetch(gtIndex + TABLES_AHEAD);
       const firstGrain = gtIndex * GTES_PER_GT;
       const grains = Math.min(GTES_PER_GT, layout.grainCount - firstGrain);
@@ -159,15 +155,16 @@ export class VmdkReader implements DiskImageReader {
         let extent: Extent;
         if (isUnallocated(entry, layout)) {
           extent = { kind: 'zero', start, length };
-        } else if (compressedSizes) {
+        } else if (compressedBounds) {
           extent = {
             kind: 'compressed',
             start,
             length,
-            sourceOffset: entry * SECTOR + GRAIN_MARKER_SIZE,
-            sourceLength: compressedSizes[i],
+            sourceOffset: entry * SECTOR,
+            sourceLength: compressedBounds[i],
             codec: 'zlib',
             unitSize: layout.grainBytes,
+            frame: { kind: 'vmdk-grain-marker', lba: grain * (layout.grainBytes / SECTOR) },
           };
         } else {
           extent = { kind: 'data', start, length, sourceOffset: entry * SECTOR };
@@ -180,14 +177,12 @@ export class VmdkReader implements DiskImageReader {
     if (last) yield last;
   }
 
-  /** One grain table ready for mapping: undefined when empty; with compressed sizes for streamOptimized. */
+  /** One grain table ready for mapping: undefined when empty; with each grain's byte bound for streamOptimized. */
   private async prepareTable(gtIndex: number): Promise<PreparedTable> {
     const { layout } = this;
     if (this.gd[gtIndex] === 0 || this.emptyTables[gtIndex] === 1) return {};
     const table = this.gtCache.get(gtIndex) ?? (await readGrainTable(this.source, layout, this.gd[gtIndex], gtIndex));
-    const firstGrain = gtIndex * GTES_PER_GT;
-    const compressedSizes = layout.compressed ? await readGrainMarkers(this.source, layout, table, firstGrain, table.length, this.windows) : undefined;
-    return { table, compressedSizes };
+    return { table, compressedBounds: layout.compressed ? compressedGrainBounds(table, layout, this.source.size) : undefined };
   }
 
   async close(): Promise<void> {
@@ -444,123 +439,28 @@ function checkGrainTable(raw: Buffer, layout: Layout, source: RandomAccessSource
 }
 
 /**
- * A compressed grain's marker gives its compressed size; it must name the grain it belongs to
- * and stay within qemu's bound (twice the grain), so a hostile size cannot become a huge read
- * or inflate into more than one grain.
+ * How many bytes from each compressed grain's marker may belong to it: up to the next grain of
+ * the table in file order, and never more than qemu's bound or the end of the file. The marker
+ * itself, checked when the grain is read (grain-marker.ts), says exactly how many do.
  *
- * Markers are not read one by one (that was one read, on S3 one ranged GET, per 64 KiB grain):
- * the table's grains are sorted by file offset and the markers that lie close together are
- * fetched in windows of at most MARKER_WINDOW_BYTES and parsed from memory.
+ * This is what lets a streamOptimized VMDK be read once: the grains are fetched with their
+ * markers in a few large reads, and nothing is read beforehand just to learn their sizes.
  */
-async function readGrainMarkers(
-  source: RandomAccessSource,
-  layout: Layout,
-  table: Uint32Array,
-  firstGrain: number,
-  grains: number,
-  windows: WindowBuffers,
-): Promise<Uint32Array> {
-  const sizes = new Uint32Array(grains);
+function compressedGrainBounds(table: Uint32Array, layout: Layout, sourceSize: number): Uint32Array {
+  const bounds = new Uint32Array(table.length);
   const used: number[] = [];
-  for (let i = 0; i < grains; i++) if (!isUnallocated(table[i], layout)) used.push(i);
+  for (let i = 0; i < table.length; i++) if (!isUnallocated(table[i], layout)) used.push(i);
   used.sort((a, b) => table[a] - table[b]);
-  await mapLimit(markerWindows(used, table), MARKER_WINDOW_CONCURRENCY, async ({ first, end }) => {
-    const windowStart = table[used[first]] * SECTOR;
-    const windowEnd = table[used[end - 1]] * SECTOR + GRAIN_MARKER_SIZE;
-    // A marker a damaged table points into the last bytes of the file is short: refused below, not read past the end.
-    const bytes = await windows.read(source, windowStart, Math.min(windowEnd, source.size) - windowStart);
-    try {
-      for (let k = first; k < end; k++) {
-        const i = used[k];
-        sizes[i] = checkGrainMarker(bytes, table[i] * SECTOR - windowStart, layout, source, table[i], firstGrain + i);
-      }
-    } finally {
-      windows.release(bytes);
-    }
-  });
-  return sizes;
-}
-
-type ReadInto = (offset: number, target: Buffer) => Promise<void>;
-
-/**
- * Window reads go into a few reused buffers when the source offers readInto (a local file): a
- * fresh multi-MiB buffer per window costs page faults that small reads never did. Other sources
- * (S3) allocate per read as usual.
- */
-class WindowBuffers {
-  private readonly free: Buffer[] = [];
-  private readonly ours = new WeakSet<ArrayBufferLike>();
-  private static readonly KEPT = 4;
-
-  async read(source: RandomAccessSource, offset: number, length: number): Promise<Buffer> {
-    const readInto = (source as { readInto?: ReadInto }).readInto;
-    if (typeof readInto !== 'function' || length > MARKER_WINDOW_BYTES) return source.read(offset, length);
-    let buffer = this.free.pop();
-    if (!buffer) {
-      buffer = Buffer.allocUnsafeSlow(MARKER_WINDOW_BYTES);
-      this.ours.add(buffer.buffer);
-    }
-    const target = buffer.subarray(0, length);
-    try {
-      await readInto.call(source, offset, target);
-    } catch (error) {
-      this.free.push(buffer);
-      throw error;
-    }
-    return target;
+  const most = maxFramedGrainBytes(layout.grainBytes);
+  for (let k = 0; k < used.length; k++) {
+    const at = table[used[k]] * SECTOR;
+    let next = k + 1;
+    // Two entries naming the same sector: at most one of them can match its marker.
+    while (next < used.length && table[used[next]] === table[used[k]]) next++;
+    const nextAt = next < used.length ? table[used[next]] * SECTOR : Infinity;
+    bounds[used[k]] = Math.min(nextAt - at, most, sourceSize - at);
   }
-
-  /** Gives back a buffer from read(); buffers the pool did not make are left to the GC. */
-  release(bytes: Buffer): void {
-    if (this.ours.has(bytes.buffer) && this.free.length < WindowBuffers.KEPT) this.free.push(Buffer.from(bytes.buffer, 0, MARKER_WINDOW_BYTES));
-  }
-}
-
-/** Markers fetched by one read: a window never spans more than this many bytes... */
-const MARKER_WINDOW_BYTES = 4 * 1024 * 1024;
-/** ...nor skips more than this between two markers (a sparse table reads its markers alone). */
-const MARKER_WINDOW_GAP = 256 * 1024;
-/** Windows of one table read at once (tables are also prepared a few ahead). */
-const MARKER_WINDOW_CONCURRENCY = 2;
-
-/** Splits `used` (grain indexes sorted by their sector in `table`) into runs read by one window each. */
-function markerWindows(used: number[], table: Uint32Array): { first: number; end: number }[] {
-  const windows: { first: number; end: number }[] = [];
-  let first = 0;
-  for (let k = 1; k <= used.length; k++) {
-    if (k < used.length) {
-      const start = table[used[first]] * SECTOR;
-      const previous = table[used[k - 1]] * SECTOR;
-      const at = table[used[k]] * SECTOR;
-      if (at - previous <= MARKER_WINDOW_GAP && at + GRAIN_MARKER_SIZE - start <= MARKER_WINDOW_BYTES) continue;
-    }
-    if (k > first) windows.push({ first, end: k });
-    first = k;
-  }
-  return windows;
-}
-
-function checkGrainMarker(bytes: Buffer, at: number, layout: Layout, source: RandomAccessSource, sector: number, grain: number): number {
-  if (at + GRAIN_MARKER_SIZE > bytes.length) {
-    throw new ImageFormatError('vmdk-grain-offset', `VMDK compressed grain at sector ${sector} runs past the end of the file; the file is truncated`);
-  }
-  const lba = bytes.readBigUInt64LE(at);
-  const size = bytes.readUInt32LE(at + 8);
-  if (lba !== BigInt(grain) * BigInt(layout.grainBytes / SECTOR)) {
-    throw new ImageFormatError('vmdk-grain-marker-lba', `VMDK grain marker at sector ${sector} is for sector ${lba}, not for grain ${grain}; the file is damaged`);
-  }
-  const maxCompressed = layout.grainBytes * COMPRESSED_GRAIN_FACTOR;
-  if (size === 0 || size > maxCompressed) {
-    throw new ImageFormatError(
-      'vmdk-grain-marker-size',
-      `VMDK compressed grain at sector ${sector} claims ${size} bytes; a ${layout.grainBytes}-byte grain may take 1 to ${maxCompressed}`,
-    );
-  }
-  if (sector * SECTOR + GRAIN_MARKER_SIZE + size > source.size) {
-    throw new ImageFormatError('vmdk-grain-offset', `VMDK compressed grain at sector ${sector} runs past the end of the file; the file is truncated`);
-  }
-  return size;
+  return bounds;
 }
 
 /** Joins neighbouring zero extents, and data extents that are contiguous in the file too. */
