@@ -1,74 +1,109 @@
 import { checkRange } from './file-source';
+import { RangeGetClient, type RangeResponseInfo } from './range-get-client';
 import { isFirstByteOnly } from './range-quirks';
 import { withRetries } from './retry';
 import type { RandomAccessSource } from './source';
 
+export interface HttpRangeSourceOptions {
+  attempts?: number;
+  baseDelayMs?: number;
+  /** Sent with every request and not signed: a presigned URL signs only `host` (e.g. If-Match). */
+  headers?: Record<string, string>;
+  /** The ETag every response must carry: an object replaced mid-read fails instead of mixing versions. */
+  expectedEtag?: string;
+  /** The client whose sockets carry the reads (default: one shared by every source in the process). */
+  client?: RangeGetClient;
+}
+
+let sharedClient: RangeGetClient | undefined;
+
+/** The process's range client: sockets kept alive across sources and conversions. */
+export function sharedRangeGetClient(): RangeGetClient {
+  sharedClient ??= new RangeGetClient();
+  return sharedClient;
+}
+
 /**
  * A byte range source over plain HTTP(S) — typically a presigned S3 GET URL from an import
- * manifest. The server must honour Range requests; a server that answers 200 with the whole
- * body, or a range other than the one asked for, is refused rather than trusted.
+ * manifest, or one S3ObjectSource made for its object. The server must honour Range requests;
+ * a server that answers 200 with the whole body, or a range other than the one asked for, is
+ * refused rather than trusted.
+ *
+ * Bytes arrive through RangeGetClient, which copies a body once, from its socket straight into
+ * the caller's memory: readInto lets the converter's slabs be that memory.
  */
 export class HttpRangeSource implements RandomAccessSource {
+  private url: URL;
+
   constructor(
-    private readonly url: string,
+    url: string,
     readonly size: number,
     readonly name: string,
-    private readonly options: { attempts?: number; baseDelayMs?: number; timeoutMs?: number } = {},
+    private readonly options: HttpRangeSourceOptions = {},
   ) {
     if (!Number.isSafeInteger(size) || size < 0) throw new RangeError(`invalid size ${size} for ${name}`);
+    this.url = new URL(url);
+  }
+
+  /** Points later reads at a new URL for the same object (a fresh presigned URL). */
+  replaceUrl(url: string): void {
+    this.url = new URL(url);
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
     checkRange(this, offset, length);
     if (length === 0) return Buffer.alloc(0);
     if (isFirstByteOnly(offset, length, this.size)) return (await this.read(0, 2)).subarray(0, 1);
-    return withRetries(() => this.fetchRange(offset, length), {
-      attempts: this.options.attempts ?? 4,
-      baseDelayMs: this.options.baseDelayMs ?? 250,
-      isTransient: (error) => error instanceof TransientHttpError,
-    });
+    const target = Buffer.allocUnsafe(length);
+    await this.fetchInto(offset, target);
+    return target;
   }
 
-  async close(): Promise<void> {}
+  async readInto(offset: number, target: Buffer): Promise<void> {
+    checkRange(this, offset, target.length);
+    if (target.length === 0) return;
+    // Some servers answer a one-byte range at 0 with the whole object; ask for two.
+    if (isFirstByteOnly(offset, target.length, this.size)) (await this.read(0, 2)).copy(target, 0, 0, 1);
+    else await this.fetchInto(offset, target);
+  }
 
-  private async fetchRange(offset: number, length: number): Promise<Buffer> {
-    const last = offset + length - 1;
-    let response: Response;
-    try {
-      response = await fetch(this.url, {
-        headers: { Range: `bytes=${offset}-${last}` },
-        signal: AbortSignal.timeout(this.options.timeoutMs ?? 120_000),
-      });
-    } catch (error) {
-      // Connection refused/reset, DNS hiccup, timeout: worth another try.
-      throw new TransientHttpError(`fetching ${this.name}: ${(error as Error).message}`);
-    }
-    if (response.status !== 206) {
-      await response.body?.cancel();
-      const message = `fetching bytes ${offset}-${last} of ${this.name}: HTTP ${response.status}`;
-      if (response.status >= 500 || response.status === 429 || response.status === 408) throw new TransientHttpError(message);
-      throw new Error(response.status === 200 ? `${message} (the server ignored the Range request)` : message);
-    }
-    const contentRange = response.headers.get('content-range');
-    const match = contentRange ? /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(contentRange) : null;
-    if (!match || Number(match[1]) !== offset || Number(match[2]) !== last || (match[3] !== '*' && Number(match[3]) !== this.size)) {
-      await response.body?.cancel();
-      throw new Error(
-        `fetching bytes ${offset}-${last} of ${this.name}: server answered Content-Range "${contentRange}" ` +
-          `(expected bytes ${offset}-${last}/${this.size}; has the object changed size?)`,
-      );
-    }
-    let body: Buffer;
-    try {
-      body = Buffer.from(await response.arrayBuffer());
-    } catch (error) {
-      throw new TransientHttpError(`reading ${this.name}: ${(error as Error).message}`);
-    }
-    if (body.length !== length) throw new TransientHttpError(`short read from ${this.name}: ${body.length} of ${length} bytes`);
-    return body;
+  async close(): Promise<void> {
+    // The client's sockets are shared; idle ones do not keep the process alive.
+  }
+
+  private fetchInto(offset: number, target: Buffer): Promise<void> {
+    const last = offset + target.length - 1;
+    const client = this.options.client ?? sharedRangeGetClient();
+    return withRetries(
+      async () => {
+        let info: RangeResponseInfo;
+        try {
+          info = await client.getRangeInto(this.url, offset, target, this.options.headers);
+        } catch (error) {
+          throw withContext(error, `fetching bytes ${offset}-${last} of ${this.name}`);
+        }
+        if (info.totalSize !== undefined && info.totalSize !== this.size) {
+          throw new Error(
+            `fetching bytes ${offset}-${last} of ${this.name}: server answered Content-Range "bytes ${offset}-${last}/${info.totalSize}" ` +
+              `(expected bytes ${offset}-${last}/${this.size}; has the object changed size?)`,
+          );
+        }
+        const expected = this.options.expectedEtag;
+        if (expected !== undefined && info.etag !== undefined && info.etag !== expected) {
+          throw new Error(`${this.name} changed while it was being read (ETag ${info.etag}, expected ${expected})`);
+        }
+      },
+      {
+        attempts: this.options.attempts ?? 4,
+        baseDelayMs: this.options.baseDelayMs ?? 250,
+        isTransient: (error) => (error as { transient?: boolean }).transient === true,
+      },
+    );
   }
 }
 
-class TransientHttpError extends Error {
-  override name = 'TransientHttpError';
+/** Prefixes the message with what was being read; keeps the class, `transient`, status and code. */
+function withContext(error: unknown, what: string): unknown {
+  if (error instanceof Error && !(error instanceof RangeError)) error.message = `${what}: ${error.message}`;
+  return error;
 }

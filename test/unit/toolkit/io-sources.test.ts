@@ -97,6 +97,23 @@ describe('S3 and HTTP range sources (s3rver)', () => {
     await expectReadsMatch(source, whole);
   });
 
+  it('S3ObjectSource refuses to go on reading an object replaced after it was opened', async () => {
+    await server.s3.send(new PutObjectCommand({ Bucket: 'sources', Key: 'dir/replaced.bin', Body: whole }));
+    const source = await S3ObjectSource.open(server.s3, 'sources', 'dir/replaced.bin');
+    expect((await source.read(1000, 10)).equals(whole.subarray(1000, 1010))).toBe(true);
+    await server.s3.send(new PutObjectCommand({ Bucket: 'sources', Key: 'dir/replaced.bin', Body: Buffer.from(whole).reverse() }));
+    await expect(source.read(1000, 10)).rejects.toThrow(/s3:\/\/sources\/dir\/replaced.bin changed while it was being read/);
+  });
+
+  it('S3ObjectSource reads into caller memory, the first byte alone included', async () => {
+    const source = await S3ObjectSource.open(server.s3, 'sources', 'dir/whole.bin');
+    const target = Buffer.alloc(4096, 0xaa);
+    await source.readInto(0, target.subarray(0, 1));
+    await source.readInto(5000, target.subarray(1, 4096));
+    expect(target[0]).toBe(whole[0]);
+    expect(target.subarray(1).equals(whole.subarray(5000, 5000 + 4095))).toBe(true);
+  });
+
   it('HttpRangeSource reads through a presigned URL', async () => {
     const url = await getSignedUrl(server.s3, new GetObjectCommand({ Bucket: 'sources', Key: 'dir/whole.bin' }), { expiresIn: 600 });
     await expectReadsMatch(new HttpRangeSource(url, whole.length, 'whole.bin'), whole);
