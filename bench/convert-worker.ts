@@ -8,8 +8,6 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 import {
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
-  GetObjectCommand,
-  HeadObjectCommand,
   PutObjectCommand,
   UploadPartCommand,
   type CompletedPart,
@@ -47,7 +45,7 @@ export interface ConvertJob extends UploadTuning {
 
 /**
  * The same bytes moved through the same server with no conversion: the input object read by
- * `getStreams` ranged GETs at once while a local file of the output's size is uploaded by
+ * `getStreams` ranged GETs at once (through S3ObjectSource, the reader our converter uses) while a local file of the output's size is uploaded by
  * multipart upload, each part streamed from the file. What the transport alone costs.
  */
 export interface PlainCopyJob extends UploadTuning {
@@ -103,22 +101,22 @@ async function plainCopy(job: PlainCopyJob): Promise<number> {
   }
 }
 
-/** GETs the whole object as `streams` contiguous ranges at once and discards the bytes. */
+/**
+ * Reads the whole object as `streams` contiguous ranges at once, 4 MiB at a time, through the
+ * same reader our converter uses (S3ObjectSource), and discards the bytes.
+ */
 async function readInRanges(s3: S3Client, { bucket, key }: S3Location, streams: number): Promise<number> {
-  const size = (await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }))).ContentLength ?? 0;
-  const step = Math.ceil(size / streams);
-  const ranges = Array.from({ length: streams }, (_, i) => [i * step, Math.min(size, (i + 1) * step)]).filter(([start, end]) => end > start);
+  const source = await S3ObjectSource.open(s3, bucket, key);
+  const step = Math.ceil(source.size / streams);
+  const ranges = Array.from({ length: streams }, (_, i) => [i * step, Math.min(source.size, (i + 1) * step)]).filter(([start, end]) => end > start);
   const counts = await Promise.all(
     ranges.map(async ([start, end]) => {
-      const response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key, Range: `bytes=${start}-${end - 1}` }));
-      let received = 0;
-      for await (const chunk of response.Body as AsyncIterable<Uint8Array>) received += chunk.length;
-      return received;
+      const buffer = Buffer.allocUnsafe(4 * MiB);
+      for (let at = start; at < end; at += buffer.length) await source.readInto(at, buffer.subarray(0, Math.min(buffer.length, end - at)));
+      return end - start;
     }),
   );
-  const total = counts.reduce((sum, n) => sum + n, 0);
-  if (total !== size) throw new Error(`read ${total} of ${size} bytes of s3://${bucket}/${key}`);
-  return total;
+  return counts.reduce((sum, n) => sum + n, 0);
 }
 
 /** Multipart upload of a local file, `queueSize` parts at once, each streamed from the file (no part buffers). */

@@ -366,7 +366,7 @@ function printS3Table(rows: S3Row[]): void {
       `          process; peak RSS is that process's (bound ${mib(RSS_BOUND)} MiB).`,
       'file      our own file-to-file time for the same conversion in this run; S3/file is the target (≤ 1.3). A raw output file',
       '          leaves zeros as holes, while a raw S3 object carries every byte.',
-      `copy      plain copy of the same bytes through the same server, no conversion: the input object read by ${COPY_GET_STREAMS} ranged GETs at once`,
+      `copy      plain copy of the same bytes through the same server, no conversion: the input object read by ${COPY_GET_STREAMS} ranged GETs at once (our reader)`,
       "          while qemu-img's output file is uploaded by multipart upload (same parts, same queue) — the transport's floor here.",
       'qemu-img  download → qemu-img convert → multipart upload, through the same server.',
       `CPU       CPU seconds of our process + of the server process during our run; with ${cpus().length} CPUs the wall time is at least their sum / ${cpus().length}.`,
