@@ -10,15 +10,17 @@
  * What it does: path-style requests (http://host/bucket/key), exactly the calls our S3 source
  * and sink, lib-storage's Upload and `aws s3 cp` make: CreateBucket, PutObject, HeadObject,
  * GetObject (whole, or one `Range: bytes=a-b` → 206), CreateMultipartUpload, UploadPart,
- * CompleteMultipartUpload, AbortMultipartUpload, DeleteObject; errors as S3 XML. A completed
- * multipart object is the ordered list of its part files (a small record in memory): no byte is
- * copied, and reads span the parts. Files of removed objects are rewritten by later uploads
- * rather than deleted. GET honours If-Match, which our source pins its reads with.
+ * UploadPartCopy (our sink copies zero parts from a zero object), CompleteMultipartUpload,
+ * AbortMultipartUpload, DeleteObject; errors as S3 XML. A completed multipart object is the
+ * ordered list of its part files (a small record in memory): no byte is copied, and reads span
+ * the parts; a copied part is a file of its own, its bytes copied from the source's files. Files
+ * of removed objects are rewritten by later uploads rather than deleted. GET honours If-Match,
+ * which our source pins its reads with, and UploadPartCopy x-amz-copy-source-if-match.
  *
  * What it leaves out, on purpose: signatures (any credentials pass); checksums (ETags are random
  * tokens, not MD5s: our client asks for checksums only WHEN_REQUIRED); aws-chunked bodies
- * (refused); other bucket calls, listings, copies, versions, ACLs, virtual-host buckets;
- * persistence (the records live in this process).
+ * (refused); other bucket calls, listings, copies other than UploadPartCopy, versions, ACLs,
+ * virtual-host buckets; persistence (the records live in this process).
  */
 import { randomBytes } from 'crypto';
 import { closeSync, ftruncateSync, mkdirSync, openSync, readSync, rm, writeSync } from 'fs';
@@ -121,7 +123,10 @@ class ObjectStore {
       case 'HEAD':
         return this.getObject(req, res, objectOf(objects, key));
       case 'PUT':
-        if (req.headers['x-amz-copy-source']) throw new S3Error(501, 'NotImplemented', 'copies are not implemented');
+        if (req.headers['x-amz-copy-source']) {
+          if (!uploadId) throw new S3Error(501, 'NotImplemented', 'CopyObject is not implemented (UploadPartCopy is)');
+          return this.uploadPartCopy(req, res, this.uploadOf(uploadId, bucket, key), Number(query.get('partNumber')));
+        }
         if (uploadId) return this.uploadPart(req, res, this.uploadOf(uploadId, bucket, key), Number(query.get('partNumber')));
         return this.putObject(req, res, objects, key);
       case 'POST':
@@ -192,13 +197,38 @@ class ObjectStore {
   }
 
   private async uploadPart(req: IncomingMessage, res: ServerResponse, upload: MultipartUpload, partNumber: number): Promise<void> {
-    if (!Number.isInteger(partNumber) || partNumber < 1 || partNumber > 10_000) throw new S3Error(400, 'InvalidArgument', 'partNumber must be 1..10000');
-    const piece = await this.receiveBody(req);
+    checkPartNumber(partNumber);
+    const etag = this.storePart(upload, partNumber, await this.receiveBody(req));
+    res.writeHead(200, { ETag: etag }).end();
+  }
+
+  /**
+   * UploadPartCopy: the part becomes a copy of a stored object's bytes (`x-amz-copy-source`, in
+   * `x-amz-copy-source-range` or whole), if it matches `x-amz-copy-source-if-match`.
+   */
+  private async uploadPartCopy(req: IncomingMessage, res: ServerResponse, upload: MultipartUpload, partNumber: number): Promise<void> {
+    checkPartNumber(partNumber);
+    req.resume(); // no body
+    const { bucket, key } = parseCopySource(String(req.headers['x-amz-copy-source']));
+    const objects = this.buckets.get(bucket);
+    if (!objects) throw new S3Error(404, 'NoSuchBucket', `bucket ${bucket} does not exist`);
+    const source = objectOf(objects, key);
+    const ifMatch = req.headers['x-amz-copy-source-if-match'];
+    if (typeof ifMatch === 'string' && ifMatch !== '*' && unquote(ifMatch) !== unquote(source.etag)) {
+      throw new S3Error(412, 'PreconditionFailed', 'the copy source does not match x-amz-copy-source-if-match');
+    }
+    const [start, end] = parseRange(req.headers['x-amz-copy-source-range'] as string | undefined, source.size) ?? [0, source.size];
+    const etag = this.storePart(upload, partNumber, this.copyBytes(source.pieces, start, end));
+    sendXml(res, 200, 'CopyPartResult', { ETag: etag, LastModified: new Date().toISOString() });
+  }
+
+  /** Records `piece` as part `partNumber` (replacing one uploaded before); returns its ETag. */
+  private storePart(upload: MultipartUpload, partNumber: number, piece: Piece): string {
     const etag = newEtag();
     const replaced = upload.parts.get(partNumber);
     upload.parts.set(partNumber, { ...piece, etag });
     if (replaced) this.remove([replaced]);
-    res.writeHead(200, { ETag: etag }).end();
+    return etag;
   }
 
   /** The object becomes the listed part files, in order: a record, not a copy. */
@@ -255,10 +285,7 @@ class ObjectStore {
       req.resume();
       throw new S3Error(501, 'NotImplemented', 'aws-chunked bodies are not supported: send plain bodies (checksums WHEN_REQUIRED)');
     }
-    const spare = this.spares.pop();
-    if (spare) this.spareBytes -= spare.size;
-    const piece: Piece = { file: spare?.file ?? join(this.directory, randomBytes(12).toString('hex')), size: 0, readers: 0 };
-    const fd = openSync(piece.file, spare ? 'r+' : 'w');
+    const { piece, fd } = this.newPiece();
     try {
       for await (const chunk of req as AsyncIterable<Buffer>) {
         for (let at = 0; at < chunk.length; ) at += writeSync(fd, chunk, at);
@@ -275,6 +302,67 @@ class ObjectStore {
       closeSync(fd);
     }
   }
+
+  /**
+   * Copies bytes [start, end) of an object made of `pieces` into a piece of its own, by
+   * synchronous reads and writes through one reused buffer. Nothing is awaited, so no source
+   * piece can be removed and recycled under the copy.
+   */
+  private copyBytes(pieces: Piece[], start: number, end: number): Piece {
+    const { piece, fd } = this.newPiece();
+    const buffer = readBuffers.pop() ?? Buffer.allocUnsafeSlow(READ_CHUNK);
+    try {
+      let pieceStart = 0;
+      for (const source of pieces) {
+        const pieceEnd = pieceStart + source.size;
+        if (pieceEnd > start && pieceStart < end) {
+          const to = Math.min(end, pieceEnd) - pieceStart;
+          const sourceFd = openSync(source.file, 'r');
+          try {
+            for (let position = Math.max(start, pieceStart) - pieceStart; position < to; ) {
+              const n = readSync(sourceFd, buffer, 0, Math.min(buffer.length, to - position), position);
+              if (n === 0) throw new Error(`${source.file} is shorter than its record`);
+              for (let at = 0; at < n; ) at += writeSync(fd, buffer, at, n - at);
+              piece.size += n;
+              position += n;
+            }
+          } finally {
+            closeSync(sourceFd);
+          }
+        }
+        pieceStart = pieceEnd;
+        if (pieceStart >= end) break;
+      }
+      ftruncateSync(fd, piece.size); // a spare file may have been longer
+      return piece;
+    } catch (error) {
+      this.remove([piece]);
+      throw error;
+    } finally {
+      closeSync(fd);
+      readBuffers.push(buffer);
+    }
+  }
+
+  /** An empty piece to write into, in a spare file if there is one (see spares), opened for writing. */
+  private newPiece(): { piece: Piece; fd: number } {
+    const spare = this.spares.pop();
+    if (spare) this.spareBytes -= spare.size;
+    const piece: Piece = { file: spare?.file ?? join(this.directory, randomBytes(12).toString('hex')), size: 0, readers: 0 };
+    return { piece, fd: openSync(piece.file, spare ? 'r+' : 'w') };
+  }
+}
+
+function checkPartNumber(partNumber: number): void {
+  if (!Number.isInteger(partNumber) || partNumber < 1 || partNumber > 10_000) throw new S3Error(400, 'InvalidArgument', 'partNumber must be 1..10000');
+}
+
+/** The bucket and key of an `x-amz-copy-source` header: `[/]bucket/key[?versionId=…]`, URL-encoded. */
+function parseCopySource(header: string): { bucket: string; key: string } {
+  const path = header.replace(/^\//, '').split('?')[0];
+  const slash = path.indexOf('/');
+  if (slash <= 0 || slash === path.length - 1) throw new S3Error(400, 'InvalidArgument', `x-amz-copy-source ${header} is not bucket/key`);
+  return { bucket: decodeURIComponent(path.slice(0, slash)), key: decodeURIComponent(path.slice(slash + 1)) };
 }
 
 function objectOf(objects: Map<string, StoredObject>, key: string): StoredObject {

@@ -6,6 +6,7 @@
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
+  CopyObjectCommand,
   CreateBucketCommand,
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
@@ -13,6 +14,7 @@ import {
   HeadObjectCommand,
   PutObjectCommand,
   UploadPartCommand,
+  UploadPartCopyCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { execFile } from 'child_process';
@@ -142,6 +144,33 @@ describe('bench object store through the AWS SDK', () => {
     const complete = s3.send(new CompleteMultipartUploadCommand({ Bucket: 'bench', Key: 'aborted.bin', UploadId, MultipartUpload: { Parts: [{ PartNumber: 1, ETag }] } }));
     await expect(complete).rejects.toMatchObject({ name: 'NoSuchUpload' });
     await expect(getBytes('aborted.bin')).rejects.toMatchObject({ name: 'NoSuchKey' });
+  });
+
+  it('copies parts from ranges of other objects (UploadPartCopy), honouring the copy source If-Match', async () => {
+    const source = seededBytes(7 * MiB, 31);
+    const { ETag: sourceETag } = await s3.send(new PutObjectCommand({ Bucket: 'bench', Key: 'copy/source one.bin', Body: source }));
+    const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: 'bench', Key: 'copy/target.bin' }));
+    const target = { Bucket: 'bench', Key: 'copy/target.bin', UploadId };
+    const copySource = 'bench/copy/source%20one.bin';
+    // Part 1 is a range across the multipart object's parts 1 | 2; part 2 a range of a single-file
+    // object (its key URL-encoded); part 3 that whole object, copied without a range.
+    const copied = await s3.send(new UploadPartCopyCommand({ ...target, PartNumber: 1, CopySource: 'bench/multi/part.bin', CopySourceRange: `bytes=${MiB}-${6 * MiB - 1}` }));
+    expect(copied.CopyPartResult?.ETag).toMatch(/^"[0-9a-f]+"$/);
+    expect(copied.CopyPartResult?.LastModified).toBeInstanceOf(Date);
+    const second = await s3.send(
+      new UploadPartCopyCommand({ ...target, PartNumber: 2, CopySource: copySource, CopySourceRange: `bytes=100-${5 * MiB + 99}`, CopySourceIfMatch: sourceETag }),
+    );
+    const third = await s3.send(new UploadPartCopyCommand({ ...target, PartNumber: 3, CopySource: `/${copySource}` }));
+    await expect(s3.send(new UploadPartCopyCommand({ ...target, PartNumber: 4, CopySource: copySource, CopySourceIfMatch: '"stale"' }))).rejects.toMatchObject({
+      name: 'PreconditionFailed',
+      $metadata: { httpStatusCode: 412 },
+    });
+    await expect(s3.send(new UploadPartCopyCommand({ ...target, PartNumber: 4, CopySource: 'bench/no/such/key' }))).rejects.toMatchObject({ name: 'NoSuchKey' });
+    await expect(s3.send(new CopyObjectCommand({ Bucket: 'bench', Key: 'copy/plain.bin', CopySource: copySource }))).rejects.toMatchObject({ $metadata: { httpStatusCode: 501 } });
+    const Parts = [copied, second, third].map((response, i) => ({ PartNumber: i + 1, ETag: response.CopyPartResult!.ETag }));
+    await s3.send(new CompleteMultipartUploadCommand({ ...target, MultipartUpload: { Parts } }));
+    const expected = Buffer.concat([whole.subarray(MiB, 6 * MiB), source.subarray(100, 5 * MiB + 100), source]);
+    expect((await getBytes('copy/target.bin')).equals(expected)).toBe(true);
   });
 
   it('refuses to complete with parts below 5 MiB that are not the last', async () => {

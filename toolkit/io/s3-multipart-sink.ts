@@ -2,12 +2,15 @@ import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
+  DeleteObjectCommand,
   PutObjectCommand,
   UploadPartCommand,
+  UploadPartCopyCommand,
   type CompletedPart,
   type S3Client,
 } from '@aws-sdk/client-s3';
 import type { BuildMiddleware, MiddlewareStack } from '@smithy/types';
+import { randomBytes } from 'crypto';
 import { formatS3Url } from './s3-url';
 import { checkHeadHold, checkHeadPatch, type ByteSink } from './sink';
 
@@ -32,6 +35,13 @@ export interface S3MultipartSinkOptions {
    * must not accept unsigned bodies.
    */
   signPayload?: boolean;
+  /**
+   * Send a part made only of zero runs (writeZeros) as UploadPartCopy from a zero object put next
+   * to the output (see the class comment), so none of its zero bytes is filled in or uploaded.
+   * Default true. A server that cannot copy (s3rver answers NotImplemented, a policy may deny
+   * it) is asked once: the sink then uploads zero parts as bytes, as it does when this is false.
+   */
+  copyZeroParts?: boolean;
 }
 
 /** Marks a request's body UNSIGNED-PAYLOAD, which the SigV4 signer then takes as the body's hash. */
@@ -62,6 +72,18 @@ const MAX_PART_SIZE = 5 * 1024 ** 3;
  * last, before CompleteMultipartUpload (S3 assembles parts by number, whatever their upload
  * order). That memory comes on top of the queue's, for the whole upload. Part 1 may be larger
  * than the others; S3 only requires every part but the last to be at least 5 MiB.
+ *
+ * Zero parts: a disk image converted to raw is often mostly zeros, which a file leaves as holes
+ * but an upload would carry byte by byte. A part made only of writeZeros runs is therefore not
+ * filled in at all, and is sent as UploadPartCopy of a range of a zero object, which S3 builds
+ * server-side. That zero object is `${key}.zero-part-<random hex>` in the same bucket: partSize
+ * zero bytes, put by the first whole zero part (a short last part alone is not worth putting it
+ * for). It exists, next to the output, for the rest of the upload, and is deleted once the
+ * upload is completed or aborted (or its completion fails). The first copy is a probe the other
+ * zero parts wait for: if the put or that copy fails (a server without UploadPartCopy, a denied
+ * copy), zero parts are uploaded as bytes from then on; copying being unavailable never fails
+ * the upload. A held head (part 1) is never copied, and an object small enough for one
+ * PutObject is sent as before.
  */
 export class S3MultipartSink implements ByteSink {
   readonly name: string;
@@ -69,7 +91,19 @@ export class S3MultipartSink implements ByteSink {
   private readonly queueSize: number;
   private readonly contentType: string;
   private readonly signPayload: boolean;
+  /** Whether zero parts go by copy: copyZeroParts, until a copy (or the zero object's put) fails. */
+  private copyZeroParts: boolean;
   private current: Buffer | undefined;
+  /**
+   * The current part holds only zeros so far (`filled` of them, from writeZeros), none of them in
+   * its buffer: it is sent by copy, or its buffer is zero-filled before bytes land in it.
+   */
+  private zerosNotInBuffer = false;
+  /**
+   * The object zero parts are copied from, once the first zero part has started putting it;
+   * `usable` is its ETag, resolved only once a first copy from it worked.
+   */
+  private zeroObject: { key: string; usable: Promise<string> } | undefined;
   /** Part 1 while the head is held (see holdHead); uploaded by finish(). */
   private held: Buffer | undefined;
   /** The patchable bytes at its start: what holdHead() was asked for. */
@@ -97,6 +131,7 @@ export class S3MultipartSink implements ByteSink {
     this.queueSize = Math.max(1, options.queueSize ?? 4);
     this.contentType = options.contentType ?? 'application/octet-stream';
     this.signPayload = options.signPayload ?? false;
+    this.copyZeroParts = options.copyZeroParts ?? true;
   }
 
   async write(chunk: Buffer): Promise<void> {
@@ -104,6 +139,7 @@ export class S3MultipartSink implements ByteSink {
     this.written += chunk.length;
     for (let at = 0; at < chunk.length; ) {
       const part = this.currentPart();
+      if (this.zerosNotInBuffer) this.fillSkippedZeros();
       const n = Math.min(part.length - this.filled, chunk.length - at);
       chunk.copy(part, this.filled, at, at + n);
       this.filled += n;
@@ -119,7 +155,9 @@ export class S3MultipartSink implements ByteSink {
     for (let left = length; left > 0; ) {
       const part = this.currentPart();
       const n = Math.min(part.length - this.filled, left);
-      part.fill(0, this.filled, this.filled + n);
+      // A part that starts with zeros may be copied whole: leave its buffer alone until bytes land in it.
+      if (this.filled === 0 && this.copyZeroParts && part !== this.held) this.zerosNotInBuffer = true;
+      if (!this.zerosNotInBuffer) part.fill(0, this.filled, this.filled + n);
       this.filled += n;
       left -= n;
       if (this.filled === part.length) await this.sendPart();
@@ -146,19 +184,27 @@ export class S3MultipartSink implements ByteSink {
     this.state = 'finished';
     if (this.held ? this.written <= this.held.length : !this.uploadId) {
       // Everything fits in one part: a plain PutObject (an empty object included).
+      if (this.zerosNotInBuffer) this.fillSkippedZeros();
       const body = (this.held ?? this.current)?.subarray(0, this.written) ?? Buffer.alloc(0);
       await this.s3.send(this.withPayloadSigning(new PutObjectCommand({ Bucket: this.bucket, Key: this.key, Body: body, ContentType: this.contentType })));
       return { size: this.written };
     }
-    if (this.filled > 0) await this.sendPart();
-    if (this.held) await this.uploadPart(1, this.held);
-    await Promise.all(this.uploading);
-    if (this.failure) throw this.failure;
-    const parts = [...this.parts].sort((a, b) => a.PartNumber! - b.PartNumber!);
-    await this.s3.send(
-      new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: this.key, UploadId: await this.uploadId, MultipartUpload: { Parts: parts } }),
-    );
-    return { size: this.written };
+    try {
+      if (this.filled > 0) await this.sendPart();
+      const held = this.held;
+      if (held) await this.startPart(1, (uploadId) => this.uploadBytes(uploadId, 1, held));
+      await Promise.all(this.uploading);
+      if (this.failure) throw this.failure;
+      const parts = [...this.parts].sort((a, b) => a.PartNumber! - b.PartNumber!);
+      await this.s3.send(
+        new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: this.key, UploadId: await this.uploadId, MultipartUpload: { Parts: parts } }),
+      );
+      return { size: this.written };
+    } finally {
+      // No copy may still be reading the zero object when it goes.
+      await Promise.all(this.uploading);
+      await this.deleteZeroObject();
+    }
   }
 
   async abort(): Promise<void> {
@@ -173,6 +219,7 @@ export class S3MultipartSink implements ByteSink {
     if (uploadId) {
       await this.s3.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: this.key, UploadId: uploadId })).catch(() => undefined);
     }
+    await this.deleteZeroObject();
   }
 
   /** The part being filled: the held head's buffer for part 1, else a reused part-sized buffer. */
@@ -181,19 +228,33 @@ export class S3MultipartSink implements ByteSink {
     return this.current;
   }
 
-  /** Uploads the current part (a held head stays behind for finish() to upload). */
-  private async sendPart(): Promise<void> {
-    const buffer = this.current!;
-    const body = buffer.subarray(0, this.filled);
-    this.current = undefined;
-    this.filled = 0;
-    const partNumber = this.nextPartNumber++;
-    if (buffer === this.held) return;
-    await this.uploadPart(partNumber, body, () => this.spare.push(buffer));
+  /** Zero-fills the bytes of the current part that writeZeros skipped, before other bytes land in it. */
+  private fillSkippedZeros(): void {
+    this.current!.fill(0, 0, this.filled);
+    this.zerosNotInBuffer = false;
   }
 
-  /** Starts uploading one part after waiting for a free upload slot; `uploaded` runs once S3 has it. */
-  private async uploadPart(partNumber: number, body: Buffer, uploaded?: () => void): Promise<void> {
+  /** Sends the current part: its bytes, or a copy of zeros if it is only skipped zeros (a held head stays behind for finish() to upload). */
+  private async sendPart(): Promise<void> {
+    const buffer = this.current!;
+    const length = this.filled;
+    const zerosOnly = this.zerosNotInBuffer;
+    this.current = undefined;
+    this.filled = 0;
+    this.zerosNotInBuffer = false;
+    const partNumber = this.nextPartNumber++;
+    if (buffer === this.held) return;
+    const send = zerosOnly
+      ? (uploadId: string) => this.sendZeroPart(uploadId, partNumber, buffer, length)
+      : (uploadId: string) => this.uploadBytes(uploadId, partNumber, buffer.subarray(0, length));
+    await this.startPart(partNumber, send, () => this.spare.push(buffer));
+  }
+
+  /**
+   * Starts sending one part after waiting for a free upload slot: `send` uploads or copies it and
+   * returns its ETag; `sent` runs once S3 has it.
+   */
+  private async startPart(partNumber: number, send: (uploadId: string) => Promise<string | undefined>, sent?: () => void): Promise<void> {
     if (partNumber > MAX_PARTS) throw (this.failure ??= new Error(`${this.name}: more than ${MAX_PARTS} parts of ${this.partSize} bytes`));
     while (this.uploading.size >= this.queueSize) await Promise.race(this.uploading);
     if (this.failure) throw this.failure;
@@ -209,19 +270,97 @@ export class S3MultipartSink implements ByteSink {
     } catch (error) {
       throw (this.failure ??= error as Error);
     }
-    const upload: Promise<void> = this.s3
-      .send(this.withPayloadSigning(new UploadPartCommand({ Bucket: this.bucket, Key: this.key, UploadId: uploadId, PartNumber: partNumber, Body: body })), {
-        abortSignal: this.requests.signal,
-      })
-      .then((response) => {
-        this.parts.push({ PartNumber: partNumber, ETag: response.ETag });
-        uploaded?.();
+    const upload: Promise<void> = send(uploadId)
+      .then((etag) => {
+        this.parts.push({ PartNumber: partNumber, ETag: etag });
+        sent?.();
       })
       .catch((error: Error) => {
         this.failure ??= error;
       })
       .finally(() => this.uploading.delete(upload));
     this.uploading.add(upload);
+  }
+
+  private async uploadBytes(uploadId: string, partNumber: number, body: Buffer): Promise<string | undefined> {
+    const response = await this.s3.send(
+      this.withPayloadSigning(new UploadPartCommand({ Bucket: this.bucket, Key: this.key, UploadId: uploadId, PartNumber: partNumber, Body: body })),
+      { abortSignal: this.requests.signal },
+    );
+    return response.ETag;
+  }
+
+  /**
+   * Sends a part of `length` zeros whose buffer was never filled: by copy while copies work, else
+   * (copying unavailable: stop trying for this upload) as bytes zero-filled now. A short last part
+   * does not create the zero object: putting partSize zeros to spare fewer would cost more.
+   */
+  private async sendZeroPart(uploadId: string, partNumber: number, buffer: Buffer, length: number): Promise<string | undefined> {
+    if (this.copyZeroParts && (this.zeroObject || length === this.partSize)) {
+      try {
+        return await this.copyZeroPart(uploadId, partNumber, buffer, length);
+      } catch (error) {
+        if (this.requests.signal.aborted || (error as Error)?.name === 'AbortError') throw error;
+        this.copyZeroParts = false;
+      }
+    }
+    buffer.fill(0, 0, length);
+    return this.uploadBytes(uploadId, partNumber, buffer.subarray(0, length));
+  }
+
+  /**
+   * UploadPartCopy of the zero object's first `length` bytes. The first zero part puts that
+   * object (its own buffer, zero-filled, is the body) and its copy is the probe: the other zero
+   * parts wait for it, so a server that cannot copy is asked once.
+   */
+  private async copyZeroPart(uploadId: string, partNumber: number, buffer: Buffer, length: number): Promise<string> {
+    this.requests.signal.throwIfAborted();
+    const zeroObject = this.zeroObject;
+    if (zeroObject) return this.copyFromZeroObject(uploadId, partNumber, length, zeroObject.key, await zeroObject.usable);
+    const key = `${this.key}.zero-part-${randomBytes(8).toString('hex')}`;
+    const probe = this.putZeroObject(key, buffer).then(async (etag) => ({ etag, partETag: await this.copyFromZeroObject(uploadId, partNumber, length, key, etag) }));
+    const usable = probe.then(({ etag }) => etag);
+    usable.catch(() => undefined); // awaited only by later zero parts, if there are any
+    this.zeroObject = { key, usable };
+    return (await probe).partETag;
+  }
+
+  /** Puts partSize zero bytes (from `buffer`, zero-filled here) as the zero object; resolves to its ETag. */
+  private async putZeroObject(key: string, buffer: Buffer): Promise<string> {
+    buffer.fill(0);
+    const response = await this.s3.send(
+      this.withPayloadSigning(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: buffer, ContentType: 'application/octet-stream' })),
+      { abortSignal: this.requests.signal },
+    );
+    if (!response.ETag) throw new Error(`${this.name}: S3 returned no ETag for the zero object ${key}`);
+    return response.ETag;
+  }
+
+  private async copyFromZeroObject(uploadId: string, partNumber: number, length: number, zeroKey: string, zeroETag: string): Promise<string> {
+    const response = await this.s3.send(
+      new UploadPartCopyCommand({
+        Bucket: this.bucket,
+        Key: this.key,
+        UploadId: uploadId,
+        PartNumber: partNumber,
+        CopySource: copySourceOf(this.bucket, zeroKey),
+        CopySourceRange: `bytes=0-${length - 1}`,
+        CopySourceIfMatch: zeroETag,
+      }),
+      { abortSignal: this.requests.signal },
+    );
+    const etag = response.CopyPartResult?.ETag;
+    if (!etag) throw new Error(`${this.name}: S3 returned no ETag for the copy of part ${partNumber}`);
+    return etag;
+  }
+
+  /** Deletes the zero object if one was put (or its put was started: it may have landed); errors are ignored. */
+  private async deleteZeroObject(): Promise<void> {
+    const zeroObject = this.zeroObject;
+    if (!zeroObject) return;
+    this.zeroObject = undefined;
+    await zeroObject.usable.catch(() => undefined);
+    await this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: zeroObject.key })).catch(() => undefined);
   }
 
   /** Unless payloads are signed, marks the request's body UNSIGNED-PAYLOAD, which the signer then takes as the body's hash. */
@@ -234,4 +373,9 @@ export class S3MultipartSink implements ByteSink {
     if (this.failure) throw this.failure;
     if (this.state !== 'open') throw new Error(`${this.name} is already ${this.state}`);
   }
+}
+
+/** An x-amz-copy-source value: `bucket/key`, URL-encoded segment by segment (the slashes kept). */
+function copySourceOf(bucket: string, key: string): string {
+  return [bucket, ...key.split('/')].map(encodeURIComponent).join('/');
 }
