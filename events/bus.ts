@@ -2,7 +2,11 @@ import type { CloudEvent } from 'cloudevents';
 
 /** What a consumer may do with one delivery while it works on it (JetStream semantics). */
 export interface Delivery {
-  /** 1 for the first delivery, more on redelivery. */
+  /**
+   * 1 for the first delivery, more on redelivery: the server's count. Under load JetStream's is
+   * approximate (a delivery to a pull that expired may count, or be taken back), so use it for
+   * back-off and logs, never to decide that work was or was not done before.
+   */
   readonly attempt: number;
   /** Keeps the delivery alive while long work goes on (JetStream in-progress ack). */
   working(): void;
