@@ -312,26 +312,19 @@ class ObjectStore {
     const { piece, fd } = this.newPiece();
     const buffer = readBuffers.pop() ?? Buffer.allocUnsafeSlow(READ_CHUNK);
     try {
-      let pieceStart = 0;
-      for (const source of pieces) {
-        const pieceEnd = pieceStart + source.size;
-        if (pieceEnd > start && pieceStart < end) {
-          const to = Math.min(end, pieceEnd) - pieceStart;
-          const sourceFd = openSync(source.file, 'r');
-          try {
-            for (let position = Math.max(start, pieceStart) - pieceStart; position < to; ) {
-              const n = readSync(sourceFd, buffer, 0, Math.min(buffer.length, to - position), position);
-              if (n === 0) throw new Error(`${source.file} is shorter than its record`);
-              for (let at = 0; at < n; ) at += writeSync(fd, buffer, at, n - at);
-              piece.size += n;
-              position += n;
-            }
-          } finally {
-            closeSync(sourceFd);
+      for (const { piece: source, from, to } of piecesInRange(pieces, start, end)) {
+        const sourceFd = openSync(source.file, 'r');
+        try {
+          for (let position = from; position < to; ) {
+            const n = readSync(sourceFd, buffer, 0, Math.min(buffer.length, to - position), position);
+            if (n === 0) throw new Error(`${source.file} is shorter than its record`);
+            for (let at = 0; at < n; ) at += writeSync(fd, buffer, at, n - at);
+            piece.size += n;
+            position += n;
           }
+        } finally {
+          closeSync(sourceFd);
         }
-        pieceStart = pieceEnd;
-        if (pieceStart >= end) break;
       }
       ftruncateSync(fd, piece.size); // a spare file may have been longer
       return piece;
@@ -371,6 +364,17 @@ function objectOf(objects: Map<string, StoredObject>, key: string): StoredObject
   return object;
 }
 
+/** The pieces that hold bytes [start, end) of an object, each with the byte range [from, to) within its own file. */
+function* piecesInRange(pieces: Piece[], start: number, end: number): Generator<{ piece: Piece; from: number; to: number }> {
+  let pieceStart = 0;
+  for (const piece of pieces) {
+    const pieceEnd = pieceStart + piece.size;
+    if (pieceEnd > start && pieceStart < end) yield { piece, from: Math.max(start, pieceStart) - pieceStart, to: Math.min(end, pieceEnd) - pieceStart };
+    pieceStart = pieceEnd;
+    if (pieceStart >= end) return;
+  }
+}
+
 /** Read buffers, reused from response to response. */
 const readBuffers: Buffer[] = [];
 
@@ -390,32 +394,25 @@ async function sendBytes(pieces: Piece[], start: number, end: number, res: Serve
     if (!res.writableFinished) failure ??= new Error('the client closed the connection');
     wake?.();
   });
-  let pieceStart = 0;
-  for (const piece of pieces) {
-    const pieceEnd = pieceStart + piece.size;
-    if (pieceEnd > start && pieceStart < end) {
-      const to = Math.min(end, pieceEnd) - pieceStart;
-      const fd = openSync(piece.file, 'r');
-      try {
-        for (let position = Math.max(start, pieceStart) - pieceStart; position < to; ) {
-          while (free.length === 0 && !failure) await waitForBuffer();
-          if (failure) throw failure;
-          const buffer = free.pop()!;
-          const n = readSync(fd, buffer, 0, Math.min(buffer.length, to - position), position);
-          if (n === 0) throw new Error(`${piece.file} is shorter than its record`);
-          position += n;
-          res.write(buffer.subarray(0, n), (error) => {
-            if (error) failure ??= error;
-            free.push(buffer);
-            wake?.();
-          });
-        }
-      } finally {
-        closeSync(fd);
+  for (const { piece, from, to } of piecesInRange(pieces, start, end)) {
+    const fd = openSync(piece.file, 'r');
+    try {
+      for (let position = from; position < to; ) {
+        while (free.length === 0 && !failure) await waitForBuffer();
+        if (failure) throw failure;
+        const buffer = free.pop()!;
+        const n = readSync(fd, buffer, 0, Math.min(buffer.length, to - position), position);
+        if (n === 0) throw new Error(`${piece.file} is shorter than its record`);
+        position += n;
+        res.write(buffer.subarray(0, n), (error) => {
+          if (error) failure ??= error;
+          free.push(buffer);
+          wake?.();
+        });
       }
+    } finally {
+      closeSync(fd);
     }
-    pieceStart = pieceEnd;
-    if (pieceStart >= end) break;
   }
   while (free.length < owned && !failure) await waitForBuffer();
   if (failure) throw failure;
