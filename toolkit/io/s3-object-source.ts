@@ -28,7 +28,8 @@ export interface S3ObjectSourceOptions {
  * the 256 MiB bound at peak.
  */
 export class S3ObjectSource implements RandomAccessSource {
-  private signedAt = 0;
+  /** When the GET URL in use was signed: open() has just signed the first one. */
+  private signedAt = Date.now();
 
   private constructor(
     private readonly s3: S3Client,
@@ -55,9 +56,7 @@ export class S3ObjectSource implements RandomAccessSource {
       headers: head.ETag ? { 'If-Match': head.ETag } : {},
       expectedEtag: head.ETag,
     });
-    const source = new S3ObjectSource(s3, bucket, key, head.ETag, ranges);
-    source.signedAt = Date.now();
-    return source;
+    return new S3ObjectSource(s3, bucket, key, head.ETag, ranges);
   }
 
   read(offset: number, length: number): Promise<Buffer> {

@@ -2,8 +2,9 @@
  * Reads a hosted sparse VMDK (monolithicSparse or streamOptimized) as a block map. Every
  * structure is checked before it is used: the header, the embedded descriptor (see
  * descriptor.ts), the footer when the grain directory is at the end, the grain directory, every
- * grain table, and every grain marker (grain-marker.ts, checked when the grain's bytes are read). Model: qemu block/vmdk.c (vmdk_open_vmdk4,
- * vmdk_read_extent), oslo.utils VMDKInspector; written from the VMware VMDK 5.0 spec.
+ * grain table, and every grain marker (grain-marker.ts, checked when the grain's bytes are read).
+ * Model: qemu block/vmdk.c (vmdk_open_vmdk4, vmdk_read_extent), oslo.utils VMDKInspector;
+ * written from the VMware VMDK 5.0 spec.
  */
 import { ImageFormatError } from '../../errors';
 import type { RandomAccessSource } from '../../io/source';
