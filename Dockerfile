@@ -8,8 +8,8 @@
 
 ARG NODE_IMAGE=node:20-slim
 
-# Native modules (better-sqlite3) fall back to a source build when no prebuilt binary matches
-# the platform, so the stages that run npm carry a compiler; the runtime stage does not.
+# Native code is compiled in the stages that run npm, so they carry a compiler and the runtime
+# stage does not: better-sqlite3 when no prebuilt binary matches, and our sparse-file addon.
 FROM ${NODE_IMAGE} AS toolchain
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 make g++ ca-certificates \
@@ -28,7 +28,10 @@ RUN npm ci --omit=dev --ignore-scripts \
 FROM toolchain AS build
 RUN npm ci --ignore-scripts
 COPY . .
-RUN npx tsc -p tsconfig.json
+# The sparse-file addon (toolkit/native): lseek SEEK_DATA/SEEK_HOLE for local raw disks. Built
+# against the image's own Node headers.
+RUN npm_config_nodedir=/usr/local npm run build:native \
+ && npx tsc -p tsconfig.json
 
 FROM ${NODE_IMAGE} AS runtime
 # IMAGING_HOST: `serve` and `gateway` default to 127.0.0.1, unreachable from outside the container.
@@ -38,6 +41,7 @@ ENV NODE_ENV=production \
 WORKDIR /app
 COPY --from=prod-deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+COPY --from=build /app/build/Release/sparse_ranges.node ./build/Release/sparse_ranges.node
 COPY package.json ./
 COPY bin ./bin
 # `imaging serve` keeps its embedded SQLite store and objects here unless told otherwise.

@@ -1,6 +1,7 @@
 import { open, type FileHandle } from 'fs/promises';
 import { basename } from 'path';
-import { SourceRangeError, type RandomAccessSource } from './source';
+import { fileDataRanges } from './sparse-file';
+import { SourceRangeError, type ByteRange, type RandomAccessSource } from './source';
 
 /** A local file read with positional reads; safe for many concurrent reads. */
 export class FileSource implements RandomAccessSource {
@@ -32,6 +33,12 @@ export class FileSource implements RandomAccessSource {
   async readInto(offset: number, target: Buffer): Promise<void> {
     checkRange(this, offset, target.length);
     await this.fill(offset, target);
+  }
+
+  /** The file's data ranges, its holes left out (lseek SEEK_DATA/SEEK_HOLE; all data where that is unavailable). */
+  dataRanges(offset: number, length: number): Iterable<ByteRange> {
+    checkRange(this, offset, length);
+    return fileDataRanges(this.handle.fd, offset, offset + length);
   }
 
   private async fill(offset: number, buffer: Buffer): Promise<void> {

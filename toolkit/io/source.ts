@@ -2,6 +2,11 @@
  * A random-access byte source: a local file, an S3 object read by ranged GETs, or an ordered
  * list of parts read as one. Readers of disk formats see nothing else.
  */
+export interface ByteRange {
+  start: number;
+  length: number;
+}
+
 export interface RandomAccessSource {
   /** Total size in bytes. */
   readonly size: number;
@@ -17,6 +22,11 @@ export interface RandomAccessSource {
    * e.g. a reused or shared buffer), sparing an allocation per read. Same range rules as read().
    */
   readInto?(offset: number, target: Buffer): Promise<void>;
+  /**
+   * Optional: where [offset, offset + length) holds data, ascending and disjoint; the rest reads
+   * as zeros (a sparse file's holes). Sources that cannot tell leave it out: all is data.
+   */
+  dataRanges?(offset: number, length: number): Iterable<ByteRange>;
   close(): Promise<void>;
 }
 
