@@ -12,9 +12,9 @@ import { S3_COMPATIBLE_CHECKSUMS } from '../toolkit/io/object-storage';
 import { SingleBar } from 'cli-progress';
 import { resolve as resolvePath } from 'path';
 import { ConversionCancelledError } from '../toolkit/convert/cancellation';
-import { convertImage, convertOpenedImage } from '../toolkit/convert/convert-image';
+import { convertOpenedImage, outputSizeBound } from '../toolkit/convert/convert-image';
 import { ImageFormatError } from '../toolkit/errors';
-import type { DiskImageWriter, ImageInfo } from '../toolkit/formats/format';
+import type { DiskImageReader, DiskImageWriter, ImageInfo } from '../toolkit/formats/format';
 import { displayName, openImage, writerNames } from '../toolkit/formats/registry';
 import { detectPartitionTable, PARTITION_HEAD_BYTES, type PartitionTable } from '../toolkit/inspect/partitions';
 import { DiscardSink } from '../toolkit/io/discard-sink';
@@ -71,10 +71,13 @@ export async function convertCommand(input: string, output: string, options: Con
     const controller = new AbortController();
     const onInterrupt = (): void => controller.abort();
     process.once('SIGINT', onInterrupt);
+    let reader: DiskImageReader | undefined;
     try {
-      const sink = await createOutput(output, s3);
+      // Opened before the output exists, so a refused image leaves nothing behind; its size sets the upload's part size.
+      reader = await openImage(source);
+      const sink = await createOutput(output, s3, outputSizeBound(reader.info.virtualSize));
       let barStarted = false;
-      const result = await convertImage({
+      const result = await convertOpenedImage(reader, {
         source,
         sink,
         output: outputFormat,
@@ -98,6 +101,7 @@ export async function convertCommand(input: string, output: string, options: Con
     } finally {
       bar?.stop();
       process.off('SIGINT', onInterrupt);
+      await reader?.close();
       await source.close();
     }
   });
@@ -173,10 +177,11 @@ async function openLocation(location: string, s3: () => S3Client): Promise<Rando
   return S3ObjectSource.open(s3(), bucket, key);
 }
 
-async function createOutput(location: string, s3: () => S3Client): Promise<ByteSink> {
+/** `expectedSize` bounds the output's bytes: an upload picks parts large enough for S3's 10,000-part limit. */
+async function createOutput(location: string, s3: () => S3Client, expectedSize: number): Promise<ByteSink> {
   if (!isS3Url(location)) return FileSink.create(location);
   const { bucket, key } = parseS3Url(location);
-  return new S3MultipartSink(s3(), bucket, key);
+  return new S3MultipartSink(s3(), bucket, key, { expectedSize });
 }
 
 function outputFormatFromName(name: string): DiskImageWriter['name'] {

@@ -38,6 +38,16 @@ export interface ConvertImageResult {
 export const DEFAULT_MEMORY_LIMIT = 256 * 1024 * 1024;
 
 /**
+ * An upper bound on the bytes any writer makes of a disk of `virtualSize` bytes, for sizing an
+ * upload's parts before the output exists. Above the disk itself: a VMDK's grain markers (12 of
+ * every 64 KiB grain, whose deflate may grow incompressible data by 0.04%) and tables, a VHD's
+ * sector bitmaps (512 B per 2 MiB block), BAT and footers, an OVA's tar headers and descriptor.
+ */
+export function outputSizeBound(virtualSize: number): number {
+  return Math.ceil(virtualSize * 1.02) + 64 * 1024 * 1024;
+}
+
+/**
  * Converts the image in `source` into `sink`. The sink is finished on success and aborted on any
  * failure (including cancellation), so a failed conversion leaves no partial output behind.
  */

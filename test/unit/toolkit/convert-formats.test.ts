@@ -3,9 +3,10 @@
  * compared byte for byte with qemu-img's own conversion; and our writers' output read back by
  * qemu-img.
  */
-import { appendFileSync, readFileSync, statSync } from 'fs';
+import { appendFileSync, readFileSync, statSync, writeFileSync } from 'fs';
 import { join } from 'path';
-import { convertImage } from '../../../toolkit/convert/convert-image';
+import { randomBytes } from 'crypto';
+import { convertImage, outputSizeBound } from '../../../toolkit/convert/convert-image';
 import type { DiskImageWriter } from '../../../toolkit/formats/format';
 import { openImage } from '../../../toolkit/formats/registry';
 import { FileSink } from '../../../toolkit/io/file-sink';
@@ -68,6 +69,21 @@ describe('our writers, read back by qemu-img', () => {
     expect(back.length).toBeGreaterThanOrEqual(disk.size);
     expect(back.subarray(0, disk.size).equals(diskBytes)).toBe(true);
     expect(back.subarray(disk.size).every((byte) => byte === 0)).toBe(true);
+  });
+});
+
+describe('the output size bound (sizes S3 parts before the output exists)', () => {
+  it('holds for incompressible data in every writer, its fixed part aside', async () => {
+    const random = join(dir, 'random.raw');
+    const size = 64 * 1024 * 1024 + 4321;
+    writeFileSync(random, randomBytes(size));
+    const fixedPart = outputSizeBound(0);
+    for (const writer of ['raw', 'vmdk', 'vhd', 'vhd-fixed', 'ova'] as const) {
+      const out = join(dir, `random-out.${writer}`);
+      await convertFile(random, out, writer);
+      const written = statSync(out).size;
+      expect({ writer, fits: written <= outputSizeBound(size) - fixedPart + 1024 * 1024 }).toEqual({ writer, fits: true });
+    }
   });
 });
 

@@ -1,5 +1,5 @@
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import { readFileSync, writeFileSync } from 'fs';
+import { existsSync, readFileSync, writeFileSync } from 'fs';
 import { join } from 'path';
 import { PassThrough } from 'stream';
 import { checkCommand, convertCommand, infoCommand, type CommandOutput } from '../../../cli/toolkit-commands';
@@ -95,6 +95,11 @@ describe('toolkit commands', () => {
     const refused = capture();
     expect(await checkCommand(empty, { out: refused })).toBe(1);
     expect(refused.text().stderr).toBe(`error: empty.raw is empty (0 bytes) [check: image-empty]\n`);
+    // A refused image is refused before the output is created.
+    const refusedConvert = capture();
+    expect(await convertCommand(empty, join(dir, 'from-empty.vmdk'), { out: refusedConvert })).toBe(1);
+    expect(refusedConvert.text().stderr).toBe(`error: empty.raw is empty (0 bytes) [check: image-empty]\n`);
+    expect(existsSync(join(dir, 'from-empty.vmdk'))).toBe(false);
 
     const usage = capture();
     expect(await convertCommand(disk.path, join(dir, 'x.out'), { outputFormat: 'qcow9' as never, out: usage })).toBe(2);
