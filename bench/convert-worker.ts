@@ -14,8 +14,9 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { createReadStream, readFileSync, statSync } from 'fs';
-import { convertImage } from '../toolkit/convert/convert-image';
+import { convertOpenedImage, outputSizeBound } from '../toolkit/convert/convert-image';
 import type { DiskImageWriter } from '../toolkit/formats/format';
+import { openImage } from '../toolkit/formats/registry';
 import { FileSink } from '../toolkit/io/file-sink';
 import { FileSource } from '../toolkit/io/file-source';
 import { makeS3Client } from '../toolkit/io/object-storage';
@@ -78,11 +79,15 @@ function s3ClientFor(endpoint: string): S3Client {
 async function convert(job: ConvertJob): Promise<number> {
   const s3 = job.s3Endpoint ? s3ClientFor(job.s3Endpoint) : undefined;
   const source = isS3Url(job.input) ? await S3ObjectSource.open(s3!, parseS3Url(job.input).bucket, parseS3Url(job.input).key) : await FileSource.open(job.input);
+  // Opened first, as `imaging convert` does: the output's size bound sizes (and lets cut) the upload's parts.
+  const reader = await openImage(source);
+  const expectedSize = outputSizeBound(reader.info.virtualSize);
   const sink = isS3Url(job.output)
-    ? new S3MultipartSink(s3!, parseS3Url(job.output).bucket, parseS3Url(job.output).key, { partSize: job.partSize ?? 16 * MiB, queueSize: job.queueSize ?? 4 })
+    ? new S3MultipartSink(s3!, parseS3Url(job.output).bucket, parseS3Url(job.output).key, { partSize: job.partSize ?? 16 * MiB, queueSize: job.queueSize ?? 4, expectedSize })
     : // Not durable: qemu-img convert, the baseline, does not fsync its output either.
       await FileSink.create(job.output, undefined, { durable: process.env.BENCH_DURABLE === '1' });
-  const result = await convertImage({ source, sink, output: job.outputFormat, readConcurrency: job.readConcurrency });
+  const result = await convertOpenedImage(reader, { source, sink, output: job.outputFormat, readConcurrency: job.readConcurrency });
+  await reader.close();
   await source.close();
   s3?.destroy();
   return result.bytesWritten;

@@ -23,7 +23,8 @@ export interface S3MultipartSinkOptions {
    */
   queueSize?: number;
   /**
-   * Expected total size, when known: raises the part size so the upload fits S3's 10,000-part limit.
+   * Expected total size, when known: raises the part size so the upload fits S3's 10,000-part
+   * limit, and lets parts end early at long zero runs while that limit allows (see the class comment).
    */
   expectedSize?: number;
   contentType?: string;
@@ -84,6 +85,13 @@ const MAX_PART_SIZE = 5 * 1024 ** 3;
  * copy), zero parts are uploaded as bytes from then on; copying being unavailable never fails
  * the upload. A held head (part 1) is never copied, and an object small enough for one
  * PutObject is sent as before.
+ *
+ * Parts follow the zero runs, so that few zeros travel as bytes: S3 parts need not be of one
+ * size, only at least 5 MiB (but the last). A part holding bytes that meets a zero run longer
+ * than 5 MiB (a whole part while no zero object exists yet) ends there, padded with zeros to
+ * 5 MiB if shorter; a part of zeros that meets bytes after 5 MiB or more is sent by copy as it
+ * is. Only with expectedSize known, and only while the parts still needed at partSize each fit
+ * in S3's 10,000.
  */
 export class S3MultipartSink implements ByteSink {
   readonly name: string;
@@ -91,6 +99,8 @@ export class S3MultipartSink implements ByteSink {
   private readonly queueSize: number;
   private readonly contentType: string;
   private readonly signPayload: boolean;
+  /** options.expectedSize: parts are cut at zero runs only when it is known (see mayCutPart). */
+  private readonly expectedSize: number | undefined;
   /** Whether zero parts go by copy: copyZeroParts, until a copy (or the zero object's put) fails. */
   private copyZeroParts: boolean;
   private current: Buffer | undefined;
@@ -132,14 +142,20 @@ export class S3MultipartSink implements ByteSink {
     this.contentType = options.contentType ?? 'application/octet-stream';
     this.signPayload = options.signPayload ?? false;
     this.copyZeroParts = options.copyZeroParts ?? true;
+    this.expectedSize = options.expectedSize;
   }
 
   async write(chunk: Buffer): Promise<void> {
     this.assertOpen();
+    const start = this.written;
     this.written += chunk.length;
     for (let at = 0; at < chunk.length; ) {
+      if (this.zerosNotInBuffer) {
+        // Bytes after a zero run long enough to be a part of its own: the run goes by copy, the bytes start the next part.
+        if (this.filled >= MIN_PART_SIZE && this.zeroObject && this.copyZeroParts && this.mayCutPart(start + at)) await this.sendPart();
+        else this.fillSkippedZeros();
+      }
       const part = this.currentPart();
-      if (this.zerosNotInBuffer) this.fillSkippedZeros();
       const n = Math.min(part.length - this.filled, chunk.length - at);
       chunk.copy(part, this.filled, at, at + n);
       this.filled += n;
@@ -151,9 +167,19 @@ export class S3MultipartSink implements ByteSink {
   async writeZeros(length: number): Promise<void> {
     this.assertOpen();
     if (!Number.isSafeInteger(length) || length < 0) throw new RangeError(`invalid zero run length ${length}`);
-    this.written += length;
+    const end = this.written + length;
+    this.written = end;
     for (let left = length; left > 0; ) {
       const part = this.currentPart();
+      const pad = this.zeroRunCut(part, left, end - left);
+      if (pad !== undefined) {
+        // Bytes before a long zero run: end their part (padded to S3's minimum) so the run goes by copy.
+        part.fill(0, this.filled, this.filled + pad);
+        this.filled += pad;
+        left -= pad;
+        await this.sendPart();
+        continue;
+      }
       const n = Math.min(part.length - this.filled, left);
       // A part that starts with zeros may be copied whole: leave its buffer alone until bytes land in it.
       if (this.filled === 0 && this.copyZeroParts && part !== this.held) this.zerosNotInBuffer = true;
@@ -226,6 +252,32 @@ export class S3MultipartSink implements ByteSink {
   private currentPart(): Buffer {
     this.current ??= (this.nextPartNumber === 1 ? this.held : undefined) ?? this.spare.pop() ?? Buffer.allocUnsafe(this.partSize);
     return this.current;
+  }
+
+  /**
+   * When a zero run of `left` bytes (from `position`) meets a part holding bytes: the zeros to
+   * pad that part with before ending it there, so that the rest of the run starts a part of its
+   * own and goes by copy; undefined to keep filling the part. Only when the rest is a part's
+   * worth at least (S3's 5 MiB minimum; a whole part if no zero object exists yet, as putting it
+   * for less would cost more than it saves) and the part count allows.
+   */
+  private zeroRunCut(part: Buffer, left: number, position: number): number | undefined {
+    if (this.filled === 0 || this.zerosNotInBuffer || part === this.held || !this.copyZeroParts) return undefined;
+    const pad = Math.max(0, MIN_PART_SIZE - this.filled);
+    const rest = left - pad;
+    if (rest < (this.zeroObject ? MIN_PART_SIZE : this.partSize)) return undefined;
+    return this.mayCutPart(position) ? pad : undefined;
+  }
+
+  /**
+   * Whether a part may end early at `position` (parts cut at zero runs are shorter than partSize,
+   * so they are more): only with the expected size known, while the parts it still needs at
+   * partSize each, plus this one, stay within S3's 10,000.
+   */
+  private mayCutPart(position: number): boolean {
+    if (this.expectedSize === undefined) return false;
+    const partsStillNeeded = Math.ceil(Math.max(0, this.expectedSize - position) / this.partSize) + 2;
+    return this.nextPartNumber + partsStillNeeded <= MAX_PARTS;
   }
 
   /** Zero-fills the bytes of the current part that writeZeros skipped, before other bytes land in it. */

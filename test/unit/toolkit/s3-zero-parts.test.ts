@@ -59,12 +59,12 @@ function partNumbers(sent: SentRequest[], command: string): number[] {
 }
 
 /** The key of the zero object, from the PutObject that created it: there must be exactly one. */
-function zeroObjectKey(sent: SentRequest[], outputKey: string): string {
+function zeroObjectKey(sent: SentRequest[], outputKey: string, partSize = PART): string {
   const puts = sent.filter((request) => request.command === 'PutObject');
   expect(puts).toHaveLength(1);
   expect(puts[0].key!.startsWith(`${outputKey}.zero-part-`)).toBe(true);
   expect(puts[0].key).toMatch(/\.zero-part-[0-9a-f]+$/);
-  expect(puts[0].bodyLength).toBe(PART);
+  expect(puts[0].bodyLength).toBe(partSize);
   return puts[0].key!;
 }
 
@@ -185,6 +185,68 @@ describe('S3MultipartSink zero parts (bench object store, which copies)', () => 
     expect(commands).not.toContain('PutObject');
     expect(commands).not.toContain('DeleteObject');
     recorded.destroy();
+  });
+
+  describe('parts cut at zero runs (expected size known)', () => {
+    const BIG_PART = 16 * MiB;
+    /**
+     * Bytes and zeros at 0: data 2, zeros 40, data 1, zeros 8, data 3, zeros 30, data 2 (MiB).
+     * At 16 MiB parts without cuts, 54 MiB of it would be uploaded as bytes.
+     */
+    async function writeRuns(sink: ByteSink): Promise<Buffer> {
+      const pieces: Buffer[] = [];
+      const data = async (mib: number, seed: number): Promise<void> => {
+        const bytes = seededBytes(mib * MiB, seed);
+        pieces.push(bytes);
+        await sink.write(bytes);
+      };
+      const zeros = async (mib: number): Promise<void> => {
+        pieces.push(Buffer.alloc(mib * MiB));
+        await sink.writeZeros(mib * MiB);
+      };
+      await data(2, 11);
+      await zeros(40);
+      await data(1, 12);
+      await zeros(8);
+      await data(3, 13);
+      await zeros(30);
+      await data(2, 14);
+      return Buffer.concat(pieces);
+    }
+    const uploadedBytes = (sent: SentRequest[]): number =>
+      sent.filter((request) => request.command === 'UploadPart').reduce((total, request) => total + request.bodyLength!, 0);
+    const copiedRanges = (sent: SentRequest[]): string[] => sent.filter((request) => request.command === 'UploadPartCopy').map((request) => request.copySourceRange!);
+
+    it('ends a part of bytes at a long zero run and copies the run, even where it does not fill a part', async () => {
+      const { s3: recorded, sent } = recordingClient(store.endpoint);
+      const sink = new S3MultipartSink(recorded, BUCKET, 'cut.raw', { partSize: BIG_PART, queueSize: 2, expectedSize: 86 * MiB });
+      const expected = await writeRuns(sink);
+      expect(await sink.finish()).toEqual({ size: expected.length });
+      expect((await objectBytes(s3, 'cut.raw')).equals(expected)).toBe(true);
+      // Part 1: 2 MiB data padded to 5; 2-4: the 37 MiB left of the run (16, 16, 5); 5: data 1, zeros 8
+      // (too short to cut), data 3; 6-7: the 30 MiB run (16, 14); 8: the last data.
+      expect(partNumbers(sent, 'UploadPart').sort((a, b) => a - b)).toEqual([1, 5, 8]);
+      expect(partNumbers(sent, 'UploadPartCopy').sort((a, b) => a - b)).toEqual([2, 3, 4, 6, 7]);
+      expect(sent.filter((request) => request.command === 'UploadPart').map((request) => request.bodyLength! / MiB)).toEqual([5, 12, 2]);
+      expect(copiedRanges(sent)).toEqual([16, 16, 5, 16, 14].map((mib) => `bytes=0-${mib * MiB - 1}`));
+      expect(uploadedBytes(sent)).toBe(19 * MiB);
+      await expectNoObject(s3, zeroObjectKey(sent, 'cut.raw', BIG_PART));
+      recorded.destroy();
+    });
+
+    it('keeps whole parts without an expected size, or when cutting could run past 10,000 parts', async () => {
+      for (const [key, expectedSize] of [['uncut.raw', undefined], ['uncut-huge.raw', 9998 * BIG_PART]] as const) {
+        const { s3: recorded, sent } = recordingClient(store.endpoint);
+        const sink = new S3MultipartSink(recorded, BUCKET, key, { partSize: BIG_PART, queueSize: 2, expectedSize });
+        const expected = await writeRuns(sink);
+        await sink.finish();
+        expect((await objectBytes(s3, key)).equals(expected)).toBe(true);
+        // 16 MiB parts at 0, 16, 32, 48, 64, 80: only [16, 32) and [64, 80) are zeros alone.
+        expect(partNumbers(sent, 'UploadPartCopy').sort((a, b) => a - b)).toEqual([2, 5]);
+        expect(uploadedBytes(sent)).toBe(54 * MiB);
+        recorded.destroy();
+      }
+    });
   });
 
   it('abort() mid-upload deletes the zero object too', async () => {
