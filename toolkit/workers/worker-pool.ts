@@ -47,7 +47,6 @@ class PooledWorker<Reply extends WorkerReply> {
     // Batches need almost no JavaScript heap (their buffers are external memory); small limits
     // keep each worker's share of the process's resident memory small.
     this.worker = new Worker(WORKER_PRELUDE + source, { eval: true, resourceLimits: { maxOldGenerationSizeMb: 24, maxYoungGenerationSizeMb: 2 } });
-    this.worker.unref();
     this.worker.on('message', (reply: Reply) => {
       const pending = this.pending.get(reply.id);
       if (!pending) return;
@@ -62,6 +61,9 @@ class PooledWorker<Reply extends WorkerReply> {
     };
     this.worker.on('error', fail);
     this.worker.on('exit', (code) => fail(new Error(`${name} worker exited with code ${code}`)));
+    // Only now: adding a 'message' listener refs the worker's port again, so a worker started
+    // idle (startAll) and never sent a batch would keep the process alive.
+    this.worker.unref();
   }
 
   run(message: object, transfer: readonly ArrayBuffer[]): Promise<Reply> {
