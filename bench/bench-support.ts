@@ -12,6 +12,18 @@ import { join } from 'path';
 const MiB = 1024 * 1024;
 const worker = join(__dirname, 'convert-worker.js');
 
+/**
+ * BENCH_PIN=1: ours, the plain copy and qemu-img run on CPU 0 and the S3 server on CPU 1 (with
+ * taskset), so the server never takes our core: the S3 rows then compare our conversion with
+ * the same compute as the file rows, as against a remote S3. Needs 2 CPUs or more.
+ */
+export const pinned = process.env.BENCH_PIN === '1';
+
+/** `command args` as run on `role`'s CPU when pinned, else unchanged. */
+export function onCpuOf(role: 'client' | 'server', command: string, args: string[]): [string, string[]] {
+  return pinned ? ['taskset', ['-c', role === 'client' ? '0' : '1', command, ...args]] : [command, args];
+}
+
 export function log(message: string): void {
   process.stderr.write(`${message}\n`);
 }
@@ -19,7 +31,7 @@ export function log(message: string): void {
 /** Runs qemu-img; returns its wall time in seconds. */
 export function qemuImg(args: string[]): number {
   const started = process.hrtime.bigint();
-  const result = spawnSync('qemu-img', args, { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8', timeout: 30 * 60_000 });
+  const result = spawnSync(...onCpuOf('client', 'qemu-img', args), { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8', timeout: 30 * 60_000 });
   if (result.status !== 0) throw new Error(`qemu-img ${args.join(' ')}: ${result.stderr || result.signal}`);
   return Number(process.hrtime.bigint() - started) / 1e9;
 }
@@ -35,7 +47,7 @@ export function runPlainCopy(job: Omit<PlainCopyJob, 'kind'>): WorkerResult {
 }
 
 function runWorker(job: ConvertJob | PlainCopyJob): WorkerResult {
-  const result = spawnSync(process.execPath, [worker, JSON.stringify(job)], { encoding: 'utf8', maxBuffer: MiB, timeout: 30 * 60_000 });
+  const result = spawnSync(...onCpuOf('client', process.execPath, [worker, JSON.stringify(job)]), { encoding: 'utf8', maxBuffer: MiB, timeout: 30 * 60_000 });
   if (result.status !== 0) throw new Error((result.stderr || `worker exited with ${result.status}`).trim().replace(/^error: /, ''));
   return JSON.parse(result.stdout.trim().split('\n').pop()!);
 }

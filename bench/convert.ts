@@ -21,7 +21,9 @@
  * runs and qemu-img's alternate),
  * BENCH_PART_MIB, BENCH_QUEUE (S3 upload part size in MiB and parts at once; default 8 and 4),
  * BENCH_READ_CONCURRENCY (source reads in flight; default convertImage's),
- * BENCH_STORE_DIR (where the bench store keeps objects; default /dev/shm, a tmpfs).
+ * BENCH_STORE_DIR (where the bench store keeps objects; default /dev/shm, a tmpfs),
+ * BENCH_PIN=1 (ours and qemu-img on CPU 0, the S3 server alone on CPU 1: S3 rows with the file
+ * rows' compute, as against a remote S3).
  */
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 import { CreateBucketCommand, DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
@@ -34,7 +36,7 @@ import { pipeline } from 'stream/promises';
 import { join } from 'path';
 import type { DiskImageWriter } from '../toolkit/formats/format';
 import { makeS3Client } from '../toolkit/io/object-storage';
-import { cpuSecondsOf, log, makeBenchImage, qemuImg, runOurs, runPlainCopy, sha256File } from './bench-support';
+import { cpuSecondsOf, log, makeBenchImage, onCpuOf, pinned, qemuImg, runOurs, runPlainCopy, sha256File } from './bench-support';
 import type { UploadTuning, WorkerResult } from './convert-worker';
 import type { S3ServerKind } from './s3-server-process';
 
@@ -168,7 +170,7 @@ async function startS3Process(kind: S3ServerKind): Promise<S3Server> {
   // The bench store receives GiBs in 64 KiB socket chunks, whose memory sets off a major GC every
   // few dozen MiB; V8's parallel GC threads would spend ~1 CPU-s more per 2 GiB than one thread.
   const nodeFlags = kind === 'bench-store' ? ['--single-threaded-gc'] : [];
-  const child = spawn(process.execPath, [...nodeFlags, join(__dirname, 's3-server-process.js'), kind, directory], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(...onCpuOf('server', process.execPath, [...nodeFlags, join(__dirname, 's3-server-process.js'), kind, directory]), { stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const endpoint = await new Promise<string>((resolve, reject) => {
     let text = '';
@@ -375,7 +377,9 @@ function printS3Table(rows: S3Row[]): void {
       `copy      plain copy of the same bytes through the same server, no conversion: the input object read by ${COPY_GET_STREAMS} ranged GETs at once (our reader)`,
       "          while qemu-img's output file is uploaded by multipart upload (same parts, same queue) — the transport's floor here.",
       'qemu-img  download → qemu-img convert → multipart upload, through the same server.',
-      `CPU       CPU seconds of our process + of the server process during our run; with ${cpus().length} CPUs the wall time is at least their sum / ${cpus().length}.`,
+      pinned
+        ? 'CPU       CPU seconds of our process (on CPU 0, as every file row) + of the server process (alone on CPU 1) during our run.'
+        : `CPU       CPU seconds of our process + of the server process during our run; with ${cpus().length} CPUs the wall time is at least their sum / ${cpus().length}.`,
       '',
     ].join('\n'),
   );
@@ -383,6 +387,9 @@ function printS3Table(rows: S3Row[]): void {
 
 async function main(): Promise<void> {
   log(`bench: ${sizeMiB} MiB image in ${workDir}`);
+  // Pinned: this process (it downloads and uploads for the qemu-img S3 rows) and every child it
+  // starts run on CPU 0; only the S3 server is moved to CPU 1.
+  if (pinned) execFileSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)], { stdio: 'ignore' });
   const raw = join(workDir, 'disk.raw');
   const vmdk = join(workDir, 'disk.vmdk');
   const qcow2 = join(workDir, 'disk.qcow2');
@@ -438,7 +445,8 @@ async function main(): Promise<void> {
 
     const version = execFileSync('qemu-img', ['--version'], { encoding: 'utf8' }).split('\n')[0].replace(/^qemu-img version /, '');
     const repeats = repeat > 1 ? `, median of ${repeat}` : '';
-    process.stdout.write(`\nConversion of a ${sizeMiB} MiB disk, ${cpus().length} CPUs, qemu-img ${version}${repeats}\n\n`);
+    const cpuNote = pinned ? `${cpus().length} CPUs, pinned: ours and qemu-img on CPU 0, the S3 server on CPU 1 (BENCH_PIN=1)` : `${cpus().length} CPUs`;
+    process.stdout.write(`\nConversion of a ${sizeMiB} MiB disk, ${cpuNote}, qemu-img ${version}${repeats}\n\n`);
     if (rows.length) {
       printFileTable(rows);
       process.stdout.write(
