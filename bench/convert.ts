@@ -22,6 +22,8 @@
  * BENCH_PART_MIB, BENCH_QUEUE (S3 upload part size in MiB and parts at once; default 8 and 4),
  * BENCH_READ_CONCURRENCY (source reads in flight; default convertImage's),
  * BENCH_STORE_DIR (where the bench store keeps objects; default /dev/shm, a tmpfs),
+ * BENCH_OUT_DIR (where file rows write their outputs; e.g. /dev/shm, so that the disk's
+ * writeback, which makes single runs vary 3×, is out of the timing; default BENCH_DIR's),
  * BENCH_PIN=1 (ours and qemu-img on CPU 0, the S3 server alone on CPU 1: S3 rows with the file
  * rows' compute, as against a remote S3).
  */
@@ -43,6 +45,8 @@ import type { S3ServerKind } from './s3-server-process';
 const MiB = 1024 * 1024;
 const sizeMiB = Number(process.env.BENCH_SIZE_MIB ?? 2048);
 const workDir = process.env.BENCH_DIR ?? mkdtempSync(join(tmpdir(), 'imaging-bench-'));
+/** Where file rows write their outputs (ours and qemu-img's alike): BENCH_OUT_DIR, else the work directory. */
+const outDir = process.env.BENCH_OUT_DIR ?? workDir;
 const keepImages = Boolean(process.env.BENCH_DIR) && process.env.BENCH_KEEP_IMAGES === '1';
 const only = process.env.BENCH_ONLY ? new RegExp(process.env.BENCH_ONLY, 'i') : undefined;
 const repeat = Math.max(1, Number(process.env.BENCH_REPEAT ?? 1));
@@ -110,8 +114,8 @@ interface Row {
 const fileSeconds = new Map<string, number>();
 
 async function fileRow(label: string, input: string, qemuInputFormat: string, outputFormat: DiskImageWriter['name'], qemuOutput: string[]): Promise<Row> {
-  const oursOut = join(workDir, `ours.${outputFormat}`);
-  const qemuOut = join(workDir, `qemu.${outputFormat}`);
+  const oursOut = join(outDir, `ours.${outputFormat}`);
+  const qemuOut = join(outDir, `qemu.${outputFormat}`);
   const row: Row = { label };
   try {
     const qemu = { output: qemuOut, measure: () => ({ seconds: qemuImg(['convert', '-f', qemuInputFormat, ...qemuOutput, input, qemuOut]) }) };
@@ -138,7 +142,7 @@ async function fileRow(label: string, input: string, qemuInputFormat: string, ou
 function ourFileSeconds(label: string, input: string, outputFormat: DiskImageWriter['name']): number {
   const known = fileSeconds.get(label);
   if (known !== undefined) return known;
-  const output = join(workDir, `ours-file.${outputFormat}`);
+  const output = join(outDir, `ours-file.${outputFormat}`);
   try {
     const seconds = median(output, () => runOurs({ input, output, outputFormat })).seconds;
     fileSeconds.set(label, seconds);
@@ -452,7 +456,8 @@ async function main(): Promise<void> {
       process.stdout.write(
         "\nours: the conversion call, timed inside a Node process already started (the convert stage pays Node's start\n" +
           "and module loading, about 0.2 s, once). qemu-img: its whole process. Runs alternate between the two.\n" +
-          'best of each: the fastest run of ours and of qemu-img; page-cache writeback on this disk makes single runs vary 3×.\n',
+          'best of each: the fastest run of ours and of qemu-img; page-cache writeback on this disk makes single runs vary 3×.\n' +
+          `outputs of the file rows: ${outDir}\n`,
       );
     }
     if (s3Rows.length) {
