@@ -192,7 +192,8 @@ async function writeFullyAllocated({ virtualSize, chunks, layout, footer, header
 /**
  * Gathers one block from its pieces in a buffer reused block after block. Until the first
  * non-zero byte arrives nothing is copied, only counted, so an all-zero block costs one
- * comparison of its data and no writes.
+ * comparison of its data and no writes. A block that arrives whole, in one piece (the usual
+ * case: reads are larger than blocks), is not copied at all.
  */
 class BlockAssembler {
   private readonly buffer: Buffer;
@@ -200,6 +201,8 @@ class BlockAssembler {
   private received = 0;
   /** Whether buffer[0, received) holds the block, i.e. a non-zero byte has arrived. */
   private materialised = false;
+  /** The block when it came whole in one piece of data with a non-zero byte: handed out as it is. */
+  private whole: Buffer | undefined;
 
   constructor(blockSize: number) {
     this.buffer = Buffer.allocUnsafe(blockSize);
@@ -207,6 +210,11 @@ class BlockAssembler {
 
   add(piece: { data: Buffer } | { zeroLength: number }): void {
     const length = 'data' in piece ? piece.data.length : piece.zeroLength;
+    if (this.received === 0 && 'data' in piece && length === this.buffer.length) {
+      this.received = length;
+      if (!isAllZero(piece.data)) this.whole = piece.data;
+      return;
+    }
     if (!this.materialised) {
       if (!('data' in piece) || isAllZero(piece.data)) {
         this.received += length;
@@ -222,12 +230,13 @@ class BlockAssembler {
 
   /**
    * Ends the block: its full-size bytes, zero-padded, or undefined when it is all zeros. The
-   * bytes are only valid until the next add().
+   * bytes are only valid until the next add() (a block that came whole: while its piece is).
    */
   take(): Buffer | undefined {
-    const bytes = this.materialised ? this.buffer.fill(0, this.received) : undefined;
+    const bytes = this.whole ?? (this.materialised ? this.buffer.fill(0, this.received) : undefined);
     this.received = 0;
     this.materialised = false;
+    this.whole = undefined;
     return bytes;
   }
 }
