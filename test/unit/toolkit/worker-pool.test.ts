@@ -8,14 +8,14 @@
 import { execFile } from 'child_process';
 import { join } from 'path';
 import { promisify } from 'util';
-import { deflateRawSync } from 'zlib';
+import { deflateRawSync, deflateSync } from 'zlib';
 
 const execFileAsync = promisify(execFile);
 const INFLATE_POOL = join(__dirname, '../../../dist/toolkit/convert/inflate-pool.js');
 
 /** Runs `script` in a fresh Node process; resolves to its stdout, or rejects if it has not exited after 20 s. */
-async function runAlone(script: string): Promise<string> {
-  const { stdout } = await execFileAsync(process.execPath, ['-e', script], { timeout: 20_000, killSignal: 'SIGKILL' });
+async function runAlone(script: string, env: NodeJS.ProcessEnv = {}): Promise<string> {
+  const { stdout } = await execFileAsync(process.execPath, ['-e', script], { timeout: 20_000, killSignal: 'SIGKILL', env: { ...process.env, ...env } });
   return stdout;
 }
 
@@ -45,5 +45,61 @@ describe('worker pools let the process exit', () => {
       inflateSharedBatch(shared, [unit]).catch((error) => console.log('refused: ' + error.failure.kind));
     `;
     await expect(runAlone(script)).resolves.toBe('refused: corrupt\n');
+  });
+});
+
+describe('the inflate workers', () => {
+  /**
+   * One unit per batch, each answered by the native-handle path and by zlib's one-shot API
+   * (IMAGING_INFLATE_ONE_SHOT=1): the same bytes kept, the same refusals.
+   */
+  it('inflate through the stream handle exactly as the one-shot API does', async () => {
+    const unitSize = 64 * 1024;
+    const content = Buffer.alloc(unitSize);
+    for (let i = 0; i < unitSize; i++) content[i] = (i * 7 + (i >> 9)) % 251;
+    const cases: Record<string, { codec: 'zlib' | 'deflate'; packed: Buffer; skip: number; keep: number }> = {
+      zlib: { codec: 'zlib', packed: deflateSync(content), skip: 0, keep: unitSize },
+      rawWithTrailingBytes: { codec: 'deflate', packed: Buffer.concat([deflateRawSync(content), Buffer.alloc(300, 0xab)]), skip: 0, keep: unitSize },
+      partlyKept: { codec: 'deflate', packed: deflateRawSync(content), skip: 1000, keep: 5000 },
+      short: { codec: 'deflate', packed: deflateRawSync(content.subarray(0, 4096)), skip: 0, keep: unitSize },
+      tooLarge: { codec: 'deflate', packed: deflateRawSync(Buffer.concat([content, Buffer.from('x')])), skip: 0, keep: unitSize },
+      truncatedHalf: { codec: 'zlib', packed: deflateSync(content).subarray(0, deflateSync(content).length >> 1), skip: 0, keep: unitSize },
+      // Every byte of the unit is there, only the stream's end (zlib's checksum) is missing.
+      missingTrailer: { codec: 'zlib', packed: deflateSync(content).subarray(0, deflateSync(content).length - 4), skip: 0, keep: unitSize },
+      corrupt: { codec: 'deflate', packed: Buffer.alloc(64, 0xff), skip: 0, keep: unitSize },
+    };
+    const script = `
+      const { inflateSharedBatch } = require(${JSON.stringify(INFLATE_POOL)});
+      const { createHash } = require('crypto');
+      const cases = ${JSON.stringify(Object.fromEntries(Object.entries(cases).map(([name, unit]) => [name, { ...unit, packed: unit.packed.toString('base64') }])))};
+      (async () => {
+        const results = {};
+        for (const [name, { codec, packed, skip, keep }] of Object.entries(cases)) {
+          const bytes = Buffer.from(packed, 'base64');
+          const shared = new SharedArrayBuffer(bytes.length + keep);
+          Buffer.from(shared).set(bytes, 0);
+          const unit = { offset: 0, length: bytes.length, codec, unitSize: ${unitSize}, skip, keep, outOffset: bytes.length };
+          results[name] = await inflateSharedBatch(shared, [unit]).then(
+            () => 'kept ' + createHash('sha256').update(Buffer.from(shared, bytes.length, keep)).digest('hex'),
+            (error) => error.failure.kind + (error.failure.kind === 'short' ? ' ' + error.failure.detail : ''),
+          );
+        }
+        console.log(JSON.stringify(results));
+      })();
+    `;
+    const viaHandle = JSON.parse(await runAlone(script));
+    const oneShot = JSON.parse(await runAlone(script, { IMAGING_INFLATE_ONE_SHOT: '1' }));
+    const sha = (bytes: Buffer): string => `kept ${require('crypto').createHash('sha256').update(bytes).digest('hex')}`;
+    expect(viaHandle).toEqual({
+      zlib: sha(content),
+      rawWithTrailingBytes: sha(content),
+      partlyKept: sha(content.subarray(1000, 6000)),
+      short: 'short 4096',
+      tooLarge: 'too-large',
+      truncatedHalf: 'corrupt',
+      missingTrailer: 'corrupt',
+      corrupt: 'corrupt',
+    });
+    expect(oneShot).toEqual(viaHandle);
   });
 });
