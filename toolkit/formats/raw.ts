@@ -39,10 +39,6 @@ export const rawFormat: DiskFormat = {
  */
 export const MIN_HOLE = 64 * 1024;
 
-/**
- * The raw disk's map: its data ranges as data, its holes (a sparse file's, when the source can
- * tell) as zeros that are never read. Without holes known, the whole disk is one data extent.
- */
 /** The bytes a sparse source really stores (its holes left out), when it can tell. */
 function allocatedBytes(source: RandomAccessSource): number | undefined {
   if (!source.dataRanges) return undefined;
@@ -51,6 +47,10 @@ function allocatedBytes(source: RandomAccessSource): number | undefined {
   return total;
 }
 
+/**
+ * The raw disk's map: its data ranges as data, its holes (a sparse file's, when the source can
+ * tell) as zeros that are never read. Without holes known, the whole disk is one data extent.
+ */
 export function* rawExtents(source: RandomAccessSource): Generator<Extent> {
   const ranges = source.dataRanges?.(0, source.size) ?? [{ start: 0, length: source.size }];
   const dataExtent = (start: number, end: number): Extent => ({ kind: 'data', start, length: end - start, sourceOffset: start });

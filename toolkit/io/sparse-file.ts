@@ -8,7 +8,6 @@ import { existsSync } from 'fs';
 import { join } from 'path';
 import type { ByteRange } from './source';
 
-
 interface SparseRangesAddon {
   dataRanges(fd: number, from: number, to: number, maxRanges: number): number[];
 }

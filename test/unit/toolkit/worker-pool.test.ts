@@ -6,6 +6,7 @@
  * must exit by itself.
  */
 import { execFile } from 'child_process';
+import { createHash } from 'crypto';
 import { join } from 'path';
 import { promisify } from 'util';
 import { deflateRawSync, deflateSync } from 'zlib';
@@ -89,7 +90,7 @@ describe('the inflate workers', () => {
     `;
     const viaHandle = JSON.parse(await runAlone(script));
     const oneShot = JSON.parse(await runAlone(script, { IMAGING_INFLATE_ONE_SHOT: '1' }));
-    const sha = (bytes: Buffer): string => `kept ${require('crypto').createHash('sha256').update(bytes).digest('hex')}`;
+    const sha = (bytes: Buffer): string => `kept ${createHash('sha256').update(bytes).digest('hex')}`;
     expect(viaHandle).toEqual({
       zlib: sha(content),
       rawWithTrailingBytes: sha(content),
