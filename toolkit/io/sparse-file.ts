@@ -28,6 +28,7 @@ export function sparseRangesAddon(): SparseRangesAddon | null {
     const path = join(root, ADDON_FILE);
     if (!existsSync(path)) continue;
     try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports -- a native addon at a path found at run time
       loaded = require(path) as SparseRangesAddon;
       break;
     } catch {
