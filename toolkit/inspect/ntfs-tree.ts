@@ -1,8 +1,8 @@
 /**
  * Just enough NTFS to tell whether a path exists and to read a file's first bytes: the boot
- * sector, MFT file records (with their update-sequence fixups), data runs, and directory indexes
- * ($I30: the resident $INDEX_ROOT and the INDX blocks of $INDEX_ALLOCATION). No attribute lists,
- * no compression, no writes. Every size read from the disk is bounded before it is used.
+ * sector, MFT file records (with their update-sequence fixups), attribute lists (a record whose
+ * attributes spill into extension records), data runs, and directory indexes ($I30: the
+ * resident $INDEX_ROOT and the INDX blocks of $INDEX_ALLOCATION). No compression, no writes. Every size read from the disk is bounded before it is used.
  *
  * Layouts from the NTFS documentation of the Linux-NTFS project (ntfsdoc) and libfsntfs:
  *   boot sector: +0x0B bytes/sector u16, +0x0D sectors/cluster u8, +0x30 $MFT cluster u64,
@@ -11,17 +11,23 @@
  *   attribute:   +0 type u32, +4 length u32, +8 non-resident u8, +9 name length, +0x0A name offset;
  *                resident: +0x10 value length u32, +0x14 value offset u16;
  *                non-resident: +0x20 runs offset u16, +0x30 data size u64
+ *   attribute list entry: +0 type u32, +4 length u16, +0x10 file reference of the record holding it
  *   index entry: +0 file reference (low 48 bits: record number), +8 length u16, +10 key length u16,
  *                +12 flags (1 sub-node, 2 last); key = $FILE_NAME: +0x38 flags, +0x40 name length, +0x41 namespace, +0x42 name
  */
 import type { RandomAccessSource } from '../io/source';
 import type { FileTree } from './file-tree';
 
+const ATTR_ATTRIBUTE_LIST = 0x20;
 const ATTR_DATA = 0x80;
+/** Extension records followed per file at most. */
+const MAX_EXTENSION_RECORDS = 64;
 const ATTR_INDEX_ROOT = 0x90;
 const ATTR_INDEX_ALLOCATION = 0xa0;
 const ATTR_END = 0xffffffff;
 const ROOT_DIRECTORY_RECORD = 5;
+const VOLUME_RECORD = 3;
+const ATTR_VOLUME_NAME = 0x60;
 /** Index blocks read per directory at most: a directory of some 100,000 names. */
 const MAX_INDEX_BLOCKS = 4096;
 const DOS_NAMESPACE = 2;
@@ -104,10 +110,17 @@ export class NtfsTree implements FileTree {
   async readFile(path: string, maxBytes: number): Promise<Buffer | undefined> {
     const found = await this.lookup(path);
     if (!found || found.directory) return undefined;
-    const data = this.attributes(await this.record(found.record)).find((attribute) => attribute.type === ATTR_DATA && attribute.name === '');
+    const data = (await this.attributesOf(found.record)).find((attribute) => attribute.type === ATTR_DATA && attribute.name === '');
     if (!data) return Buffer.alloc(0);
     if (data.resident) return data.value!.subarray(0, maxBytes);
     return this.readRuns(data.runs!, Math.min(maxBytes, data.dataSize ?? 0));
+  }
+
+  /** The volume label: the $VOLUME_NAME attribute (0x60) of $Volume (MFT record 3). */
+  async volumeLabel(): Promise<string | undefined> {
+    const name = (await this.attributesOf(VOLUME_RECORD)).find((attribute) => attribute.type === ATTR_VOLUME_NAME && attribute.resident);
+    const label = name?.value?.toString('utf16le');
+    return label ? label : undefined;
   }
 
   async close(): Promise<void> {}
@@ -128,7 +141,7 @@ export class NtfsTree implements FileTree {
   private async directory(recordNumber: number): Promise<DirectoryEntry[]> {
     const cached = this.directories.get(recordNumber);
     if (cached) return cached;
-    const attributes = this.attributes(await this.record(recordNumber));
+    const attributes = await this.attributesOf(recordNumber);
     const root = attributes.find((attribute) => attribute.type === ATTR_INDEX_ROOT && attribute.name === '$I30');
     if (!root?.value) throw new NtfsError(`MFT record ${recordNumber} is not a directory`);
     const entries: DirectoryEntry[] = [];
@@ -175,6 +188,34 @@ export class NtfsTree implements FileTree {
       }
       at += length;
     }
+  }
+
+  /** A file's attributes, those in its extension records included (non-resident ones merged by type and name). */
+  private async attributesOf(recordNumber: number): Promise<Attribute[]> {
+    const base = this.attributes(await this.record(recordNumber));
+    const list = base.find((attribute) => attribute.type === ATTR_ATTRIBUTE_LIST);
+    if (!list) return base;
+    const bytes = list.resident ? list.value! : await this.readRuns(list.runs!, Math.min(list.dataSize ?? 0, 256 * 1024));
+    const extensions = new Set<number>();
+    for (let at = 0; at + 0x1a <= bytes.length; ) {
+      const length = bytes.readUInt16LE(at + 4);
+      if (length < 0x1a) break;
+      const record = Number(bytes.readBigUInt64LE(at + 0x10) & 0xffffffffffffn);
+      if (record !== recordNumber) extensions.add(record);
+      at += length;
+    }
+    if (extensions.size > MAX_EXTENSION_RECORDS) throw new NtfsError(`MFT record ${recordNumber} spreads over more than ${MAX_EXTENSION_RECORDS} extension records`);
+    const merged = base.filter((attribute) => attribute.type !== ATTR_ATTRIBUTE_LIST);
+    for (const extension of extensions) {
+      for (const attribute of this.attributes(await this.record(extension))) {
+        const same = merged.find((candidate) => !candidate.resident && !attribute.resident && candidate.type === attribute.type && candidate.name === attribute.name);
+        if (same) {
+          same.runs = [...same.runs!, ...attribute.runs!].sort((a, b) => a.vcn - b.vcn);
+          same.dataSize = Math.max(same.dataSize ?? 0, attribute.dataSize ?? 0);
+        } else merged.push(attribute);
+      }
+    }
+    return merged;
   }
 
   private async record(recordNumber: number): Promise<Buffer> {
