@@ -13,6 +13,11 @@ import type { FileTree } from './file-tree';
 const MAX_OVERLAY_BYTES = 4 * 1024 * 1024;
 
 class OverlayDisk implements Ext2Disk {
+  /**
+   * libext2fs turns a failed read into EIO, which would read as "no such file"; the cause (the
+   * image store failing, the read budget spent) is kept here and rethrown to the caller instead.
+   */
+  failure?: Error;
   private readonly writes: { offset: number; data: Buffer }[] = [];
   private overlayBytes = 0;
 
@@ -26,7 +31,14 @@ class OverlayDisk implements Ext2Disk {
     // Reads past the filesystem's end (a damaged block pointer) see zeros rather than the next partition.
     const inside = Math.max(0, Math.min(length, this.size - fileOffset));
     buffer.fill(0, bufferOffset, bufferOffset + length);
-    if (inside > 0) (await this.source.read(this.start + fileOffset, inside)).copy(buffer, bufferOffset);
+    if (inside > 0) {
+      try {
+        (await this.source.read(this.start + fileOffset, inside)).copy(buffer, bufferOffset);
+      } catch (error) {
+        this.failure ??= error as Error;
+        throw error;
+      }
+    }
     for (const write of this.writes) {
       const from = Math.max(fileOffset, write.offset);
       const to = Math.min(fileOffset + length, write.offset + write.data.length);
@@ -48,11 +60,25 @@ class OverlayDisk implements Ext2Disk {
 
 export class ExtTree implements FileTree {
   readonly kind = 'ext' as const;
-  private constructor(private readonly fs: Ext2Fs) {}
+  private constructor(
+    private readonly fs: Ext2Fs,
+    private readonly disk: OverlayDisk,
+  ) {}
 
   /** Mounts the ext filesystem at [start, start + size) of the source; throws when libext2fs cannot open it. */
   static async open(source: RandomAccessSource, start: number, size: number): Promise<ExtTree> {
-    return new ExtTree(await mount(new OverlayDisk(source, start, size), 0));
+    const disk = new OverlayDisk(source, start, size);
+    try {
+      return new ExtTree(await mount(disk, 0), disk);
+    } catch (error) {
+      throw disk.failure ?? error;
+    }
+  }
+
+  /** A failed lookup is "not there" unless reading the disk itself failed. */
+  private notFound<T>(): T | undefined {
+    if (this.disk.failure) throw this.disk.failure;
+    return undefined;
   }
 
   async kindOf(path: string): Promise<'file' | 'directory' | 'other' | undefined> {
@@ -60,7 +86,7 @@ export class ExtTree implements FileTree {
       const stats = await this.fs.promises.stat(path);
       return stats.isFile() ? 'file' : stats.isDirectory() ? 'directory' : 'other';
     } catch {
-      return undefined;
+      return this.notFound();
     }
   }
 
@@ -68,7 +94,7 @@ export class ExtTree implements FileTree {
     try {
       return (await this.fs.promises.readdir(path)).filter((name) => name !== '.' && name !== '..');
     } catch {
-      return undefined;
+      return this.notFound();
     }
   }
 
@@ -77,7 +103,7 @@ export class ExtTree implements FileTree {
     try {
       handle = await this.fs.promises.open(path, 'r');
     } catch {
-      return undefined;
+      return this.notFound();
     }
     try {
       const stats = await handle.stat();
@@ -90,6 +116,8 @@ export class ExtTree implements FileTree {
         filled += bytesRead;
       }
       return buffer.subarray(0, filled);
+    } catch (error) {
+      throw this.disk.failure ?? error;
     } finally {
       await handle.close();
     }

@@ -12,9 +12,13 @@ const SECTOR = 512;
 
 export class FatTree implements FileTree {
   readonly kind = 'fat' as const;
+  /** A failed disk read, kept so that it is not mistaken for a missing file (fatfs reports both as errors). */
+  private failure?: Error;
   private constructor(private readonly fs: FatFileSystem) {}
 
   static async open(source: RandomAccessSource, start: number, size: number): Promise<FatTree> {
+    let tree: FatTree | undefined;
+    let early: Error | undefined;
     const fs = createFileSystem(
       {
         sectorSize: SECTOR,
@@ -27,17 +31,26 @@ export class FatTree implements FileTree {
               bytes.copy(dest);
               callback(null);
             },
-            (error: Error) => callback(error),
+            (error: Error) => {
+              if (tree) tree.failure ??= error;
+              else early ??= error;
+              callback(error);
+            },
           );
         },
       },
       { ro: true, noatime: true },
     );
-    await new Promise<void>((resolve, reject) => {
-      fs.on('ready', resolve);
-      fs.on('error', reject);
-    });
-    return new FatTree(fs);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        fs.on('ready', resolve);
+        fs.on('error', reject);
+      });
+    } catch (error) {
+      throw early ?? error;
+    }
+    tree = new FatTree(fs);
+    return tree;
   }
 
   async kindOf(path: string): Promise<'file' | 'directory' | 'other' | undefined> {
@@ -83,10 +96,10 @@ export class FatTree implements FileTree {
   }
 
   private readdir(path: string): Promise<string[] | undefined> {
-    return new Promise((resolve) => this.fs.readdir(path, (error, names) => resolve(error ? undefined : names)));
+    return new Promise((resolve, reject) => this.fs.readdir(path, (error, names) => (this.failure ? reject(this.failure) : resolve(error ? undefined : names))));
   }
 
   private stat(path: string): Promise<FatStats | undefined> {
-    return new Promise((resolve) => this.fs.stat(path, (error, stats) => resolve(error ? undefined : stats)));
+    return new Promise((resolve, reject) => this.fs.stat(path, (error, stats) => (this.failure ? reject(this.failure) : resolve(error ? undefined : stats))));
   }
 }

@@ -181,6 +181,8 @@ export async function inspectGuest(disk: RandomAccessSource, options: InspectGue
     const architecture = pickArchitecture(architectures, findings);
     const os = operatingSystems[0];
 
+    // Whatever a filesystem library made of a failed read, the failure is the answer.
+    if (source.failure) throw source.failure;
     judge({ policy, options, volumes, operatingSystems, kernels, bootMode, architecture, partitionImage, findings, bootloader });
     const errors = findings.filter((finding) => finding.severity === 'error');
     const verdict = errors.length
@@ -212,7 +214,7 @@ async function isAllZero(source: RandomAccessSource): Promise<boolean> {
   return head.every((byte) => byte === 0);
 }
 
-async function openTrees(source: RandomAccessSource, volumes: Volume[], partitions: PartitionReport[], findings: Finding[]): Promise<void> {
+async function openTrees(source: InspectionSource, volumes: Volume[], partitions: PartitionReport[], findings: Finding[]): Promise<void> {
   for (const volume of volumes) {
     const { type, offset, size } = volume.report;
     const where = describeVolume(volume.report);
@@ -229,6 +231,7 @@ async function openTrees(source: RandomAccessSource, volumes: Volume[], partitio
         findings.push(warning('filesystem-not-read', `${where} is ${type}: identified by its superblock, but its files are not read by this inspector (an operating system on it is not recognised)`));
       }
     } catch (cause) {
+      if (source.failure) throw source.failure;
       findings.push(warning('filesystem-unreadable', `${where} looks like ${type} but could not be read (${(cause as Error).message.split('\n')[0]}); it may be damaged`));
     }
     const partition = partitions.find((p) => p.index === volume.report.partition);

@@ -29,6 +29,12 @@ export class InspectionSource implements RandomAccessSource {
   bytesRead = 0;
   /** Underlying reads issued. */
   reads = 0;
+  /**
+   * The first failed read (or the budget running out). Filesystem libraries report a failed read
+   * as a damaged or missing file; inspection checks this so that it never passes off an I/O
+   * failure as a finding about the guest.
+   */
+  failure?: Error;
   private readonly chunkBytes: number;
   private readonly cachedChunks: number;
   private readonly maxBytesRead: number;
@@ -69,13 +75,19 @@ export class InspectionSource implements RandomAccessSource {
     }
     const start = index * this.chunkBytes;
     const length = Math.min(this.chunkBytes, this.size - start);
-    if (this.bytesRead + length > this.maxBytesRead) throw new ReadBudgetExceededError(this.name, this.maxBytesRead);
+    if (this.bytesRead + length > this.maxBytesRead) {
+      this.failure ??= new ReadBudgetExceededError(this.name, this.maxBytesRead);
+      throw this.failure;
+    }
     this.bytesRead += length;
     this.reads++;
     const pending = this.inner.read(start, length);
     this.cache.set(index, pending);
     // A failed read is not cached: the next caller tries again.
-    pending.catch(() => this.cache.delete(index));
+    pending.catch((error: Error) => {
+      this.failure ??= error;
+      this.cache.delete(index);
+    });
     while (this.cache.size > this.cachedChunks) this.cache.delete(this.cache.keys().next().value as number);
     return pending;
   }
