@@ -171,6 +171,23 @@ export async function inspectGuest(disk: RandomAccessSource, options: InspectGue
         operatingSystems.push(await inspectWindows(volume, architectures, findings));
       }
     }
+    if (operatingSystems.length === 0 && !partitionImage && volumes.some(isUnreadRoot)) {
+      // The root may be on a filesystem whose files are not read here (XFS, btrfs): a separate
+      // /boot (kernels at its top) still tells the kernel, its architecture and the GRUB config.
+      for (const volume of volumes) {
+        if (volume.tree?.kind !== 'ext' || volume.report.role) continue;
+        const before = kernels.length;
+        await findKernels(volume.tree, '/', '/boot', kernels, architectures, findings);
+        if (kernels.length === before) continue;
+        volume.report.role = 'boot';
+        for (const path of ['/grub2/grub.cfg', '/grub/grub.cfg']) {
+          if ((await volume.tree.kindOf(path)) === 'file') {
+            bootloader.config ??= `/boot${path}`;
+            break;
+          }
+        }
+      }
+    }
     for (const volume of volumes) {
       volume.report.role ??= volume.report.encrypted ? 'encrypted' : volume.report.type === 'swap' ? 'swap' : 'data';
     }
@@ -484,6 +501,15 @@ function judge(j: Judgement): void {
     } else {
       findings.push(error('partition-image-without-kernel', `${what} and no kernel in /boot; give KernelId and RamdiskId to boot it with an associated kernel and ramdisk, or import the whole disk with its partition table`));
     }
+  } else if (operatingSystems.length === 0 && volumes.some(isUnreadRoot)) {
+    const unread = volumes.filter(isUnreadRoot).map((volume) => `${describeVolume(volume.report)} is ${volume.report.type}`);
+    findings.push(
+      warning(
+        'os-not-identified',
+        `no operating system could be identified: ${unread.join(', ')}, whose files this inspector does not read; ` +
+          `the import goes on${kernels.length ? ` with kernel ${kernels[0].path}` : ''}, but the distribution, its fstab and its kernel were not checked`,
+      ),
+    );
   } else if (operatingSystems.length === 0) {
     findings.push(error('no-operating-system', `no bootable operating system found: ${describeContents(volumes)}; import the system disk, or import this disk as a data volume (ImportVolume) instead of an image`));
   }
@@ -503,7 +529,7 @@ function judge(j: Judgement): void {
     findings.push(error('no-kernel', `${linux.prettyName ?? 'Linux'} on ${linux.location} has no kernel in /boot (no vmlinuz-*); install a kernel package in the guest before exporting it`));
   }
 
-  if (!j.partitionImage && operatingSystems.length > 0) {
+  if (!j.partitionImage && (operatingSystems.length > 0 || volumes.some(isUnreadRoot))) {
     if (j.bootMode === 'none' && policy.requireBootloader) {
       findings.push(
         error(
@@ -527,6 +553,11 @@ function judge(j: Judgement): void {
   }
 }
 
+/** A filesystem that may hold a root whose files are not read here. */
+function isUnreadRoot(volume: Volume): boolean {
+  return volume.report.type === 'xfs' || volume.report.type === 'btrfs';
+}
+
 /** "one ext4 partition (label data) without /etc/os-release or /boot", "2 partitions: …" */
 function describeContents(volumes: Volume[]): string {
   if (volumes.length === 0) return 'the disk has no filesystem that could be identified';
@@ -542,7 +573,7 @@ function describeContents(volumes: Volume[]): string {
 }
 
 function acceptedMessage(os: OsReport | undefined, kernels: KernelReport[], bootMode: BootMode, architecture: Architecture | undefined, partitionImage: boolean, options: InspectGuestOptions): string {
-  const parts = [os ? (os.prettyName ?? os.family) : 'a bare filesystem'];
+  const parts = [os ? (os.prettyName ?? os.family) : partitionImage ? 'a bare filesystem' : 'an operating system that was not identified'];
   if (architecture) parts.push(architecture);
   if (partitionImage) parts.push(options.kernelAssociated ? 'boots with the associated kernel and ramdisk' : `kernel ${kernels[0]?.path}`);
   else {
