@@ -13,10 +13,31 @@ import { dirname, join } from 'path';
 const PATH = `${process.env.PATH}:/usr/sbin:/sbin`;
 const MiB = 1024 * 1024;
 
+/** Debian packages of the tools these builders run, named in the error when one is missing. */
+export const GUEST_IMAGE_PACKAGES: Record<string, string> = {
+  sfdisk: 'fdisk',
+  'mkfs.ext4': 'e2fsprogs',
+  'mkfs.ext2': 'e2fsprogs',
+  'mkfs.ext3': 'e2fsprogs',
+  'mkfs.vfat': 'dosfstools',
+  mmd: 'mtools',
+  mcopy: 'mtools',
+  'mkfs.xfs': 'xfsprogs',
+  mkntfs: 'ntfs-3g',
+  'ntfs-3g': 'ntfs-3g',
+  fusermount: 'fuse3',
+  mkswap: 'util-linux',
+  cryptsetup: 'cryptsetup-bin',
+  'qemu-img': 'qemu-utils',
+};
+
 function run(tool: string, args: string[], input?: string): string {
   try {
     return execFileSync(tool, args, { env: { ...process.env, PATH, MTOOLS_SKIP_CHECK: '1' }, input, stdio: ['pipe', 'pipe', 'pipe'] }).toString();
   } catch (error) {
+    if ((error as { code?: string }).code === 'ENOENT') {
+      throw new Error(`${tool} is not installed; the guest test disks need it: apt-get install ${GUEST_IMAGE_PACKAGES[tool] ?? tool}`);
+    }
     const stderr = (error as { stderr?: Buffer }).stderr?.toString() ?? '';
     throw new Error(`${tool} ${args.join(' ')} failed: ${stderr || (error as Error).message}`);
   }

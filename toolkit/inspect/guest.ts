@@ -443,8 +443,8 @@ async function inspectWindows(volume: Volume, architectures: { architecture: Arc
   const hiberfil = await tree.readFile('/hiberfil.sys', 8);
   if (hiberfil !== undefined) {
     const signature = hiberfil.toString('latin1', 0, 4).toLowerCase();
-    // An emptied hibernation file starts with zeros (or "wake" after resume); "hibr" means a saved session.
-    if (hiberfil.length === 0 || signature === 'hibr' || signature === 'rstr') {
+    // "hibr" (or "rstr" while resuming) heads a saved session; after a resume Windows writes "wake" or zeros.
+    if (signature === 'hibr' || signature === 'rstr') {
       findings.push(
         error(
           'windows-hibernated',

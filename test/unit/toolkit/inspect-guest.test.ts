@@ -35,7 +35,8 @@ function windowsTree(hibernated: boolean): Tree {
   };
   // Enough names that System32's index spills out of the MFT record into INDX blocks.
   for (let i = 0; i < 120; i++) tree[`Windows/System32/driver-file-with-a-long-name-${String(i).padStart(3, '0')}.sys`] = 'x';
-  if (hibernated) tree['hiberfil.sys'] = Buffer.concat([Buffer.from('HIBR'), Buffer.alloc(8188)]);
+  // After a resume Windows keeps the file but marks it "wake": no saved session, nothing to refuse.
+  tree['hiberfil.sys'] = Buffer.concat([Buffer.from(hibernated ? 'HIBR' : 'wake'), Buffer.alloc(8188)]);
   return tree;
 }
 
@@ -268,6 +269,7 @@ describe('Windows', () => {
     expect(report.bootloader.biosLoader).toBe('Windows MBR');
     expect(report.filesystems[0]).toMatchObject({ type: 'ntfs', role: 'windows' });
     expect(report.filesystems[0].uuid).toMatch(/^[0-9A-F]{16}$/);
+    expect(report.findings.map((f) => f.code)).toEqual(['windows-hiberfil-inactive', 'windows-version-not-read']);
   });
 
   it('refuses a hibernated Windows', async () => {
