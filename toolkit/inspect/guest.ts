@@ -156,7 +156,7 @@ export async function inspectGuest(disk: RandomAccessSource, options: InspectGue
       if (bios.loader) bootloader.biosLoader = bios.loader;
     }
     const architectures: { architecture: Architecture; from: string }[] = [];
-    await inspectEsp(volumes, partitions, bootloader, architectures, findings);
+    await inspectEsp(volumes, bootloader, architectures, findings);
 
     const operatingSystems: OsReport[] = [];
     const kernels: KernelReport[] = [];
@@ -261,7 +261,7 @@ function describeVolume(fs: Pick<FilesystemReport, 'partition' | 'label' | 'type
   return fs.partition === undefined ? `the filesystem${label}` : `partition ${fs.partition}${label}`;
 }
 
-async function inspectEsp(volumes: Volume[], partitions: PartitionReport[], bootloader: GuestReport['bootloader'], architectures: { architecture: Architecture; from: string }[], findings: Finding[]): Promise<void> {
+async function inspectEsp(volumes: Volume[], bootloader: GuestReport['bootloader'], architectures: { architecture: Architecture; from: string }[], findings: Finding[]): Promise<void> {
   for (const volume of volumes) {
     if (volume.report.role !== 'esp') continue;
     bootloader.espPartition ??= volume.report.partition;
@@ -286,9 +286,7 @@ async function inspectEsp(volumes: Volume[], partitions: PartitionReport[], boot
       );
     }
     for (const vendor of vendors) {
-      for (const name of ['grub.cfg']) {
-        if ((await volume.tree.kindOf(`/EFI/${vendor}/${name}`)) === 'file') bootloader.config ??= `(ESP)/EFI/${vendor}/${name}`;
-      }
+      if ((await volume.tree.kindOf(`/EFI/${vendor}/grub.cfg`)) === 'file') bootloader.config ??= `(ESP)/EFI/${vendor}/grub.cfg`;
     }
   }
   if (bootloader.espPartition === undefined) {
@@ -299,7 +297,6 @@ async function inspectEsp(volumes: Volume[], partitions: PartitionReport[], boot
       }
     }
   }
-  void partitions;
 }
 
 async function isLinuxRoot(tree: FileTree): Promise<boolean> {
