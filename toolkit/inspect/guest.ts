@@ -499,7 +499,7 @@ function judge(j: Judgement): void {
       findings.push(error('partition-image-without-kernel', `${what} and no kernel in /boot; give KernelId and RamdiskId to boot it with an associated kernel and ramdisk, or import the whole disk with its partition table`));
     }
   } else if (operatingSystems.length === 0 && volumes.some(isUnreadRoot)) {
-    const unread = volumes.filter(isUnreadRoot).map((volume) => `${describeVolume(volume.report)} is ${volume.report.type}`);
+    const unread = volumes.filter(isUnreadRoot).map((volume) => `${describeVolume(volume.report)} is ${volume.report.type === 'lvm2-pv' ? 'an LVM physical volume' : volume.report.type}`);
     findings.push(
       warning(
         'os-not-identified',
@@ -550,9 +550,9 @@ function judge(j: Judgement): void {
   }
 }
 
-/** A filesystem that may hold a root whose files are not read here. */
+/** A volume that may hold a root whose files are not read here: XFS, btrfs, or LVM (its logical volumes are not assembled). */
 function isUnreadRoot(volume: Volume): boolean {
-  return volume.report.type === 'xfs' || volume.report.type === 'btrfs';
+  return volume.report.type === 'xfs' || volume.report.type === 'btrfs' || volume.report.type === 'lvm2-pv';
 }
 
 /** "one ext4 partition (label data) without /etc/os-release or /boot", "2 partitions: …" */

@@ -137,6 +137,29 @@ describe('partition scan', () => {
 });
 
 describe('a root filesystem this inspector does not read', () => {
+  it('accepts a disk whose root is on LVM with a warning that says so', async () => {
+    const pv = Buffer.alloc(4096);
+    pv.write('LABELONE', 512, 'latin1');
+    pv.write('LVM2 001', 512 + 24, 'latin1');
+    pv.write('AbCdEfGhIjKlMnOpQrStUvWxYz012345', 512 + 32, 'latin1');
+    const disk = makeDisk(ws, 'rhel-lvm', {
+      table: 'mbr',
+      biosBootCode: true,
+      partitions: [
+        { sizeMiB: 16, bootable: true, fs: { kind: 'ext4', uuid: UUIDS.rhelBoot, tree: rhelBootTree() } },
+        { sizeMiB: 8, type: '8e', fs: { kind: 'raw', bytes: pv } },
+      ],
+    });
+    const source = await FileSource.open(disk);
+    try {
+      const report = await inspectGuest(source);
+      expect(report.verdict.accepted).toBe(true);
+      expect(report.findings.find((f) => f.code === 'os-not-identified')?.message).toMatch(/^no operating system could be identified: partition 2 is an LVM physical volume, whose files/);
+    } finally {
+      await source.close();
+    }
+  });
+
   it('accepts a RHEL-like disk with an XFS root, naming the kernel from its ext4 /boot, with a warning', async () => {
     const disk = makeDisk(ws, 'rhel-xfs', {
       table: 'mbr',
