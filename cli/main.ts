@@ -259,4 +259,19 @@ program
     process.exitCode = await checkCommand(image, { format: opts.format, json: opts.json });
   });
 
+// ---- imaging inspect (guest inspection; the command lives in commands/inspect.ts) ----
+program
+  .command('inspect <image>')
+  .description('inspect the guest on a local disk image of any format: partitions, filesystems, OS, kernels, boot mode; prints the verdict the import would give')
+  .addOption(new Option('-f, --format <format>', 'the image\'s format; refused when the file is another').choices(['raw', 'vmdk', 'vhd', 'vhdx', 'qcow2', 'ova']))
+  .addOption(new Option('--boot-mode <mode>', 'the BootMode the import would request').choices(['legacy-bios', 'uefi', 'uefi-preferred']))
+  .addOption(new Option('--architecture <arch>', 'the Architecture the import would request').choices(['i386', 'x86_64', 'arm64']))
+  .option('--kernel-associated', 'a KernelId and RamdiskId will be given (a partition image needs no kernel of its own)')
+  .option('--json', 'print the report as JSON')
+  .action(async (image: string, opts) => {
+    const { inspectCommand } = await import('./commands/inspect');
+    process.exitCode = await inspectCommand(image, { format: opts.format, json: opts.json, bootMode: opts.bootMode, architecture: opts.architecture, kernelAssociated: opts.kernelAssociated });
+  });
+// ---- end of imaging inspect ----
+
 program.parseAsync(process.argv).catch(fail);
