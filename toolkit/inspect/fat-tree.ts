@@ -17,6 +17,7 @@ export class FatTree implements FileTree {
   private constructor(private readonly fs: FatFileSystem) {}
 
   static async open(source: RandomAccessSource, start: number, size: number): Promise<FatTree> {
+    // eslint-disable-next-line prefer-const -- assigned once the volume is open; the read callback above sees it through the closure
     let tree: FatTree | undefined;
     let early: Error | undefined;
     const fs = createFileSystem(

@@ -3,6 +3,7 @@
  * like a system users import; every verdict's message is asserted word for word where it is
  * the user's only guide.
  */
+import { copyFileSync, statSync } from 'fs';
 import { FileSource } from '../../../toolkit/io/file-source';
 import { inspectGuest, type GuestReport, type InspectGuestOptions } from '../../../toolkit/inspect/guest';
 import {
@@ -346,14 +347,14 @@ describe('partition images', () => {
 describe('partition tables', () => {
   it('uses the backup GPT when the primary is damaged, and refuses a protective MBR with no GPT at all', async () => {
     const file = ws.path('gpt-damaged.raw');
-    require('fs').copyFileSync(disks.ubuntuUefi, file);
+    copyFileSync(disks.ubuntuUefi, file);
     disks.gptDamaged = file;
     writeAt(file, 512 + 16, Buffer.from([1, 2, 3, 4])); // primary header CRC
     const report = await inspect('gptDamaged');
     expect(codes(report, 'warning')).toContain('gpt-primary-damaged');
     expect(report.partitions).toHaveLength(2);
     expect(report.verdict.accepted).toBe(true);
-    const size = require('fs').statSync(file).size;
+    const size = statSync(file).size;
     writeAt(file, size - 512, Buffer.alloc(512)); // backup header gone too
     const broken = await inspect('gptDamaged');
     expect(broken.verdict.message).toBe(
@@ -363,7 +364,7 @@ describe('partition tables', () => {
 
   it('refuses overlapping partitions and partitions past the end of the disk', async () => {
     const file = ws.path('bad-table.raw');
-    require('fs').copyFileSync(disks.debianBios, file);
+    copyFileSync(disks.debianBios, file);
     disks.badTable = file;
     const entry = Buffer.alloc(16);
     entry[4] = 0x83;
