@@ -1,12 +1,14 @@
 /**
  * Process entrypoint of a stage container: `node dist/functions/host/main.js`.
- *   IMAGING_STAGE      manifest | decrypt | convert | validate | register
+ *   IMAGING_STAGE      a stage of the pipeline table (pipeline/table.ts)
  *   IMAGING_HOST_MODE  jetstream (default; IMAGING_NATS_URL) | http (IMAGING_HTTP_PORT, default 8080)
- *   IMAGING_CONCURRENCY, IMAGING_MAX_DELIVER, IMAGING_ACK_WAIT_MS  (jetstream mode)
+ *   IMAGING_CONCURRENCY, IMAGING_MAX_DELIVER, IMAGING_ACK_WAIT_MS  (jetstream mode; defaults
+ *   from the stage's row in pipeline/table.ts)
  * plus the settings read by env-config.ts. SIGTERM/SIGINT stop intake, let in-flight work
  * finish, and exit 0, so a rolling update never cuts a conversion short on purpose.
  */
 import { JetStreamBus } from '../../events/jetstream-bus';
+import { rowOf } from '../../pipeline/table';
 import { stageByName } from '../stages';
 import type { StageDeps } from './deps';
 import { ConfigError, positiveInteger, required, stageConfigFromEnv, stageDepsFromEnv } from './env-config';
@@ -37,10 +39,11 @@ export async function startStageProcess(env: Env = process.env): Promise<{ descr
     };
   }
   const bus = await JetStreamBus.connect({ servers: natsUrl!, name: `imaging-${stage.name}`, log: deps.log });
+  const row = rowOf(stage.name);
   const subscription = await runStageOnBus(stage, deps, bus, {
-    concurrency: positiveInteger(env, 'IMAGING_CONCURRENCY', 1),
-    maxDeliver: positiveInteger(env, 'IMAGING_MAX_DELIVER', 5),
-    ackWaitMs: positiveInteger(env, 'IMAGING_ACK_WAIT_MS', 30_000),
+    concurrency: positiveInteger(env, 'IMAGING_CONCURRENCY', row.concurrency),
+    maxDeliver: positiveInteger(env, 'IMAGING_MAX_DELIVER', row.maxDeliver),
+    ackWaitMs: positiveInteger(env, 'IMAGING_ACK_WAIT_MS', row.ackWaitMs),
   });
   return {
     describe: `stage ${stage.name} consuming ${stage.consumes} from ${natsUrl}`,
