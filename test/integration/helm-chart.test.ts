@@ -3,6 +3,7 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync 
 import { tmpdir } from 'os';
 import { dirname, join } from 'path';
 import { inflateRawSync } from 'zlib';
+import * as jsYaml from 'js-yaml';
 import { EVENT_TYPES } from '../../events/types';
 
 /**
@@ -10,12 +11,8 @@ import { EVENT_TYPES } from '../../events/types';
  * binary (taken from an npm package, so no network), stack.yml and the image's role dispatch.
  */
 
-// js-yaml comes with jest's dependencies and has no type package here.
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const yaml = require('js-yaml') as {
-  safeLoad(text: string): unknown;
-  safeLoadAll(text: string): unknown[];
-};
+// js-yaml 4: load and loadAll are safe by default (safeLoad is gone).
+const yaml = { safeLoad: (text: string): unknown => jsYaml.load(text), safeLoadAll: (text: string): unknown[] => jsYaml.loadAll(text) };
 
 const ROOT = join(__dirname, '../..');
 const CHART = join(ROOT, 'charts/imaging');
