@@ -7,35 +7,31 @@ import { createGateway } from '../gateway/server';
 import { StaticAccountDirectory } from '../gateway/accounts';
 import { openTaskStore } from '../tasks/open-store';
 import { JetStreamBus } from '../events/jetstream-bus';
-import { hostOf, parseHostList } from '../toolkit/io/url-policy';
-import type { ServeSettings } from './settings';
+import { hostOf } from '../toolkit/io/url-policy';
+import { settingsReadBy } from '../config/settings-schema';
+import { typedSettings, type ServeSettings } from './settings';
 
 export async function startGatewayProcess(settings: ServeSettings): Promise<{ url: string; stop(): Promise<void> }> {
-  const missing = [
-    ['IMAGING_NATS_URL', settings.natsUrl],
-    ['IMAGING_MONGODB_URI', settings.mongodbUri],
-    ['IMAGING_ACCESS_KEY_ID', settings.accessKeyId],
-    ['IMAGING_SECRET_ACCESS_KEY', settings.secretAccessKey],
-    ['IMAGING_ACCOUNT_ID', settings.accountId],
-  ].filter(([, v]) => !v).map(([name]) => name);
+  const missing = settingsReadBy('gateway')
+    .filter((spec) => spec.requiredBy?.includes('gateway') && !settings[spec.key as keyof ServeSettings])
+    .map((spec) => spec.env);
   if (!settings.allowedObjectHosts && !settings.s3Endpoint) missing.push('IMAGING_S3_ENDPOINT or IMAGING_ALLOWED_OBJECT_HOSTS');
   if (missing.length) throw new Error(`the gateway needs ${missing.join(', ')}`);
+  const typed = typedSettings(settings, 'gateway');
   const log = pino({ level: settings.logLevel || 'info' }, pino.destination(2));
   const tasks = await openTaskStore(settings.mongodbUri, { mongoDbName: settings.mongodbDb });
   const bus = await JetStreamBus.connect({ servers: settings.natsUrl });
-  const allowedObjectHosts = settings.allowedObjectHosts
-    ? parseHostList(settings.allowedObjectHosts)
-    : [hostOf(settings.s3Endpoint)];
+  const allowedObjectHosts = typed.allowedObjectHosts ? typed.allowedObjectHosts : [hostOf(settings.s3Endpoint)];
   const gateway = createGateway({
     tasks,
     publish: (event) => bus.publish(event),
     accounts: new StaticAccountDirectory([{ accountId: settings.accountId, accessKeyId: settings.accessKeyId, secretAccessKey: settings.secretAccessKey }]),
     region: settings.region,
     allowedObjectHosts,
-    taskLifetimeMs: Number(settings.taskLifetimeHours) * 3600_000,
+    taskLifetimeMs: typed.taskLifetimeHours * 3600_000,
     log,
   });
-  const listening = await gateway.listen(Number(settings.port), settings.host);
+  const listening = await gateway.listen(typed.port, settings.host);
   return {
     url: listening.url,
     async stop() {

@@ -19,10 +19,10 @@ import { ALL_STAGES } from '../functions/stages';
 import { runStageOnBus } from '../functions/host/stage-runner';
 import type { StageConfig } from '../functions/stage';
 import { ensureBucket, makeS3Client, type ObjectStorageConfig } from '../toolkit/io/object-storage';
-import { hostOf, parseHostList } from '../toolkit/io/url-policy';
+import { hostOf } from '../toolkit/io/url-policy';
 import { CREDENTIALS_FILE, type BootstrapCredentials } from './credentials';
 import { startEmbeddedS3, type EmbeddedS3 } from './embedded-s3';
-import type { ServeSettings } from './settings';
+import { typedSettings, type ServeSettings } from './settings';
 
 export interface RunningService {
   ec2Endpoint: string;
@@ -50,13 +50,9 @@ function bootstrapCredentials(settings: ServeSettings, dataDir: string): Bootstr
   return credentials;
 }
 
-function positiveNumber(value: string, name: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a non-negative number, not "${value}"`);
-  return n;
-}
-
 export async function startService(settings: ServeSettings, options: { logToStderr?: boolean } = {}): Promise<RunningService> {
+  // Refuse a wrong value before anything starts.
+  const typed = typedSettings(settings, 'serve');
   const log = pino({ level: settings.logLevel || 'info' }, options.logToStderr === false ? pino.destination('/dev/null') : pino.destination(2));
   const dataDir = resolve(settings.dataDir);
   mkdirSync(dataDir, { recursive: true });
@@ -70,7 +66,7 @@ export async function startService(settings: ServeSettings, options: { logToStde
     let s3Endpoint = settings.s3Endpoint;
     if (!s3Endpoint) {
       mkdirSync(join(dataDir, 's3'), { recursive: true });
-      embedded = await startEmbeddedS3(settings.host, Number(settings.s3Port), join(dataDir, 's3'), [
+      embedded = await startEmbeddedS3(settings.host, typed.s3Port, join(dataDir, 's3'), [
         credentials,
         ...(settings.s3AccessKeyId ? [{ accessKeyId: settings.s3AccessKeyId, secretAccessKey: settings.s3SecretAccessKey }] : []),
       ]);
@@ -86,8 +82,8 @@ export async function startService(settings: ServeSettings, options: { logToStde
     };
     const s3 = makeS3Client(storage);
     stops.push(async () => s3.destroy());
-    const allowedObjectHosts = settings.allowedObjectHosts
-      ? parseHostList(settings.allowedObjectHosts)
+    const allowedObjectHosts = typed.allowedObjectHosts
+      ? typed.allowedObjectHosts
       : [hostOf(s3Endpoint), ...(embedded && ['127.0.0.1', '0.0.0.0'].includes(settings.host) ? [`localhost:${new URL(s3Endpoint).port}`] : [])];
     await ensureBucket(s3, settings.imageBucket);
 
@@ -100,10 +96,11 @@ export async function startService(settings: ServeSettings, options: { logToStde
       storage,
       imageBucket: settings.imageBucket,
       allowedObjectHosts,
-      uploadPollMs: positiveNumber(settings.uploadPollMs, 'upload poll interval'),
-      memoryLimitBytes: positiveNumber(settings.memoryLimitMb, 'memory limit') * 2 ** 20,
+      uploadPollMs: typed.uploadPollMs,
+      memoryLimitBytes: typed.memoryLimitMb * 2 ** 20,
     };
     const subscriptions: Subscription[] = [];
+    // Each stage consumes as its row in the pipeline table says (runStageOnBus reads it).
     for (const stage of ALL_STAGES) {
       subscriptions.push(await runStageOnBus(stage, { tasks, s3, config, log: log.child({ stage: stage.name }) }, bus));
     }
@@ -117,10 +114,10 @@ export async function startService(settings: ServeSettings, options: { logToStde
       accounts: new StaticAccountDirectory([credentials]),
       region: settings.region,
       allowedObjectHosts,
-      taskLifetimeMs: positiveNumber(settings.taskLifetimeHours, 'task lifetime') * 3600_000,
+      taskLifetimeMs: typed.taskLifetimeHours * 3600_000,
       log: log.child({ part: 'gateway' }),
     });
-    const listening = await gateway.listen(Number(settings.port), settings.host);
+    const listening = await gateway.listen(typed.port, settings.host);
     stops.push(() => listening.close());
     return { ec2Endpoint: listening.url, s3Endpoint, dataDir, credentials, tasks, s3, stop: stopAll };
   } catch (err) {

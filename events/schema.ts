@@ -1,5 +1,5 @@
 import type { CloudEventV1 } from 'cloudevents';
-import { EVENT_TYPES, type DiskConvertedData, type EventDataByType, type EventType, type RegisteredData, type TaskEventData } from './types';
+import { EVENT_TYPES, type DiskConvertedData, type EventDataByType, type EventType, type RegisteredData, type RicherPayloadType, type TaskEventData } from './types';
 
 /** An event that cannot be acted on: wrong spec version, unknown type, or a malformed payload. */
 export class InvalidEventError extends Error {
@@ -31,14 +31,14 @@ export function parseEventData<T extends EventType>(event: CloudEventV1<unknown>
   }
   const where = `event ${event.id} (${event.type})`;
   const data = payloadObject(event.data, where);
-  return PARSERS[event.type](data, where) as EventDataByType[T];
+  const parse = (RICHER_PARSERS as Partial<Record<EventType, PayloadParser<EventType>>>)[event.type] ?? taskData;
+  return parse(data, where) as EventDataByType[T];
 }
 
-const PARSERS: { [K in EventType]: (data: Fields, where: string) => EventDataByType[K] } = {
-  'io.imaging.import.requested': taskData,
-  'io.imaging.manifest-received': taskData,
-  'io.imaging.bundle-decrypted': taskData,
-  'io.imaging.validated': taskData,
+type PayloadParser<K extends EventType> = (data: Fields, where: string) => EventDataByType[K];
+
+/** Parsers of the payloads that carry more than the task's ids; every other event's is taskData. */
+const RICHER_PARSERS: { [K in RicherPayloadType]: PayloadParser<K> } = {
   'io.imaging.disk-converted': diskConvertedData,
   'io.imaging.registered': registeredData,
 };

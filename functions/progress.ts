@@ -14,7 +14,7 @@ export class TaskProgress {
     private readonly ctx: StageContext,
     private readonly taskId: string,
     /** The share of overall task progress this stage covers, e.g. [10, 90]. */
-    private readonly window: [number, number],
+    private readonly window: readonly [number, number],
     private readonly intervalMs = 1000,
   ) {}
 

@@ -3,6 +3,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import type { TaskStore } from '../tasks/store';
 import type { Delivery } from '../events/bus';
 import type { ObjectStorageConfig } from '../toolkit/io/object-storage';
+import type { StageName } from '../pipeline/table';
 
 /** Settings every stage sees. */
 export interface StageConfig {
@@ -37,9 +38,10 @@ export interface StageContext {
  * One pipeline step. The same definition runs as an HTTP CloudEvent function, as a JetStream
  * pull consumer or in-process (functions/host).
  */
-export interface Stage {
-  name: 'manifest' | 'decrypt' | 'convert' | 'validate' | 'register';
-  /** The event type this stage consumes. */
+export interface Stage<S extends StageName = StageName> {
+  /** The stage's row in the pipeline table (pipeline/table.ts). */
+  name: S;
+  /** The event type this stage consumes (its row's). */
   consumes: string;
   handle(event: CloudEvent<unknown>, ctx: StageContext): Promise<void>;
 }

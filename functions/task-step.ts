@@ -4,15 +4,16 @@
  * the task with a compare-and-set before emitting the next event.
  */
 import { DeleteObjectCommand } from '@aws-sdk/client-s3';
-import type { CloudEvent } from 'cloudevents';
 import type { TaskDocument, TaskState } from '../tasks/task';
 import { advanceTask, isTerminal, transition, updateTask } from '../tasks/state-machine';
 import { ImageFormatError } from '../toolkit/errors';
 import { ManifestError } from '../toolkit/bundle/import-manifest';
 import { ClientError } from './errors';
 import type { Stage, StageContext } from './stage';
-import type { EventDataByType, EventType } from '../events/types';
+import type { EventDataByType, EventType, TaskEventData } from '../events/types';
 import { parseEventData } from '../events/schema';
+import { makeEvent } from '../events/make-event';
+import { rowConsuming, rowOf, type ConsumedBy, type EmittedBy, type PipelineRow, type StageName } from '../pipeline/table';
 
 /** The task if this stage should work on it now; undefined when the event is to be dropped. */
 export async function beginStep(ctx: StageContext, taskId: string, expected: TaskState, stage: string): Promise<TaskDocument | undefined> {
@@ -84,38 +85,56 @@ export async function runStep(ctx: StageContext, taskId: string, work: () => Pro
   }
 }
 
-/** Advances the task and emits the next event; a lost race (someone else advanced) emits nothing. */
-export async function completeStep(
+/** What the event a stage emits carries beyond the task's ids. */
+type ExtraEventData<S extends StageName> = Omit<EventDataByType[EmittedBy<S>], keyof TaskEventData>;
+
+/**
+ * Ends a stage's work as its row in the pipeline table says: the task moves from the state the
+ * stage expects to the one it leaves, its progress to the end of the stage's share and its
+ * status message to the next stage's, and the row's next event is emitted with `extra` in it.
+ * A lost race (someone else advanced the task) emits nothing.
+ */
+export async function advanceToNext<S extends StageName>(
   ctx: StageContext,
+  stage: S,
   taskId: string,
-  from: TaskState,
-  to: TaskState,
   patch: (doc: TaskDocument) => Partial<TaskDocument>,
-  next: CloudEvent<unknown> | undefined,
-  statusMessage?: string,
+  ...extra: keyof ExtraEventData<S> extends never ? [] : [ExtraEventData<S>]
 ): Promise<TaskDocument | undefined> {
-  const moved = await advanceTask(ctx.tasks, taskId, [from], to, patch, statusMessage);
-  if (moved && next) await ctx.publish(next);
+  const row: PipelineRow = rowOf(stage);
+  // The task's next status is what the stage that takes it over shows; past the last stage, none.
+  const statusMessage = rowConsuming(row.emits)?.statusMessage ?? '';
+  const moved = await advanceTask(
+    ctx.tasks,
+    taskId,
+    [row.expects as TaskState],
+    row.movesTo as TaskState,
+    (doc) => ({ ...patch(doc), progress: Math.max(doc.progress, row.progress[1]) }),
+    statusMessage,
+  );
+  if (moved) {
+    const data = { taskId, accountId: moved.accountId, ...(extra[0] ?? {}) } as EventDataByType[EventType];
+    await ctx.publish(makeEvent(row.emits as EventType, data, stage));
+  }
   return moved;
 }
 
 /**
- * A stage that works on a task in one state: validates the event, finds the task in `expects`
- * (dropping redeliveries and honouring cancellation), and runs `work` with client errors turned
- * into a failed task.
+ * A stage that works on a task in the state its row expects: validates the event its row
+ * consumes, finds the task in that state (dropping redeliveries and honouring cancellation),
+ * and runs `work` with client errors turned into a failed task.
  */
-export function taskStage<T extends EventType>(spec: {
-  name: Stage['name'];
-  consumes: T;
-  expects: TaskState;
-  work(task: TaskDocument, data: EventDataByType[T], ctx: StageContext): Promise<void>;
-}): Stage {
+export function taskStage<S extends StageName>(
+  name: S,
+  spec: { work(task: TaskDocument, data: EventDataByType[ConsumedBy<S>], ctx: StageContext): Promise<void> },
+): Stage<S> {
+  const row: PipelineRow = rowOf(name);
   return {
-    name: spec.name,
-    consumes: spec.consumes,
+    name,
+    consumes: row.consumes,
     async handle(event, ctx) {
-      const data = parseEventData(event, spec.consumes);
-      const task = await beginStep(ctx, data.taskId, spec.expects, spec.name);
+      const data = parseEventData(event, row.consumes as EventType) as EventDataByType[ConsumedBy<S>];
+      const task = await beginStep(ctx, data.taskId, row.expects as TaskState, name);
       if (!task) return;
       await runStep(ctx, data.taskId, () => spec.work(task, data, ctx));
     },

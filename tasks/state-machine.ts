@@ -1,19 +1,22 @@
 import type { TaskDocument, TaskState } from './task';
 import { TERMINAL_STATES } from './task';
 import type { TaskStore } from './store';
+import { PIPELINE } from '../pipeline/table';
 
-/** Which step may follow which. Cancelling/failing is allowed from any non-terminal state. */
-const NEXT: Record<TaskState, TaskState[]> = {
-  'pending-upload': ['manifest-received'],
-  'manifest-received': ['bundle-decrypted'],
-  'bundle-decrypted': ['disk-converted'],
-  'disk-converted': ['validated'],
-  validated: ['completed'],
-  completed: [],
-  cancelling: ['cancelled'],
-  cancelled: [],
-  failed: [],
-};
+/**
+ * Which step may follow which: each stage of the pipeline table moves a task from the state it
+ * expects to the one it leaves it in. Cancelling/failing is allowed from any non-terminal state.
+ */
+const NEXT: ReadonlyMap<TaskState, readonly TaskState[]> = (() => {
+  const next = new Map<TaskState, TaskState[]>([['cancelling', ['cancelled']]]);
+  for (const row of PIPELINE) next.set(row.expects, [...(next.get(row.expects) ?? []), row.movesTo]);
+  return next;
+})();
+
+/** The states a task may go to from `from` in the normal course of the pipeline. */
+export function nextStates(from: TaskState): readonly TaskState[] {
+  return NEXT.get(from) ?? [];
+}
 
 export class IllegalTransitionError extends Error {
   constructor(id: string, from: TaskState, to: TaskState) {
@@ -29,7 +32,7 @@ export function isTerminal(state: TaskState): boolean {
 export function canTransition(from: TaskState, to: TaskState): boolean {
   if (isTerminal(from)) return false;
   if (to === 'failed' || to === 'cancelling' || to === 'cancelled') return from !== to;
-  return NEXT[from].includes(to);
+  return nextStates(from).includes(to);
 }
 
 /** Returns the document moved to `to`, with history and status message; throws when illegal. */

@@ -3,17 +3,13 @@
  * Every stage reads it before working and advances it with a compare-and-set on `version`.
  */
 
-/** Pipeline steps. `failed` is shown to EC2 clients as `cancelled` with the failure message. */
-export type TaskState =
-  | 'pending-upload' // waiting for the manifest and every part to answer HEAD
-  | 'manifest-received'
-  | 'bundle-decrypted' // for plain imports: the source is described (verified parts)
-  | 'disk-converted'
-  | 'validated'
-  | 'completed'
-  | 'cancelling'
-  | 'cancelled'
-  | 'failed';
+import type { PipelineTaskState } from '../pipeline/table';
+
+/**
+ * Where a task is: a state of the pipeline table (pipeline/table.ts), or one of the ways a task
+ * ends early. `failed` is shown to EC2 clients as `cancelled` with the failure message.
+ */
+export type TaskState = PipelineTaskState | 'cancelling' | 'cancelled' | 'failed';
 
 export const TERMINAL_STATES: readonly TaskState[] = ['completed', 'cancelled', 'failed'];
 

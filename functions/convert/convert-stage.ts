@@ -4,8 +4,6 @@
  * converter's bound and nothing touches local disk; progress and bytes converted go into the
  * task as it runs, and a cancellation stops the upload and removes what was written.
  */
-import { EVENT_TYPES } from '../../events/types';
-import { makeEvent } from '../../events/make-event';
 import type { ImageFormat } from '../../tasks/task';
 import { ConcatenatedSource } from '../../toolkit/io/concat-source';
 import { ensureBucket } from '../../toolkit/io/object-storage';
@@ -15,18 +13,16 @@ import { S3MultipartSink } from '../../toolkit/io/s3-multipart-sink';
 import { convertImage } from '../../toolkit/convert/convert-image';
 import type { FormatName } from '../../toolkit/formats/format';
 import { assertAllowedUrl } from '../object-fetch';
+import { rowOf } from '../../pipeline/table';
 import { TaskProgress } from '../progress';
-import { completeStep, imagePrefix, taskStage } from '../task-step';
+import { advanceToNext, imagePrefix, taskStage } from '../task-step';
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
 const CLAIMED: Record<ImageFormat, FormatName> = { RAW: 'raw', VMDK: 'vmdk', VHD: 'vhd' };
 
-export const convertStage = taskStage({
-  name: 'convert',
-  consumes: EVENT_TYPES.bundleDecrypted,
-  expects: 'bundle-decrypted',
-  async work(task, { taskId, accountId }, ctx) {
+export const convertStage = taskStage('convert', {
+  async work(task, { taskId }, ctx) {
     const described = task.artifacts.source;
     if (!described) throw new Error(`task ${taskId} reached convert without a described source`);
     described.parts.forEach((p, i) => assertAllowedUrl(p.getUrl, ctx.config.allowedObjectHosts, `part ${i} get`));
@@ -40,7 +36,7 @@ export const convertStage = taskStage({
     // Parts held by the upload, (queue 4 + 1) × partSize, are a fixed share of the memory bound: 5/32 of it.
     const partSize = Math.max(5 * MiB, Math.min(16 * MiB, Math.floor(ctx.config.memoryLimitBytes / 32)));
     const sink = new HashingSink(new S3MultipartSink(ctx.s3, bucket, key, { partSize, queueSize: 4, expectedSize: task.request.volumeSizeGiB * GiB }));
-    const progress = new TaskProgress(ctx, taskId, [10, 90]);
+    const progress = new TaskProgress(ctx, taskId, rowOf('convert').progress);
     let result;
     try {
       result = await convertImage({
@@ -59,11 +55,10 @@ export const convertStage = taskStage({
     }
     const image = { bucket, key, size: result.bytesWritten, sha256: sink.digestHex() };
     await progress.flush(result.bytesWritten, result.bytesWritten);
-    await completeStep(
-      ctx, taskId, 'bundle-decrypted', 'disk-converted',
-      (doc) => ({ artifacts: { ...doc.artifacts, image }, bytesConverted: image.size, progress: Math.max(doc.progress, 90) }),
-      makeEvent(EVENT_TYPES.diskConverted, { taskId, accountId, image }, 'convert'),
-      'Validating',
+    await advanceToNext(
+      ctx, 'convert', taskId,
+      (doc) => ({ artifacts: { ...doc.artifacts, image }, bytesConverted: image.size }),
+      { image },
     );
   },
 });

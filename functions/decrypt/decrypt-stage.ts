@@ -3,20 +3,15 @@
  * version) it verifies every part's size against its byte range and describes the source as
  * the ordered parts, so the converter can read them as one file.
  */
-import { EVENT_TYPES } from '../../events/types';
-import { makeEvent } from '../../events/make-event';
 import { mapLimit } from '../../toolkit/map-limit';
 import { headObjectSize } from '../object-fetch';
-import { completeStep, taskStage } from '../task-step';
+import { advanceToNext, taskStage } from '../task-step';
 import { ClientError } from '../errors';
 
 const GiB = 1024 ** 3;
 
-export const decryptStage = taskStage({
-  name: 'decrypt',
-  consumes: EVENT_TYPES.manifestReceived,
-  expects: 'manifest-received',
-  async work(task, { taskId, accountId }, ctx) {
+export const decryptStage = taskStage('decrypt', {
+  async work(task, { taskId }, ctx) {
     const manifest = task.artifacts.manifest;
     if (!manifest) throw new Error(`task ${taskId} reached decrypt without a manifest`);
     const sizes = await mapLimit(manifest.parts, 16, async (part) => {
@@ -41,11 +36,9 @@ export const decryptStage = taskStage({
       size: manifest.size,
       parts: manifest.parts.map((p, i) => ({ getUrl: p.getUrl, size: sizes[i] })),
     };
-    await completeStep(
-      ctx, taskId, 'manifest-received', 'bundle-decrypted',
-      (doc) => ({ artifacts: { ...doc.artifacts, source }, progress: Math.max(doc.progress, 10) }),
-      makeEvent(EVENT_TYPES.bundleDecrypted, { taskId, accountId }, 'decrypt'),
-      'Converting',
+    await advanceToNext(
+      ctx, 'decrypt', taskId,
+      (doc) => ({ artifacts: { ...doc.artifacts, source } }),
     );
   },
 });

@@ -1,15 +1,16 @@
 /**
  * Process entrypoint of a stage container: `node dist/functions/host/main.js`.
- *   IMAGING_STAGE      manifest | decrypt | convert | validate | register
+ *   IMAGING_STAGE      a stage of the pipeline table (pipeline/table.ts)
  *   IMAGING_HOST_MODE  jetstream (default; IMAGING_NATS_URL) | http (IMAGING_HTTP_PORT, default 8080)
- *   IMAGING_CONCURRENCY, IMAGING_MAX_DELIVER, IMAGING_ACK_WAIT_MS  (jetstream mode)
- * plus the settings read by env-config.ts. SIGTERM/SIGINT stop intake, let in-flight work
+ *   IMAGING_CONCURRENCY, IMAGING_MAX_DELIVER, IMAGING_ACK_WAIT_MS  (jetstream mode; defaults
+ *   from the stage's row in pipeline/table.ts)
+ * plus the other settings a stage reads (config/settings-schema.ts). SIGTERM/SIGINT stop intake, let in-flight work
  * finish, and exit 0, so a rolling update never cuts a conversion short on purpose.
  */
 import { JetStreamBus } from '../../events/jetstream-bus';
 import { stageByName } from '../stages';
 import type { StageDeps } from './deps';
-import { ConfigError, positiveInteger, required, stageConfigFromEnv, stageDepsFromEnv } from './env-config';
+import { ConfigError, stageDepsFromEnv, stageSettingsFromEnv } from './env-config';
 import { startHttpStage } from './http-function';
 import { runStageOnBus } from './stage-runner';
 
@@ -17,13 +18,14 @@ type Env = Record<string, string | undefined>;
 
 /** Starts the stage; resolves to a function that shuts it down gracefully. */
 export async function startStageProcess(env: Env = process.env): Promise<{ describe: string; shutdown(): Promise<void> }> {
-  const stage = stageByName(required(env, 'IMAGING_STAGE'));
-  const mode = (env.IMAGING_HOST_MODE || 'jetstream').toLowerCase();
-  if (mode !== 'jetstream' && mode !== 'http') throw new ConfigError(`IMAGING_HOST_MODE must be jetstream or http, got "${env.IMAGING_HOST_MODE}"`);
   // Check every setting before connecting anywhere: a typo should fail in one line, at once.
-  stageConfigFromEnv(env);
-  const natsUrl = mode === 'jetstream' ? required(env, 'IMAGING_NATS_URL') : undefined;
-  const port = positiveInteger(env, 'IMAGING_HTTP_PORT', 8080);
+  const settings = stageSettingsFromEnv(env);
+  if (!settings.stage) throw new ConfigError('IMAGING_STAGE is not set');
+  const stage = stageByName(settings.stage);
+  const mode = settings.hostMode;
+  if (mode === 'jetstream' && !settings.natsUrl) throw new ConfigError('IMAGING_NATS_URL is not set');
+  const natsUrl = settings.natsUrl;
+  const port = settings.httpPort;
 
   const deps: StageDeps = await stageDepsFromEnv(env);
   if (mode === 'http') {
@@ -37,10 +39,11 @@ export async function startStageProcess(env: Env = process.env): Promise<{ descr
     };
   }
   const bus = await JetStreamBus.connect({ servers: natsUrl!, name: `imaging-${stage.name}`, log: deps.log });
+  // Unset, each falls back to the stage's row in the pipeline table.
   const subscription = await runStageOnBus(stage, deps, bus, {
-    concurrency: positiveInteger(env, 'IMAGING_CONCURRENCY', 1),
-    maxDeliver: positiveInteger(env, 'IMAGING_MAX_DELIVER', 5),
-    ackWaitMs: positiveInteger(env, 'IMAGING_ACK_WAIT_MS', 30_000),
+    concurrency: settings.concurrency,
+    maxDeliver: settings.maxDeliver,
+    ackWaitMs: settings.ackWaitMs,
   });
   return {
     describe: `stage ${stage.name} consuming ${stage.consumes} from ${natsUrl}`,

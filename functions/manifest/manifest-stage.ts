@@ -5,16 +5,15 @@
  */
 import type { StageContext } from '../stage';
 import type { TaskDocument } from '../../tasks/task';
-import { EVENT_TYPES } from '../../events/types';
-import { makeEvent } from '../../events/make-event';
 import { isTerminal } from '../../tasks/state-machine';
 import { MAX_MANIFEST_BYTES, parseImportManifest, type ImportManifest } from '../../toolkit/bundle/import-manifest';
 import { mapLimit } from '../../toolkit/map-limit';
 import { assertAllowedUrl, fetchSmallObject, headObjectSize } from '../object-fetch';
-import { cancelTask, completeStep, taskStage } from '../task-step';
+import { cancelTask, advanceToNext, taskStage } from '../task-step';
 import { ClientError } from '../errors';
+import { rowOf } from '../../pipeline/table';
 
-export const PENDING_UPLOAD_MESSAGE = 'Pending import-image upload';
+export const PENDING_UPLOAD_MESSAGE = rowOf('manifest').statusMessage;
 
 type UploadCheck = { complete: true; manifest: ImportManifest } | { complete: false; waitingFor: string };
 
@@ -57,21 +56,16 @@ async function waitForUpload(ctx: StageContext, taskId: string): Promise<ImportM
   }
 }
 
-export const manifestStage = taskStage({
-  name: 'manifest',
-  consumes: EVENT_TYPES.importRequested,
-  expects: 'pending-upload',
-  async work(task, { taskId, accountId }, ctx) {
+export const manifestStage = taskStage('manifest', {
+  async work(task, { taskId }, ctx) {
     const manifest = await waitForUpload(ctx, taskId);
     if (!manifest) return;
     if (manifest.fileFormat !== task.request.format) {
       throw new ClientError(`the import manifest says the file format is ${manifest.fileFormat} but the request said ${task.request.format}`);
     }
-    await completeStep(
-      ctx, taskId, 'pending-upload', 'manifest-received',
-      (doc) => ({ artifacts: { ...doc.artifacts, manifest }, progress: Math.max(doc.progress, 5) }),
-      makeEvent(EVENT_TYPES.manifestReceived, { taskId, accountId }, 'manifest'),
-      'Verifying uploaded parts',
+    await advanceToNext(
+      ctx, 'manifest', taskId,
+      (doc) => ({ artifacts: { ...doc.artifacts, manifest } }),
     );
   },
 });

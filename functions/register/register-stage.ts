@@ -2,17 +2,12 @@
  * Stage 5: create the volume record (and for ImportInstance the stopped instance that owns it)
  * and complete the task.
  */
-import { EVENT_TYPES } from '../../events/types';
-import { makeEvent } from '../../events/make-event';
 import { newVolumeId } from '../../tasks/ids';
 import { updateTask } from '../../tasks/state-machine';
 import type { InstanceRecord, TaskDocument } from '../../tasks/task';
-import { completeStep, taskStage } from '../task-step';
+import { advanceToNext, taskStage } from '../task-step';
 
-export const registerStage = taskStage({
-  name: 'register',
-  consumes: EVENT_TYPES.validated,
-  expects: 'validated',
+export const registerStage = taskStage('register', {
   async work(task, { taskId, accountId }, ctx) {
     const image = task.artifacts.image;
     if (!image) throw new Error(`task ${taskId} reached register without an image`);
@@ -39,11 +34,10 @@ export const registerStage = taskStage({
     const instance = instanceRecord(task, volumeId, createdAt);
     if (instance) await ctx.tasks.putResource(instance);
     const resourceId = instance?.id ?? volumeId;
-    await completeStep(
-      ctx, taskId, 'validated', 'completed',
-      (doc) => ({ artifacts: { ...doc.artifacts, volumeId }, progress: 100 }),
-      makeEvent(EVENT_TYPES.registered, { taskId, accountId, resourceId }, 'register'),
-      '',
+    await advanceToNext(
+      ctx, 'register', taskId,
+      (doc) => ({ artifacts: { ...doc.artifacts, volumeId } }),
+      { resourceId },
     );
   },
 });

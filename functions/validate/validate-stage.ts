@@ -3,21 +3,16 @@
  * carries an MBR or GPT partition table (guest inspection grows here).
  */
 import { GetObjectCommand } from '@aws-sdk/client-s3';
-import { EVENT_TYPES } from '../../events/types';
-import { makeEvent } from '../../events/make-event';
 import { detectPartitionTable } from '../../toolkit/inspect/partitions';
-import { completeStep, taskStage } from '../task-step';
+import { advanceToNext, taskStage } from '../task-step';
 import { ClientError } from '../errors';
 
 const GiB = 1024 ** 3;
 /** Enough for the MBR, the GPT header and its first partition entries. */
 const HEAD_BYTES = 34 * 512;
 
-export const validateStage = taskStage({
-  name: 'validate',
-  consumes: EVENT_TYPES.diskConverted,
-  expects: 'disk-converted',
-  async work(task, { taskId, accountId, image }, ctx) {
+export const validateStage = taskStage('validate', {
+  async work(task, { taskId, image }, ctx) {
     const volumeBytes = task.request.volumeSizeGiB * GiB;
     if (image.size > volumeBytes) {
       throw new ClientError(`the disk is ${image.size} bytes, larger than the requested volume of ${task.request.volumeSizeGiB} GiB`);
@@ -30,11 +25,9 @@ export const validateStage = taskStage({
     }
     const table = detectPartitionTable(head);
     const validation = { sizeBytes: image.size, partitionTable: table.type };
-    await completeStep(
-      ctx, taskId, 'disk-converted', 'validated',
-      (doc) => ({ artifacts: { ...doc.artifacts, validation }, progress: Math.max(doc.progress, 95) }),
-      makeEvent(EVENT_TYPES.validated, { taskId, accountId }, 'validate'),
-      'Registering',
+    await advanceToNext(
+      ctx, 'validate', taskId,
+      (doc) => ({ artifacts: { ...doc.artifacts, validation } }),
     );
   },
 });

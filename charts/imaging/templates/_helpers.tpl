@@ -38,22 +38,11 @@ app.kubernetes.io/component: {{ .stage }}
 {{- end -}}
 
 {{/*
-The event type each pipeline stage consumes (events/types.ts EVENT_TYPES). The gateway consumes
-none: it is the pipeline's entry.
+The pipeline stages: every workload of .Values.stages but the gateway, which is the pipeline's
+entry and consumes nothing. Each stage's entry names the event type it consumes.
 */}}
-{{- define "imaging.consumes" -}}
-{{- $types := dict
-  "manifest" "io.imaging.import.requested"
-  "decrypt" "io.imaging.manifest-received"
-  "convert" "io.imaging.bundle-decrypted"
-  "validate" "io.imaging.disk-converted"
-  "register" "io.imaging.validated" -}}
-{{- index $types . -}}
-{{- end -}}
-
-{{/* The pipeline stages in order; the gateway is handled apart. */}}
 {{- define "imaging.pipelineStages" -}}
-manifest decrypt convert validate register
+{{- without (keys .Values.stages | sortAlpha) "gateway" | join " " -}}
 {{- end -}}
 
 {{- define "imaging.secretName" -}}

@@ -1,0 +1,216 @@
+/**
+ * Every IMAGING_* setting of every process, in one table: `imaging serve`, `imaging gateway` and
+ * the stage host (functions/host/main.ts) all read their settings through it, so a value means the
+ * same and is refused the same everywhere, in one line naming the variable and what it accepts.
+ * The README's settings tables are this table (test/unit/config/settings-schema.test.ts).
+ *
+ * Adding a setting is adding a row. Imports nothing of ours but the pipeline table (stage names).
+ */
+import { STAGE_NAMES } from '../pipeline/table';
+
+/** The processes that read settings. */
+export type SettingReader = 'serve' | 'gateway' | 'stage';
+
+export type SettingType =
+  | { kind: 'string' }
+  | { kind: 'url' }
+  /** TCP port; 0 picks a free one. */
+  | { kind: 'port' }
+  | { kind: 'positiveInteger'; unit: string }
+  /** Fractions allowed (e.g. hours). */
+  | { kind: 'positiveNumber'; unit: string }
+  | { kind: 'boolean' }
+  | { kind: 'enum'; values: readonly string[] }
+  /** Comma-separated host[:port] list. */
+  | { kind: 'hostList' };
+
+export interface SettingSpec {
+  /** The setting's name in code (and the `imaging serve` flag's option name). */
+  readonly key: string;
+  readonly env: string;
+  /** The command-line flag of `imaging serve` / `imaging gateway`; settings without one are environment only. */
+  readonly flag?: string;
+  readonly type: SettingType;
+  /** The value when nothing is given; without one the setting is unset (see `unset`). */
+  readonly default?: string;
+  /** What an unset setting means, as the README shows it in the default column (per process where it differs). */
+  readonly unset?: string | Readonly<Partial<Record<SettingReader, string>>>;
+  readonly readBy: readonly SettingReader[];
+  /** Processes that refuse to start without it. */
+  readonly requiredBy?: readonly SettingReader[];
+  readonly meaning: string;
+}
+
+const ALL: readonly SettingReader[] = ['serve', 'gateway', 'stage'];
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+export const SETTINGS = [
+  { key: 'dataDir', env: 'IMAGING_DATA_DIR', flag: '--data-dir', type: { kind: 'string' }, default: './data', readBy: ['serve'], meaning: 'Where the embedded task database, the embedded S3 store and the generated credentials live.' },
+  { key: 'host', env: 'IMAGING_HOST', flag: '--host', type: { kind: 'string' }, default: '127.0.0.1', readBy: ['serve', 'gateway'], meaning: 'Address the EC2 endpoint and the embedded S3 endpoint listen on.' },
+  { key: 'port', env: 'IMAGING_PORT', flag: '--port', type: { kind: 'port' }, default: '8773', readBy: ['serve', 'gateway'], meaning: 'Port of the EC2 Query API endpoint.' },
+  { key: 's3Port', env: 'IMAGING_S3_PORT', flag: '--s3-port', type: { kind: 'port' }, default: '8774', readBy: ['serve'], meaning: 'Port of the embedded S3 endpoint (only when no S3 endpoint is configured).' },
+  { key: 'mongodbUri', env: 'IMAGING_MONGODB_URI', flag: '--mongodb-uri', type: { kind: 'string' }, unset: '(embedded SQLite: <data-dir>/tasks.db)', readBy: ALL, requiredBy: ['gateway', 'stage'], meaning: 'MongoDB connection string for the task store; unset, tasks live in an embedded SQLite database.' },
+  { key: 'mongodbDb', env: 'IMAGING_MONGODB_DB', flag: '--mongodb-db', type: { kind: 'string' }, default: 'imaging', readBy: ALL, meaning: 'MongoDB database name.' },
+  { key: 's3Endpoint', env: 'IMAGING_S3_ENDPOINT', flag: '--s3-endpoint', type: { kind: 'url' }, unset: '(embedded)', readBy: ALL, requiredBy: ['stage'], meaning: 'External S3-compatible endpoint; when set, no S3 server is embedded.' },
+  { key: 's3Region', env: 'IMAGING_S3_REGION', flag: '--s3-region', type: { kind: 'string' }, default: 'us-east-1', readBy: ['serve', 'stage'], meaning: 'Region used to sign requests to the S3 endpoint.' },
+  { key: 's3AccessKeyId', env: 'IMAGING_S3_ACCESS_KEY_ID', flag: '--s3-access-key-id', type: { kind: 'string' }, unset: '(the bootstrap key)', readBy: ['serve', 'stage'], requiredBy: ['stage'], meaning: "The service's own key for the S3 endpoint." },
+  { key: 's3SecretAccessKey', env: 'IMAGING_S3_SECRET_ACCESS_KEY', flag: '--s3-secret-access-key', type: { kind: 'string' }, unset: '(the bootstrap secret)', readBy: ['serve', 'stage'], requiredBy: ['stage'], meaning: "The service's own secret for the S3 endpoint." },
+  { key: 's3ForcePathStyle', env: 'IMAGING_S3_FORCE_PATH_STYLE', type: { kind: 'boolean' }, default: 'true', readBy: ['stage'], meaning: 'Address buckets as a path of the S3 endpoint rather than as a host name.' },
+  { key: 'region', env: 'IMAGING_REGION', flag: '--region', type: { kind: 'string' }, default: 'us-east-1', readBy: ['serve', 'gateway'], meaning: 'Region name the EC2 endpoint answers for.' },
+  { key: 'accessKeyId', env: 'IMAGING_ACCESS_KEY_ID', flag: '--access-key-id', type: { kind: 'string' }, unset: '(generated once, kept in the data dir)', readBy: ['serve', 'gateway'], requiredBy: ['gateway'], meaning: 'Access key id of the bootstrap account.' },
+  { key: 'secretAccessKey', env: 'IMAGING_SECRET_ACCESS_KEY', flag: '--secret-access-key', type: { kind: 'string' }, unset: '(generated once, kept in the data dir)', readBy: ['serve', 'gateway'], requiredBy: ['gateway'], meaning: 'Secret access key of the bootstrap account.' },
+  { key: 'accountId', env: 'IMAGING_ACCOUNT_ID', flag: '--account-id', type: { kind: 'string' }, unset: '(generated once)', readBy: ['serve', 'gateway'], requiredBy: ['gateway'], meaning: '12-digit account id of the bootstrap account.' },
+  { key: 'imageBucket', env: 'IMAGING_IMAGE_BUCKET', flag: '--image-bucket', type: { kind: 'string' }, default: 'imaging-images', readBy: ['serve', 'stage'], meaning: 'Bucket of the image store, where converted disks are written.' },
+  { key: 'natsUrl', env: 'IMAGING_NATS_URL', flag: '--nats-url', type: { kind: 'string' }, unset: { serve: '(in-process bus)', stage: '(required in jetstream mode)' }, readBy: ALL, requiredBy: ['gateway'], meaning: 'NATS server with JetStream; when set, events travel over it instead of in-process.' },
+  { key: 'allowedObjectHosts', env: 'IMAGING_ALLOWED_OBJECT_HOSTS', flag: '--allowed-object-hosts', type: { kind: 'hostList' }, unset: '(the S3 endpoint)', readBy: ALL, meaning: 'Comma-separated host:port list from which manifest and part URLs may be fetched.' },
+  { key: 'memoryLimitMb', env: 'IMAGING_MEMORY_LIMIT_MB', flag: '--memory-limit-mb', type: { kind: 'positiveInteger', unit: 'MiB' }, default: '256', readBy: ['serve', 'stage'], meaning: 'Memory bound of one conversion.' },
+  { key: 'uploadPollMs', env: 'IMAGING_UPLOAD_POLL_MS', flag: '--upload-poll-ms', type: { kind: 'positiveInteger', unit: 'milliseconds' }, default: '5000', readBy: ['serve', 'stage'], meaning: 'How often a task waiting for its upload checks again.' },
+  { key: 'taskLifetimeHours', env: 'IMAGING_TASK_LIFETIME_HOURS', flag: '--task-lifetime-hours', type: { kind: 'positiveNumber', unit: 'hours' }, default: '168', readBy: ['serve', 'gateway'], meaning: 'How long a task may wait for its upload before it expires.' },
+  { key: 'logLevel', env: 'IMAGING_LOG_LEVEL', flag: '--log-level', type: { kind: 'enum', values: LOG_LEVELS }, default: 'info', readBy: ALL, meaning: 'Log level (fatal, error, warn, info, debug).' },
+  { key: 'stage', env: 'IMAGING_STAGE', type: { kind: 'enum', values: STAGE_NAMES }, unset: '(required)', readBy: ['stage'], meaning: 'The stage this process runs: a row of the pipeline table (pipeline/table.ts).' },
+  { key: 'hostMode', env: 'IMAGING_HOST_MODE', type: { kind: 'enum', values: ['jetstream', 'http'] }, default: 'jetstream', readBy: ['stage'], meaning: 'jetstream: a pull consumer of IMAGING_NATS_URL; http: a CloudEvents HTTP function (Knative).' },
+  { key: 'httpPort', env: 'IMAGING_HTTP_PORT', type: { kind: 'port' }, default: '8080', readBy: ['stage'], meaning: 'Port the stage host listens on in http mode.' },
+  { key: 'concurrency', env: 'IMAGING_CONCURRENCY', type: { kind: 'positiveInteger', unit: 'deliveries' }, unset: "(the stage's row in pipeline/table.ts)", readBy: ['stage'], meaning: 'Deliveries one stage process works on at once (jetstream mode).' },
+  { key: 'maxDeliver', env: 'IMAGING_MAX_DELIVER', type: { kind: 'positiveInteger', unit: 'attempts' }, unset: "(the stage's row in pipeline/table.ts)", readBy: ['stage'], meaning: 'Attempts at one event before its task is failed (jetstream mode).' },
+  { key: 'ackWaitMs', env: 'IMAGING_ACK_WAIT_MS', type: { kind: 'positiveInteger', unit: 'milliseconds' }, unset: "(the stage's row in pipeline/table.ts)", readBy: ['stage'], meaning: 'How long a delivery may go without a sign of life before another replica gets it (jetstream mode).' },
+] as const satisfies readonly SettingSpec[];
+
+type Spec = (typeof SETTINGS)[number];
+export type SettingKey = Spec['key'];
+
+type ValueOfType<T extends SettingType> = T extends { kind: 'port' | 'positiveInteger' | 'positiveNumber' }
+  ? number
+  : T extends { kind: 'boolean' }
+    ? boolean
+    : T extends { kind: 'hostList' }
+      ? string[]
+      : T extends { kind: 'enum'; values: readonly (infer V)[] }
+        ? V
+        : string;
+
+/** Typed settings: a setting with a default always has a value; one without may be unset. */
+export type Settings = {
+  [S in Spec as S['key']]: ValueOfType<S['type']> | (S extends { default: string } ? never : undefined);
+};
+
+/** A setting has a value it does not accept, or a required one is missing: one line, naming the variable. */
+export class SettingError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SettingError';
+  }
+}
+
+/** What a type accepts, in words: the end of a refusal message. */
+export function accepts(type: SettingType): string {
+  switch (type.kind) {
+    case 'string':
+      return 'a string';
+    case 'url':
+      return 'a URL';
+    case 'port':
+      return 'a port number (0-65535)';
+    case 'positiveInteger':
+      return `a positive integer (${type.unit})`;
+    case 'positiveNumber':
+      return `a positive number (${type.unit})`;
+    case 'boolean':
+      return 'true or false';
+    case 'enum':
+      return `one of ${type.values.join(', ')}`;
+    case 'hostList':
+      return 'a comma-separated list of host[:port]';
+  }
+}
+
+const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/;
+
+/** Parses one raw value (already trimmed, non-empty) of `spec`; throws SettingError naming it. */
+export function parseSettingValue(spec: SettingSpec, raw: string): string | number | boolean | string[] {
+  const refuse = (): never => {
+    throw new SettingError(`${spec.env} must be ${accepts(spec.type)}, got ${JSON.stringify(raw)}`);
+  };
+  const type = spec.type;
+  switch (type.kind) {
+    case 'string':
+      return raw;
+    case 'url':
+      try {
+        new URL(raw);
+      } catch {
+        throw new SettingError(`${spec.env} is not a URL: ${JSON.stringify(raw)}`);
+      }
+      return raw;
+    case 'port': {
+      const n = Number(raw);
+      return /^\d+$/.test(raw) && n <= 65535 ? n : refuse();
+    }
+    case 'positiveInteger': {
+      const n = Number(raw);
+      return Number.isSafeInteger(n) && n > 0 ? n : refuse();
+    }
+    case 'positiveNumber': {
+      const n = Number(raw);
+      return Number.isFinite(n) && n > 0 ? n : refuse();
+    }
+    case 'boolean': {
+      const word = raw.toLowerCase();
+      if (['true', '1', 'yes'].includes(word)) return true;
+      if (['false', '0', 'no'].includes(word)) return false;
+      return refuse();
+    }
+    case 'enum': {
+      const word = raw.toLowerCase();
+      return type.values.includes(word) ? word : refuse();
+    }
+    case 'hostList': {
+      const hosts = raw.split(',').map((h) => h.trim().toLowerCase()).filter((h) => h !== '');
+      return hosts.length > 0 && hosts.every((h) => HOST_PORT.test(h)) ? hosts : refuse();
+    }
+  }
+}
+
+export function settingSpec(key: SettingKey): SettingSpec {
+  return SETTINGS.find((s) => s.key === key)!;
+}
+
+type Raw = Record<string, string | undefined>;
+
+/** The raw value of a setting: the flag, else the environment variable, else undefined. */
+function rawValue(spec: SettingSpec, env: Raw, flags: Raw): string | undefined {
+  for (const value of [flags[spec.key], env[spec.env]]) {
+    if (value !== undefined && value.trim() !== '') return value.trim();
+  }
+  return undefined;
+}
+
+/**
+ * The settings of one process, every one it reads validated: flags (by key) over environment over
+ * defaults. A setting the process does not read keeps its default (or stays unset) unchecked.
+ */
+export function readSettings(reader: SettingReader, env: Raw = process.env, flags: Raw = {}): Settings {
+  const out: Record<string, unknown> = {};
+  const missing: string[] = [];
+  for (const spec of SETTINGS as readonly SettingSpec[]) {
+    const read = spec.readBy.includes(reader);
+    const raw = read ? rawValue(spec, env, flags) : undefined;
+    if (raw === undefined && read && spec.requiredBy?.includes(reader)) missing.push(spec.env);
+    const value = raw ?? spec.default;
+    out[spec.key] = value === undefined ? undefined : parseSettingValue(spec, value);
+  }
+  // The first one, as a person fixes them: one line, one variable.
+  if (missing.length > 0) throw new SettingError(`${missing[0]} is not set`);
+  return out as Settings;
+}
+
+/** The default column of the README and of help texts: the default, or what leaving it unset means. */
+export function shownDefault(spec: SettingSpec, reader: SettingReader): string {
+  if (spec.requiredBy?.includes(reader)) return '(required)';
+  if (spec.default !== undefined) return spec.default;
+  return typeof spec.unset === 'string' ? spec.unset : (spec.unset?.[reader] ?? '');
+}
+
+/** The settings a process reads, in table order (for help texts and the README). */
+export function settingsReadBy(reader: SettingReader): readonly SettingSpec[] {
+  return (SETTINGS as readonly SettingSpec[]).filter((s) => s.readBy.includes(reader));
+}
