@@ -10,7 +10,7 @@ import type { RandomAccessSource } from '../../io/source';
 import type { DiskImageReader, Extent, ImageInfo, ReaderOptions } from '../format';
 import { QCOW2_CHECKS } from './check-names';
 import { l1EntryOffset, mapL2Entries } from './cluster-map';
-import { ExtentCoalescer } from './extent-coalescer';
+import { ExtentCoalescer } from '../extent-coalescer';
 import { decodeQcow2Header, QCOW2_HEADER_READ_LENGTH } from './header';
 import { checkQcow2Basics, checkQcow2Header, type Qcow2Layout } from './layout';
 

@@ -14,7 +14,7 @@
 import { ImageFormatError } from '../../errors';
 import type { RandomAccessSource } from '../../io/source';
 import type { DiskImageReader, Extent, ImageInfo, ReaderOptions } from '../format';
-import { coalesceExtents } from './extent-coalescing';
+import { coalesceExtents } from '../extent-coalescer';
 import { rangesOverlap, type ByteRange } from './struct-layout';
 import {
   VHD_BAT_UNALLOCATED,

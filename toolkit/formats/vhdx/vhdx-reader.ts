@@ -7,7 +7,7 @@
 import { ImageFormatError } from '../../errors';
 import type { RandomAccessSource } from '../../io/source';
 import type { DiskImageReader, Extent, ImageInfo, ReaderOptions } from '../format';
-import { coalesceExtents } from '../vhd/extent-coalescing';
+import { coalesceExtents } from '../extent-coalescer';
 import { decodeStruct, rangesOverlap, type ByteRange } from '../vhd/struct-layout';
 import { vhdxChecksum } from './crc32c';
 import { isZeroGuid } from './vhdx-guid';

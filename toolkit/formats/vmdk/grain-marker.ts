@@ -7,6 +7,7 @@
  * fetched once, never a second time just to learn the sizes.
  */
 import { ImageFormatError } from '../../errors';
+import type { CompressedExtent, CompressedFrame } from '../format';
 import { GRAIN_MARKER_SIZE, SECTOR } from './sparse-header';
 
 /** qemu's bound for one compressed grain; deflate never needs more than this for incompressible data. */
@@ -61,4 +62,21 @@ export function grainMarkerPayload(grain: FramedGrain, bytes: Buffer, at: number
     );
   }
   return { at: at + GRAIN_MARKER_SIZE, length: size };
+}
+
+/**
+ * The frame a streamOptimized VMDK's compressed extent carries: the engine hands it the grain's
+ * bytes, and it checks the marker (which must name `lba`) and says where the zlib stream is.
+ * One per compressed grain; the extent supplies the rest (its bound, its grain size).
+ */
+export class GrainMarkerFrame implements CompressedFrame {
+  constructor(readonly lba: number) {}
+
+  locate(extent: CompressedExtent, bytes: Buffer, at: number): { at: number; length: number } {
+    return grainMarkerPayload(
+      { sourceOffset: extent.sourceOffset, sourceLength: extent.sourceLength, lba: this.lba, grainBytes: extent.unitSize },
+      bytes,
+      at,
+    );
+  }
 }

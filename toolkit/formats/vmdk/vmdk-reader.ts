@@ -36,7 +36,8 @@ import {
   VMDK_MAGIC,
   type SparseHeader,
 } from './sparse-header';
-import { maxFramedGrainBytes } from './grain-marker';
+import { GrainMarkerFrame, maxFramedGrainBytes } from './grain-marker';
+import { ExtentCoalescer } from '../extent-coalescer';
 
 /** Grain sizes (sectors) we accept: powers of two from 4 KiB to 1 MiB (VMware uses 64 KiB). */
 const MIN_GRAIN_SECTORS = 8n;
@@ -126,7 +127,7 @@ export class VmdkReader implements DiskImageReader {
 
   async *blockMap(): AsyncIterable<Extent> {
     const { layout } = this;
-    const merger = new ExtentMerger();
+    const coalescer = new ExtentCoalescer();
     // Tables are fetched a few ahead, so small reads overlap with the consumer's work instead
     // of stalling it once per table.
     const ahead: Promise<PreparedTable>[] = [];
@@ -144,7 +145,7 @@ export class VmdkReader implements DiskImageReader {
       if (!table) {
         // A whole empty table is one zero extent: big sparse disks map in time proportional to their tables.
         const start = firstGrain * layout.grainBytes;
-        const done = merger.push({ kind: 'zero', start, length: Math.min(grains * layout.grainBytes, layout.virtualSize - start) });
+        const done = coalescer.add({ kind: 'zero', start, length: Math.min(grains * layout.grainBytes, layout.virtualSize - start) });
         if (done) yield done;
         continue;
       }
@@ -165,16 +166,16 @@ export class VmdkReader implements DiskImageReader {
             sourceLength: compressedBounds[i],
             codec: 'zlib',
             unitSize: layout.grainBytes,
-            frame: { kind: 'vmdk-grain-marker', lba: grain * (layout.grainBytes / SECTOR) },
+            frame: new GrainMarkerFrame(grain * (layout.grainBytes / SECTOR)),
           };
         } else {
           extent = { kind: 'data', start, length, sourceOffset: entry * SECTOR };
         }
-        const done = merger.push(extent);
+        const done = coalescer.add(extent);
         if (done) yield done;
       }
     }
-    const last = merger.flush();
+    const last = coalescer.flush();
     if (last) yield last;
   }
 
@@ -462,31 +463,4 @@ function compressedGrainBounds(table: Uint32Array, layout: Layout, sourceSize: n
     bounds[used[k]] = Math.min(nextAt - at, most, sourceSize - at);
   }
   return bounds;
-}
-
-/** Joins neighbouring zero extents, and data extents that are contiguous in the file too. */
-class ExtentMerger {
-  private pending: Extent | undefined;
-
-  push(next: Extent): Extent | undefined {
-    const current = this.pending;
-    if (current && current.start + current.length === next.start) {
-      if (current.kind === 'zero' && next.kind === 'zero') {
-        current.length += next.length;
-        return undefined;
-      }
-      if (current.kind === 'data' && next.kind === 'data' && current.sourceOffset + current.length === next.sourceOffset) {
-        current.length += next.length;
-        return undefined;
-      }
-    }
-    this.pending = next;
-    return current;
-  }
-
-  flush(): Extent | undefined {
-    const last = this.pending;
-    this.pending = undefined;
-    return last;
-  }
 }
