@@ -1,9 +1,9 @@
 /** VMDK: hosted sparse extents (monolithicSparse, streamOptimized). */
 import type { DiskFormat, DiskImageWriter } from '../format';
-import { looksLikeVmdk, VmdkReader } from './vmdk-reader';
+import { looksLikeVmdk, VmdkReader } from './reader';
 import { StreamOptimizedVmdkWriter } from './stream-optimized-writer';
 
-export { VmdkReader } from './vmdk-reader';
+export { VmdkReader } from './reader';
 export { StreamOptimizedVmdkWriter } from './stream-optimized-writer';
 
 export const vmdkFormat: DiskFormat = {
