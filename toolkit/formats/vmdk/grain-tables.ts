@@ -16,11 +16,12 @@ const READ_CONCURRENCY = 16;
 /** GT entry meaning "this grain reads as zeros" when FLAG_ZERO_GRAIN_GTE is set. */
 const GTE_ZEROED = 1;
 
+/** A grain that reads as zeros: never allocated, or marked zero where the header allows it. */
 export function isUnallocated(entry: number, layout: Layout): boolean {
   return entry === 0 || (entry === GTE_ZEROED && (layout.flags & FLAG_ZERO_GRAIN_GTE) !== 0);
 }
 
-
+/** The grain directory, whole: it and every table it names lie inside the file, no two tables overlapping. */
 export async function readGrainDirectory(source: RandomAccessSource, layout: Layout): Promise<Uint32Array> {
   const gdOffset = layout.header.gdOffset;
   const gdBytes = layout.gtCount * 4;

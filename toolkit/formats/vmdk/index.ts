@@ -1,4 +1,8 @@
-/** VMDK: hosted sparse extents (monolithicSparse, streamOptimized). */
+/**
+ * VMDK: hosted sparse extents (monolithicSparse, streamOptimized). Reading: header.ts →
+ * checks.ts → layout.ts, grain-tables.ts → extent-map.ts → reader.ts; writing:
+ * stream-optimized-writer.ts.
+ */
 import type { DiskFormat, DiskImageWriter } from '../format';
 import { looksLikeVmdk, VmdkReader } from './reader';
 import { StreamOptimizedVmdkWriter } from './stream-optimized-writer';
