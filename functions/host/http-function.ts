@@ -114,7 +114,7 @@ async function serveEvent(fn: CloudEventFunction<unknown>, stage: Stage, deps: S
   try {
     await fn(incoming);
     res.writeHead(204).end();
-  } catch (error) {
+  } catch {
     // invokeStage has logged it with the event; the sender retries on a 5xx.
     res.writeHead(500, { 'content-type': 'text/plain' }).end(`stage ${stage.name} failed on event ${incoming.id}`);
   }
