@@ -6,9 +6,11 @@
  * Suites that need it use describeWithMoto(): when moto_server is not installed the suite is
  * skipped and the reason is printed once (install: `pip install 'moto[server]'`).
  */
-import { spawn, spawnSync } from 'child_process';
+import { spawn } from 'child_process';
+import { accessSync, constants, statSync } from 'fs';
 import { request } from 'http';
 import { createServer } from 'net';
+import { delimiter, join } from 'path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { makeS3Client } from '../../toolkit/io/object-storage';
 
@@ -26,15 +28,22 @@ export interface RunningMotoServer {
   stop(): Promise<void>;
 }
 
-let available: string | undefined | null = null;
-
-/** Undefined when moto_server can run here, else why not. Checked once per process. */
+/**
+ * Undefined when a moto_server executable is on PATH (or MOTO_SERVER_BIN is one), else why the
+ * suites are skipped. Only looked up, not run: importing moto takes seconds (tens on a loaded
+ * machine), and a moto_server that is there but broken must fail its suite, not skip it.
+ */
 export function motoServerMissing(): string | undefined {
-  if (available === null) {
-    const probe = spawnSync(MOTO_SERVER, ['--help'], { stdio: 'ignore', timeout: 30_000 });
-    available = probe.error || probe.status !== 0 ? `${MOTO_SERVER} is not installed or does not run (${probe.error?.message ?? `exit ${probe.status}`}); install it with pip install 'moto[server]'` : undefined;
-  }
-  return available;
+  const candidates = MOTO_SERVER.includes('/') ? [MOTO_SERVER] : (process.env.PATH ?? '').split(delimiter).filter(Boolean).map((dir) => join(dir, MOTO_SERVER));
+  const found = candidates.some((path) => {
+    try {
+      accessSync(path, constants.X_OK);
+      return statSync(path).isFile();
+    } catch {
+      return false;
+    }
+  });
+  return found ? undefined : `${MOTO_SERVER} is not on PATH; install it with pip install 'moto[server]' (or set MOTO_SERVER_BIN)`;
 }
 
 /** describe(), or describe.skip() with the reason printed when moto_server is absent. */
