@@ -2,7 +2,8 @@
 # What the tests need besides node_modules, run first by `npm test` (and so by .ci/run):
 #   nats-server; qemu-img and qemu-io (qemu-utils); sfdisk (fdisk); mkfs.ext4 (e2fsprogs); unzip;
 #   the AWS CLI (awscli); g++ and make, to build the sparse-file addon (toolkit/native);
-#   python3 with boto3.
+#   python3 with boto3; for guest inspection's test disks dosfstools, mtools, xfsprogs, ntfs-3g,
+#   fuse3 and cryptsetup-bin.
 # On Debian as root it installs what is missing (apt-get; boto3 with pip). Otherwise it prints
 # exactly what to run and exits non-zero. With everything present it only looks, in well under a
 # second.
@@ -24,6 +25,13 @@ missing_packages() {
   have g++ || packages="$packages g++"
   have make || packages="$packages make"
   have python3 || packages="$packages python3"
+  # Guest inspection builds test disks with these (toolkit/inspect, test/helpers/guest-images.ts).
+  have mkfs.vfat || packages="$packages dosfstools"
+  have mcopy || packages="$packages mtools"
+  have mkfs.xfs || packages="$packages xfsprogs"
+  { have mkfs.ntfs && have ntfs-3g; } || packages="$packages ntfs-3g"
+  have fusermount3 || packages="$packages fuse3"
+  have cryptsetup || packages="$packages cryptsetup-bin"
   echo "$packages"
 }
 
