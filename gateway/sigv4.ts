@@ -10,10 +10,10 @@ import {
   authFailureUnknownKey,
   type Caller,
   checkSkew,
+  exactUtcDate,
   headerValue,
   hmac,
   MAX_CLOCK_SKEW_MS,
-  safeDecode,
   sha256Hex,
   signatureMismatch,
   signaturesEqual,
@@ -157,10 +157,14 @@ function checkScope(claim: SigV4Claim): void {
 
 const AMZ_DATE = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/;
 
+/**
+ * A timestamp whose every field is in range: Date.UTC would silently roll month 13 or second 99
+ * over into a later date, and a signature over one string must not be read as another time.
+ */
 function parseAmzDate(text: string, what: string): Date {
   const m = AMZ_DATE.exec(text);
-  const date = m ? new Date(Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6])) : undefined;
-  if (!date || Number.isNaN(date.getTime())) throw new Ec2Error('IncompleteSignature', `${what} ${text} is not a timestamp of the form YYYYMMDDTHHMMSSZ`);
+  const date = m ? exactUtcDate(+m[1], +m[2], +m[3], +m[4], +m[5], +m[6]) : undefined;
+  if (!date) throw new Ec2Error('IncompleteSignature', `${what} ${text} is not a valid timestamp of the form YYYYMMDDTHHMMSSZ`);
   return date;
 }
 
@@ -198,16 +202,15 @@ function acceptablePayloadHashes(raw: RawRequest, presigned: boolean): string[] 
   return [declared ?? bodyHash];
 }
 
-/** Query string as (decoded name, decoded value) pairs, in wire order. */
+/**
+ * Query string as (decoded name, decoded value) pairs, in wire order, decoded exactly as the
+ * request parser decodes the parameters the actions act on (application/x-www-form-urlencoded:
+ * `+` is a space). The signature is then checked over the values acted on: a client that signed
+ * `a%2Bb` and sent `a+b` gets SignatureDoesNotMatch, not a description of `a b`.
+ */
 function queryPairs(rawQuery: string): [string, string][] {
   if (!rawQuery) return [];
-  return rawQuery
-    .split('&')
-    .filter((pair) => pair !== '')
-    .map((pair) => {
-      const eq = pair.indexOf('=');
-      return eq < 0 ? [safeDecode(pair), ''] : [safeDecode(pair.slice(0, eq)), safeDecode(pair.slice(eq + 1))];
-    });
+  return [...new URLSearchParams(rawQuery)];
 }
 
 /** Path normalized and encoded as for every service but S3: dot segments removed, encoded again. */
