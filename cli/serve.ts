@@ -59,7 +59,7 @@ function positiveNumber(value: string, name: string): number {
 export async function startService(settings: ServeSettings, options: { logToStderr?: boolean } = {}): Promise<RunningService> {
   const log = pino({ level: settings.logLevel || 'info' }, options.logToStderr === false ? pino.destination('/dev/null') : pino.destination(2));
   const dataDir = resolve(settings.dataDir);
-  mkdirSync(dataDir, { recursive: true });
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const credentials = bootstrapCredentials(settings, dataDir);
   const stops: (() => Promise<void>)[] = [];
   const stopAll = async () => {
