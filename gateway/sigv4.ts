@@ -49,14 +49,32 @@ export function hasSigV4Query(raw: RawRequest): boolean {
   return queryPairs(raw.rawQuery).some(([name]) => name === 'X-Amz-Algorithm');
 }
 
+/**
+ * What differs between services that verify SigV4: the service name in the credential scope, how
+ * the path is canonicalised, and which payload hashes stand for the body. EC2 is the default;
+ * the embedded S3 endpoint verifies with its own profile (S3 signs the path as sent, unnormalised,
+ * and checks the body against the declared hash while it streams).
+ */
+export interface SigV4Profile {
+  service: string;
+  canonicalUri(path: string): string;
+  payloadHashes(raw: RawRequest, presigned: boolean): string[];
+}
+
+export const EC2_SIGV4_PROFILE: SigV4Profile = {
+  service: SERVICE,
+  canonicalUri: (path) => canonicalUri(path),
+  payloadHashes: (raw, presigned) => acceptablePayloadHashes(raw, presigned),
+};
+
 /** Checks a SigV4-signed request (header or presigned) and returns the caller. */
-export async function verifySigV4(raw: RawRequest, accounts: AccountDirectory, options: VerifyOptions = {}): Promise<Caller> {
+export async function verifySigV4(raw: RawRequest, accounts: AccountDirectory, options: VerifyOptions = {}, profile: SigV4Profile = EC2_SIGV4_PROFILE): Promise<Caller> {
   const now = options.now ?? new Date();
   const maxSkewMs = options.maxSkewMs ?? MAX_CLOCK_SKEW_MS;
   const presigned = !hasSigV4Header(raw);
   const claim = presigned ? claimFromQuery(raw) : claimFromHeader(raw);
 
-  checkScope(claim);
+  checkScope(claim, profile.service);
   if (claim.expiresSeconds === undefined) {
     checkSkew(claim.signedAt, now, maxSkewMs);
   } else {
@@ -75,8 +93,8 @@ export async function verifySigV4(raw: RawRequest, accounts: AccountDirectory, o
   if (!account) throw authFailureUnknownKey(claim.accessKeyId);
 
   const key = signingKey(account.secretAccessKey, claim.scopeDate, claim.region, claim.service);
-  for (const payloadHash of acceptablePayloadHashes(raw, presigned)) {
-    const expected = hmac(key, stringToSign(claim, canonicalRequest(raw, claim.signedHeaders, payloadHash, presigned))).toString('hex');
+  for (const payloadHash of profile.payloadHashes(raw, presigned)) {
+    const expected = hmac(key, stringToSign(claim, canonicalRequest(raw, claim.signedHeaders, payloadHash, presigned, profile))).toString('hex');
     if (signaturesEqual(expected, claim.signature)) return { accountId: account.accountId, accessKeyId: claim.accessKeyId };
   }
   throw signatureMismatch('');
@@ -144,9 +162,9 @@ function parseSignedHeaders(list: string): string[] {
   return names;
 }
 
-function checkScope(claim: SigV4Claim): void {
-  if (claim.service !== SERVICE) {
-    throw signatureMismatch(`The credential scope names service '${claim.service}'; requests to this endpoint are signed for service '${SERVICE}'.`);
+function checkScope(claim: SigV4Claim, service: string): void {
+  if (claim.service !== service) {
+    throw signatureMismatch(`The credential scope names service '${claim.service}'; requests to this endpoint are signed for service '${service}'.`);
   }
   if (claim.scopeDate !== claim.amzDate.slice(0, 8)) {
     throw signatureMismatch(`The credential scope date ${claim.scopeDate} is not the date of the request timestamp ${claim.amzDate}.`);
@@ -234,9 +252,9 @@ export function canonicalQuery(rawQuery: string, presigned: boolean): string {
     .join('&');
 }
 
-export function canonicalRequest(raw: RawRequest, signedHeaders: string[], payloadHash: string, presigned: boolean): string {
+export function canonicalRequest(raw: RawRequest, signedHeaders: string[], payloadHash: string, presigned: boolean, profile: SigV4Profile = EC2_SIGV4_PROFILE): string {
   const headers = signedHeaders.map((name) => `${name}:${(headerValue(raw.headers, name) ?? '').trim().replace(/\s+/g, ' ')}\n`).join('');
-  return [raw.method, canonicalUri(raw.path), canonicalQuery(raw.rawQuery, presigned), headers, signedHeaders.join(';'), payloadHash].join('\n');
+  return [raw.method, profile.canonicalUri(raw.path), canonicalQuery(raw.rawQuery, presigned), headers, signedHeaders.join(';'), payloadHash].join('\n');
 }
 
 function stringToSign(claim: SigV4Claim, canonical: string): string {
