@@ -1,41 +1,307 @@
-/** The S3 endpoint `imaging serve` embeds when none is configured (s3rver, storing under the data dir). */
-import type { Server } from 'http';
+/**
+ * The S3 endpoint `imaging serve` embeds when none is configured: s3rver storing under the data
+ * dir, behind a front that s3rver lacks (issue 11, item 2). Every request must be signed (SigV4
+ * header or presigned, S3 SigV2 header or presigned) by a known key; a body whose SHA-256 the
+ * signature declares is checked before s3rver stores a byte of it. Each bucket belongs to the
+ * account that created it (a record kept in the store directory) and only that account and the
+ * service reach it; the image store is the service's alone. The service's keys reach everything.
+ */
+import { createHash, randomUUID } from 'crypto';
+import { chmodSync, createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, type WriteStream } from 'fs';
+import { createServer, type IncomingMessage, type ServerResponse } from 'http';
 import type { AddressInfo } from 'net';
+import { join } from 'path';
+import { Readable } from 'stream';
+import { applyConnectionLimits, type ConnectionLimits, connectionLimitsFromEnv, DEFAULT_CONNECTION_LIMITS } from '../gateway/connection-limits';
+import type { RawRequest } from '../gateway/query-request';
+import { authenticateS3, S3Error, type S3Caller, type S3KeyLookup } from './s3-auth';
 
-interface S3rverInstance {
-  run(): Promise<AddressInfo>;
-  close(): Promise<void>;
-  httpServer?: Server;
+interface S3rverApp {
+  callback(): (req: IncomingMessage, res: ServerResponse) => void;
+  middleware: ((ctx: { req: unknown }, next: () => Promise<void>) => Promise<void>)[];
+  logger?: { exceptions?: { unhandle(): void }; close(): void };
 }
 // s3rver ships no type declarations; this is the part of its API we use.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const S3rver: new (options: Record<string, unknown>) => S3rverInstance = require('s3rver');
+const S3rver: new (options: Record<string, unknown>) => S3rverApp = require('s3rver');
+// s3rver looks keys up in a process-wide registry and refuses keys it does not know, even with
+// mismatched signatures allowed; a key we have verified is added to it.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const s3rverAccounts: { DUMMY_ACCOUNT: { createKeyPair(id: string, secret: string): void }; registry: Map<string, unknown> } = require('s3rver/lib/models/account');
 
 export interface EmbeddedS3 {
   endpoint: string;
   stop(): Promise<void>;
 }
 
-// s3rver knows access keys through a process-wide registry of accounts; the bootstrap key is
-// added to its built-in account so the service and its users sign with the same key pair.
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const s3rverAccounts: { DUMMY_ACCOUNT: { createKeyPair(id: string, secret: string): void } } = require('s3rver/lib/models/account');
+export interface S3Key {
+  accessKeyId: string;
+  secretAccessKey: string;
+  accountId?: string;
+}
 
-export async function startEmbeddedS3(host: string, port: number, directory: string, keys: { accessKeyId: string; secretAccessKey: string }[]): Promise<EmbeddedS3> {
-  for (const key of keys) s3rverAccounts.DUMMY_ACCOUNT.createKeyPair(key.accessKeyId, key.secretAccessKey);
-  const server = new S3rver({ address: host, port, silent: true, directory, vhostBuckets: false });
+export interface EmbeddedS3Options {
+  host: string;
+  port: number;
+  directory: string;
+  /** The service's own keys: they reach every bucket. */
+  serviceKeys: S3Key[];
+  /** Accounts' keys (the EC2 API's account store); an account reaches only buckets it created. */
+  lookupKey?: S3KeyLookup;
+  /** The image store: readable and writable by the service's keys only, whoever its record names. */
+  imageBucket?: string;
+  connectionLimits?: Partial<ConnectionLimits>;
+}
+
+/** Uploads are long; an S3 request has no whole-request deadline, only header and idle ones. */
+const S3_CONNECTION_DEFAULTS: ConnectionLimits = { ...DEFAULT_CONNECTION_LIMITS, requestTimeoutMs: 0 };
+/** Bodies up to this size are checked in memory; larger ones are spooled to a private file. */
+const IN_MEMORY_BODY_BYTES = 1024 * 1024;
+const OWNERS_FILE = '.imaging-bucket-owners.json';
+const SERVICE_ACCOUNT = 'service';
+
+/**
+ * `startEmbeddedS3(options)`, or the older `startEmbeddedS3(host, port, directory, keys)`, where
+ * every key given is a service key (the single-account `imaging serve`, whose bootstrap account
+ * is also the service).
+ */
+export async function startEmbeddedS3(options: EmbeddedS3Options): Promise<EmbeddedS3>;
+export async function startEmbeddedS3(host: string, port: number, directory: string, keys: S3Key[]): Promise<EmbeddedS3>;
+export async function startEmbeddedS3(first: EmbeddedS3Options | string, port?: number, directory?: string, keys?: S3Key[]): Promise<EmbeddedS3> {
+  const options: EmbeddedS3Options = typeof first === 'string' ? { host: first, port: port!, directory: directory!, serviceKeys: keys! } : first;
+  const { host } = options;
+  // Objects are the users' disk images and the service's outputs: private to the service's user.
+  // s3rver takes no file mode, so the process umask is narrowed; existing files are narrowed too.
+  process.umask(process.umask() | 0o077);
+  mkdirSync(options.directory, { recursive: true, mode: 0o700 });
+  makePrivate(options.directory);
+  const spoolDir = `${options.directory}.spool`;
+  rmSync(spoolDir, { recursive: true, force: true });
+  mkdirSync(spoolDir, { recursive: true, mode: 0o700 });
+
+  const serviceKeys = new Map(options.serviceKeys.map((k) => [k.accessKeyId, { accountId: SERVICE_ACCOUNT, secretAccessKey: k.secretAccessKey }]));
+  const lookup: S3KeyLookup = async (id) => serviceKeys.get(id) ?? (await options.lookupKey?.(id));
+  const owners = new BucketOwners(join(options.directory, OWNERS_FILE));
+
+  const s3 = new S3rver({ silent: true, directory: options.directory, vhostBuckets: false, allowMismatchedSignatures: true });
+  const verifiedBodies = new WeakMap<IncomingMessage, Readable>();
+  // Hands s3rver the checked copy of a body instead of the socket stream.
+  s3.middleware.unshift(async (ctx, next) => {
+    const body = verifiedBodies.get(ctx.req as IncomingMessage);
+    if (body) ctx.req = Object.assign(body, { headers: (ctx.req as IncomingMessage).headers });
+    await next();
+  });
+  const s3rverHandle = s3.callback();
+
+  async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const raw = rawRequestOf(req);
+    const caller = await authenticateS3(raw, lookup);
+    const isService = caller.accountId === SERVICE_ACCOUNT && serviceKeys.has(caller.accessKeyId);
+    const target = targetOf(raw);
+    const createsBucket = target.bucket !== undefined && target.isBucket && raw.method === 'PUT' && !raw.rawQuery;
+    if (!isService) {
+      if (target.bucket === undefined) return listOwnBuckets(res, owners.ownedBy(caller.accountId));
+      if (target.bucket === options.imageBucket || !createsBucket) authorize(caller, target.bucket, owners, options.imageBucket);
+      const copySource = req.headers['x-amz-copy-source'];
+      if (typeof copySource === 'string') authorize(caller, decodeURIComponent(copySource.replace(/^\//, '').split('/')[0]), owners, options.imageBucket);
+    }
+    if (createsBucket) {
+      const bucket = target.bucket!;
+      // A bucket with no record that exists already predates the record: the service's.
+      const owner = owners.get(bucket) ?? (owners.bucketExists(bucket) ? SERVICE_ACCOUNT : undefined);
+      if (owner !== undefined && owner !== caller.accountId && !isService) {
+        throw new S3Error('BucketAlreadyExists', 'The requested bucket name is not available. Choose a different name and try again.', 409);
+      }
+      if (owner === undefined) {
+        owners.set(bucket, caller.accountId);
+        res.once('finish', () => {
+          if (res.statusCode !== 200 && !owners.bucketExists(bucket)) owners.delete(bucket);
+        });
+      }
+    }
+    if (target.bucket !== undefined && target.isBucket && raw.method === 'DELETE' && !raw.rawQuery) {
+      res.once('finish', () => {
+        if (res.statusCode === 204) owners.delete(target.bucket!);
+      });
+    }
+    if (caller.payloadSha256 !== undefined) verifiedBodies.set(req, await checkedBody(req, caller.payloadSha256, spoolDir));
+    const secret = (await lookup(caller.accessKeyId))!.secretAccessKey;
+    if (!s3rverAccounts.registry.has(caller.accessKeyId)) s3rverAccounts.DUMMY_ACCOUNT.createKeyPair(caller.accessKeyId, secret);
+    s3rverHandle(req, res);
+  }
+
+  const server = createServer((req, res) => {
+    serve(req, res).catch((err) => sendError(req, res, err));
+  });
+  applyConnectionLimits(server, { ...connectionLimitsFromEnv('IMAGING_S3', S3_CONNECTION_DEFAULTS), ...options.connectionLimits });
   let address: AddressInfo;
   try {
-    address = await server.run();
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(options.port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    address = server.address() as AddressInfo;
   } catch (err) {
-    throw new Error(`cannot start the embedded S3 endpoint on ${host}:${port}: ${(err as Error).message}`);
+    throw new Error(`cannot start the embedded S3 endpoint on ${host}:${options.port}: ${(err as Error).message}`);
   }
   const shownHost = host.includes(':') ? `[${host}]` : host;
   return {
     endpoint: `http://${shownHost}:${address.port}`,
     async stop() {
-      server.httpServer?.closeAllConnections();
-      await server.close();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      s3.logger?.exceptions?.unhandle();
+      s3.logger?.close();
+      rmSync(spoolDir, { recursive: true, force: true });
     },
   };
+}
+
+function rawRequestOf(req: IncomingMessage): RawRequest {
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  return { method: (req.method ?? 'GET').toUpperCase(), path: q < 0 ? url : url.slice(0, q), rawQuery: q < 0 ? '' : url.slice(q + 1), headers: req.headers, body: Buffer.alloc(0) };
+}
+
+/** Path-style addressing: /bucket/key. */
+function targetOf(raw: RawRequest): { bucket?: string; isBucket: boolean } {
+  const path = raw.path.replace(/^\/+/, '');
+  if (path === '') return { isBucket: false };
+  const slash = path.indexOf('/');
+  const bucketPart = slash < 0 ? path : path.slice(0, slash);
+  let bucket: string;
+  try {
+    bucket = decodeURIComponent(bucketPart);
+  } catch {
+    throw new S3Error('InvalidBucketName', 'The specified bucket is not valid.', 400);
+  }
+  return { bucket, isBucket: slash < 0 || slash === path.length - 1 };
+}
+
+function authorize(caller: S3Caller, bucket: string, owners: BucketOwners, imageBucket: string | undefined): void {
+  if (bucket === imageBucket) throw new S3Error('AccessDenied', `Access Denied: bucket ${bucket} is the service's image store; read your images through the EC2 API`, 403);
+  const owner = owners.get(bucket);
+  // No record: a bucket from before ownership was kept, the service's; or none at all, which
+  // only CreateBucket may name (anything else gets s3rver's NoSuchBucket).
+  if (owner === undefined ? owners.bucketExists(bucket) : owner !== caller.accountId) {
+    throw new S3Error('AccessDenied', 'Access Denied', 403);
+  }
+}
+
+/** Which account created each bucket, kept beside the buckets (a file name no bucket can have). */
+class BucketOwners {
+  private readonly owners: Map<string, string>;
+  private readonly root: string;
+
+  constructor(private readonly path: string) {
+    this.root = join(path, '..');
+    this.owners = new Map(existsSync(path) ? Object.entries(JSON.parse(readFileSync(path, 'utf8')) as Record<string, string>) : []);
+  }
+
+  get(bucket: string): string | undefined {
+    return this.owners.get(bucket);
+  }
+
+  bucketExists(bucket: string): boolean {
+    return existsSync(join(this.root, bucket));
+  }
+
+  ownedBy(accountId: string): { name: string; created: Date }[] {
+    return [...this.owners]
+      .filter(([bucket, owner]) => owner === accountId && this.bucketExists(bucket))
+      .map(([name]) => ({ name, created: statSync(join(this.root, name)).birthtime }));
+  }
+
+  set(bucket: string, accountId: string): void {
+    this.owners.set(bucket, accountId);
+    this.save();
+  }
+
+  delete(bucket: string): void {
+    if (this.owners.delete(bucket)) this.save();
+  }
+
+  private save(): void {
+    const temp = `${this.path}.${process.pid}.tmp`;
+    writeFileSync(temp, JSON.stringify(Object.fromEntries(this.owners), null, 1), { mode: 0o600 });
+    renameSync(temp, this.path);
+  }
+}
+
+/**
+ * Reads the whole body, hashing it, into memory or (past IN_MEMORY_BODY_BYTES) a private spool
+ * file, and returns it for s3rver only if its SHA-256 is the one the signature covers.
+ */
+async function checkedBody(req: IncomingMessage, expectedSha256: string, spoolDir: string): Promise<Readable> {
+  const hash = createHash('sha256');
+  const chunks: Buffer[] = [];
+  let held = 0;
+  let spool: { path: string; stream: WriteStream } | undefined;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    hash.update(chunk);
+    if (!spool && held + chunk.length > IN_MEMORY_BODY_BYTES) {
+      const path = join(spoolDir, randomUUID());
+      spool = { path, stream: createWriteStream(path, { mode: 0o600 }) };
+      for (const c of chunks.splice(0)) spool.stream.write(c);
+    }
+    if (spool) {
+      if (!spool.stream.write(chunk)) await new Promise<void>((r) => spool!.stream.once('drain', () => r()));
+    } else {
+      chunks.push(chunk);
+      held += chunk.length;
+    }
+  }
+  if (spool) await new Promise<void>((resolve, reject) => spool!.stream.end((err?: Error | null) => (err ? reject(err) : resolve())));
+  if (hash.digest('hex') !== expectedSha256) {
+    if (spool) rmSync(spool.path, { force: true });
+    throw new S3Error('XAmzContentSHA256Mismatch', "The provided 'x-amz-content-sha256' header does not match what was computed.", 400);
+  }
+  if (!spool) return Readable.from(chunks.length ? [Buffer.concat(chunks)] : []);
+  const path = spool.path;
+  const stream = createReadStream(path);
+  stream.once('close', () => rmSync(path, { force: true }));
+  return stream;
+}
+
+function listOwnBuckets(res: ServerResponse, buckets: { name: string; created: Date }[]): void {
+  const xml =
+    '<?xml version="1.0" encoding="UTF-8"?>\n<ListAllMyBucketsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Owner><ID>123456789000</ID><DisplayName>owner</DisplayName></Owner><Buckets>' +
+    buckets.map((b) => `<Bucket><Name>${escapeXml(b.name)}</Name><CreationDate>${b.created.toISOString()}</CreationDate></Bucket>`).join('') +
+    '</Buckets></ListAllMyBucketsResult>';
+  res.writeHead(200, { 'Content-Type': 'application/xml', 'Content-Length': Buffer.byteLength(xml) });
+  res.end(xml);
+}
+
+function sendError(req: IncomingMessage, res: ServerResponse, err: unknown): void {
+  const error = err instanceof S3Error ? err : new S3Error('InternalError', 'We encountered an internal error. Please try again.', 500);
+  if (!(err instanceof S3Error)) console.error('embedded S3 request failed', err);
+  if (res.headersSent) return void res.destroy();
+  const requestId = randomUUID();
+  const xml = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${error.code}</Code><Message>${escapeXml(error.message)}</Message><RequestId>${requestId}</RequestId></Error>`;
+  // A refused upload is not read: close the connection rather than drain a body we will not keep.
+  const unread = !req.complete;
+  res.writeHead(error.status, {
+    'Content-Type': 'application/xml',
+    'Content-Length': req.method === 'HEAD' ? 0 : Buffer.byteLength(xml),
+    'x-amz-request-id': requestId,
+    ...(unread ? { Connection: 'close' } : {}),
+  });
+  res.end(req.method === 'HEAD' ? undefined : xml);
+}
+
+const escapeXml = (text: string) => text.replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`);
+
+/** Narrows a store written by an older version: directories 0700, files 0600. */
+function makePrivate(directory: string): void {
+  chmodSync(directory, 0o700);
+  for (const entry of readdirSync(directory, { withFileTypes: true })) {
+    const path = join(directory, entry.name);
+    if (entry.isDirectory()) makePrivate(path);
+    else if (entry.isFile()) chmodSync(path, 0o600);
+  }
 }

@@ -55,7 +55,7 @@ export async function startService(settings: ServeSettings, options: { logToStde
   const typed = typedSettings(settings, 'serve');
   const log = pino({ level: settings.logLevel || 'info' }, options.logToStderr === false ? pino.destination('/dev/null') : pino.destination(2));
   const dataDir = resolve(settings.dataDir);
-  mkdirSync(dataDir, { recursive: true });
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const credentials = bootstrapCredentials(settings, dataDir);
   const stops: (() => Promise<void>)[] = [];
   const stopAll = async () => {

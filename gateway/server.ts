@@ -11,6 +11,7 @@ import type { AccountDirectory } from './accounts';
 import { runAction } from './actions';
 import type { ActionContext } from './actions/action';
 import { authenticate } from './authenticate';
+import { applyConnectionLimits, type ConnectionLimits, connectionLimitsFromEnv } from './connection-limits';
 import { asEc2Error } from './errors';
 import { parseQueryRequest, readRawRequest } from './query-request';
 import type { Caller } from './signing-common';
@@ -32,6 +33,8 @@ export interface GatewayDeps {
   /** How long a task may take before it expires; 7 days by default. */
   taskLifetimeMs?: number;
   log?: GatewayLog;
+  /** Timeouts and connection caps; by default DEFAULT_CONNECTION_LIMITS under IMAGING_EC2_* overrides. */
+  connectionLimits?: Partial<ConnectionLimits>;
 }
 
 export interface Gateway {
@@ -94,6 +97,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
 
   async function listen(port: number, host = '127.0.0.1') {
     const server = createServer(handle);
+    applyConnectionLimits(server, { ...connectionLimitsFromEnv('IMAGING_EC2'), ...deps.connectionLimits });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, host, () => {

@@ -35,13 +35,12 @@ export function uriEncode(text: string): string {
   return encodeURIComponent(text).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 }
 
-/** Percent-decoding that keeps malformed sequences as they are instead of failing. */
-export function safeDecode(text: string): string {
-  try {
-    return decodeURIComponent(text);
-  } catch {
-    return text;
-  }
+/** The UTC time with exactly these fields, or undefined if any field is out of range. */
+export function exactUtcDate(year: number, month: number, day: number, hour: number, minute: number, second: number, ms = 0): Date | undefined {
+  if (hour > 23 || minute > 59 || second > 59) return undefined;
+  const date = new Date(Date.UTC(year, month - 1, day, hour, minute, second, ms));
+  if (Number.isNaN(date.getTime()) || date.getUTCFullYear() !== year || date.getUTCMonth() !== month - 1 || date.getUTCDate() !== day) return undefined;
+  return date;
 }
 
 export function headerValue(headers: IncomingHttpHeaders, name: string): string | undefined {

@@ -10,6 +10,7 @@ import {
   authFailureUnknownKey,
   type Caller,
   checkSkew,
+  exactUtcDate,
   headerValue,
   hmac,
   MAX_CLOCK_SKEW_MS,
@@ -46,11 +47,20 @@ export async function verifySigV2(raw: RawRequest, params: QueryParams, accounts
   return { accountId: account.accountId, accessKeyId };
 }
 
+/**
+ * AWS: a request carries Timestamp or Expires, not both. A Timestamp must be within the clock
+ * skew; an Expires must be in the future, and no further ahead than that skew either: SigV2 has
+ * no signing time of its own, so an Expires years ahead would make the signature replayable for
+ * years (SigV2 requests are made to be sent at once, not handed out like presigned URLs).
+ */
 function checkTime(params: QueryParams, now: Date, maxSkewMs: number): void {
   const timestamp = params.string('Timestamp');
   const expires = params.string('Expires');
   if (timestamp === undefined && expires === undefined) {
     throw new Ec2Error('MissingParameter', 'A Signature Version 2 request must contain the parameter Timestamp or Expires');
+  }
+  if (timestamp !== undefined && expires !== undefined) {
+    throw new Ec2Error('InvalidParameter', 'A Signature Version 2 request must contain Timestamp or Expires, not both');
   }
   if (timestamp !== undefined) {
     const signedAt = parseTime('Timestamp', timestamp);
@@ -59,15 +69,27 @@ function checkTime(params: QueryParams, now: Date, maxSkewMs: number): void {
   if (expires !== undefined) {
     const expiresAt = parseTime('Expires', expires);
     if (now > expiresAt) throw new Ec2Error('RequestExpired', `The request expired at ${expiresAt.toISOString()} (Expires); sign a new one`);
+    if (expiresAt.getTime() - now.getTime() > maxSkewMs) {
+      throw new Ec2Error(
+        'InvalidParameterValue',
+        `Value (${expires}) for parameter Expires is invalid. It is more than ${Math.round(maxSkewMs / 60000)} minutes after the server time ${now.toISOString()}; sign with an Expires at most that far ahead, or with a Timestamp`,
+      );
+    }
   }
 }
 
+/** ISO 8601 as SigV2 clients write it: 2026-01-31T12:00:00Z, optional fraction, Z or ±hh:mm (none means UTC). */
+const ISO_TIME = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})?$/;
+
 function parseTime(name: string, text: string): Date {
-  const date = new Date(text);
-  if (!/^\d{4}-\d{2}-\d{2}T/.test(text) || Number.isNaN(date.getTime())) {
+  const m = ISO_TIME.exec(text);
+  const local = m ? exactUtcDate(+m[1], +m[2], +m[3], +m[4], +m[5], +m[6], m[7] ? Math.floor(Number(`0.${m[7]}`) * 1000) : 0) : undefined;
+  const zone = m?.[8] && m[8] !== 'Z' ? /^([+-])(\d{2}):(\d{2})$/.exec(m[8]) : undefined;
+  if (!local || (zone && (+zone[2] > 23 || +zone[3] > 59))) {
     throw new Ec2Error('InvalidParameterValue', `Value (${text}) for parameter ${name} is invalid. It must be an ISO 8601 time such as 2026-01-31T12:00:00Z.`);
   }
-  return date;
+  const offsetMs = zone ? (zone[1] === '-' ? -1 : 1) * (+zone[2] * 60 + +zone[3]) * 60_000 : 0;
+  return new Date(local.getTime() - offsetMs);
 }
 
 /** METHOD \n host \n path \n sorted, RFC 3986-encoded parameters (all but Signature). */

@@ -10,10 +10,10 @@ import {
   authFailureUnknownKey,
   type Caller,
   checkSkew,
+  exactUtcDate,
   headerValue,
   hmac,
   MAX_CLOCK_SKEW_MS,
-  safeDecode,
   sha256Hex,
   signatureMismatch,
   signaturesEqual,
@@ -49,14 +49,32 @@ export function hasSigV4Query(raw: RawRequest): boolean {
   return queryPairs(raw.rawQuery).some(([name]) => name === 'X-Amz-Algorithm');
 }
 
+/**
+ * What differs between services that verify SigV4: the service name in the credential scope, how
+ * the path is canonicalised, and which payload hashes stand for the body. EC2 is the default;
+ * the embedded S3 endpoint verifies with its own profile (S3 signs the path as sent, unnormalised,
+ * and checks the body against the declared hash while it streams).
+ */
+export interface SigV4Profile {
+  service: string;
+  canonicalUri(path: string): string;
+  payloadHashes(raw: RawRequest, presigned: boolean): string[];
+}
+
+export const EC2_SIGV4_PROFILE: SigV4Profile = {
+  service: SERVICE,
+  canonicalUri: (path) => canonicalUri(path),
+  payloadHashes: (raw, presigned) => acceptablePayloadHashes(raw, presigned),
+};
+
 /** Checks a SigV4-signed request (header or presigned) and returns the caller. */
-export async function verifySigV4(raw: RawRequest, accounts: AccountDirectory, options: VerifyOptions = {}): Promise<Caller> {
+export async function verifySigV4(raw: RawRequest, accounts: AccountDirectory, options: VerifyOptions = {}, profile: SigV4Profile = EC2_SIGV4_PROFILE): Promise<Caller> {
   const now = options.now ?? new Date();
   const maxSkewMs = options.maxSkewMs ?? MAX_CLOCK_SKEW_MS;
   const presigned = !hasSigV4Header(raw);
   const claim = presigned ? claimFromQuery(raw) : claimFromHeader(raw);
 
-  checkScope(claim);
+  checkScope(claim, profile.service);
   if (claim.expiresSeconds === undefined) {
     checkSkew(claim.signedAt, now, maxSkewMs);
   } else {
@@ -75,8 +93,8 @@ export async function verifySigV4(raw: RawRequest, accounts: AccountDirectory, o
   if (!account) throw authFailureUnknownKey(claim.accessKeyId);
 
   const key = signingKey(account.secretAccessKey, claim.scopeDate, claim.region, claim.service);
-  for (const payloadHash of acceptablePayloadHashes(raw, presigned)) {
-    const expected = hmac(key, stringToSign(claim, canonicalRequest(raw, claim.signedHeaders, payloadHash, presigned))).toString('hex');
+  for (const payloadHash of profile.payloadHashes(raw, presigned)) {
+    const expected = hmac(key, stringToSign(claim, canonicalRequest(raw, claim.signedHeaders, payloadHash, presigned, profile))).toString('hex');
     if (signaturesEqual(expected, claim.signature)) return { accountId: account.accountId, accessKeyId: claim.accessKeyId };
   }
   throw signatureMismatch('');
@@ -144,9 +162,9 @@ function parseSignedHeaders(list: string): string[] {
   return names;
 }
 
-function checkScope(claim: SigV4Claim): void {
-  if (claim.service !== SERVICE) {
-    throw signatureMismatch(`The credential scope names service '${claim.service}'; requests to this endpoint are signed for service '${SERVICE}'.`);
+function checkScope(claim: SigV4Claim, service: string): void {
+  if (claim.service !== service) {
+    throw signatureMismatch(`The credential scope names service '${claim.service}'; requests to this endpoint are signed for service '${service}'.`);
   }
   if (claim.scopeDate !== claim.amzDate.slice(0, 8)) {
     throw signatureMismatch(`The credential scope date ${claim.scopeDate} is not the date of the request timestamp ${claim.amzDate}.`);
@@ -157,10 +175,14 @@ function checkScope(claim: SigV4Claim): void {
 
 const AMZ_DATE = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/;
 
+/**
+ * A timestamp whose every field is in range: Date.UTC would silently roll month 13 or second 99
+ * over into a later date, and a signature over one string must not be read as another time.
+ */
 function parseAmzDate(text: string, what: string): Date {
   const m = AMZ_DATE.exec(text);
-  const date = m ? new Date(Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6])) : undefined;
-  if (!date || Number.isNaN(date.getTime())) throw new Ec2Error('IncompleteSignature', `${what} ${text} is not a timestamp of the form YYYYMMDDTHHMMSSZ`);
+  const date = m ? exactUtcDate(+m[1], +m[2], +m[3], +m[4], +m[5], +m[6]) : undefined;
+  if (!date) throw new Ec2Error('IncompleteSignature', `${what} ${text} is not a valid timestamp of the form YYYYMMDDTHHMMSSZ`);
   return date;
 }
 
@@ -198,16 +220,15 @@ function acceptablePayloadHashes(raw: RawRequest, presigned: boolean): string[] 
   return [declared ?? bodyHash];
 }
 
-/** Query string as (decoded name, decoded value) pairs, in wire order. */
+/**
+ * Query string as (decoded name, decoded value) pairs, in wire order, decoded exactly as the
+ * request parser decodes the parameters the actions act on (application/x-www-form-urlencoded:
+ * `+` is a space). The signature is then checked over the values acted on: a client that signed
+ * `a%2Bb` and sent `a+b` gets SignatureDoesNotMatch, not a description of `a b`.
+ */
 function queryPairs(rawQuery: string): [string, string][] {
   if (!rawQuery) return [];
-  return rawQuery
-    .split('&')
-    .filter((pair) => pair !== '')
-    .map((pair) => {
-      const eq = pair.indexOf('=');
-      return eq < 0 ? [safeDecode(pair), ''] : [safeDecode(pair.slice(0, eq)), safeDecode(pair.slice(eq + 1))];
-    });
+  return [...new URLSearchParams(rawQuery)];
 }
 
 /** Path normalized and encoded as for every service but S3: dot segments removed, encoded again. */
@@ -231,9 +252,9 @@ export function canonicalQuery(rawQuery: string, presigned: boolean): string {
     .join('&');
 }
 
-export function canonicalRequest(raw: RawRequest, signedHeaders: string[], payloadHash: string, presigned: boolean): string {
+export function canonicalRequest(raw: RawRequest, signedHeaders: string[], payloadHash: string, presigned: boolean, profile: SigV4Profile = EC2_SIGV4_PROFILE): string {
   const headers = signedHeaders.map((name) => `${name}:${(headerValue(raw.headers, name) ?? '').trim().replace(/\s+/g, ' ')}\n`).join('');
-  return [raw.method, canonicalUri(raw.path), canonicalQuery(raw.rawQuery, presigned), headers, signedHeaders.join(';'), payloadHash].join('\n');
+  return [raw.method, profile.canonicalUri(raw.path), canonicalQuery(raw.rawQuery, presigned), headers, signedHeaders.join(';'), payloadHash].join('\n');
 }
 
 function stringToSign(claim: SigV4Claim, canonical: string): string {

@@ -1,4 +1,4 @@
-import { mkdirSync } from 'fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'fs';
 import { dirname } from 'path';
 import Database from 'better-sqlite3';
 import type { ResourceRecord, TaskDocument } from './task';
@@ -37,7 +37,7 @@ export class SqliteTaskStore implements TaskStore {
 
   static open(path: string | ':memory:'): SqliteTaskStore {
     // `imaging serve` points at data/tasks.db on a fresh machine; the directory may not exist yet.
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    if (path !== ':memory:') createPrivately(path);
     const db = new Database(path);
     // WAL lets readers (the gateway) proceed while a stage writes; the busy timeout covers two
     // processes sharing one file, where a writer may briefly hold the lock.
@@ -120,6 +120,20 @@ export class SqliteTaskStore implements TaskStore {
 
   async close(): Promise<void> {
     if (this.db.open) this.db.close();
+  }
+}
+
+/**
+ * Task documents carry presigned URLs, which are credentials while they last: the database is
+ * created readable by its owner only (its directory too, when we create it). SQLite gives its
+ * -wal and -shm files the mode of the database file, so they follow; a database left 0644 by an
+ * older version is narrowed, with its -wal and -shm, when opened.
+ */
+function createPrivately(path: string): void {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  closeSync(openSync(path, 'a', 0o600));
+  for (const file of [path, `${path}-wal`, `${path}-shm`]) {
+    if (existsSync(file)) chmodSync(file, 0o600);
   }
 }
 

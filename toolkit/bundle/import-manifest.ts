@@ -53,13 +53,22 @@ const parser = new XMLParser({
 
 function text(value: unknown, what: string): string {
   if (typeof value === 'string') return value;
-  if (value && typeof value === 'object' && '#text' in value) return String((value as Record<string, unknown>)['#text']);
+  if (value && typeof value === 'object') {
+    // An element inside a value (e.g. <xi:include href="file:///etc/passwd"/>) is refused by name:
+    // nothing in a manifest is fetched or expanded, and the user should see why the value is not read.
+    const child = Object.keys(value).find((k) => !k.startsWith('@') && k !== '#text');
+    if (child !== undefined) {
+      const xinclude = /(^|:)include$/.test(child) ? ' (XInclude is not processed)' : '';
+      throw new ManifestError(`the import manifest's ${what} must be plain text, but it contains the element <${child}>${xinclude}; write the value itself`);
+    }
+    if ('#text' in value) return String((value as Record<string, unknown>)['#text']);
+  }
   throw new ManifestError(`the import manifest has no ${what}`);
 }
 
-function optionalText(value: unknown): string | undefined {
+function optionalText(value: unknown, what: string): string | undefined {
   if (value === undefined || value === null || value === '') return undefined;
-  return text(value, '');
+  return text(value, what);
 }
 
 function wholeNumber(value: unknown, what: string): number {
@@ -109,7 +118,7 @@ export function parseImportManifest(xml: string | Buffer): ImportManifest {
       key: text(p.key, `<key> in part ${p['@index']}`),
       headUrl: text(p['head-url'], `<head-url> in part ${p['@index']}`),
       getUrl: text(p['get-url'], `<get-url> in part ${p['@index']}`),
-      deleteUrl: optionalText(p['delete-url']),
+      deleteUrl: optionalText(p['delete-url'], `<delete-url> in part ${p['@index']}`),
     };
   });
   parts.sort((a, b) => a.index - b.index);
@@ -119,9 +128,9 @@ export function parseImportManifest(xml: string | Buffer): ImportManifest {
     size,
     volumeSizeGiB,
     parts: normaliseRanges(parts, size),
-    selfDestructUrl: optionalText(root['self-destruct-url']),
+    selfDestructUrl: optionalText(root['self-destruct-url'], '<self-destruct-url>'),
     importer: root.importer && typeof root.importer === 'object'
-      ? { name: optionalText(root.importer.name), version: optionalText(root.importer.version), release: optionalText(root.importer.release) }
+      ? { name: optionalText(root.importer.name, '<importer><name>'), version: optionalText(root.importer.version, '<importer><version>'), release: optionalText(root.importer.release, '<importer><release>') }
       : undefined,
   };
 }

@@ -54,3 +54,20 @@ describe('import manifest', () => {
     expect(() => parseImportManifest(xml)).toThrow(message);
   });
 });
+
+describe('markup inside a value (issue 11, item 8: the XInclude refusal was cut short)', () => {
+  const INCLUDE = '<xi:include href="file:///etc/passwd" parse="text"/>';
+  const withPart = (extra: string, size = '25') =>
+    `<?xml version="1.0"?><manifest xmlns:xi="http://www.w3.org/2001/XInclude"><version>2010-11-15</version><file-format>RAW</file-format>` +
+    `<import><size>${size}</size><volume-size>1</volume-size><parts count="1"><part index="0"><byte-range start="0" end="24"/>` +
+    `<key>k</key><head-url>http://h</head-url><get-url>http://g</get-url>${extra}</part></parts></import></manifest>`;
+
+  test.each([
+    ['an optional value (delete-url)', withPart(`<delete-url>${INCLUDE}</delete-url>`), '<delete-url> in part 0'],
+    ['a required value (size)', withPart('', INCLUDE), '<size>'],
+    ['the self-destruct URL', withPart('').replace('</manifest>', `<self-destruct-url>${INCLUDE}</self-destruct-url></manifest>`), '<self-destruct-url>'],
+  ])('XInclude in %s is refused with a whole message naming the field and the element', (_name, xml, field) => {
+    expect(() => parseImportManifest(xml)).toThrow(ManifestError);
+    expect(() => parseImportManifest(xml)).toThrow(`the import manifest's ${field} must be plain text, but it contains the element <xi:include> (XInclude is not processed); write the value itself`);
+  });
+});

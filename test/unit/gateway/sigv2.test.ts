@@ -90,3 +90,51 @@ test('unknown key → AuthFailure; wrong version or method → IncompleteSignatu
   const noTime = rawPost(body.replace(/&?Timestamp=[^&]+/, ''));
   expect(await codeOf(verifySigV2(noTime.raw, noTime.params, accounts))).toBe('MissingParameter');
 });
+
+/** A GET signed per the SigV2 definition with the given time fields (HmacSHA256). */
+function signedGet(timeFields: Record<string, string>): { raw: RawRequest; params: QueryParams } {
+  const fields: Record<string, string> = { ...EC2_PARAMS, AWSAccessKeyId: 'AKIDV2', SignatureVersion: '2', SignatureMethod: 'HmacSHA256', ...timeFields };
+  const query = Object.keys(fields)
+    .sort()
+    .map((k) => `${uriEncode(k)}=${uriEncode(fields[k])}`)
+    .join('&');
+  const signature = createHmac('sha256', SECRET).update(`GET\n${HOST}\n/\n${query}`).digest('base64');
+  const rawQuery = `${query}&Signature=${encodeURIComponent(signature)}`;
+  return { raw: { method: 'GET', path: '/', rawQuery, headers: { host: HOST }, body: Buffer.alloc(0) }, params: new QueryParams(new URLSearchParams(rawQuery)) };
+}
+
+describe('Expires is capped (issue 11, item 5)', () => {
+  const now = new Date('2026-03-01T12:00:00Z');
+
+  test('Expires=2099-01-01 with no Timestamp: a correctly signed request is refused, not replayable for 73 years', async () => {
+    const far = signedGet({ Expires: '2099-01-01T00:00:00Z' });
+    expect(await codeOf(verifySigV2(far.raw, far.params, accounts, { now }))).toBe('InvalidParameterValue');
+  });
+
+  test('Expires up to 15 minutes ahead is accepted; 16 minutes is refused; a past Expires → RequestExpired', async () => {
+    const in14 = signedGet({ Expires: '2026-03-01T12:14:00Z' });
+    await expect(verifySigV2(in14.raw, in14.params, accounts, { now })).resolves.toMatchObject({ accountId: '123456789012' });
+    const in16 = signedGet({ Expires: '2026-03-01T12:16:00Z' });
+    expect(await codeOf(verifySigV2(in16.raw, in16.params, accounts, { now }))).toBe('InvalidParameterValue');
+    const past = signedGet({ Expires: '2026-03-01T11:59:59Z' });
+    expect(await codeOf(verifySigV2(past.raw, past.params, accounts, { now }))).toBe('RequestExpired');
+  });
+
+  test('Timestamp and Expires together are refused (AWS: one or the other)', async () => {
+    const both = signedGet({ Timestamp: '2026-03-01T12:00:00Z', Expires: '2026-03-01T12:05:00Z' });
+    expect(await codeOf(verifySigV2(both.raw, both.params, accounts, { now }))).toBe('InvalidParameter');
+  });
+
+  test('times are read exactly: impossible fields refused, offsets honoured, no zone means UTC', async () => {
+    for (const bad of ['2026-02-30T12:00:00Z', '2026-03-01T24:00:00Z', '2026-13-01T12:00:00Z', '2026-03-01T12:00:00+25:00', '2026-03-01 12:00:00Z', '2026-03-01T12:00Z']) {
+      const r = signedGet({ Timestamp: bad });
+      expect([bad, await codeOf(verifySigV2(r.raw, r.params, accounts, { now }))]).toEqual([bad, 'InvalidParameterValue']);
+    }
+    for (const good of ['2026-03-01T12:00:00', '2026-03-01T12:00:00.123Z', '2026-03-01T13:00:00+01:00', '2026-03-01T07:00:00-05:00']) {
+      const r = signedGet({ Timestamp: good });
+      await expect(verifySigV2(r.raw, r.params, accounts, { now })).resolves.toMatchObject({ accountId: '123456789012' });
+    }
+    const offByAnHour = signedGet({ Timestamp: '2026-03-01T12:00:00+01:00' });
+    expect(await codeOf(verifySigV2(offByAnHour.raw, offByAnHour.params, accounts, { now }))).toBe('RequestExpired');
+  });
+});

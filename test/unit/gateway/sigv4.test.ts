@@ -1,8 +1,9 @@
 /** SigV4 verification judged against the SDK's own signer, not only against our own vectors. */
 import { StaticAccountDirectory } from '../../../gateway/accounts';
 import { Ec2Error } from '../../../gateway/errors';
-import type { RawRequest } from '../../../gateway/query-request';
-import { canonicalQuery, canonicalUri, signingKey, verifySigV4 } from '../../../gateway/sigv4';
+import { parseQueryRequest, type RawRequest } from '../../../gateway/query-request';
+import { hmac, sha256Hex } from '../../../gateway/signing-common';
+import { canonicalQuery, canonicalRequest, canonicalUri, signingKey, verifySigV4 } from '../../../gateway/sigv4';
 import { presignWithSmithy, signWithSmithy } from './signed-requests';
 
 const SECRET = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY';
@@ -167,5 +168,68 @@ describe('canonical pieces (the AWS documentation example)', () => {
     expect(canonicalUri('')).toBe('/');
     expect(canonicalUri('/a/./b/../c/')).toBe('/a/c/');
     expect(canonicalUri('/a%20b')).toBe('/a%2520b');
+  });
+});
+
+describe('the value acted on is the value signed (issue 11, item 8)', () => {
+  const query = { Action: 'DescribeConversionTasks', Description: 'a+b' };
+
+  test.each([
+    ['presigned', presignWithSmithy],
+    ['Authorization header', signWithSmithy],
+  ])('%s: signed Description=a%%2Bb, sent as a+b (which the parser reads as "a b") → SignatureDoesNotMatch', async (_name, sign) => {
+    const raw = await sign({ method: 'GET', query }, SECRET);
+    expect(raw.rawQuery).toContain('Description=a%2Bb');
+    await expect(verifySigV4(raw, accounts)).resolves.toBeDefined();
+    expect(parseQueryRequest(raw).params.string('Description')).toBe('a+b');
+    const sentAsPlus = { ...raw, rawQuery: raw.rawQuery.replace('Description=a%2Bb', 'Description=a+b') };
+    expect(parseQueryRequest(sentAsPlus).params.string('Description')).toBe('a b');
+    expect(await codeOf(verifySigV4(sentAsPlus, accounts))).toBe('SignatureDoesNotMatch');
+  });
+
+  test('signed "a b" (a%20b), sent as a+b: the same value, accepted, and acted on as "a b"', async () => {
+    const raw = await presignWithSmithy({ method: 'GET', query: { ...query, Description: 'a b' } }, SECRET);
+    const sentAsPlus = { ...raw, rawQuery: raw.rawQuery.replace('Description=a%20b', 'Description=a+b') };
+    expect(sentAsPlus.rawQuery).toContain('Description=a+b');
+    await expect(verifySigV4(sentAsPlus, accounts)).resolves.toBeDefined();
+    expect(parseQueryRequest(sentAsPlus).params.string('Description')).toBe('a b');
+  });
+
+  test('malformed percent sequences are canonicalised as the parser decodes them', async () => {
+    const raw = await presignWithSmithy({ method: 'GET', query: { Action: 'DescribeConversionTasks', Description: '%zz' } }, SECRET);
+    await expect(verifySigV4(raw, accounts)).resolves.toBeDefined();
+    // Sent undecodable ('%zz' raw instead of '%25zz'): the parser keeps '%zz', the same value.
+    const rawPercent = { ...raw, rawQuery: raw.rawQuery.replace('Description=%25zz', 'Description=%zz') };
+    expect(parseQueryRequest(rawPercent).params.string('Description')).toBe('%zz');
+    await expect(verifySigV4(rawPercent, accounts)).resolves.toBeDefined();
+  });
+});
+
+describe('X-Amz-Date fields must be in range (issue 11, item 8)', () => {
+  /** Re-signs a presigned request for another X-Amz-Date with our own canonicalisation. */
+  function resignedFor(raw: RawRequest, amzDate: string): RawRequest {
+    const day = amzDate.slice(0, 8);
+    const rawQuery = raw.rawQuery
+      .replace(/X-Amz-Date=\d{8}T\d{6}Z/, `X-Amz-Date=${amzDate}`)
+      .replace(/(X-Amz-Credential=AKIDTEST%2F)\d{8}/, `$1${day}`)
+      .split('&')
+      .filter((p) => !p.startsWith('X-Amz-Signature='))
+      .join('&');
+    const unsigned = { ...raw, rawQuery };
+    const canonical = canonicalRequest(unsigned, ['host'], 'UNSIGNED-PAYLOAD', true);
+    const toSign = ['AWS4-HMAC-SHA256', amzDate, `${day}/us-east-1/ec2/aws4_request`, sha256Hex(canonical)].join('\n');
+    const signature = hmac(signingKey(SECRET, day, 'us-east-1', 'ec2'), toSign).toString('hex');
+    return { ...unsigned, rawQuery: `${rawQuery}&X-Amz-Signature=${signature}` };
+  }
+
+  test('a correctly signed request dated 20261399T999999Z is refused, not read as 2027-04-13', async () => {
+    const raw = await presignWithSmithy({ method: 'GET', query: { Action: 'DescribeConversionTasks' } }, SECRET, { expiresIn: 3600 });
+    const good = resignedFor(raw, '20260301T120000Z');
+    await expect(verifySigV4(good, accounts, { now: new Date('2026-03-01T12:01:00Z') })).resolves.toBeDefined();
+    const impossible = resignedFor(raw, '20261399T999999Z');
+    expect(await codeOf(verifySigV4(impossible, accounts, { now: new Date('2027-04-13T03:46:39Z') }))).toBe('IncompleteSignature');
+    for (const date of ['20260230T120000Z', '20260301T240000Z', '20260301T126000Z', '20260301T120060Z', '20260001T120000Z']) {
+      expect([date, await codeOf(verifySigV4(resignedFor(raw, date), accounts, { now: new Date('2026-03-01T12:00:00Z') }))]).toEqual([date, 'IncompleteSignature']);
+    }
   });
 });
