@@ -32,7 +32,8 @@ export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
   maxConnectionsPerAddress: 256,
   headersTimeoutMs: 20_000,
   requestTimeoutMs: 60_000,
-  keepAliveTimeoutMs: 5_000,
+  // Longer than clients poll (SDK waiters: 15 s): a socket closed as a request goes out on it resets that request.
+  keepAliveTimeoutMs: 55_000,
   idleTimeoutMs: 60_000,
 };
 
