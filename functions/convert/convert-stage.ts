@@ -20,7 +20,7 @@ import { completeStep, imagePrefix, taskStage } from '../task-step';
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
-const CLAIMED: Record<ImageFormat, FormatName> = { RAW: 'raw', VMDK: 'vmdk', VHD: 'vhd' };
+const CLAIMED: Record<ImageFormat, FormatName> = { RAW: 'raw', VMDK: 'vmdk', VHD: 'vhd', VHDX: 'vhdx', QCOW2: 'qcow2', OVA: 'ova' };
 
 export const convertStage = taskStage({
   name: 'convert',
