@@ -9,6 +9,8 @@ import { importVolume, type ImportVolumeOptions } from './commands/import-volume
 import { importInstance } from './commands/import-instance';
 import { cancelConversionTask, describeConversionTasks, formatConversionTask } from './commands/conversion-tasks';
 import { Ec2RequestError } from './ec2-client';
+import { registerAccountCommands } from './commands/accounts';
+import { registerImportTaskCommands } from './commands/import-tasks';
 
 function fail(err: unknown): never {
   const message = err instanceof Error ? err.message : String(err);
@@ -208,5 +210,12 @@ program
     const { checkCommand } = await import('./toolkit-commands');
     process.exitCode = await checkCommand(image, { json: opts.json });
   });
+
+// --- Accounts and keys (administrator commands; cli/commands/accounts.ts) ---
+registerAccountCommands(program, fail);
+// --- end accounts ---
+// --- Import tasks: ImportImage / ImportSnapshot and friends, delete-disk-image (cli/commands/import-tasks.ts) ---
+registerImportTaskCommands(program, fail, withClientFlags, (flags) => clientContext(flags));
+// --- end import tasks ---
 
 program.parseAsync(process.argv).catch(fail);

@@ -39,7 +39,7 @@ export const convertStage = taskStage({
     await ensureBucket(ctx.s3, bucket);
     // Parts held by the upload, (queue 4 + 1) × partSize, are a fixed share of the memory bound: 5/32 of it.
     const partSize = Math.max(5 * MiB, Math.min(16 * MiB, Math.floor(ctx.config.memoryLimitBytes / 32)));
-    const sink = new HashingSink(new S3MultipartSink(ctx.s3, bucket, key, { partSize, queueSize: 4, expectedSize: task.request.volumeSizeGiB * GiB }));
+    const sink = new HashingSink(new S3MultipartSink(ctx.s3, bucket, key, { partSize, queueSize: 4, expectedSize: task.request.importImage ? undefined : task.request.volumeSizeGiB * GiB }));
     const progress = new TaskProgress(ctx, taskId, [10, 90]);
     let result;
     try {

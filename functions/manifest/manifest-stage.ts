@@ -13,6 +13,7 @@ import { mapLimit } from '../../toolkit/map-limit';
 import { assertAllowedUrl, fetchSmallObject, headObjectSize } from '../object-fetch';
 import { cancelTask, completeStep, taskStage } from '../task-step';
 import { ClientError } from '../errors';
+import { describeObjectSource } from './object-source';
 
 export const PENDING_UPLOAD_MESSAGE = 'Pending import-image upload';
 
@@ -62,6 +63,17 @@ export const manifestStage = taskStage({
   consumes: EVENT_TYPES.importRequested,
   expects: 'pending-upload',
   async work(task, { taskId, accountId }, ctx) {
+    if (task.request.importImage) {
+      // ImportImage / ImportSnapshot: the disk is one object, there when the call is made.
+      const described = await describeObjectSource(ctx, task);
+      await completeStep(
+        ctx, taskId, 'pending-upload', 'manifest-received',
+        (doc) => ({ artifacts: { ...doc.artifacts, manifest: described }, request: { ...doc.request, bytes: described.size }, progress: Math.max(doc.progress, 5) }),
+        makeEvent(EVENT_TYPES.manifestReceived, { taskId, accountId }, 'manifest'),
+        'validating',
+      );
+      return;
+    }
     const manifest = await waitForUpload(ctx, taskId);
     if (!manifest) return;
     if (manifest.fileFormat !== task.request.format) {
