@@ -25,7 +25,7 @@ const BUCKET = 'resources-bucket';
 
 async function importImageAndWait(creds: Ec2Credentials, key: string, extra: Record<string, unknown> = {}): Promise<any> {
   const out = await boto3Call(endpoints.ec2, creds, 'ImportImage', { DiskContainers: [{ Format: 'RAW', UserBucket: { S3Bucket: BUCKET, S3Key: key } }], ...extra });
-  const deadline = Date.now() + 120_000;
+  const deadline = Date.now() + 400_000;
   for (;;) {
     const task = (await boto3Call(endpoints.ec2, creds, 'DescribeImportImageTasks', { ImportTaskIds: [out.ImportTaskId] })).ImportImageTasks[0];
     if (task.Status !== 'active') return task;
@@ -36,12 +36,12 @@ async function importImageAndWait(creds: Ec2Credentials, key: string, extra: Rec
 
 beforeAll(async () => {
   dir = tempDir('e2e-resources-');
-  disk = makeRawDisk(dir, 'disk.raw', 8 * 1024 * 1024 + 512);
+  disk = makeRawDisk(dir);
   ({ service, endpoints } = await startTestService(dir));
   const { s3 } = await clientFor(endpoints);
   await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
   await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'disk.raw', Body: readFileSync(disk.path) }));
-}, 60_000);
+}, 120_000);
 
 afterAll(async () => {
   await service?.stop();
@@ -92,14 +92,14 @@ test('boto3 + @aws-sdk/client-ec2: an imported image, its snapshot, tags, filter
   ]);
   expect(outcomes.map((o) => (o.ok ? 'ok' : o.error.code))).toEqual(['DryRunOperation', 'ok', 'InvalidAMIID.NotFound', 'ok', 'InvalidSnapshot.NotFound', 'InvalidSnapshotID.Malformed', 'InvalidAMIID.Malformed']);
   await expect(service.s3.send(new HeadObjectCommand({ Bucket: stored.bucket, Key: stored.key }))).rejects.toMatchObject({ $metadata: { httpStatusCode: 404 } });
-}, 180_000);
+}, 600_000);
 
 test('DescribeVolumes / DeleteVolume for an ImportVolume, paging with opaque tokens', async () => {
   const up = await upload(endpoints, disk.path, 'volume-bucket');
   const ids: string[] = [];
   for (let i = 0; i < 3; i++) {
     const out = await boto3Call(endpoints.ec2, endpoints.creds, 'ImportVolume', { Image: { Format: 'RAW', Bytes: up.size, ImportManifestUrl: up.manifestUrl }, Volume: { Size: 1 }, AvailabilityZone: 'local-1a' });
-    const done = await waitForTask(endpoints, out.ConversionTask.ConversionTaskId);
+    const done = await waitForTask(endpoints, out.ConversionTask.ConversionTaskId, 400_000);
     ids.push(done.ImportVolume.Volume.Id);
   }
   const ec2 = sdkClient(endpoints.ec2, endpoints.creds);
@@ -114,7 +114,7 @@ test('DescribeVolumes / DeleteVolume for an ImportVolume, paging with opaque tok
   await expect(ec2.send(new DescribeVolumesCommand({ MaxResults: 2, NextToken: first.NextToken }))).rejects.toMatchObject({ name: 'InvalidPaginationToken' });
   await boto3Call(endpoints.ec2, endpoints.creds, 'DeleteVolume', { VolumeId: ids[0] });
   await expect(boto3Call(endpoints.ec2, endpoints.creds, 'DescribeVolumes', { VolumeIds: [ids[0]] })).rejects.toMatchObject({ code: 'InvalidVolume.NotFound' });
-}, 180_000);
+}, 600_000);
 
 test("two accounts: B cannot describe, tag or delete A's images, snapshots or volumes", async () => {
   const a = endpoints.creds;
@@ -147,7 +147,7 @@ test("two accounts: B cannot describe, tag or delete A's images, snapshots or vo
   expect((await boto3Call(endpoints.ec2, a, 'DescribeImages', { ImageIds: [task.ImageId] })).Images).toHaveLength(1);
   const adminView = await boto3Call(endpoints.ec2, a, 'DescribeImages', { ImageIds: ['verbose'] });
   expect(adminView.Images.map((i: any) => i.ImageId)).toContain(task.ImageId);
-}, 180_000);
+}, 600_000);
 
 const cli = awsCliPath();
 (cli ? test : test.skip)('AWS CLI v2: import-image, wait image-available, describe-images, import-snapshot, describe/cancel import tasks, describe-volumes', async () => {
@@ -190,7 +190,7 @@ const cli = awsCliPath();
   expect(JSON.parse(conversions.stdout).ConversionTasks.map((t: any) => t.ConversionTaskId)).not.toContain(taskId);
   const cancelConversion = await aws(['cancel-conversion-task', '--conversion-task-id', taskId]);
   expect(cancelConversion.stderr).toMatch(/InvalidConversionTaskId/);
-}, 240_000);
+}, 600_000);
 
 test('imaging account / key: create (--json), list, key create/list/delete, delete; the new key signs EC2 calls', async () => {
   const main = join(__dirname, '../../dist/cli/main.js');
@@ -219,4 +219,4 @@ test('imaging account / key: create (--json), list, key create/list/delete, dele
   expect((await boto3Call(endpoints.ec2, { accessKeyId: second.accessKeyId, secretAccessKey: second.secretAccessKey }, 'DescribeImages', {})).Images).toEqual([]);
   await run('account', 'delete', 'carol');
   await expect(boto3Call(endpoints.ec2, { accessKeyId: second.accessKeyId, secretAccessKey: second.secretAccessKey }, 'DescribeImages', {})).rejects.toMatchObject({ code: 'AuthFailure' });
-}, 60_000);
+}, 120_000);
