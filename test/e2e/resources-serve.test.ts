@@ -220,3 +220,33 @@ test('imaging account / key: create (--json), list, key create/list/delete, dele
   await run('account', 'delete', 'carol');
   await expect(boto3Call(endpoints.ec2, { accessKeyId: second.accessKeyId, secretAccessKey: second.secretAccessKey }, 'DescribeImages', {})).rejects.toMatchObject({ code: 'AuthFailure' });
 }, 120_000);
+
+test('the imaging CLI: import-image of a local file --wait --json, describe-import-image-tasks, import-snapshot, cancel-import-task; delete-disk-image removes an upload', async () => {
+  const main = join(__dirname, '../../dist/cli/main.js');
+  const env = { ...process.env, IMAGING_EC2_ENDPOINT: endpoints.ec2, IMAGING_S3_ENDPOINT: endpoints.s3, AWS_ACCESS_KEY_ID: endpoints.creds.accessKeyId, AWS_SECRET_ACCESS_KEY: endpoints.creds.secretAccessKey };
+  const run = async (...args: string[]) => (await execFileAsync('node', [main, ...args], { env })).stdout;
+  const done = JSON.parse(await run('import-image', disk.path, '--format', 'raw', '--bucket', 'cli-images', '--description', 'from the cli', '--tag', 'team=imaging', '--wait', '--json'));
+  expect(done).toMatchObject({ status: 'completed', format: 'RAW', description: 'from the cli', source: 's3://cli-images/disk.raw', diskImageSize: disk.size, tags: { team: 'imaging' } });
+  expect(done.imageId).toMatch(/^ami-[0-9a-f]{17}$/);
+  const listed = JSON.parse(await run('describe-import-image-tasks', done.importTaskId, '--json'));
+  expect(listed).toEqual([done]);
+  const text = await run('describe-import-image-tasks', done.importTaskId);
+  expect(text.split('\n')[0]).toBe(`${done.importTaskId}  completed`);
+  const snapId = (await run('import-snapshot', 's3://cli-images/disk.raw', '--format', 'RAW')).trim();
+  expect(snapId).toMatch(/^import-snap-[0-9a-f]{17}$/);
+  const cancel = await execFileAsync('node', [main, 'cancel-import-task', snapId, '--json'], { env }).then((r) => ({ code: 0, ...r }), (e) => e);
+  if (cancel.code === 0) expect(JSON.parse(cancel.stdout)).toMatchObject({ importTaskId: snapId, previousState: 'active' });
+  else expect(cancel.stderr).toMatch(/^error: IncorrectState: /); // it finished first
+  const unknown = await execFileAsync('node', [main, 'cancel-import-task', 'import-ami-0123456789abcdef0'], { env }).catch((e) => e);
+  expect([unknown.code, unknown.stderr]).toEqual([2, expect.stringMatching(/^error: InvalidConversionTaskId: /)]);
+
+  const up = await upload(endpoints, disk.path, 'delete-me', { prefix: 'upload/' });
+  const { s3 } = await clientFor(endpoints);
+  const { ListObjectsV2Command } = await import('@aws-sdk/client-s3');
+  const before = await s3.send(new ListObjectsV2Command({ Bucket: 'delete-me' }));
+  expect(before.KeyCount).toBeGreaterThan(2);
+  const deleted = JSON.parse(await run('delete-disk-image', '--manifest-url', up.manifestUrl, '--json'));
+  expect(deleted).toEqual({ partsDeleted: before.KeyCount! - 1, manifestDeleted: true, failures: [] });
+  const after = await s3.send(new ListObjectsV2Command({ Bucket: 'delete-me' }));
+  expect(after.KeyCount ?? 0).toBe(0);
+}, 600_000);
