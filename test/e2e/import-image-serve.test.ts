@@ -57,6 +57,16 @@ async function storedBytesOf(taskId: string): Promise<Buffer> {
   return objectBytes(service.s3, image.bucket, image.key);
 }
 
+/** qemu-img's raw output of the disk inside an OVA (qemu-img does not open OVAs): tar out the VMDK first. */
+function ovaReference(ova: string): Buffer {
+  const out = join(dir, 'ova-extracted');
+  execFileSync('mkdir', ['-p', out]);
+  execFileSync('tar', ['-xf', ova, '-C', out]);
+  const vmdk = execFileSync('tar', ['-tf', ova], { encoding: 'utf8' }).split('\n').find((name) => name.endsWith('.vmdk'));
+  if (!vmdk) throw new Error('the OVA holds no VMDK');
+  return qemuToRaw(join(out, vmdk), join(out, 'ova.ref.raw'));
+}
+
 /** Each format the toolkit reads, made from the same raw disk; QCOW2 is our extension to EC2's list. */
 function corpus(): { format: string; path: string; reference: Buffer }[] {
   const make = (format: string, name: string, args: string[]) => {
@@ -72,7 +82,7 @@ function corpus(): { format: string; path: string; reference: Buffer }[] {
     make('VHD', 'disk.vhd', ['-O', 'vpc']),
     make('VHDX', 'disk.vhdx', ['-O', 'vhdx']),
     make('QCOW2', 'disk.qcow2', ['-O', 'qcow2']),
-    { format: 'OVA', path: ova, reference: readFileSync(disk.path) },
+    { format: 'OVA', path: ova, reference: ovaReference(ova) },
   ];
 }
 
