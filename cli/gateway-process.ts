@@ -4,7 +4,9 @@
  */
 import pino from 'pino';
 import { createGateway } from '../gateway/server';
-import { StaticAccountDirectory } from '../gateway/accounts';
+import { ensureBootstrapAccount, StoreAccountDirectory } from '../gateway/accounts';
+import { DeleteObjectCommand } from '@aws-sdk/client-s3';
+import { makeS3Client } from '../toolkit/io/object-storage';
 import { openTaskStore } from '../tasks/open-store';
 import { JetStreamBus } from '../events/jetstream-bus';
 import { hostOf } from '../toolkit/io/url-policy';
@@ -20,12 +22,24 @@ export async function startGatewayProcess(settings: ServeSettings): Promise<{ ur
   const typed = typedSettings(settings, 'gateway');
   const log = pino({ level: settings.logLevel || 'info' }, pino.destination(2));
   const tasks = await openTaskStore(settings.mongodbUri, { mongoDbName: settings.mongodbDb });
+  // Accounts live in the task store beside the tasks; the configured key is its first administrator.
+  await ensureBootstrapAccount(tasks, { accountId: settings.accountId, accessKeyId: settings.accessKeyId, secretAccessKey: settings.secretAccessKey });
+  const s3 = settings.s3Endpoint
+    ? makeS3Client({
+        endpoint: settings.s3Endpoint,
+        region: settings.s3Region,
+        accessKeyId: settings.s3AccessKeyId || settings.accessKeyId,
+        secretAccessKey: settings.s3SecretAccessKey || settings.secretAccessKey,
+        forcePathStyle: true,
+      })
+    : undefined;
   const bus = await JetStreamBus.connect({ servers: settings.natsUrl });
   const allowedObjectHosts = typed.allowedObjectHosts ? typed.allowedObjectHosts : [hostOf(settings.s3Endpoint)];
   const gateway = createGateway({
     tasks,
     publish: (event) => bus.publish(event),
-    accounts: new StaticAccountDirectory([{ accountId: settings.accountId, accessKeyId: settings.accessKeyId, secretAccessKey: settings.secretAccessKey }]),
+    accounts: new StoreAccountDirectory(tasks),
+    ...(s3 ? { deleteImageObject: async (bucket: string, key: string) => void (await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }))) } : {}),
     region: settings.region,
     allowedObjectHosts,
     taskLifetimeMs: typed.taskLifetimeHours * 3600_000,
@@ -38,6 +52,7 @@ export async function startGatewayProcess(settings: ServeSettings): Promise<{ ur
       await listening.close();
       await bus.close();
       await tasks.close();
+      s3?.destroy();
     },
   };
 }

@@ -13,6 +13,9 @@ import { Command, Option } from 'commander';
 import { SERVE_SETTINGS, resolveSettings, type ServeSettings } from './settings';
 import type { ClientContext, ClientFlags } from './client-options';
 import type { ImportVolumeOptions } from './commands/import-volume';
+// Registration only: these modules load what their commands need when the commands run.
+import { registerAccountCommands } from './commands/accounts';
+import { registerImportTaskCommands } from './commands/import-tasks';
 
 function fail(err: unknown): never {
   const message = err instanceof Error ? err.message : String(err);
@@ -273,5 +276,11 @@ program
     process.exitCode = await inspectCommand(image, { format: opts.format, json: opts.json, bootMode: opts.bootMode, architecture: opts.architecture, kernelAssociated: opts.kernelAssociated });
   });
 // ---- end of imaging inspect ----
+// --- Accounts and keys (administrator commands; cli/commands/accounts.ts) ---
+registerAccountCommands(program, fail);
+// --- end accounts ---
+// --- Import tasks: ImportImage / ImportSnapshot and friends, delete-disk-image (cli/commands/import-tasks.ts) ---
+registerImportTaskCommands(program, fail, withClientFlags, async (flags) => (await import('./client-options')).clientContext(flags));
+// --- end import tasks ---
 
 program.parseAsync(process.argv).catch(fail);

@@ -7,9 +7,9 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'f
 import { join, resolve } from 'path';
 import { randomBytes, randomInt } from 'crypto';
 import pino from 'pino';
-import type { S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { createGateway } from '../gateway/server';
-import { StaticAccountDirectory } from '../gateway/accounts';
+import { ensureBootstrapAccount, StoreAccountDirectory } from '../gateway/accounts';
 import { openTaskStore } from '../tasks/open-store';
 import type { TaskStore } from '../tasks/store';
 import type { EventBus, Subscription } from '../events/bus';
@@ -89,6 +89,8 @@ export async function startService(settings: ServeSettings, options: { logToStde
 
     const tasks = await openTaskStore(settings.mongodbUri || `sqlite:${join(dataDir, 'tasks.db')}`, { mongoDbName: settings.mongodbDb });
     stops.push(() => tasks.close());
+    // Accounts live in the task store; the bootstrap account is its first administrator.
+    await ensureBootstrapAccount(tasks, credentials);
     const bus: EventBus = settings.natsUrl ? await JetStreamBus.connect({ servers: settings.natsUrl }) : new InProcessBus();
     stops.push(() => bus.close());
 
@@ -111,7 +113,10 @@ export async function startService(settings: ServeSettings, options: { logToStde
     const gateway = createGateway({
       tasks,
       publish: (event) => bus.publish(event),
-      accounts: new StaticAccountDirectory([credentials]),
+      accounts: new StoreAccountDirectory(tasks),
+      deleteImageObject: async (bucket, key) => {
+        await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
+      },
       region: settings.region,
       allowedObjectHosts,
       taskLifetimeMs: typed.taskLifetimeHours * 3600_000,

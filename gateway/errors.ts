@@ -17,6 +17,22 @@ export type Ec2ErrorCode =
   | 'InvalidConversionTaskId'
   | 'InvalidConversionTaskId.Malformed'
   | 'IncorrectState'
+  | 'IdempotentParameterMismatch'
+  | 'InvalidParameterCombination'
+  | 'InvalidPaginationToken'
+  | 'InvalidFilter'
+  | 'InvalidAMIID.NotFound'
+  | 'InvalidAMIID.Malformed'
+  | 'InvalidSnapshot.NotFound'
+  | 'InvalidSnapshotID.Malformed'
+  | 'InvalidVolume.NotFound'
+  | 'InvalidVolumeID.Malformed'
+  | 'InvalidID'
+  | 'InvalidInstanceID.NotFound'
+  | 'InvalidInstanceID.Malformed'
+  | 'InvalidTagKey.Malformed'
+  | 'TagLimitExceeded'
+  | 'InvalidSnapshot.InUse'
   | 'InternalError';
 
 const DEFAULT_STATUS: Record<Ec2ErrorCode, number> = {
@@ -33,6 +49,22 @@ const DEFAULT_STATUS: Record<Ec2ErrorCode, number> = {
   InvalidConversionTaskId: 400,
   'InvalidConversionTaskId.Malformed': 400,
   IncorrectState: 400,
+  IdempotentParameterMismatch: 400,
+  InvalidParameterCombination: 400,
+  InvalidPaginationToken: 400,
+  InvalidFilter: 400,
+  'InvalidAMIID.NotFound': 400,
+  'InvalidAMIID.Malformed': 400,
+  'InvalidSnapshot.NotFound': 400,
+  'InvalidSnapshotID.Malformed': 400,
+  'InvalidVolume.NotFound': 400,
+  'InvalidVolumeID.Malformed': 400,
+  InvalidID: 400,
+  'InvalidInstanceID.NotFound': 400,
+  'InvalidInstanceID.Malformed': 400,
+  'InvalidTagKey.Malformed': 400,
+  TagLimitExceeded: 400,
+  'InvalidSnapshot.InUse': 400,
   InternalError: 500,
 };
 

@@ -30,6 +30,8 @@ export interface GatewayDeps {
   region: string;
   /** host[:port] of the object-storage endpoints import manifests may live on. */
   allowedObjectHosts: string[];
+  /** Removes an object of the image store, for DeleteVolume / DeleteSnapshot. */
+  deleteImageObject?(bucket: string, key: string): Promise<void>;
   /** How long a task may take before it expires; 7 days by default. */
   taskLifetimeMs?: number;
   log?: GatewayLog;
@@ -73,6 +75,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
         allowedObjectHosts: deps.allowedObjectHosts,
         taskLifetimeMs,
         now: () => new Date(),
+        ...(deps.deleteImageObject ? { deleteImageObject: deps.deleteImageObject } : {}),
       };
       const body = await runAction(request.action, request.params, ctx);
       send(res, 200, renderResponse(request.action, requestId, body), requestId);

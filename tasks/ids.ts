@@ -9,3 +9,7 @@ export const newImportVolumeTaskId = () => newId('import-vol');
 export const newImportInstanceTaskId = () => newId('import-i');
 export const newVolumeId = () => newId('vol', 17);
 export const newInstanceId = () => newId('i', 17);
+export const newImportImageTaskId = () => newId('import-ami', 17);
+export const newImportSnapshotTaskId = () => newId('import-snap', 17);
+export const newSnapshotId = () => newId('snap', 17);
+export const newImageId = () => newId('ami', 17);

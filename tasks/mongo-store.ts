@@ -2,11 +2,24 @@ import { MongoClient, MongoServerError } from 'mongodb';
 import type { Collection, Db, Filter } from 'mongodb';
 import type { ResourceRecord, TaskDocument } from './task';
 import { TERMINAL_STATES } from './task';
-import type { TaskQuery, TaskStore } from './store';
+import type { ClientTokenClaim, ResourceQuery, TaskQuery, TaskStore } from './store';
 import { TaskExistsError } from './store';
+import type { AccessKeyRecord, AccountRecord } from './accounts';
+import { AccountConflictError } from './accounts';
 
 type StoredTask = Omit<TaskDocument, 'id'> & { _id: string };
 type StoredResource = Omit<ResourceRecord, 'id'> & { _id: string };
+type StoredToken = ClientTokenClaim & { _id: string };
+type StoredAccount = Omit<AccountRecord, 'accountId'> & { _id: string };
+type StoredKey = Omit<AccessKeyRecord, 'accessKeyId'> & { _id: string };
+
+interface Collections {
+  tasks: Collection<StoredTask>;
+  resources: Collection<StoredResource>;
+  tokens: Collection<StoredToken>;
+  accounts: Collection<StoredAccount>;
+  keys: Collection<StoredKey>;
+}
 
 const DUPLICATE_KEY = 11000;
 
@@ -16,11 +29,18 @@ const DUPLICATE_KEY = 11000;
  * Times are ISO strings as written by `Date.toISOString()`, which sort and compare as text.
  */
 export class MongoTaskStore implements TaskStore {
+  private readonly tasks: Collection<StoredTask>;
+  private readonly resources: Collection<StoredResource>;
+  private readonly tokens: Collection<StoredToken>;
+  private readonly accounts: Collection<StoredAccount>;
+  private readonly keys: Collection<StoredKey>;
+
   private constructor(
     private readonly client: MongoClient,
-    private readonly tasks: Collection<StoredTask>,
-    private readonly resources: Collection<StoredResource>,
-  ) {}
+    collections: Collections,
+  ) {
+    ({ tasks: this.tasks, resources: this.resources, tokens: this.tokens, accounts: this.accounts, keys: this.keys } = collections);
+  }
 
   static async connect(uri: string, dbName = 'imaging'): Promise<MongoTaskStore> {
     // Without ignoreUndefined the driver writes `undefined` fields as null, and a document
@@ -32,7 +52,16 @@ export class MongoTaskStore implements TaskStore {
       const tasks = db.collection<StoredTask>('tasks');
       await tasks.createIndex({ accountId: 1, createdAt: -1 });
       await tasks.createIndex({ expiresAt: 1 });
-      return new MongoTaskStore(client, tasks, db.collection<StoredResource>('resources'));
+      await tasks.createIndex({ createdAt: -1 });
+      const resources = db.collection<StoredResource>('resources');
+      await resources.createIndex({ accountId: 1, kind: 1, createdAt: 1 });
+      await resources.createIndex({ kind: 1, createdAt: 1 });
+      const accounts = db.collection<StoredAccount>('accounts');
+      await accounts.createIndex({ name: 1 }, { unique: true });
+      const keys = db.collection<StoredKey>('accessKeys');
+      await keys.createIndex({ accountId: 1 });
+      const tokens = db.collection<StoredToken>('clientTokens');
+      return new MongoTaskStore(client, { tasks, resources, tokens, accounts, keys });
     } catch (err) {
       await client.close();
       throw err;
@@ -54,9 +83,10 @@ export class MongoTaskStore implements TaskStore {
   }
 
   async list(query: TaskQuery): Promise<TaskDocument[]> {
-    const filter: Filter<StoredTask> = { accountId: query.accountId };
+    const filter: Filter<StoredTask> = {};
+    if (query.accountId !== undefined) filter.accountId = query.accountId;
     if (query.ids) filter._id = { $in: query.ids };
-    if (query.kinds) filter.kind = { $in: query.kinds };
+    if (query.kinds) filter.kind = { $in: [...query.kinds] };
     const found = await this.tasks.find(filter).sort({ createdAt: -1, _id: -1 }).toArray();
     return found.map(taskOf);
   }
@@ -90,6 +120,87 @@ export class MongoTaskStore implements TaskStore {
     return { id: _id, ...rest } as ResourceRecord;
   }
 
+  async listResources(query: ResourceQuery): Promise<ResourceRecord[]> {
+    const filter: Filter<StoredResource> = { kind: query.kind };
+    if (query.accountId !== undefined) filter.accountId = query.accountId;
+    if (query.ids) filter._id = { $in: query.ids };
+    const found = await this.resources.find(filter).sort({ createdAt: 1, _id: 1 }).toArray();
+    return found.map(({ _id, ...rest }) => ({ id: _id, ...rest }) as ResourceRecord);
+  }
+
+  async deleteResource(id: string): Promise<boolean> {
+    return (await this.resources.deleteOne({ _id: id })).deletedCount === 1;
+  }
+
+  async claimClientToken(accountId: string, token: string, claim: ClientTokenClaim): Promise<ClientTokenClaim | undefined> {
+    // The account id and the token are joined with a character neither can hold at that place:
+    // account ids are digits.
+    const _id = `${accountId}:${token}`;
+    try {
+      await this.tokens.insertOne({ _id, taskId: claim.taskId, fingerprint: claim.fingerprint });
+      return undefined;
+    } catch (err) {
+      if (!(err instanceof MongoServerError && err.code === DUPLICATE_KEY)) throw err;
+    }
+    const earlier = await this.tokens.findOne({ _id });
+    if (!earlier) throw new Error(`client token ${token} of account ${accountId} was taken and then removed`);
+    return { taskId: earlier.taskId, fingerprint: earlier.fingerprint };
+  }
+
+  async createAccount(account: AccountRecord): Promise<void> {
+    const { accountId, ...rest } = account;
+    try {
+      await this.accounts.insertOne({ _id: accountId, ...rest });
+    } catch (err) {
+      if (err instanceof MongoServerError && err.code === DUPLICATE_KEY) throw new AccountConflictError(`an account with id ${accountId} or name ${account.name}`);
+      throw err;
+    }
+  }
+
+  async getAccount(accountId: string): Promise<AccountRecord | undefined> {
+    return accountOf(await this.accounts.findOne({ _id: accountId }));
+  }
+
+  async findAccountByName(name: string): Promise<AccountRecord | undefined> {
+    return accountOf(await this.accounts.findOne({ name }));
+  }
+
+  async listAccounts(): Promise<AccountRecord[]> {
+    const found = await this.accounts.find({}).sort({ createdAt: 1, name: 1 }).toArray();
+    return found.map((a) => accountOf(a)!);
+  }
+
+  async deleteAccount(accountId: string): Promise<boolean> {
+    // Keys first: an account without keys is harmless, a key without its account is refused
+    // by the directory anyway.
+    await this.keys.deleteMany({ accountId });
+    return (await this.accounts.deleteOne({ _id: accountId })).deletedCount === 1;
+  }
+
+  async createKey(key: AccessKeyRecord): Promise<void> {
+    const { accessKeyId, ...rest } = key;
+    try {
+      await this.keys.insertOne({ _id: accessKeyId, ...rest });
+    } catch (err) {
+      if (err instanceof MongoServerError && err.code === DUPLICATE_KEY) throw new AccountConflictError(`access key ${accessKeyId}`);
+      throw err;
+    }
+  }
+
+  async getKey(accessKeyId: string): Promise<AccessKeyRecord | undefined> {
+    const found = await this.keys.findOne({ _id: accessKeyId });
+    return found ? keyOf(found) : undefined;
+  }
+
+  async listKeys(accountId: string): Promise<AccessKeyRecord[]> {
+    const found = await this.keys.find({ accountId }).sort({ createdAt: 1, _id: 1 }).toArray();
+    return found.map(keyOf);
+  }
+
+  async deleteKey(accessKeyId: string): Promise<boolean> {
+    return (await this.keys.deleteOne({ _id: accessKeyId })).deletedCount === 1;
+  }
+
   async close(): Promise<void> {
     await this.client.close();
   }
@@ -103,6 +214,15 @@ function storedTaskOf(task: TaskDocument): StoredTask {
 function taskOf(stored: StoredTask): TaskDocument {
   const { _id, ...rest } = stored;
   return { id: _id, ...rest } as TaskDocument;
+}
+
+function accountOf(stored: StoredAccount | null): AccountRecord | undefined {
+  if (!stored) return undefined;
+  return { accountId: stored._id, name: stored.name, admin: Boolean(stored.admin), createdAt: stored.createdAt };
+}
+
+function keyOf(stored: StoredKey): AccessKeyRecord {
+  return { accessKeyId: stored._id, accountId: stored.accountId, secretAccessKey: stored.secretAccessKey, createdAt: stored.createdAt };
 }
 
 function storedResourceOf(resource: ResourceRecord): StoredResource {

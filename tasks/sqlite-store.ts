@@ -3,7 +3,9 @@ import { dirname } from 'path';
 import Database from 'better-sqlite3';
 import type { ResourceRecord, TaskDocument } from './task';
 import { TERMINAL_STATES } from './task';
-import type { TaskQuery, TaskStore } from './store';
+import type { AccessKeyRecord, AccountRecord } from './accounts';
+import { AccountConflictError } from './accounts';
+import type { ClientTokenClaim, ResourceQuery, TaskQuery, TaskStore } from './store';
 import { TaskExistsError } from './store';
 
 /**
@@ -30,8 +32,21 @@ export class SqliteTaskStore implements TaskStore {
            expires_at = @expiresAt, version = @version, doc = @doc
          WHERE id = @id AND version = @expectedVersion`,
       ),
-      putResource: db.prepare('INSERT OR REPLACE INTO resources (id, account_id, doc) VALUES (?, ?, ?)'),
+      putResource: db.prepare('INSERT OR REPLACE INTO resources (id, account_id, kind, created_at, doc) VALUES (?, ?, ?, ?, ?)'),
       getResource: db.prepare('SELECT doc FROM resources WHERE id = ?'),
+      deleteResource: db.prepare('DELETE FROM resources WHERE id = ?'),
+      insertToken: db.prepare('INSERT OR IGNORE INTO client_tokens (account_id, token, task_id, fingerprint) VALUES (?, ?, ?, ?)'),
+      getToken: db.prepare('SELECT task_id AS taskId, fingerprint FROM client_tokens WHERE account_id = ? AND token = ?'),
+      insertAccount: db.prepare('INSERT INTO accounts (account_id, name, admin, created_at) VALUES (@accountId, @name, @admin, @createdAt)'),
+      getAccount: db.prepare('SELECT account_id AS accountId, name, admin, created_at AS createdAt FROM accounts WHERE account_id = ?'),
+      accountByName: db.prepare('SELECT account_id AS accountId, name, admin, created_at AS createdAt FROM accounts WHERE name = ?'),
+      listAccounts: db.prepare('SELECT account_id AS accountId, name, admin, created_at AS createdAt FROM accounts ORDER BY created_at, name'),
+      deleteAccount: db.prepare('DELETE FROM accounts WHERE account_id = ?'),
+      deleteKeysOf: db.prepare('DELETE FROM access_keys WHERE account_id = ?'),
+      insertKey: db.prepare('INSERT INTO access_keys (access_key_id, account_id, secret_access_key, created_at) VALUES (@accessKeyId, @accountId, @secretAccessKey, @createdAt)'),
+      getKey: db.prepare('SELECT access_key_id AS accessKeyId, account_id AS accountId, secret_access_key AS secretAccessKey, created_at AS createdAt FROM access_keys WHERE access_key_id = ?'),
+      listKeys: db.prepare('SELECT access_key_id AS accessKeyId, account_id AS accountId, secret_access_key AS secretAccessKey, created_at AS createdAt FROM access_keys WHERE account_id = ? ORDER BY created_at, access_key_id'),
+      deleteKey: db.prepare('DELETE FROM access_keys WHERE access_key_id = ?'),
     };
   }
 
@@ -61,7 +76,36 @@ export class SqliteTaskStore implements TaskStore {
         account_id TEXT NOT NULL,
         doc TEXT NOT NULL
       );
+      CREATE TABLE IF NOT EXISTS client_tokens (
+        account_id TEXT NOT NULL,
+        token TEXT NOT NULL,
+        task_id TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        PRIMARY KEY (account_id, token)
+      );
+      CREATE TABLE IF NOT EXISTS accounts (
+        account_id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        admin INTEGER NOT NULL,
+        created_at TEXT NOT NULL
+      );
+      CREATE TABLE IF NOT EXISTS access_keys (
+        access_key_id TEXT PRIMARY KEY,
+        account_id TEXT NOT NULL,
+        secret_access_key TEXT NOT NULL,
+        created_at TEXT NOT NULL
+      );
+      CREATE INDEX IF NOT EXISTS access_keys_account ON access_keys (account_id);
     `);
+    // Databases made before resources had kind and creation-time columns get them here; rows
+    // from then carry both in their JSON document.
+    const columns = new Set((db.prepare('PRAGMA table_info(resources)').all() as { name: string }[]).map((c) => c.name));
+    if (!columns.has('kind')) {
+      db.exec(`ALTER TABLE resources ADD COLUMN kind TEXT NOT NULL DEFAULT '';
+               ALTER TABLE resources ADD COLUMN created_at TEXT NOT NULL DEFAULT '';
+               UPDATE resources SET kind = json_extract(doc, '$.kind'), created_at = json_extract(doc, '$.createdAt');`);
+    }
+    db.exec('CREATE INDEX IF NOT EXISTS resources_account_kind ON resources (account_id, kind, created_at); CREATE INDEX IF NOT EXISTS resources_kind ON resources (kind, created_at);');
     return new SqliteTaskStore(db);
   }
 
@@ -80,8 +124,12 @@ export class SqliteTaskStore implements TaskStore {
   }
 
   async list(query: TaskQuery): Promise<TaskDocument[]> {
-    const where = ['account_id = ?'];
-    const params: unknown[] = [query.accountId];
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (query.accountId !== undefined) {
+      where.push('account_id = ?');
+      params.push(query.accountId);
+    }
     if (query.ids) {
       if (query.ids.length === 0) return [];
       where.push(`id IN (${query.ids.map(() => '?').join(', ')})`);
@@ -93,7 +141,7 @@ export class SqliteTaskStore implements TaskStore {
       params.push(...query.kinds);
     }
     const rows = this.db
-      .prepare(`SELECT doc FROM tasks WHERE ${where.join(' AND ')} ORDER BY created_at DESC, id DESC`)
+      .prepare(`SELECT doc FROM tasks ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC`)
       .all(...params) as { doc: string }[];
     return rows.map((r) => JSON.parse(r.doc) as TaskDocument);
   }
@@ -110,12 +158,87 @@ export class SqliteTaskStore implements TaskStore {
   }
 
   async putResource(resource: ResourceRecord): Promise<void> {
-    this.statements.putResource.run(resource.id, resource.accountId, JSON.stringify(resource));
+    this.statements.putResource.run(resource.id, resource.accountId, resource.kind, resource.createdAt, JSON.stringify(resource));
   }
 
   async getResource(id: string): Promise<ResourceRecord | undefined> {
     const row = this.statements.getResource.get(id) as { doc: string } | undefined;
     return row ? (JSON.parse(row.doc) as ResourceRecord) : undefined;
+  }
+
+  async listResources(query: ResourceQuery): Promise<ResourceRecord[]> {
+    const where = ['kind = ?'];
+    const params: unknown[] = [query.kind];
+    if (query.accountId !== undefined) {
+      where.push('account_id = ?');
+      params.push(query.accountId);
+    }
+    if (query.ids) {
+      if (query.ids.length === 0) return [];
+      where.push(`id IN (${query.ids.map(() => '?').join(', ')})`);
+      params.push(...query.ids);
+    }
+    const rows = this.db.prepare(`SELECT doc FROM resources WHERE ${where.join(' AND ')} ORDER BY created_at, id`).all(...params) as { doc: string }[];
+    return rows.map((r) => JSON.parse(r.doc) as ResourceRecord);
+  }
+
+  async deleteResource(id: string): Promise<boolean> {
+    return this.statements.deleteResource.run(id).changes === 1;
+  }
+
+  async claimClientToken(accountId: string, token: string, claim: ClientTokenClaim): Promise<ClientTokenClaim | undefined> {
+    const inserted = this.statements.insertToken.run(accountId, token, claim.taskId, claim.fingerprint).changes === 1;
+    if (inserted) return undefined;
+    return this.statements.getToken.get(accountId, token) as ClientTokenClaim;
+  }
+
+  async createAccount(account: AccountRecord): Promise<void> {
+    try {
+      this.statements.insertAccount.run({ ...account, admin: account.admin ? 1 : 0 });
+    } catch (err) {
+      if (isConstraintViolation(err)) throw new AccountConflictError(`an account with id ${account.accountId} or name ${account.name}`);
+      throw err;
+    }
+  }
+
+  async getAccount(accountId: string): Promise<AccountRecord | undefined> {
+    return accountOf(this.statements.getAccount.get(accountId));
+  }
+
+  async findAccountByName(name: string): Promise<AccountRecord | undefined> {
+    return accountOf(this.statements.accountByName.get(name));
+  }
+
+  async listAccounts(): Promise<AccountRecord[]> {
+    return (this.statements.listAccounts.all() as unknown[]).map((row) => accountOf(row)!);
+  }
+
+  async deleteAccount(accountId: string): Promise<boolean> {
+    return this.db.transaction(() => {
+      this.statements.deleteKeysOf.run(accountId);
+      return this.statements.deleteAccount.run(accountId).changes === 1;
+    })();
+  }
+
+  async createKey(key: AccessKeyRecord): Promise<void> {
+    try {
+      this.statements.insertKey.run(key);
+    } catch (err) {
+      if (isConstraintViolation(err)) throw new AccountConflictError(`access key ${key.accessKeyId}`);
+      throw err;
+    }
+  }
+
+  async getKey(accessKeyId: string): Promise<AccessKeyRecord | undefined> {
+    return (this.statements.getKey.get(accessKeyId) as AccessKeyRecord | undefined) ?? undefined;
+  }
+
+  async listKeys(accountId: string): Promise<AccessKeyRecord[]> {
+    return this.statements.listKeys.all(accountId) as AccessKeyRecord[];
+  }
+
+  async deleteKey(accessKeyId: string): Promise<boolean> {
+    return this.statements.deleteKey.run(accessKeyId).changes === 1;
   }
 
   async close(): Promise<void> {
@@ -155,6 +278,16 @@ function epochMs(iso: string, field: string, id: string): number {
   // A NaN would be stored as NULL and silently drop the task out of sorting and expiry.
   if (Number.isNaN(ms)) throw new Error(`task ${id}: ${field} is not a valid time: ${JSON.stringify(iso)}`);
   return ms;
+}
+
+function accountOf(row: unknown): AccountRecord | undefined {
+  if (!row) return undefined;
+  const r = row as AccountRecord & { admin: number | boolean };
+  return { accountId: r.accountId, name: r.name, admin: Boolean(r.admin), createdAt: r.createdAt };
+}
+
+function isConstraintViolation(err: unknown): boolean {
+  return /^SQLITE_CONSTRAINT/.test(String((err as { code?: string })?.code));
 }
 
 function isPrimaryKeyViolation(err: unknown): boolean {

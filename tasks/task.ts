@@ -13,9 +13,41 @@ export type TaskState = PipelineTaskState | 'cancelling' | 'cancelled' | 'failed
 
 export const TERMINAL_STATES: readonly TaskState[] = ['completed', 'cancelled', 'failed'];
 
-export type TaskKind = 'import-volume' | 'import-instance';
+export type TaskKind = 'import-volume' | 'import-instance' | 'import-image' | 'import-snapshot';
 
-export type ImageFormat = 'RAW' | 'VMDK' | 'VHD';
+/** Import tasks (ImportImage, ImportSnapshot) as opposed to conversion tasks (ImportVolume, ImportInstance). */
+export const IMPORT_TASK_KINDS: readonly TaskKind[] = ['import-image', 'import-snapshot'];
+export const CONVERSION_TASK_KINDS: readonly TaskKind[] = ['import-volume', 'import-instance'];
+
+/** RAW, VMDK and VHD are EC2's conversion-task formats; VHDX and OVA are ImportImage's; QCOW2 is our extension. */
+export type ImageFormat = 'RAW' | 'VMDK' | 'VHD' | 'VHDX' | 'QCOW2' | 'OVA';
+
+/** An EC2 tag. */
+export interface Tag {
+  key: string;
+  value: string;
+}
+
+/** Where an ImportImage / ImportSnapshot disk is: an object in the caller's bucket, or a URL of the object store. */
+export type ObjectSourceSpec = { bucket: string; key: string } | { url: string };
+
+/** The image or snapshot half of an ImportImage / ImportSnapshot request. */
+export interface ImportImageSpec {
+  source: ObjectSourceSpec;
+  /** The task's description (Description). */
+  description?: string;
+  /** The disk's description (DiskContainer.N.Description). */
+  diskDescription?: string;
+  deviceName?: string;
+  architecture?: string;
+  platform?: 'Linux' | 'Windows';
+  bootMode?: 'legacy-bios' | 'uefi' | 'uefi-preferred';
+  licenseType?: string;
+  hypervisor?: string;
+  /** Tags for the task (import-image-task / import-snapshot-task) and for what it creates (image / snapshot). */
+  taskTags?: Tag[];
+  resourceTags?: Tag[];
+}
 
 /**
  * One disk to import, parsed once at the gateway: an ImportVolume request, or the one
@@ -57,6 +89,10 @@ export interface ImportInstanceSpec {
 export interface TaskRequest extends ImportVolumeRequest {
   /** Present exactly when the task's kind is import-instance. */
   instance?: ImportInstanceSpec;
+  /** Present exactly when the task's kind is import-image or import-snapshot. */
+  importImage?: ImportImageSpec;
+  /** ClientToken of the request, when the client sent one. */
+  clientToken?: string;
 }
 
 /** One part of an import manifest, as parsed from the manifest XML. */
@@ -95,6 +131,9 @@ export interface TaskArtifacts {
   image?: StoredObject;
   validation?: { sizeBytes: number; partitionTable: 'mbr' | 'gpt' | 'none' };
   volumeId?: string;
+  /** What an import-image / import-snapshot task created. */
+  snapshotId?: string;
+  imageId?: string;
 }
 
 export interface TaskHistoryEntry {
@@ -120,12 +159,46 @@ export interface TaskDocument {
   expiresAt: string;
   /** Set when a client asked to cancel; stages check it while they work. */
   cancelRequested?: { at: string; reason?: string };
+  /** Tags of the task itself (CreateTags on an import task id). */
+  tags?: Tag[];
   /** Optimistic concurrency: incremented by every write. */
   version: number;
 }
 
-/** A resource record created by the register stage (volumes and instances now; images and snapshots later). */
-export type ResourceRecord = VolumeRecord | InstanceRecord;
+/** A resource record created by the register stage. */
+export type ResourceRecord = VolumeRecord | InstanceRecord | SnapshotRecord | ImageRecord;
+export type ResourceKind = ResourceRecord['kind'];
+
+/** A snapshot made by ImportImage / ImportSnapshot: the converted raw disk in the image store. */
+export interface SnapshotRecord {
+  id: string; // snap-xxxxxxxxxxxxxxxxx
+  kind: 'snapshot';
+  accountId: string;
+  taskId: string;
+  sizeGiB: number;
+  image: StoredObject;
+  description?: string;
+  tags?: Tag[];
+  createdAt: string;
+}
+
+/** A machine image made by ImportImage: its root device is one snapshot. */
+export interface ImageRecord {
+  id: string; // ami-xxxxxxxxxxxxxxxxx
+  kind: 'image';
+  accountId: string;
+  taskId: string;
+  name: string;
+  description?: string;
+  architecture: string;
+  platform?: 'Windows';
+  bootMode?: string;
+  rootDeviceName: string;
+  snapshotIds: string[];
+  sizeGiB: number;
+  tags?: Tag[];
+  createdAt: string;
+}
 
 export interface VolumeRecord {
   id: string; // vol-xxxxxxxxxxxxxxxxx
@@ -135,6 +208,7 @@ export interface VolumeRecord {
   sizeGiB: number;
   image: StoredObject;
   availabilityZone?: string;
+  tags?: Tag[];
   createdAt: string;
 }
 
@@ -158,5 +232,6 @@ export interface InstanceRecord {
   userData?: string;
   monitoring?: boolean;
   instanceInitiatedShutdownBehavior?: 'stop' | 'terminate';
+  tags?: Tag[];
   createdAt: string;
 }

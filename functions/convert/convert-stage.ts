@@ -19,7 +19,7 @@ import { advanceToNext, imagePrefix, taskStage } from '../task-step';
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
-const CLAIMED: Record<ImageFormat, FormatName> = { RAW: 'raw', VMDK: 'vmdk', VHD: 'vhd' };
+const CLAIMED: Record<ImageFormat, FormatName> = { RAW: 'raw', VMDK: 'vmdk', VHD: 'vhd', VHDX: 'vhdx', QCOW2: 'qcow2', OVA: 'ova' };
 
 export const convertStage = taskStage('convert', {
   async work(task, { taskId }, ctx) {
@@ -35,7 +35,7 @@ export const convertStage = taskStage('convert', {
     await ensureBucket(ctx.s3, bucket);
     // Parts held by the upload, (queue 4 + 1) × partSize, are a fixed share of the memory bound: 5/32 of it.
     const partSize = Math.max(5 * MiB, Math.min(16 * MiB, Math.floor(ctx.config.memoryLimitBytes / 32)));
-    const sink = new HashingSink(new S3MultipartSink(ctx.s3, bucket, key, { partSize, queueSize: 4, expectedSize: task.request.volumeSizeGiB * GiB }));
+    const sink = new HashingSink(new S3MultipartSink(ctx.s3, bucket, key, { partSize, queueSize: 4, expectedSize: task.request.importImage ? undefined : task.request.volumeSizeGiB * GiB }));
     const progress = new TaskProgress(ctx, taskId, rowOf('convert').progress);
     let result;
     try {

@@ -12,6 +12,7 @@ import { assertAllowedUrl, fetchSmallObject, headObjectSize } from '../object-fe
 import { cancelTask, advanceToNext, taskStage } from '../task-step';
 import { ClientError } from '../errors';
 import { rowOf } from '../../pipeline/table';
+import { describeObjectSource } from './object-source';
 
 export const PENDING_UPLOAD_MESSAGE = rowOf('manifest').statusMessage;
 
@@ -58,6 +59,12 @@ async function waitForUpload(ctx: StageContext, taskId: string): Promise<ImportM
 
 export const manifestStage = taskStage('manifest', {
   async work(task, { taskId }, ctx) {
+    if (task.request.importImage) {
+      // ImportImage / ImportSnapshot: the disk is one object, there when the call is made.
+      const described = await describeObjectSource(ctx, task);
+      await advanceToNext(ctx, 'manifest', taskId, (doc) => ({ artifacts: { ...doc.artifacts, manifest: described }, request: { ...doc.request, bytes: described.size } }));
+      return;
+    }
     const manifest = await waitForUpload(ctx, taskId);
     if (!manifest) return;
     if (manifest.fileFormat !== task.request.format) {

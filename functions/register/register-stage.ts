@@ -6,9 +6,11 @@ import { newVolumeId } from '../../tasks/ids';
 import { updateTask } from '../../tasks/state-machine';
 import type { InstanceRecord, TaskDocument } from '../../tasks/task';
 import { advanceToNext, taskStage } from '../task-step';
+import { registerImport } from './register-import';
 
 export const registerStage = taskStage('register', {
   async work(task, { taskId, accountId }, ctx) {
+    if (task.request.importImage) return registerImport(task, ctx);
     const image = task.artifacts.image;
     if (!image) throw new Error(`task ${taskId} reached register without an image`);
     if (task.kind === 'import-instance' && !task.request.instance) throw new Error(`import-instance task ${taskId} has no instance in its request`);

@@ -13,6 +13,8 @@ export interface ActionContext {
   allowedObjectHosts: string[];
   taskLifetimeMs: number;
   now(): Date;
+  /** Removes an object of the image store (the bytes of a deleted volume or snapshot); absent, bytes stay. */
+  deleteImageObject?(bucket: string, key: string): Promise<void>;
 }
 
 /**

@@ -7,7 +7,7 @@ import { ec2ConversionState, isTerminal, transition, updateTask } from '../../ta
 import { Ec2Error } from '../errors';
 import type { ActionHandler } from './action';
 import { checkTaskIdShape, isOwnedBy, unknownTaskIds } from './task-ids';
-import type { TaskDocument } from '../../tasks/task';
+import { CONVERSION_TASK_KINDS, type TaskDocument } from '../../tasks/task';
 
 const MAX_REASON_CHARS = 255;
 export const CANCELED_BY_USER = 'Canceled by user';
@@ -29,7 +29,7 @@ export const cancelConversionTask: ActionHandler<CancelInput> = {
       throw new Ec2Error('InvalidParameterValue', `ReasonMessage can be at most ${MAX_REASON_CHARS} characters`);
     }
     const task = await ctx.tasks.get(id);
-    if (!isOwnedBy(task, ctx.caller.accountId)) throw unknownTaskIds([id]);
+    if (!isOwnedBy(task, ctx.caller.accountId) || !CONVERSION_TASK_KINDS.includes(task.kind)) throw unknownTaskIds([id]);
     if (isTerminal(task.state)) throw alreadyFinished(task);
     return { id, reason };
   },

@@ -1,5 +1,5 @@
 /** DescribeConversionTasks: the caller's tasks, all of them or the ones named. */
-import type { TaskDocument } from '../../tasks/task';
+import { CONVERSION_TASK_KINDS, type TaskDocument } from '../../tasks/task';
 import type { ActionHandler } from './action';
 import { conversionTaskXml } from './conversion-task-xml';
 import { checkTaskIdShape, unknownTaskIds } from './task-ids';
@@ -8,7 +8,7 @@ export const describeConversionTasks: ActionHandler<TaskDocument[]> = {
   async validate(params, ctx) {
     const ids = [...new Set(params.list('ConversionTaskId'))];
     ids.forEach(checkTaskIdShape);
-    const found = await ctx.tasks.list({ accountId: ctx.caller.accountId, ...(ids.length ? { ids } : {}) });
+    const found = await ctx.tasks.list({ accountId: ctx.caller.accountId, kinds: CONVERSION_TASK_KINDS, ...(ids.length ? { ids } : {}) });
     // The store already filters by account; checking again here keeps isolation out of its hands alone.
     const owned = found.filter((task) => task.accountId === ctx.caller.accountId);
     const missing = ids.filter((id) => !owned.some((task) => task.id === id));

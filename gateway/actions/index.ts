@@ -7,21 +7,32 @@ import { cancelConversionTask } from './cancel-conversion-task';
 import { describeConversionTasks } from './describe-conversion-tasks';
 import { importInstance } from './import-instance';
 import { importVolume } from './import-volume';
+import { importImage, importSnapshot } from './import-image';
+import { createTags, deleteSnapshot, deleteVolume, deregisterImage, describeImages, describeSnapshots, describeTags, describeVolumes } from './resources';
+import { cancelImportTask, describeImportImageTasks, describeImportSnapshotTasks } from './import-tasks';
 
 export const ACTIONS: Record<string, ActionHandler<any>> = {
   ImportVolume: importVolume,
   ImportInstance: importInstance,
   DescribeConversionTasks: describeConversionTasks,
   CancelConversionTask: cancelConversionTask,
+  ImportImage: importImage,
+  ImportSnapshot: importSnapshot,
+  DescribeImportImageTasks: describeImportImageTasks,
+  DescribeImportSnapshotTasks: describeImportSnapshotTasks,
+  CancelImportTask: cancelImportTask,
+  DescribeImages: describeImages,
+  DescribeSnapshots: describeSnapshots,
+  DescribeVolumes: describeVolumes,
+  DeregisterImage: deregisterImage,
+  DeleteSnapshot: deleteSnapshot,
+  DeleteVolume: deleteVolume,
+  CreateTags: createTags,
+  DescribeTags: describeTags,
 };
 
 /** VM Import/Export actions this service is meant to have but does not have yet. */
 export const PLANNED_ACTIONS: readonly string[] = [
-  'ImportImage',
-  'ImportSnapshot',
-  'DescribeImportImageTasks',
-  'DescribeImportSnapshotTasks',
-  'CancelImportTask',
   'CreateInstanceExportTask',
   'DescribeExportTasks',
   'CancelExportTask',

@@ -8,8 +8,8 @@ import type { ActionContext } from './action';
 export const PENDING_UPLOAD_MESSAGE = 'Pending import-image upload';
 
 /** Creates the task (waiting for its upload) and emits import.requested; resolves to the stored task. */
-export async function startImportTask(kind: TaskKind, newTaskId: () => string, request: TaskRequest, ctx: ActionContext): Promise<TaskDocument> {
-  const task = await createTask(kind, newTaskId, request, ctx);
+export async function startImportTask(kind: TaskKind, newTaskId: () => string, request: TaskRequest, ctx: ActionContext, extra: Pick<TaskDocument, 'tags'> = {}): Promise<TaskDocument> {
+  const task = await createTask(kind, newTaskId, request, ctx, extra);
   try {
     await ctx.publish(makeEvent('io.imaging.import.requested', { taskId: task.id, accountId: task.accountId }, 'gateway'));
   } catch (err) {
@@ -20,7 +20,7 @@ export async function startImportTask(kind: TaskKind, newTaskId: () => string, r
   return task;
 }
 
-async function createTask(kind: TaskKind, newTaskId: () => string, request: TaskRequest, ctx: ActionContext): Promise<TaskDocument> {
+async function createTask(kind: TaskKind, newTaskId: () => string, request: TaskRequest, ctx: ActionContext, extra: Pick<TaskDocument, 'tags'>): Promise<TaskDocument> {
   const now = ctx.now();
   const at = now.toISOString();
   for (let attempt = 0; ; attempt++) {
@@ -38,6 +38,7 @@ async function createTask(kind: TaskKind, newTaskId: () => string, request: Task
       createdAt: at,
       updatedAt: at,
       expiresAt: new Date(now.getTime() + ctx.taskLifetimeMs).toISOString(),
+      ...(extra.tags && extra.tags.length ? { tags: extra.tags } : {}),
       version: 0,
     };
     try {

@@ -7,6 +7,7 @@ import {
   DescribeConversionTasksCommand,
   EC2Client,
   ImportImageCommand,
+  ExportImageCommand,
   ImportInstanceCommand,
   ImportVolumeCommand,
   waitUntilConversionTaskCancelled,
@@ -412,9 +413,23 @@ describe('errors as real clients see them', () => {
   });
 
   test('a planned but unimplemented action → UnsupportedOperation (client-ec2 and boto3)', async () => {
-    const error: any = await sdk.send(new ImportImageCommand({ Description: 'x' })).catch((e) => e);
+    const error: any = await sdk.send(new ExportImageCommand({ ImageId: 'ami-12345678', DiskImageFormat: 'RAW', S3ExportLocation: { S3Bucket: 'b' } })).catch((e) => e);
     expect(error.name).toBe('UnsupportedOperation');
-    await expect(boto3Call(endpoint, aliceCreds, 'ImportSnapshot', {})).rejects.toMatchObject({ code: 'UnsupportedOperation' });
+    await expect(boto3Call(endpoint, aliceCreds, 'CreateInstanceExportTask', { InstanceId: 'i-12345678', TargetEnvironment: 'vmware' })).rejects.toMatchObject({ code: 'UnsupportedOperation' });
+  });
+
+  test('ImportImage and ImportSnapshot validate every parameter before anything starts (client-ec2 and boto3)', async () => {
+    const error: any = await sdk.send(new ImportImageCommand({ Description: 'x' })).catch((e) => e);
+    expect([error.name, error.message]).toEqual(['MissingParameter', expect.stringContaining('DiskContainer.1')]);
+    const dry: any = await sdk.send(new ImportImageCommand({ DryRun: true, DiskContainers: [{ Format: 'VHDX', UserBucket: { S3Bucket: 'my-bucket', S3Key: 'k.vhdx' } }] })).catch((e) => e);
+    expect(dry.name).toBe('DryRunOperation');
+    const kms: any = await sdk.send(new ImportImageCommand({ KmsKeyId: 'k', DiskContainers: [{ Format: 'RAW', UserBucket: { S3Bucket: 'my-bucket', S3Key: 'k' } }] })).catch((e) => e);
+    expect([kms.name, kms.message]).toEqual(['InvalidParameterValue', expect.stringContaining('Encrypted imports are not supported')]);
+    await expect(boto3Call(endpoint, aliceCreds, 'ImportSnapshot', {})).rejects.toMatchObject({ code: 'MissingParameter' });
+    await expect(boto3Call(endpoint, aliceCreds, 'ImportSnapshot', { DiskContainer: { Format: 'ISO', UserBucket: { S3Bucket: 'my-bucket', S3Key: 'k' } } })).rejects.toMatchObject({ code: 'InvalidParameterValue' });
+    await expect(boto3Call(endpoint, aliceCreds, 'ImportSnapshot', { DiskContainer: { Format: 'RAW', Url: 'http://attacker.example/x' } })).rejects.toMatchObject({ code: 'InvalidParameterValue' });
+    await expect(boto3Call(endpoint, aliceCreds, 'ImportImage', { DiskContainers: [{ Format: 'RAW', UserBucket: { S3Bucket: 'b', S3Key: 'k' } }, { Format: 'RAW', UserBucket: { S3Bucket: 'b', S3Key: 'k2' } }] }))
+      .rejects.toMatchObject({ code: 'InvalidParameterValue' });
   });
 
   test('an action EC2 does not have → InvalidAction (signed by @smithy/signature-v4)', async () => {

@@ -10,6 +10,7 @@ import { SqliteTaskStore } from '../../tasks/sqlite-store';
 import { MongoTaskStore } from '../../tasks/mongo-store';
 import { advanceTask, IllegalTransitionError, updateTask } from '../../tasks/state-machine';
 import { startMongoServer, type RunningMongoServer } from '../helpers/mongo-server';
+import { AccountConflictError, newKeyFor, type AccountRecord } from '../../tasks/accounts';
 
 /**
  * One behaviour, every engine: each TaskStore implementation runs the same suite.
@@ -376,4 +377,80 @@ function contract(factory: StoreFactory): void {
       expect(await again.get(task.id)).toEqual({ ...task, progress: 99, version: task.version + 1 });
     },
   );
+
+  test('listResources: by kind, by account (or all), by ids, oldest first; deleteResource removes one', async () => {
+    const snap = (id: string, accountId: string, minute: number): ResourceRecord => ({
+      id, kind: 'snapshot', accountId, taskId: 'import-snap-0a1b2c3d4e5f60718', sizeGiB: 1,
+      image: { bucket: 'images', key: `${id}/disk.raw`, size: 1, sha256: 'ef'.repeat(32) }, createdAt: at(minute),
+    });
+    const a1 = snap('snap-0000000000000000a', '111122223333', 2);
+    const a2 = snap('snap-0000000000000000b', '111122223333', 1);
+    const b1 = snap('snap-0000000000000000c', '444455556666', 3);
+    const image: ResourceRecord = {
+      id: 'ami-0000000000000000a', kind: 'image', accountId: '111122223333', taskId: 't', name: 'n', architecture: 'x86_64',
+      rootDeviceName: '/dev/sda1', snapshotIds: [a1.id], sizeGiB: 1, tags: [{ key: 'k', value: 'v' }], createdAt: at(4),
+    };
+    for (const r of [a1, a2, b1, image]) await store.putResource(r);
+    expect((await store.listResources({ kind: 'snapshot', accountId: '111122223333' })).map((r) => r.id)).toEqual([a2.id, a1.id]);
+    expect((await store.listResources({ kind: 'snapshot' })).map((r) => r.id)).toEqual([a2.id, a1.id, b1.id]);
+    expect(await store.listResources({ kind: 'snapshot', accountId: '444455556666', ids: [a1.id, b1.id] })).toEqual([b1]);
+    expect(await store.listResources({ kind: 'image', accountId: '111122223333' })).toEqual([image]);
+    expect(await store.listResources({ kind: 'volume', accountId: '111122223333' })).toEqual([]);
+    expect(await store.listResources({ kind: 'snapshot', ids: [] })).toEqual([]);
+    expect(await store.deleteResource(a1.id)).toBe(true);
+    expect(await store.deleteResource(a1.id)).toBe(false);
+    expect(await store.getResource(a1.id)).toBeUndefined();
+    expect((await store.listResources({ kind: 'snapshot' })).map((r) => r.id)).toEqual([a2.id, b1.id]);
+  });
+
+  test('list without accountId lists every account; kinds filter', async () => {
+    await store.create(taskFixture('import-vol-0000000a', { accountId: '111122223333', createdAt: at(1) }));
+    await store.create(taskFixture('import-vol-0000000b', { accountId: '444455556666', createdAt: at(2) }));
+    await store.create(taskFixture('import-ami-0000000c', { accountId: '444455556666', kind: 'import-image', createdAt: at(3) }));
+    expect((await store.list({})).map((t) => t.id)).toEqual(['import-ami-0000000c', 'import-vol-0000000b', 'import-vol-0000000a']);
+    expect((await store.list({ kinds: ['import-image'] })).map((t) => t.id)).toEqual(['import-ami-0000000c']);
+    expect((await store.list({ accountId: '111122223333', kinds: ['import-image'] })).map((t) => t.id)).toEqual([]);
+  });
+
+  test('claimClientToken: the first claim wins, per account', async () => {
+    expect(await store.claimClientToken('111122223333', 'tok', { taskId: 'import-ami-1', fingerprint: 'f1' })).toBeUndefined();
+    expect(await store.claimClientToken('111122223333', 'tok', { taskId: 'import-ami-2', fingerprint: 'f2' })).toEqual({ taskId: 'import-ami-1', fingerprint: 'f1' });
+    expect(await store.claimClientToken('444455556666', 'tok', { taskId: 'import-ami-3', fingerprint: 'f3' })).toBeUndefined();
+    const racing = await Promise.all([1, 2, 3, 4].map((n) => store.claimClientToken('111122223333', 'race', { taskId: `t${n}`, fingerprint: 'f' })));
+    expect(racing.filter((r) => r === undefined)).toHaveLength(1);
+    const winner = racing.find((r) => r !== undefined)!.taskId;
+    expect(racing.every((r) => r === undefined || r.taskId === winner)).toBe(true);
+  });
+
+  test('accounts and keys: create, find, list, conflicts, delete with their keys', async () => {
+    const alice: AccountRecord = { accountId: '111122223333', name: 'alice', admin: true, createdAt: at(1) };
+    const bob: AccountRecord = { accountId: '444455556666', name: 'bob', admin: false, createdAt: at(2) };
+    await store.createAccount(alice);
+    await store.createAccount(bob);
+    await expect(store.createAccount({ ...bob, accountId: '777788889999' })).rejects.toBeInstanceOf(AccountConflictError);
+    await expect(store.createAccount({ ...bob, name: 'carol' })).rejects.toBeInstanceOf(AccountConflictError);
+    expect(await store.getAccount(alice.accountId)).toEqual(alice);
+    expect(await store.findAccountByName('bob')).toEqual(bob);
+    expect(await store.findAccountByName('carol')).toBeUndefined();
+    expect(await store.listAccounts()).toEqual([alice, bob]);
+
+    const k1 = newKeyFor(bob.accountId, new Date(T0));
+    const k2 = newKeyFor(bob.accountId, new Date(T0 + 1000));
+    const ka = newKeyFor(alice.accountId, new Date(T0));
+    for (const k of [k1, k2, ka]) await store.createKey(k);
+    await expect(store.createKey({ ...k1, accountId: alice.accountId })).rejects.toBeInstanceOf(AccountConflictError);
+    expect(k1.accessKeyId).toMatch(/^AKIA[0-9A-F]{16}$/);
+    expect(k1.secretAccessKey).toMatch(/^[A-Za-z0-9]{40}$/);
+    expect(await store.getKey(k1.accessKeyId)).toEqual(k1);
+    expect(await store.listKeys(bob.accountId)).toEqual([k1, k2]);
+    expect(await store.deleteKey(k1.accessKeyId)).toBe(true);
+    expect(await store.deleteKey(k1.accessKeyId)).toBe(false);
+    expect(await store.listKeys(bob.accountId)).toEqual([k2]);
+
+    expect(await store.deleteAccount(bob.accountId)).toBe(true);
+    expect(await store.deleteAccount(bob.accountId)).toBe(false);
+    expect(await store.getKey(k2.accessKeyId)).toBeUndefined();
+    expect(await store.getKey(ka.accessKeyId)).toEqual(ka);
+    expect(await store.listAccounts()).toEqual([alice]);
+  });
 }

@@ -205,13 +205,16 @@ describe('every error code', () => {
   test('InvalidAction (400) and UnsupportedOperation (400)', async () => {
     expect(await errorOf(signed({ Action: 'RunInstances' }))).toMatchObject({ status: 400, code: 'InvalidAction', message: expect.stringContaining('RunInstances') });
     expect(await errorOf(signed({ Action: 'toString' }))).toMatchObject({ code: 'InvalidAction' });
-    expect(await errorOf(signed({ Action: 'ImportImage' }))).toMatchObject({ status: 400, code: 'UnsupportedOperation', message: expect.stringContaining('ImportVolume') });
+    expect(await errorOf(signed({ Action: 'ExportImage' }))).toMatchObject({ status: 400, code: 'UnsupportedOperation', message: expect.stringContaining('ImportVolume') });
   });
 
   test('DryRunOperation (412) on each implemented action, and nothing changes', async () => {
     const id = await newTask();
     const count = (await sqlite.list({ accountId: ACCOUNT.accountId })).length;
-    const dryRuns: Record<string, string>[] = [importVolume({ DryRun: 'true' }), { Action: 'ImportInstance', 'DiskImage.1.Image.Format': 'RAW', 'DiskImage.1.Image.Bytes': '10', 'DiskImage.1.Image.ImportManifestUrl': MANIFEST, 'DiskImage.1.Volume.Size': '1', DryRun: 'true' }, { Action: 'DescribeConversionTasks', DryRun: 'true' }, { Action: 'CancelConversionTask', ConversionTaskId: id, DryRun: 'True' }];
+    const dryRuns: Record<string, string>[] = [importVolume({ DryRun: 'true' }), { Action: 'ImportInstance', 'DiskImage.1.Image.Format': 'RAW', 'DiskImage.1.Image.Bytes': '10', 'DiskImage.1.Image.ImportManifestUrl': MANIFEST, 'DiskImage.1.Volume.Size': '1', DryRun: 'true' }, { Action: 'DescribeConversionTasks', DryRun: 'true' }, { Action: 'CancelConversionTask', ConversionTaskId: id, DryRun: 'True' },
+      { Action: 'ImportImage', 'DiskContainer.1.Format': 'QCOW2', 'DiskContainer.1.UserBucket.S3Bucket': 'my-bucket', 'DiskContainer.1.UserBucket.S3Key': 'd.qcow2', ClientToken: 'dry', DryRun: 'true' },
+      { Action: 'ImportSnapshot', 'DiskContainer.Format': 'VHDX', 'DiskContainer.UserBucket.S3Bucket': 'my-bucket', 'DiskContainer.UserBucket.S3Key': 'd.vhdx', DryRun: 'true' },
+      ...['DescribeImportImageTasks', 'DescribeImportSnapshotTasks', 'DescribeImages', 'DescribeSnapshots', 'DescribeVolumes', 'DescribeTags'].map((Action) => ({ Action, DryRun: 'true' }))];
     for (const params of dryRuns) {
       expect(await errorOf(signed(params))).toEqual({ status: 412, code: 'DryRunOperation', message: 'Request would have succeeded, but DryRun flag is set.' });
     }

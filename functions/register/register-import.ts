@@ -1,0 +1,67 @@
+/**
+ * Register for ImportImage / ImportSnapshot: the converted disk becomes a snapshot, and for
+ * ImportImage an image whose root device is that snapshot. Ids are fixed on the task before the
+ * records are written, so a redelivery writes the same records again instead of new ones.
+ */
+import { newImageId, newSnapshotId } from '../../tasks/ids';
+import { updateTask } from '../../tasks/state-machine';
+import type { ImageRecord, SnapshotRecord, TaskDocument } from '../../tasks/task';
+import { advanceToNext } from '../task-step';
+import type { StageContext } from '../stage';
+
+const GiB = 1024 ** 3;
+
+export async function registerImport(task: TaskDocument, ctx: StageContext): Promise<void> {
+  const image = task.artifacts.image;
+  const spec = task.request.importImage;
+  if (!image || !spec) throw new Error(`task ${task.id} reached register without an image or its import request`);
+  const wantsImage = task.kind === 'import-image';
+  const fixed = await updateTask(ctx.tasks, task.id, (doc) => {
+    if (doc.state !== 'validated' || (doc.artifacts.snapshotId && (!wantsImage || doc.artifacts.imageId))) return undefined;
+    return {
+      ...doc,
+      artifacts: {
+        ...doc.artifacts,
+        snapshotId: doc.artifacts.snapshotId ?? newSnapshotId(),
+        ...(wantsImage ? { imageId: doc.artifacts.imageId ?? newImageId() } : {}),
+      },
+    };
+  });
+  if (!fixed || fixed.state !== 'validated' || !fixed.artifacts.snapshotId) return; // finished or ended elsewhere
+  const { snapshotId, imageId } = fixed.artifacts;
+  const createdAt = new Date().toISOString();
+  const sizeGiB = Math.max(1, Math.ceil(image.size / GiB));
+  const tags = spec.resourceTags && spec.resourceTags.length ? spec.resourceTags : undefined;
+  const snapshot: SnapshotRecord = {
+    id: snapshotId,
+    kind: 'snapshot',
+    accountId: task.accountId,
+    taskId: task.id,
+    sizeGiB,
+    image,
+    ...(spec.diskDescription ?? spec.description ? { description: spec.diskDescription ?? spec.description } : {}),
+    ...(tags ? { tags } : {}),
+    createdAt,
+  };
+  await ctx.tasks.putResource(snapshot);
+  if (wantsImage && imageId) {
+    const record: ImageRecord = {
+      id: imageId,
+      kind: 'image',
+      accountId: task.accountId,
+      taskId: task.id,
+      name: task.id,
+      ...(spec.description ? { description: spec.description } : {}),
+      architecture: spec.architecture ?? 'x86_64',
+      ...(spec.platform === 'Windows' ? { platform: 'Windows' as const } : {}),
+      ...(spec.bootMode ? { bootMode: spec.bootMode } : {}),
+      rootDeviceName: spec.deviceName ?? '/dev/sda1',
+      snapshotIds: [snapshotId],
+      sizeGiB,
+      ...(tags ? { tags } : {}),
+      createdAt,
+    };
+    await ctx.tasks.putResource(record);
+  }
+  await advanceToNext(ctx, 'register', task.id, () => ({}), { resourceId: imageId ?? snapshotId });
+}
