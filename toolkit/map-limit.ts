@@ -21,3 +21,40 @@ export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (it
   await Promise.all(runners);
   return results;
 }
+
+/**
+ * A bound on calls in flight shared by every caller of one object: run() waits for a free slot
+ * (first come, first served), then calls `fn`. Unlike mapLimit it bounds calls that arrive
+ * separately (many reads at once, each of many pieces).
+ */
+export class ConcurrencyLimit {
+  private running = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(readonly limit: number) {
+    if (!Number.isSafeInteger(limit) || limit < 1) throw new RangeError(`a concurrency limit must be a whole number ≥ 1, not ${limit}`);
+  }
+
+  /** Calls in flight now (never more than `limit`). */
+  get active(): number {
+    return this.running;
+  }
+
+  /** Calls waiting for a slot. */
+  get queued(): number {
+    return this.waiting.length;
+  }
+
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.running >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    else this.running++;
+    try {
+      return await fn();
+    } finally {
+      const next = this.waiting.shift();
+      // The slot passes straight to the next caller: `running` stays as it is.
+      if (next) next();
+      else this.running--;
+    }
+  }
+}

@@ -40,6 +40,20 @@ export class ManifestError extends Error {
 /** Manifests are small; a larger document is refused before parsing. */
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 const MAX_PARTS = 100_000;
+/**
+ * Every part but the last must hold at least this many bytes. Each part is read with requests of
+ * its own, so the number of parts is the number of requests, sockets and buffers a conversion
+ * may need for a given image: 23,500 one-byte parts (a legal 4 MiB manifest without this rule)
+ * once exhausted the service's file descriptors. Producers write parts of megabytes (the
+ * `imaging` CLI 10 MiB by default, as EC2's import tools): 1 MiB refuses none of them, and
+ * bounds a 16 TiB volume's reads to whole MiB.
+ */
+export const MIN_PART_BYTES = 1024 * 1024;
+
+export interface ImportManifestRules {
+  /** Smallest part but the last, in bytes (default MIN_PART_BYTES). */
+  minPartBytes?: number;
+}
 
 const parser = new XMLParser({
   ignoreAttributes: false,
@@ -79,7 +93,7 @@ function wholeNumber(value: unknown, what: string): number {
   return n;
 }
 
-export function parseImportManifest(xml: string | Buffer): ImportManifest {
+export function parseImportManifest(xml: string | Buffer, rules: ImportManifestRules = {}): ImportManifest {
   const body = typeof xml === 'string' ? xml : xml.toString('utf8');
   if (Buffer.byteLength(body) > MAX_MANIFEST_BYTES) throw new ManifestError(`the import manifest is larger than ${MAX_MANIFEST_BYTES} bytes`);
   if (/<!DOCTYPE|<!ENTITY/i.test(body)) throw new ManifestError('the import manifest must not contain a DOCTYPE or entity declarations');
@@ -122,12 +136,14 @@ export function parseImportManifest(xml: string | Buffer): ImportManifest {
     };
   });
   parts.sort((a, b) => a.index - b.index);
+  const tiled = normaliseRanges(parts, size);
+  checkPartSizes(tiled, rules.minPartBytes ?? MIN_PART_BYTES);
   return {
     version,
     fileFormat,
     size,
     volumeSizeGiB,
-    parts: normaliseRanges(parts, size),
+    parts: tiled,
     selfDestructUrl: optionalText(root['self-destruct-url'], '<self-destruct-url>'),
     importer: root.importer && typeof root.importer === 'object'
       ? { name: optionalText(root.importer.name, '<importer><name>'), version: optionalText(root.importer.version, '<importer><version>'), release: optionalText(root.importer.release, '<importer><release>') }
@@ -162,6 +178,23 @@ function normaliseRanges(parts: ImportManifestPart[], size: number): ImportManif
     expected = p.end + 1;
   }
   throw new ManifestError(`the import manifest's parts cover ${expected} bytes but the declared size is ${size} bytes`);
+}
+
+/** Refuses a part other than the last that is shorter than `minimum` bytes (see MIN_PART_BYTES). */
+function checkPartSizes(parts: ImportManifestPart[], minimum: number): void {
+  for (let i = 0; i < parts.length - 1; i++) {
+    const length = parts[i].end - parts[i].start + 1;
+    if (length < minimum) {
+      throw new ManifestError(
+        `part ${parts[i].index} of the import manifest is ${length} bytes; every part but the last must be at least ${minimum} bytes ` +
+          `(${describeBytes(minimum)}): upload the image in larger parts (10 MiB is usual)`,
+      );
+    }
+  }
+}
+
+function describeBytes(bytes: number): string {
+  return bytes % (1024 * 1024) === 0 ? `${bytes / (1024 * 1024)} MiB` : `${bytes} bytes`;
 }
 
 const builder = new XMLBuilder({ ignoreAttributes: false, attributeNamePrefix: '@', format: true, suppressEmptyNode: false });

@@ -2,15 +2,13 @@ import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
-  DeleteObjectCommand,
   PutObjectCommand,
   UploadPartCommand,
-  UploadPartCopyCommand,
   type CompletedPart,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import type { BuildMiddleware, MiddlewareStack } from '@smithy/types';
-import { randomBytes } from 'crypto';
+import { withPayloadSigning } from './s3-payload-signing';
+import { ZeroPartCopier } from './s3-zero-part-copier';
 import { formatS3Url } from './s3-url';
 import { checkHeadHold, checkHeadPatch, type ByteSink } from './sink';
 
@@ -45,13 +43,6 @@ export interface S3MultipartSinkOptions {
   copyZeroParts?: boolean;
 }
 
-/** Marks a request's body UNSIGNED-PAYLOAD, which the SigV4 signer then takes as the body's hash. */
-const unsignedPayload: BuildMiddleware<object, object> = (next) => async (args) => {
-  const request = args.request as { headers?: Record<string, string> };
-  if (request.headers) request.headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
-  return next(args);
-};
-
 const MIN_PART_SIZE = 5 * 1024 * 1024;
 const MAX_PARTS = 10_000;
 /** S3's limit on one part; a held head becomes part 1, so it may not be longer. */
@@ -74,7 +65,7 @@ const MAX_PART_SIZE = 5 * 1024 ** 3;
  * order). That memory comes on top of the queue's, for the whole upload. Part 1 may be larger
  * than the others; S3 only requires every part but the last to be at least 5 MiB.
  *
- * Zero parts: a disk image converted to raw is often mostly zeros, which a file leaves as holes
+ * Zero parts (ZeroPartCopier, s3-zero-part-copier.ts): a disk image converted to raw is often mostly zeros, which a file leaves as holes
  * but an upload would carry byte by byte. A part made only of writeZeros runs is therefore not
  * filled in at all, and is sent as UploadPartCopy of a range of a zero object, which S3 builds
  * server-side. That zero object is `${key}.zero-part-<random hex>` in the same bucket: partSize
@@ -101,19 +92,14 @@ export class S3MultipartSink implements ByteSink {
   private readonly signPayload: boolean;
   /** options.expectedSize: parts are cut at zero runs only when it is known (see mayCutPart). */
   private readonly expectedSize: number | undefined;
-  /** Whether zero parts go by copy: copyZeroParts, until a copy (or the zero object's put) fails. */
-  private copyZeroParts: boolean;
+  /** Sends parts made only of zeros by UploadPartCopy while the server allows it. */
+  private readonly zeros: ZeroPartCopier;
   private current: Buffer | undefined;
   /**
    * The current part holds only zeros so far (`filled` of them, from writeZeros), none of them in
    * its buffer: it is sent by copy, or its buffer is zero-filled before bytes land in it.
    */
   private zerosNotInBuffer = false;
-  /**
-   * The object zero parts are copied from, once the first zero part has started putting it;
-   * `usable` is its ETag, resolved only once a first copy from it worked.
-   */
-  private zeroObject: { key: string; usable: Promise<string> } | undefined;
   /** Part 1 while the head is held (see holdHead); uploaded by finish(). */
   private held: Buffer | undefined;
   /** The patchable bytes at its start: what holdHead() was asked for. */
@@ -141,8 +127,14 @@ export class S3MultipartSink implements ByteSink {
     this.queueSize = Math.max(1, options.queueSize ?? 4);
     this.contentType = options.contentType ?? 'application/octet-stream';
     this.signPayload = options.signPayload ?? false;
-    this.copyZeroParts = options.copyZeroParts ?? true;
     this.expectedSize = options.expectedSize;
+    this.zeros = new ZeroPartCopier(s3, bucket, key, {
+      enabled: options.copyZeroParts ?? true,
+      partSize: this.partSize,
+      signPayload: this.signPayload,
+      signal: this.requests.signal,
+      uploadBytes: (uploadId, partNumber, body) => this.uploadBytes(uploadId, partNumber, body),
+    });
   }
 
   async write(chunk: Buffer): Promise<void> {
@@ -152,7 +144,7 @@ export class S3MultipartSink implements ByteSink {
     for (let at = 0; at < chunk.length; ) {
       if (this.zerosNotInBuffer) {
         // Bytes after a zero run long enough to be a part of its own: the run goes by copy, the bytes start the next part.
-        if (this.filled >= MIN_PART_SIZE && this.zeroObject && this.copyZeroParts && this.mayCutPart(start + at)) await this.sendPart();
+        if (this.filled >= MIN_PART_SIZE && this.zeros.hasZeroObject && this.zeros.enabled && this.mayCutPart(start + at)) await this.sendPart();
         else this.fillSkippedZeros();
       }
       const part = this.currentPart();
@@ -182,7 +174,7 @@ export class S3MultipartSink implements ByteSink {
       }
       const n = Math.min(part.length - this.filled, left);
       // A part that starts with zeros may be copied whole: leave its buffer alone until bytes land in it.
-      if (this.filled === 0 && this.copyZeroParts && part !== this.held) this.zerosNotInBuffer = true;
+      if (this.filled === 0 && this.zeros.enabled && part !== this.held) this.zerosNotInBuffer = true;
       if (!this.zerosNotInBuffer) part.fill(0, this.filled, this.filled + n);
       this.filled += n;
       left -= n;
@@ -212,7 +204,7 @@ export class S3MultipartSink implements ByteSink {
       // Everything fits in one part: a plain PutObject (an empty object included).
       if (this.zerosNotInBuffer) this.fillSkippedZeros();
       const body = (this.held ?? this.current)?.subarray(0, this.written) ?? Buffer.alloc(0);
-      await this.s3.send(this.withPayloadSigning(new PutObjectCommand({ Bucket: this.bucket, Key: this.key, Body: body, ContentType: this.contentType })));
+      await this.s3.send(withPayloadSigning(new PutObjectCommand({ Bucket: this.bucket, Key: this.key, Body: body, ContentType: this.contentType }), this.signPayload));
       return { size: this.written };
     }
     try {
@@ -229,7 +221,7 @@ export class S3MultipartSink implements ByteSink {
     } finally {
       // No copy may still be reading the zero object when it goes.
       await Promise.all(this.uploading);
-      await this.deleteZeroObject();
+      await this.zeros.deleteZeroObject();
     }
   }
 
@@ -245,7 +237,7 @@ export class S3MultipartSink implements ByteSink {
     if (uploadId) {
       await this.s3.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: this.key, UploadId: uploadId })).catch(() => undefined);
     }
-    await this.deleteZeroObject();
+    await this.zeros.deleteZeroObject();
   }
 
   /** The part being filled: the held head's buffer for part 1, else a reused part-sized buffer. */
@@ -262,10 +254,10 @@ export class S3MultipartSink implements ByteSink {
    * for less would cost more than it saves) and the part count allows.
    */
   private zeroRunCut(part: Buffer, left: number, position: number): number | undefined {
-    if (this.filled === 0 || this.zerosNotInBuffer || part === this.held || !this.copyZeroParts) return undefined;
+    if (this.filled === 0 || this.zerosNotInBuffer || part === this.held || !this.zeros.enabled) return undefined;
     const pad = Math.max(0, MIN_PART_SIZE - this.filled);
     const rest = left - pad;
-    if (rest < (this.zeroObject ? MIN_PART_SIZE : this.partSize)) return undefined;
+    if (rest < (this.zeros.hasZeroObject ? MIN_PART_SIZE : this.partSize)) return undefined;
     return this.mayCutPart(position) ? pad : undefined;
   }
 
@@ -297,7 +289,7 @@ export class S3MultipartSink implements ByteSink {
     const partNumber = this.nextPartNumber++;
     if (buffer === this.held) return;
     const send = zerosOnly
-      ? (uploadId: string) => this.sendZeroPart(uploadId, partNumber, buffer, length)
+      ? (uploadId: string) => this.zeros.send(uploadId, partNumber, buffer, length)
       : (uploadId: string) => this.uploadBytes(uploadId, partNumber, buffer.subarray(0, length));
     await this.startPart(partNumber, send, () => this.spare.push(buffer));
   }
@@ -336,98 +328,14 @@ export class S3MultipartSink implements ByteSink {
 
   private async uploadBytes(uploadId: string, partNumber: number, body: Buffer): Promise<string | undefined> {
     const response = await this.s3.send(
-      this.withPayloadSigning(new UploadPartCommand({ Bucket: this.bucket, Key: this.key, UploadId: uploadId, PartNumber: partNumber, Body: body })),
+      withPayloadSigning(new UploadPartCommand({ Bucket: this.bucket, Key: this.key, UploadId: uploadId, PartNumber: partNumber, Body: body }), this.signPayload),
       { abortSignal: this.requests.signal },
     );
     return response.ETag;
-  }
-
-  /**
-   * Sends a part of `length` zeros whose buffer was never filled: by copy while copies work, else
-   * (copying unavailable: stop trying for this upload) as bytes zero-filled now. A short last part
-   * does not create the zero object: putting partSize zeros to spare fewer would cost more.
-   */
-  private async sendZeroPart(uploadId: string, partNumber: number, buffer: Buffer, length: number): Promise<string | undefined> {
-    if (this.copyZeroParts && (this.zeroObject || length === this.partSize)) {
-      try {
-        return await this.copyZeroPart(uploadId, partNumber, buffer, length);
-      } catch (error) {
-        if (this.requests.signal.aborted || (error as Error)?.name === 'AbortError') throw error;
-        this.copyZeroParts = false;
-      }
-    }
-    buffer.fill(0, 0, length);
-    return this.uploadBytes(uploadId, partNumber, buffer.subarray(0, length));
-  }
-
-  /**
-   * UploadPartCopy of the zero object's first `length` bytes. The first zero part puts that
-   * object (its own buffer, zero-filled, is the body) and its copy is the probe: the other zero
-   * parts wait for it, so a server that cannot copy is asked once.
-   */
-  private async copyZeroPart(uploadId: string, partNumber: number, buffer: Buffer, length: number): Promise<string> {
-    this.requests.signal.throwIfAborted();
-    const zeroObject = this.zeroObject;
-    if (zeroObject) return this.copyFromZeroObject(uploadId, partNumber, length, zeroObject.key, await zeroObject.usable);
-    const key = `${this.key}.zero-part-${randomBytes(8).toString('hex')}`;
-    const probe = this.putZeroObject(key, buffer).then(async (etag) => ({ etag, partETag: await this.copyFromZeroObject(uploadId, partNumber, length, key, etag) }));
-    const usable = probe.then(({ etag }) => etag);
-    usable.catch(() => undefined); // awaited only by later zero parts, if there are any
-    this.zeroObject = { key, usable };
-    return (await probe).partETag;
-  }
-
-  /** Puts partSize zero bytes (from `buffer`, zero-filled here) as the zero object; resolves to its ETag. */
-  private async putZeroObject(key: string, buffer: Buffer): Promise<string> {
-    buffer.fill(0);
-    const response = await this.s3.send(
-      this.withPayloadSigning(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: buffer, ContentType: 'application/octet-stream' })),
-      { abortSignal: this.requests.signal },
-    );
-    if (!response.ETag) throw new Error(`${this.name}: S3 returned no ETag for the zero object ${key}`);
-    return response.ETag;
-  }
-
-  private async copyFromZeroObject(uploadId: string, partNumber: number, length: number, zeroKey: string, zeroETag: string): Promise<string> {
-    const response = await this.s3.send(
-      new UploadPartCopyCommand({
-        Bucket: this.bucket,
-        Key: this.key,
-        UploadId: uploadId,
-        PartNumber: partNumber,
-        CopySource: copySourceOf(this.bucket, zeroKey),
-        CopySourceRange: `bytes=0-${length - 1}`,
-        CopySourceIfMatch: zeroETag,
-      }),
-      { abortSignal: this.requests.signal },
-    );
-    const etag = response.CopyPartResult?.ETag;
-    if (!etag) throw new Error(`${this.name}: S3 returned no ETag for the copy of part ${partNumber}`);
-    return etag;
-  }
-
-  /** Deletes the zero object if one was put (or its put was started: it may have landed); errors are ignored. */
-  private async deleteZeroObject(): Promise<void> {
-    const zeroObject = this.zeroObject;
-    if (!zeroObject) return;
-    this.zeroObject = undefined;
-    await zeroObject.usable.catch(() => undefined);
-    await this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: zeroObject.key })).catch(() => undefined);
-  }
-
-  /** Unless payloads are signed, marks the request's body UNSIGNED-PAYLOAD, which the signer then takes as the body's hash. */
-  private withPayloadSigning<C extends PutObjectCommand | UploadPartCommand>(command: C): C {
-    if (!this.signPayload) (command.middlewareStack as MiddlewareStack<object, object>).add(unsignedPayload, { step: 'build', name: 'imagingUnsignedPayload' });
-    return command;
   }
 
   private assertOpen(): void {
     if (this.failure) throw this.failure;
     if (this.state !== 'open') throw new Error(`${this.name} is already ${this.state}`);
   }
-}
-
-/** An x-amz-copy-source value: `bucket/key`, URL-encoded segment by segment (the slashes kept). */
-function copySourceOf(bucket: string, key: string): string {
-  return [bucket, ...key.split('/')].map(encodeURIComponent).join('/');
 }

@@ -1,4 +1,7 @@
-import { buildImportManifest, parseImportManifest, partRanges, ManifestError, type ImportManifest } from '../../../toolkit/bundle/import-manifest';
+import { buildImportManifest, parseImportManifest as parseWithDefaults, partRanges, ManifestError, MIN_PART_BYTES, type ImportManifest } from '../../../toolkit/bundle/import-manifest';
+
+/** These tests are about tiling and syntax, with parts of a few bytes; the minimum part size has its own tests below. */
+const parseImportManifest = (xml: string) => parseWithDefaults(xml, { minPartBytes: 1 });
 
 function manifestWith(ranges: [number, number][], size: number): string {
   const parts = ranges.map(([start, end], index) =>
@@ -69,5 +72,33 @@ describe('markup inside a value (issue 11, item 8: the XInclude refusal was cut 
   ])('XInclude in %s is refused with a whole message naming the field and the element', (_name, xml, field) => {
     expect(() => parseImportManifest(xml)).toThrow(ManifestError);
     expect(() => parseImportManifest(xml)).toThrow(`the import manifest's ${field} must be plain text, but it contains the element <xi:include> (XInclude is not processed); write the value itself`);
+  });
+});
+
+describe('the minimum part size', () => {
+  const MiB = 1024 * 1024;
+
+  it('refuses a part but the last below 1 MiB, naming it and the rule', () => {
+    const ranges: [number, number][] = [[0, MiB - 1], [MiB, 2 * MiB - 2], [2 * MiB - 1, 3 * MiB]];
+    let error: unknown;
+    try {
+      parseWithDefaults(manifestWith(ranges, 3 * MiB + 1));
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ManifestError);
+    expect((error as Error).message).toBe(
+      `part 1 of the import manifest is ${MiB - 1} bytes; every part but the last must be at least ${MIN_PART_BYTES} bytes (1 MiB): upload the image in larger parts (10 MiB is usual)`,
+    );
+  });
+
+  it('refuses thousands of one-byte parts', () => {
+    const ranges = Array.from({ length: 2500 }, (_, i): [number, number] => [i, i]);
+    expect(() => parseWithDefaults(manifestWith(ranges, 2500))).toThrow(/^part 0 of the import manifest is 1 bytes; every part but the last must be at least 1048576 bytes/);
+  });
+
+  it('accepts parts of exactly 1 MiB and a shorter last part, or one part of any size', () => {
+    expect(parseWithDefaults(manifestWith([[0, MiB - 1], [MiB, 2 * MiB - 1], [2 * MiB, 2 * MiB]], 2 * MiB + 1)).parts).toHaveLength(3);
+    expect(parseWithDefaults(manifestWith([[0, 9]], 10)).parts).toHaveLength(1);
   });
 });

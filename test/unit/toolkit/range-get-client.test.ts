@@ -168,6 +168,25 @@ describe('RangeGetClient against a well-behaved server', () => {
     expect(server.connections - before).toBe(10);
   });
 
+  it('opens at most connectionsPerOrigin sockets to an origin, and never has more requests in flight there', async () => {
+    let inFlight = 0;
+    let most = 0;
+    const serve = serveRanges(whole);
+    const slowServer = await httpServer((request, response) => {
+      most = Math.max(most, ++inFlight);
+      response.on('finish', () => inFlight--);
+      setTimeout(() => serve(request, response), 5);
+    });
+    try {
+      const client = clientFor({ connectionsPerOrigin: 3 });
+      await Promise.all(Array.from({ length: 60 }, (_, i) => expectRange(client, slowServer.url(), i * 1000, 1000)));
+      expect(most).toBe(3);
+      expect(slowServer.connections).toBe(3);
+    } finally {
+      await slowServer.stop();
+    }
+  });
+
   it('idle sockets do not hold a process open', async () => {
     // A process that reads once and has nothing left to do must exit while its kept-alive
     // socket is still open on the server's side (which would keep it for a minute).
