@@ -4,6 +4,9 @@
  */
 import pino from 'pino';
 import { createGateway } from '../gateway/server';
+import { ACTIONS } from '../gateway/actions';
+import { gatewayRequestObserver, natsCheck, observedTaskStore, startProcessAdmin, taskStoreCheck } from '../ops/process-admin';
+import { createServiceMetrics } from '../ops/metrics';
 import { StaticAccountDirectory } from '../gateway/accounts';
 import { openTaskStore } from '../tasks/open-store';
 import { JetStreamBus } from '../events/jetstream-bus';
@@ -11,7 +14,7 @@ import { hostOf } from '../toolkit/io/url-policy';
 import { settingsReadBy } from '../config/settings-schema';
 import { typedSettings, type ServeSettings } from './settings';
 
-export async function startGatewayProcess(settings: ServeSettings): Promise<{ url: string; stop(): Promise<void> }> {
+export async function startGatewayProcess(settings: ServeSettings): Promise<{ url: string; adminUrl: string; stop(): Promise<void> }> {
   const missing = settingsReadBy('gateway')
     .filter((spec) => spec.requiredBy?.includes('gateway') && !settings[spec.key as keyof ServeSettings])
     .map((spec) => spec.env);
@@ -19,8 +22,12 @@ export async function startGatewayProcess(settings: ServeSettings): Promise<{ ur
   if (missing.length) throw new Error(`the gateway needs ${missing.join(', ')}`);
   const typed = typedSettings(settings, 'gateway');
   const log = pino({ level: settings.logLevel || 'info' }, pino.destination(2));
-  const tasks = await openTaskStore(settings.mongodbUri, { mongoDbName: settings.mongodbDb });
-  const bus = await JetStreamBus.connect({ servers: settings.natsUrl });
+  const store = await openTaskStore(settings.mongodbUri, { mongoDbName: settings.mongodbDb });
+  const metrics = createServiceMetrics({ process: 'gateway', taskStateCounts: () => store.countByState() });
+  const tasks = observedTaskStore(store, metrics, log);
+  const bus = await JetStreamBus.connect({ servers: settings.natsUrl, name: 'imaging-gateway', log });
+  // The gateway reads no object storage itself (stages do), so its readiness is the store and NATS.
+  const admin = await startProcessAdmin({ process: 'gateway', port: typed.adminPort, metrics, checks: [taskStoreCheck(tasks), natsCheck(bus)] });
   const allowedObjectHosts = typed.allowedObjectHosts ? typed.allowedObjectHosts : [hostOf(settings.s3Endpoint)];
   const gateway = createGateway({
     tasks,
@@ -30,14 +37,17 @@ export async function startGatewayProcess(settings: ServeSettings): Promise<{ ur
     allowedObjectHosts,
     taskLifetimeMs: typed.taskLifetimeHours * 3600_000,
     log,
+    onRequest: gatewayRequestObserver(metrics, Object.keys(ACTIONS)),
   });
   const listening = await gateway.listen(typed.port, settings.host);
   return {
     url: listening.url,
+    adminUrl: admin.server.url,
     async stop() {
       await listening.close();
+      await admin.server.close();
       await bus.close();
-      await tasks.close();
+      await store.close();
     },
   };
 }

@@ -53,6 +53,7 @@ withSettingFlags(program.command('serve').description('run the whole service on 
       'Imaging Service is running.',
       `  EC2 endpoint:   ${service.ec2Endpoint}`,
       `  S3 endpoint:    ${service.s3Endpoint}`,
+      `  admin endpoint: ${service.adminEndpoint} (healthz, readyz, metrics)`,
       `  data directory: ${service.dataDir}`,
       `  account:        ${service.credentials.accountId}`,
       `  access key id:  ${service.credentials.accessKeyId}`,
@@ -71,7 +72,7 @@ withSettingFlags(program.command('serve').description('run the whole service on 
 withSettingFlags(program.command('gateway').description('run only the EC2 endpoint, publishing to NATS (distributed deployments)')).action(async (opts) => {
   const { startGatewayProcess } = await import('./gateway-process');
   const gateway = await startGatewayProcess(settingsFrom(opts)).catch(fail);
-  process.stdout.write(`EC2 endpoint: ${gateway.url}\n`);
+  process.stdout.write(`EC2 endpoint: ${gateway.url}\nadmin endpoint: ${gateway.adminUrl}\n`);
   const shutdown = async () => {
     await gateway.stop();
     process.exit(0);

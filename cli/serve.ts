@@ -9,6 +9,9 @@ import { randomBytes, randomInt } from 'crypto';
 import pino from 'pino';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { createGateway } from '../gateway/server';
+import { ACTIONS } from '../gateway/actions';
+import { gatewayRequestObserver, natsCheck, objectStorageCheck, observedTaskStore, startProcessAdmin, taskStoreCheck } from '../ops/process-admin';
+import { createServiceMetrics } from '../ops/metrics';
 import { StaticAccountDirectory } from '../gateway/accounts';
 import { openTaskStore } from '../tasks/open-store';
 import type { TaskStore } from '../tasks/store';
@@ -31,6 +34,8 @@ export interface RunningService {
   credentials: BootstrapCredentials;
   tasks: TaskStore;
   s3: S3Client;
+  /** The admin port: /healthz, /readyz, /metrics. */
+  adminEndpoint: string;
   stop(): Promise<void>;
 }
 
@@ -87,10 +92,21 @@ export async function startService(settings: ServeSettings, options: { logToStde
       : [hostOf(s3Endpoint), ...(embedded && ['127.0.0.1', '0.0.0.0'].includes(settings.host) ? [`localhost:${new URL(s3Endpoint).port}`] : [])];
     await ensureBucket(s3, settings.imageBucket);
 
-    const tasks = await openTaskStore(settings.mongodbUri || `sqlite:${join(dataDir, 'tasks.db')}`, { mongoDbName: settings.mongodbDb });
-    stops.push(() => tasks.close());
-    const bus: EventBus = settings.natsUrl ? await JetStreamBus.connect({ servers: settings.natsUrl }) : new InProcessBus();
+    const store = await openTaskStore(settings.mongodbUri || `sqlite:${join(dataDir, 'tasks.db')}`, { mongoDbName: settings.mongodbDb });
+    stops.push(() => store.close());
+    const metrics = createServiceMetrics({ process: 'serve', taskStateCounts: () => store.countByState() });
+    const tasks = observedTaskStore(store, metrics, log);
+    const jetstream = settings.natsUrl ? await JetStreamBus.connect({ servers: settings.natsUrl, log }) : undefined;
+    const bus: EventBus = jetstream ?? new InProcessBus();
     stops.push(() => bus.close());
+    const admin = await startProcessAdmin({
+      process: 'serve',
+      port: typed.adminPort,
+      host: settings.host,
+      metrics,
+      checks: [taskStoreCheck(tasks), objectStorageCheck(s3, settings.imageBucket), ...(jetstream ? [natsCheck(jetstream)] : [])],
+    });
+    stops.push(() => admin.server.close());
 
     const config: StageConfig = {
       storage,
@@ -102,7 +118,7 @@ export async function startService(settings: ServeSettings, options: { logToStde
     const subscriptions: Subscription[] = [];
     // Each stage consumes as its row in the pipeline table says (runStageOnBus reads it).
     for (const stage of ALL_STAGES) {
-      subscriptions.push(await runStageOnBus(stage, { tasks, s3, config, log: log.child({ stage: stage.name }) }, bus));
+      subscriptions.push(await runStageOnBus(stage, { tasks, s3, config, log, metrics }, bus));
     }
     stops.push(async () => {
       await Promise.all(subscriptions.map((s) => s.stop()));
@@ -116,10 +132,11 @@ export async function startService(settings: ServeSettings, options: { logToStde
       allowedObjectHosts,
       taskLifetimeMs: typed.taskLifetimeHours * 3600_000,
       log: log.child({ part: 'gateway' }),
+      onRequest: gatewayRequestObserver(metrics, Object.keys(ACTIONS)),
     });
     const listening = await gateway.listen(typed.port, settings.host);
     stops.push(() => listening.close());
-    return { ec2Endpoint: listening.url, s3Endpoint, dataDir, credentials, tasks, s3, stop: stopAll };
+    return { ec2Endpoint: listening.url, s3Endpoint, dataDir, credentials, tasks, s3, adminEndpoint: admin.server.url, stop: stopAll };
   } catch (err) {
     await stopAll();
     throw err;

@@ -55,6 +55,7 @@ export class JetStreamBus implements EventBus {
   private readonly retryDelayMs: (attempt: number) => number;
   private readonly pullExpiresMs: number;
   private readonly log: BusLog;
+  private disconnected = false;
 
   private constructor(
     private readonly nc: NatsConnection,
@@ -66,6 +67,19 @@ export class JetStreamBus implements EventBus {
     this.retryDelayMs = options.retryDelayMs ?? ((attempt) => Math.min(1000 * 2 ** (attempt - 1), 60_000));
     this.pullExpiresMs = Math.max(1000, options.pullExpiresMs ?? 5000);
     this.log = options.log ?? consoleLog;
+    void (async () => {
+      for await (const status of nc.status()) {
+        if (status.type === 'disconnect') this.disconnected = true;
+        else if (status.type === 'reconnect') this.disconnected = false;
+      }
+    })().catch(() => undefined);
+  }
+
+  /** Readiness: resolves when the connection is up and the server answers a ping. */
+  async checkConnection(): Promise<void> {
+    if (this.nc.isClosed()) throw new Error('the NATS connection is closed');
+    if (this.disconnected) throw new Error('disconnected from NATS; reconnecting');
+    await this.nc.flush();
   }
 
   /** Connects and makes sure the stream exists. */
