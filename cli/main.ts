@@ -275,4 +275,32 @@ program
   });
 // ---- end of imaging inspect ----
 
+// ---- operator commands: dead letters and task retries (commands/operator.ts) ----
+const withOperatorFlags = (command: Command): Command =>
+  command
+    .option('--nats-url <url>', 'NATS server of the deployment [env IMAGING_NATS_URL]')
+    .option('--mongodb-uri <uri>', 'task store of the deployment [env IMAGING_MONGODB_URI]')
+    .option('--mongodb-db <name>', 'MongoDB database name [env IMAGING_MONGODB_DB; default imaging]');
+
+const events = program.command('events').description('inspect and replay events the pipeline gave up on (dead letters)');
+withOperatorFlags(events.command('list-dead').description('list the events stages gave up on, with stage, task and reason'))
+  .option('--json', 'print JSON')
+  .action(async (opts) => {
+    const { listDeadCommand } = await import('./commands/operator');
+    process.stdout.write(await listDeadCommand(opts).catch(fail));
+  });
+withOperatorFlags(events.command('replay [id]').description('re-drive the task of a dead letter (by id or event id) and publish its event again'))
+  .option('--all', 'replay every dead letter')
+  .action(async (id: string | undefined, opts) => {
+    const { replayCommand } = await import('./commands/operator');
+    process.stdout.write(await replayCommand(id, opts).catch(fail));
+  });
+const tasksCommand = program.command('tasks').description('operate on tasks of a distributed deployment');
+withOperatorFlags(tasksCommand.command('retry <task>').description('re-drive a failed task from its last good step'))
+  .action(async (task: string, opts) => {
+    const { retryTaskCommand } = await import('./commands/operator');
+    process.stdout.write(await retryTaskCommand(task, opts).catch(fail));
+  });
+// ---- end of operator commands ----
+
 program.parseAsync(process.argv).catch(fail);

@@ -175,7 +175,7 @@ describe.each(buses)('runStageOnBus on the $name', ({ make }) => {
     await bus.publish(makeEvent(EVENT_TYPES.manifestReceived, { taskId: 'import-vol-broken01', accountId: ACCOUNT }, 'manifest') as CloudEvent<unknown>);
     await waitUntil(async () => (await stateOf(deps, 'import-vol-broken01')) === 'failed', 10_000, 'task failure');
     const task = (await deps.tasks.get('import-vol-broken01'))!;
-    expect(task.statusMessage).toBe('ServerError: object storage unavailable');
+    expect(task.statusMessage).toBe(`ServerError: the ${testStage.name} stage gave up: object storage unavailable`);
     expect(seen.map((s) => s.attempt)).toEqual([1, 2]);
     expect(emitted).toHaveLength(0);
   });
