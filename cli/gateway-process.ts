@@ -3,6 +3,7 @@
  * function. Events go to NATS JetStream and tasks to the configured store (MongoDB).
  */
 import pino from 'pino';
+import { LOG_REDACTION } from '../ops/log-redaction';
 import { createGateway } from '../gateway/server';
 import { ACTIONS } from '../gateway/actions';
 import { gatewayRequestObserver, natsCheck, observedTaskStore, startProcessAdmin, taskStoreCheck } from '../ops/process-admin';
@@ -21,7 +22,7 @@ export async function startGatewayProcess(settings: ServeSettings): Promise<{ ur
   if (!settings.allowedObjectHosts && !settings.s3Endpoint) missing.push('IMAGING_S3_ENDPOINT or IMAGING_ALLOWED_OBJECT_HOSTS');
   if (missing.length) throw new Error(`the gateway needs ${missing.join(', ')}`);
   const typed = typedSettings(settings, 'gateway');
-  const log = pino({ level: settings.logLevel || 'info' }, pino.destination(2));
+  const log = pino({ level: settings.logLevel || 'info', redact: LOG_REDACTION }, pino.destination(2));
   const store = await openTaskStore(settings.mongodbUri, { mongoDbName: settings.mongodbDb });
   const metrics = createServiceMetrics({ process: 'gateway', taskStateCounts: () => store.countByState() });
   const tasks = observedTaskStore(store, metrics, log);

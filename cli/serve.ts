@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'f
 import { join, resolve } from 'path';
 import { randomBytes, randomInt } from 'crypto';
 import pino from 'pino';
+import { LOG_REDACTION } from '../ops/log-redaction';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { createGateway } from '../gateway/server';
 import { ACTIONS } from '../gateway/actions';
@@ -58,7 +59,7 @@ function bootstrapCredentials(settings: ServeSettings, dataDir: string): Bootstr
 export async function startService(settings: ServeSettings, options: { logToStderr?: boolean } = {}): Promise<RunningService> {
   // Refuse a wrong value before anything starts.
   const typed = typedSettings(settings, 'serve');
-  const log = pino({ level: settings.logLevel || 'info' }, options.logToStderr === false ? pino.destination('/dev/null') : pino.destination(2));
+  const log = pino({ level: settings.logLevel || 'info', redact: LOG_REDACTION }, options.logToStderr === false ? pino.destination('/dev/null') : pino.destination(2));
   const dataDir = resolve(settings.dataDir);
   mkdirSync(dataDir, { recursive: true });
   const credentials = bootstrapCredentials(settings, dataDir);

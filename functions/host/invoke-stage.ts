@@ -35,9 +35,16 @@ function injectedFault(stage: string): Error | undefined {
 /** Runs one delivery through a stage; every host (bus, HTTP) goes through here. */
 export async function invokeStage(stage: Stage, deps: StageDeps, publish: Publish, event: CloudEvent<unknown>, delivery: Delivery): Promise<void> {
   const log = loggerWith(deps.log, eventLogFields(stage.name, event));
-  const ctx: StageContext = { tasks: deps.tasks, s3: deps.s3, config: deps.config, publish, delivery, log };
   const metrics = deps.metrics;
   const labels = { stage: stage.name };
+  const ctx: StageContext = { tasks: deps.tasks, s3: deps.s3, config: deps.config, publish, delivery, log };
+  if (metrics) {
+    ctx.recordTransfer = ({ bytesRead, bytesWritten, conversion }) => {
+      if (bytesRead) metrics.bytesRead.inc(labels, bytesRead);
+      if (bytesWritten) metrics.bytesWritten.inc(labels, bytesWritten);
+      if (conversion && conversion.seconds > 0) metrics.conversionThroughput.observe({ format: conversion.format }, conversion.virtualBytes / conversion.seconds);
+    };
+  }
   if (delivery.attempt > 1) metrics?.eventsRedelivered.inc(labels);
   metrics?.inFlight.inc(labels);
   const stopTimer = metrics?.stageDuration.startTimer(labels);

@@ -81,6 +81,8 @@ describe('imaging serve (in-process)', () => {
       expect(sample(metrics, 'imaging_http_requests_total', { action: 'ImportVolume', code: '200' })).toBe(1);
       expect(sample(metrics, 'imaging_http_request_duration_seconds_count', { action: 'ImportVolume' })).toBe(1);
       expect(sample(metrics, 'imaging_tasks', { state: 'completed' })).toBe(1);
+      expect(sample(metrics, 'imaging_bytes_written_total', { stage: 'convert' })).toBe(disk.size);
+      expect(sample(metrics, 'imaging_conversion_throughput_bytes_per_second_count', { format: 'raw' })).toBe(1);
       expect(sample(metrics, 'imaging_task_state_changes_total', { to: 'completed' })).toBe(1);
       expect(sample(metrics, 'imaging_task_state_changes_total', { to: 'pending-upload' })).toBe(1);
     } finally {
