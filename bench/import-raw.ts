@@ -59,7 +59,7 @@ function peakRssMiB(pid: number): number {
 }
 
 async function startServe(dataDir: string, s3Endpoint: string, creds: { accessKeyId: string; secretAccessKey: string }): Promise<{ child: ChildProcess; ec2: string }> {
-  const child = spawn(process.execPath, [join(__dirname, '../cli/main.js'), 'serve', '--data-dir', dataDir, '--port', '0', '--s3-endpoint', s3Endpoint, '--upload-poll-ms', '200', '--log-level', 'warn'], {
+  const child = spawn(process.execPath, [join(__dirname, '../cli/main.js'), 'serve', '--data-dir', dataDir, '--port', '0', '--admin-port', '0', '--s3-endpoint', s3Endpoint, '--upload-poll-ms', '200', '--log-level', 'warn'], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, IMAGING_ACCESS_KEY_ID: creds.accessKeyId, IMAGING_SECRET_ACCESS_KEY: creds.secretAccessKey },
   });

@@ -3,7 +3,11 @@
  * function. Events go to NATS JetStream and tasks to the configured store (MongoDB).
  */
 import pino from 'pino';
+import { LOG_REDACTION } from '../ops/log-redaction';
 import { createGateway } from '../gateway/server';
+import { ACTIONS } from '../gateway/actions';
+import { gatewayRequestObserver, natsCheck, observedTaskStore, startProcessAdmin, taskStoreCheck } from '../ops/process-admin';
+import { createServiceMetrics } from '../ops/metrics';
 import { ensureBootstrapAccount, StoreAccountDirectory } from '../gateway/accounts';
 import { DeleteObjectCommand } from '@aws-sdk/client-s3';
 import { makeS3Client } from '../toolkit/io/object-storage';
@@ -13,15 +17,17 @@ import { hostOf } from '../toolkit/io/url-policy';
 import { settingsReadBy } from '../config/settings-schema';
 import { typedSettings, type ServeSettings } from './settings';
 
-export async function startGatewayProcess(settings: ServeSettings): Promise<{ url: string; stop(): Promise<void> }> {
+export async function startGatewayProcess(settings: ServeSettings): Promise<{ url: string; adminUrl: string; stop(): Promise<void> }> {
   const missing = settingsReadBy('gateway')
     .filter((spec) => spec.requiredBy?.includes('gateway') && !settings[spec.key as keyof ServeSettings])
     .map((spec) => spec.env);
   if (!settings.allowedObjectHosts && !settings.s3Endpoint) missing.push('IMAGING_S3_ENDPOINT or IMAGING_ALLOWED_OBJECT_HOSTS');
   if (missing.length) throw new Error(`the gateway needs ${missing.join(', ')}`);
   const typed = typedSettings(settings, 'gateway');
-  const log = pino({ level: settings.logLevel || 'info' }, pino.destination(2));
-  const tasks = await openTaskStore(settings.mongodbUri, { mongoDbName: settings.mongodbDb });
+  const log = pino({ level: settings.logLevel || 'info', redact: LOG_REDACTION }, pino.destination(2));
+  const store = await openTaskStore(settings.mongodbUri, { mongoDbName: settings.mongodbDb });
+  const metrics = createServiceMetrics({ process: 'gateway', taskStateCounts: () => store.countByState() });
+  const tasks = observedTaskStore(store, metrics, log);
   // Accounts live in the task store beside the tasks; the configured key is its first administrator.
   await ensureBootstrapAccount(tasks, { accountId: settings.accountId, accessKeyId: settings.accessKeyId, secretAccessKey: settings.secretAccessKey });
   const s3 = settings.s3Endpoint
@@ -33,7 +39,9 @@ export async function startGatewayProcess(settings: ServeSettings): Promise<{ ur
         forcePathStyle: true,
       })
     : undefined;
-  const bus = await JetStreamBus.connect({ servers: settings.natsUrl });
+  const bus = await JetStreamBus.connect({ servers: settings.natsUrl, name: 'imaging-gateway', log });
+  // The gateway reads images only to delete them, so its readiness is the store and NATS.
+  const admin = await startProcessAdmin({ process: 'gateway', port: typed.adminPort, metrics, checks: [taskStoreCheck(tasks), natsCheck(bus)] });
   const allowedObjectHosts = typed.allowedObjectHosts ? typed.allowedObjectHosts : [hostOf(settings.s3Endpoint)];
   const gateway = createGateway({
     tasks,
@@ -44,14 +52,17 @@ export async function startGatewayProcess(settings: ServeSettings): Promise<{ ur
     allowedObjectHosts,
     taskLifetimeMs: typed.taskLifetimeHours * 3600_000,
     log,
+    onRequest: gatewayRequestObserver(metrics, Object.keys(ACTIONS)),
   });
   const listening = await gateway.listen(typed.port, settings.host);
   return {
     url: listening.url,
+    adminUrl: admin.server.url,
     async stop() {
       await listening.close();
+      await admin.server.close();
       await bus.close();
-      await tasks.close();
+      await store.close();
       s3?.destroy();
     },
   };

@@ -56,6 +56,7 @@ withSettingFlags(program.command('serve').description('run the whole service on 
       'Imaging Service is running.',
       `  EC2 endpoint:   ${service.ec2Endpoint}`,
       `  S3 endpoint:    ${service.s3Endpoint}`,
+      `  admin endpoint: ${service.adminEndpoint} (healthz, readyz, metrics)`,
       `  data directory: ${service.dataDir}`,
       `  account:        ${service.credentials.accountId}`,
       `  access key id:  ${service.credentials.accessKeyId}`,
@@ -74,7 +75,7 @@ withSettingFlags(program.command('serve').description('run the whole service on 
 withSettingFlags(program.command('gateway').description('run only the EC2 endpoint, publishing to NATS (distributed deployments)')).action(async (opts) => {
   const { startGatewayProcess } = await import('./gateway-process');
   const gateway = await startGatewayProcess(settingsFrom(opts)).catch(fail);
-  process.stdout.write(`EC2 endpoint: ${gateway.url}\n`);
+  process.stdout.write(`EC2 endpoint: ${gateway.url}\nadmin endpoint: ${gateway.adminUrl}\n`);
   const shutdown = async () => {
     await gateway.stop();
     process.exit(0);
@@ -282,5 +283,33 @@ registerAccountCommands(program, fail);
 // --- Import tasks: ImportImage / ImportSnapshot and friends, delete-disk-image (cli/commands/import-tasks.ts) ---
 registerImportTaskCommands(program, fail, withClientFlags, async (flags) => (await import('./client-options')).clientContext(flags));
 // --- end import tasks ---
+
+// ---- operator commands: dead letters and task retries (commands/operator.ts) ----
+const withOperatorFlags = (command: Command): Command =>
+  command
+    .option('--nats-url <url>', 'NATS server of the deployment [env IMAGING_NATS_URL]')
+    .option('--mongodb-uri <uri>', 'task store of the deployment [env IMAGING_MONGODB_URI]')
+    .option('--mongodb-db <name>', 'MongoDB database name [env IMAGING_MONGODB_DB; default imaging]');
+
+const events = program.command('events').description('inspect and replay events the pipeline gave up on (dead letters)');
+withOperatorFlags(events.command('list-dead').description('list the events stages gave up on, with stage, task and reason'))
+  .option('--json', 'print JSON')
+  .action(async (opts) => {
+    const { listDeadCommand } = await import('./commands/operator');
+    process.stdout.write(await listDeadCommand(opts).catch(fail));
+  });
+withOperatorFlags(events.command('replay [id]').description('re-drive the task of a dead letter (by id or event id) and publish its event again'))
+  .option('--all', 'replay every dead letter')
+  .action(async (id: string | undefined, opts) => {
+    const { replayCommand } = await import('./commands/operator');
+    process.stdout.write(await replayCommand(id, opts).catch(fail));
+  });
+const tasksCommand = program.command('tasks').description('operate on tasks of a distributed deployment');
+withOperatorFlags(tasksCommand.command('retry <task>').description('re-drive a failed task from its last good step'))
+  .action(async (task: string, opts) => {
+    const { retryTaskCommand } = await import('./commands/operator');
+    process.stdout.write(await retryTaskCommand(task, opts).catch(fail));
+  });
+// ---- end of operator commands ----
 
 program.parseAsync(process.argv).catch(fail);

@@ -7,8 +7,12 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'f
 import { join, resolve } from 'path';
 import { randomBytes, randomInt } from 'crypto';
 import pino from 'pino';
+import { LOG_REDACTION } from '../ops/log-redaction';
 import { DeleteObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { createGateway } from '../gateway/server';
+import { ACTIONS } from '../gateway/actions';
+import { gatewayRequestObserver, natsCheck, objectStorageCheck, observedTaskStore, startProcessAdmin, taskStoreCheck } from '../ops/process-admin';
+import { createServiceMetrics } from '../ops/metrics';
 import { ensureBootstrapAccount, StoreAccountDirectory } from '../gateway/accounts';
 import { openTaskStore } from '../tasks/open-store';
 import type { TaskStore } from '../tasks/store';
@@ -31,6 +35,8 @@ export interface RunningService {
   credentials: BootstrapCredentials;
   tasks: TaskStore;
   s3: S3Client;
+  /** The admin port: /healthz, /readyz, /metrics. */
+  adminEndpoint: string;
   stop(): Promise<void>;
 }
 
@@ -53,7 +59,7 @@ function bootstrapCredentials(settings: ServeSettings, dataDir: string): Bootstr
 export async function startService(settings: ServeSettings, options: { logToStderr?: boolean } = {}): Promise<RunningService> {
   // Refuse a wrong value before anything starts.
   const typed = typedSettings(settings, 'serve');
-  const log = pino({ level: settings.logLevel || 'info' }, options.logToStderr === false ? pino.destination('/dev/null') : pino.destination(2));
+  const log = pino({ level: settings.logLevel || 'info', redact: LOG_REDACTION }, options.logToStderr === false ? pino.destination('/dev/null') : pino.destination(2));
   const dataDir = resolve(settings.dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const credentials = bootstrapCredentials(settings, dataDir);
@@ -87,12 +93,23 @@ export async function startService(settings: ServeSettings, options: { logToStde
       : [hostOf(s3Endpoint), ...(embedded && ['127.0.0.1', '0.0.0.0'].includes(settings.host) ? [`localhost:${new URL(s3Endpoint).port}`] : [])];
     await ensureBucket(s3, settings.imageBucket);
 
-    const tasks = await openTaskStore(settings.mongodbUri || `sqlite:${join(dataDir, 'tasks.db')}`, { mongoDbName: settings.mongodbDb });
-    stops.push(() => tasks.close());
+    const store = await openTaskStore(settings.mongodbUri || `sqlite:${join(dataDir, 'tasks.db')}`, { mongoDbName: settings.mongodbDb });
+    stops.push(() => store.close());
+    const metrics = createServiceMetrics({ process: 'serve', taskStateCounts: () => store.countByState() });
+    const tasks = observedTaskStore(store, metrics, log);
     // Accounts live in the task store; the bootstrap account is its first administrator.
     await ensureBootstrapAccount(tasks, credentials);
-    const bus: EventBus = settings.natsUrl ? await JetStreamBus.connect({ servers: settings.natsUrl }) : new InProcessBus();
+    const jetstream = settings.natsUrl ? await JetStreamBus.connect({ servers: settings.natsUrl, log }) : undefined;
+    const bus: EventBus = jetstream ?? new InProcessBus();
     stops.push(() => bus.close());
+    const admin = await startProcessAdmin({
+      process: 'serve',
+      port: typed.adminPort,
+      host: settings.host,
+      metrics,
+      checks: [taskStoreCheck(tasks), objectStorageCheck(s3, settings.imageBucket), ...(jetstream ? [natsCheck(jetstream)] : [])],
+    });
+    stops.push(() => admin.server.close());
 
     const config: StageConfig = {
       storage,
@@ -104,7 +121,7 @@ export async function startService(settings: ServeSettings, options: { logToStde
     const subscriptions: Subscription[] = [];
     // Each stage consumes as its row in the pipeline table says (runStageOnBus reads it).
     for (const stage of ALL_STAGES) {
-      subscriptions.push(await runStageOnBus(stage, { tasks, s3, config, log: log.child({ stage: stage.name }) }, bus));
+      subscriptions.push(await runStageOnBus(stage, { tasks, s3, config, log, metrics }, bus));
     }
     stops.push(async () => {
       await Promise.all(subscriptions.map((s) => s.stop()));
@@ -121,10 +138,11 @@ export async function startService(settings: ServeSettings, options: { logToStde
       allowedObjectHosts,
       taskLifetimeMs: typed.taskLifetimeHours * 3600_000,
       log: log.child({ part: 'gateway' }),
+      onRequest: gatewayRequestObserver(metrics, Object.keys(ACTIONS)),
     });
     const listening = await gateway.listen(typed.port, settings.host);
     stops.push(() => listening.close());
-    return { ec2Endpoint: listening.url, s3Endpoint, dataDir, credentials, tasks, s3, stop: stopAll };
+    return { ec2Endpoint: listening.url, s3Endpoint, dataDir, credentials, tasks, s3, adminEndpoint: admin.server.url, stop: stopAll };
   } catch (err) {
     await stopAll();
     throw err;

@@ -38,6 +38,7 @@ export interface ServeSettings {
   uploadPollMs: string;
   taskLifetimeHours: string;
   logLevel: string;
+  adminPort: string;
 }
 
 export const SERVE_SETTINGS: SettingSpec[] = settingsReadBy('serve')

@@ -23,7 +23,16 @@ import {
 } from 'nats';
 import type { Delivery, EventBus, EventHandler, SubscribeOptions, Subscription } from './bus';
 import { fromNatsMessage, toNatsMessage } from './nats-binding';
-import { STREAM_NAME, STREAM_SUBJECTS, consumerNameFor, subjectFor } from './subjects';
+import {
+  DEAD_LETTER_HEADERS,
+  DEAD_LETTER_STREAM,
+  DEAD_LETTER_SUBJECTS,
+  STREAM_NAME,
+  STREAM_SUBJECTS,
+  consumerNameFor,
+  deadLetterSubjectFor,
+  subjectFor,
+} from './subjects';
 
 export interface JetStreamBusOptions {
   servers: string | string[];
@@ -55,6 +64,7 @@ export class JetStreamBus implements EventBus {
   private readonly retryDelayMs: (attempt: number) => number;
   private readonly pullExpiresMs: number;
   private readonly log: BusLog;
+  private disconnected = false;
 
   private constructor(
     private readonly nc: NatsConnection,
@@ -66,6 +76,19 @@ export class JetStreamBus implements EventBus {
     this.retryDelayMs = options.retryDelayMs ?? ((attempt) => Math.min(1000 * 2 ** (attempt - 1), 60_000));
     this.pullExpiresMs = Math.max(1000, options.pullExpiresMs ?? 5000);
     this.log = options.log ?? consoleLog;
+    void (async () => {
+      for await (const status of nc.status()) {
+        if (status.type === 'disconnect') this.disconnected = true;
+        else if (status.type === 'reconnect') this.disconnected = false;
+      }
+    })().catch(() => undefined);
+  }
+
+  /** Readiness: resolves when the connection is up and the server answers a ping. */
+  async checkConnection(): Promise<void> {
+    if (this.nc.isClosed()) throw new Error('the NATS connection is closed');
+    if (this.disconnected) throw new Error('disconnected from NATS; reconnecting');
+    await this.nc.flush();
   }
 
   /** Connects and makes sure the stream exists. */
@@ -75,6 +98,7 @@ export class JetStreamBus implements EventBus {
       const jsm = await nc.jetstreamManager();
       const stream = options.stream ?? STREAM_NAME;
       await ensureStream(jsm, stream);
+      await ensureStream(jsm, DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECTS);
       return new JetStreamBus(nc, nc.jetstream(), jsm, stream, options);
     } catch (error) {
       await nc.close();
@@ -90,7 +114,35 @@ export class JetStreamBus implements EventBus {
     await this.js.publish(message.subject, message.data, { msgID: event.id, headers, expect: { streamName: this.stream } });
   }
 
-  async subscribe(options: SubscribeOptions, handler: EventHandler): Promise<Subscription> {
+  /**
+   * Copies an event given up on into the dead-letter stream with why and where, so an operator
+   * can inspect and replay it (`imaging events list-dead`, `imaging events replay`). Once per
+   * event and stage: the copy's message id de-duplicates the two give-up paths.
+   */
+  async deadLetter(durable: string, event: CloudEventV1<unknown>, reason: unknown): Promise<void> {
+    const message = toNatsMessage(event);
+    const headers = natsHeaders();
+    for (const [name, value] of Object.entries(message.headers)) headers.set(name, value);
+    const text = (reason instanceof Error ? reason.message : String(reason)).replace(/[\r\n]+/g, ' ').slice(0, 1000);
+    headers.set(DEAD_LETTER_HEADERS.stage, durable);
+    headers.set(DEAD_LETTER_HEADERS.reason, text || 'unknown');
+    headers.set(DEAD_LETTER_HEADERS.at, new Date().toISOString());
+    await this.js.publish(deadLetterSubjectFor(durable), message.data, { msgID: `dead:${durable}:${event.id}`, headers, expect: { streamName: DEAD_LETTER_STREAM } });
+  }
+
+  async subscribe(subscribed: SubscribeOptions, handler: EventHandler): Promise<Subscription> {
+    // Every give-up lands in the dead-letter stream first, then the subscriber hears of it.
+    const options: SubscribeOptions = {
+      ...subscribed,
+      onGiveUp: async (event, error) => {
+        try {
+          await this.deadLetter(subscribed.durable, event, error);
+        } catch (deadError) {
+          this.log.error({ err: deadError, eventId: event.id, stage: subscribed.durable }, 'could not copy a given-up event to the dead-letter stream');
+        }
+        await subscribed.onGiveUp?.(event, error);
+      },
+    };
     const settings = {
       maxDeliver: options.maxDeliver ?? DEFAULT_MAX_DELIVER,
       ackWaitMs: options.ackWaitMs ?? DEFAULT_ACK_WAIT_MS,
@@ -154,8 +206,8 @@ export class JetStreamBus implements EventBus {
   }
 }
 
-async function ensureStream(jsm: JetStreamManager, stream: string): Promise<void> {
-  const config = { name: stream, subjects: STREAM_SUBJECTS, storage: StorageType.File, duplicate_window: nanos(DUPLICATE_WINDOW_MS) };
+async function ensureStream(jsm: JetStreamManager, stream: string, subjects: string[] = STREAM_SUBJECTS): Promise<void> {
+  const config = { name: stream, subjects, storage: StorageType.File, duplicate_window: nanos(DUPLICATE_WINDOW_MS) };
   try {
     await jsm.streams.info(stream);
     return;

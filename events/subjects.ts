@@ -6,6 +6,22 @@
 export const STREAM_NAME = 'IMAGING';
 export const STREAM_SUBJECTS = ['imaging.>'];
 
+/**
+ * Events given up on after their last delivery, one subject per stage. Its own prefix: a stream's
+ * subjects may not overlap another's, and imaging.> belongs to the pipeline stream.
+ */
+export const DEAD_LETTER_STREAM = 'IMAGING_DEAD';
+export const DEAD_LETTER_SUBJECTS = ['imaging-dead.>'];
+
+/** 'convert' → 'imaging-dead.convert' (the durable name of the consumer that gave up). */
+export function deadLetterSubjectFor(durable: string): string {
+  if (!/^[A-Za-z0-9_-]+$/.test(durable)) throw new Error(`durable name ${JSON.stringify(durable)} is not a valid subject token`);
+  return `imaging-dead.${durable}`;
+}
+
+/** Headers a dead letter carries besides the event's own. */
+export const DEAD_LETTER_HEADERS = { stage: 'Imaging-Dead-Stage', reason: 'Imaging-Dead-Reason', at: 'Imaging-Dead-At' } as const;
+
 const TYPE_PREFIX = 'io.imaging.';
 const SUBJECT_PREFIX = 'imaging.';
 

@@ -32,6 +32,16 @@ export interface StageContext {
   publish(event: CloudEvent<unknown>): Promise<void>;
   delivery: Delivery;
   log: Logger;
+  /** Reports image bytes moved (metrics); absent where nothing records them. */
+  recordTransfer?(transfer: StageTransfer): void;
+}
+
+/** Image bytes a stage moved: written to object storage, and a finished conversion's pace. */
+export interface StageTransfer {
+  bytesRead?: number;
+  bytesWritten?: number;
+  /** A whole conversion: its input format, the virtual-disk bytes it covered and how long it took. */
+  conversion?: { format: string; virtualBytes: number; seconds: number };
 }
 
 /**

@@ -37,6 +37,8 @@ export interface GatewayDeps {
   log?: GatewayLog;
   /** Timeouts and connection caps; by default DEFAULT_CONNECTION_LIMITS under IMAGING_EC2_* overrides. */
   connectionLimits?: Partial<ConnectionLimits>;
+  /** Called once per answered request (metrics); `action` is 'unknown' when the request named none we could read. */
+  onRequest?(observation: { action: string; status: number; seconds: number }): void;
 }
 
 export interface Gateway {
@@ -79,6 +81,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
       };
       const body = await runAction(request.action, request.params, ctx);
       send(res, 200, renderResponse(request.action, requestId, body), requestId);
+      deps.onRequest?.({ action, status: 200, seconds: (Date.now() - started) / 1000 });
       log.info({ requestId, action, accountId: caller.accountId, status: 200, ms: Date.now() - started }, 'ec2 request');
     } catch (err) {
       const { error, internal } = asEc2Error(err);
@@ -87,6 +90,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
       else log.info({ ...entry, message: error.message }, 'ec2 request refused');
       // Stop reading a body we refused to buffer: close the connection after the answer.
       send(res, error.httpStatus, renderError(error, requestId), requestId, error.httpStatus === 413);
+      deps.onRequest?.({ action: action ?? 'unknown', status: error.httpStatus, seconds: (Date.now() - started) / 1000 });
     }
   }
 

@@ -99,6 +99,11 @@ export class MongoTaskStore implements TaskStore {
     return found.map(taskOf);
   }
 
+  async countByState(): Promise<Record<string, number>> {
+    const groups = await this.tasks.aggregate<{ _id: string; n: number }>([{ $group: { _id: '$state', n: { $sum: 1 } } }]).toArray();
+    return Object.fromEntries(groups.map((g) => [g._id, g.n]));
+  }
+
   async compareAndSet(next: TaskDocument, expectedVersion: number): Promise<boolean> {
     // A whole-document replacement (not $set) so that a field the caller removed, such as
     // cancelRequested, is removed from the stored document too. jongodb implements replaceOne

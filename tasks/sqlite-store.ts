@@ -24,6 +24,7 @@ export class SqliteTaskStore implements TaskStore {
          VALUES (@id, @accountId, @kind, @state, @createdAt, @expiresAt, @version, @doc)`,
       ),
       getTask: db.prepare('SELECT doc FROM tasks WHERE id = ?'),
+      countByState: db.prepare('SELECT state, COUNT(*) AS n FROM tasks GROUP BY state'),
       listExpired: db.prepare(
         `SELECT doc FROM tasks WHERE expires_at < ? AND state NOT IN (${terminal}) ORDER BY expires_at`,
       ),
@@ -149,6 +150,11 @@ export class SqliteTaskStore implements TaskStore {
   async listExpired(now: Date): Promise<TaskDocument[]> {
     const rows = this.statements.listExpired.all(now.getTime(), ...TERMINAL_STATES) as { doc: string }[];
     return rows.map((r) => JSON.parse(r.doc) as TaskDocument);
+  }
+
+  async countByState(): Promise<Record<string, number>> {
+    const rows = this.statements.countByState.all() as { state: string; n: number }[];
+    return Object.fromEntries(rows.map((r) => [r.state, Number(r.n)]));
   }
 
   async compareAndSet(next: TaskDocument, expectedVersion: number): Promise<boolean> {

@@ -39,6 +39,8 @@ export interface TaskStore {
    * version becomes expectedVersion + 1. Returns false (and writes nothing) otherwise.
    */
   compareAndSet(next: TaskDocument, expectedVersion: number): Promise<boolean>;
+  /** How many tasks are in each state (all accounts; states with none are absent), for metrics. */
+  countByState(): Promise<Record<string, number>>;
   putResource(resource: ResourceRecord): Promise<void>;
   getResource(id: string): Promise<ResourceRecord | undefined>;
   /** Resources of one kind, of one account (or all), oldest first. */

@@ -38,6 +38,7 @@ export const convertStage = taskStage('convert', {
     const sink = new HashingSink(new S3MultipartSink(ctx.s3, bucket, key, { partSize, queueSize: 4, expectedSize: task.request.importImage ? undefined : task.request.volumeSizeGiB * GiB }));
     const progress = new TaskProgress(ctx, taskId, rowOf('convert').progress);
     let result;
+    const started = process.hrtime.bigint();
     try {
       result = await convertImage({
         source,
@@ -53,6 +54,8 @@ export const convertStage = taskStage('convert', {
       await sink.abort().catch(() => undefined);
       throw err;
     }
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    ctx.recordTransfer?.({ bytesWritten: result.bytesWritten, conversion: { format: described.format.toLowerCase(), virtualBytes: result.info.virtualSize, seconds } });
     const image = { bucket, key, size: result.bytesWritten, sha256: sink.digestHex() };
     await progress.flush(result.bytesWritten, result.bytesWritten);
     await advanceToNext(

@@ -1,4 +1,5 @@
 import type { S3Client } from '@aws-sdk/client-s3';
+import type { ServiceMetrics } from '../../ops/metrics';
 import type { TaskStore } from '../../tasks/store';
 import type { Logger, StageConfig } from '../stage';
 
@@ -8,4 +9,6 @@ export interface StageDeps {
   s3: S3Client;
   config: StageConfig;
   log: Logger;
+  /** The process's metrics; a host without them records nothing. */
+  metrics?: ServiceMetrics;
 }

@@ -25,7 +25,7 @@ export async function failTaskOfAbandonedEvent(stage: Stage, deps: StageDeps, ev
     deps.log.error({ stage: stage.name, eventId: event.id, err: parseError }, 'gave up on an event that names no task');
     return;
   }
-  const statusMessage = giveUpStatusMessage(error);
+  const statusMessage = giveUpStatusMessage(error).replace(/^ServerError: /, `ServerError: the ${stage.name} stage gave up: `);
   deps.log.error({ stage: stage.name, eventId: event.id, taskId, reason: statusMessage }, 'gave up on event; failing its task');
   await updateTask(deps.tasks, taskId, (doc) => (isTerminal(doc.state) ? undefined : transition(doc, 'failed', statusMessage)));
 }

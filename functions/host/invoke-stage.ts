@@ -1,18 +1,66 @@
 import type { CloudEvent } from 'cloudevents';
 import type { Delivery } from '../../events/bus';
-import type { Stage, StageContext } from '../stage';
+import type { Logger, Stage, StageContext } from '../stage';
 import type { StageDeps } from './deps';
 
 export type Publish = (event: CloudEvent<unknown>) => Promise<void>;
 
+/** The ids every log line about this event carries: read leniently, a malformed event still logs. */
+export function eventLogFields(stage: string, event: CloudEvent<unknown>): Record<string, string | undefined> {
+  const data = (typeof event.data === 'object' && event.data !== null ? event.data : {}) as Record<string, unknown>;
+  const text = (value: unknown) => (typeof value === 'string' && value !== '' ? value : undefined);
+  return { stage, eventId: event.id, taskId: text(data.taskId), accountId: text(data.accountId) };
+}
+
+/** A logger whose every line carries `fields` (pino's child when there is one). */
+export function loggerWith(log: Logger, fields: Record<string, unknown>): Logger {
+  const child = (log as Logger & { child?: (bindings: object) => Logger }).child;
+  if (typeof child === 'function') return child.call(log, fields);
+  const merge = (obj: object | string, msg?: string): [object, string | undefined] => (typeof obj === 'string' ? [fields, obj] : [{ ...fields, ...obj }, msg]);
+  return {
+    info: (obj, msg) => log.info(...merge(obj, msg)),
+    warn: (obj, msg) => log.warn(...merge(obj, msg)),
+    error: (obj, msg) => log.error(...merge(obj, msg)),
+  };
+}
+
+/**
+ * Test-only fault injection: IMAGING_TEST_FAIL_STAGE=<stage> makes that stage throw on every
+ * delivery, so the dead-letter path can be driven end to end with real processes.
+ */
+function injectedFault(stage: string): Error | undefined {
+  return process.env.IMAGING_TEST_FAIL_STAGE === stage ? new Error(`injected fault: IMAGING_TEST_FAIL_STAGE=${stage}`) : undefined;
+}
+
 /** Runs one delivery through a stage; every host (bus, HTTP) goes through here. */
 export async function invokeStage(stage: Stage, deps: StageDeps, publish: Publish, event: CloudEvent<unknown>, delivery: Delivery): Promise<void> {
-  const ctx: StageContext = { tasks: deps.tasks, s3: deps.s3, config: deps.config, publish, delivery, log: deps.log };
+  const log = loggerWith(deps.log, eventLogFields(stage.name, event));
+  const metrics = deps.metrics;
+  const labels = { stage: stage.name };
+  const ctx: StageContext = { tasks: deps.tasks, s3: deps.s3, config: deps.config, publish, delivery, log };
+  if (metrics) {
+    ctx.recordTransfer = ({ bytesRead, bytesWritten, conversion }) => {
+      if (bytesRead) metrics.bytesRead.inc(labels, bytesRead);
+      if (bytesWritten) metrics.bytesWritten.inc(labels, bytesWritten);
+      if (conversion && conversion.seconds > 0) metrics.conversionThroughput.observe({ format: conversion.format }, conversion.virtualBytes / conversion.seconds);
+    };
+  }
+  if (delivery.attempt > 1) metrics?.eventsRedelivered.inc(labels);
+  metrics?.inFlight.inc(labels);
+  const stopTimer = metrics?.stageDuration.startTimer(labels);
   try {
+    const fault = injectedFault(stage.name);
+    if (fault) throw fault;
     await stage.handle(event, ctx);
+    metrics?.eventsHandled.inc(labels);
+    stopTimer?.({ outcome: 'handled' });
   } catch (error) {
+    metrics?.eventsFailed.inc(labels);
+    stopTimer?.({ outcome: 'failed' });
     // Logged here with the attempt because the host's reaction (redelivery) happens elsewhere.
-    deps.log.warn({ stage: stage.name, eventId: event.id, type: event.type, attempt: delivery.attempt, err: error }, 'stage failed on this delivery');
+    log.warn({ type: event.type, attempt: delivery.attempt, err: error }, 'stage failed on this delivery');
     throw error;
+  } finally {
+    metrics?.inFlight.dec(labels);
   }
 }

@@ -2,12 +2,15 @@
  * Process entrypoint of a stage container: `node dist/functions/host/main.js`.
  *   IMAGING_STAGE      a stage of the pipeline table (pipeline/table.ts)
  *   IMAGING_HOST_MODE  jetstream (default; IMAGING_NATS_URL) | http (IMAGING_HTTP_PORT, default 8080)
+ *   IMAGING_ADMIN_PORT (default 8775): /healthz, /readyz and /metrics
  *   IMAGING_CONCURRENCY, IMAGING_MAX_DELIVER, IMAGING_ACK_WAIT_MS  (jetstream mode; defaults
  *   from the stage's row in pipeline/table.ts)
  * plus the other settings a stage reads (config/settings-schema.ts). SIGTERM/SIGINT stop intake, let in-flight work
  * finish, and exit 0, so a rolling update never cuts a conversion short on purpose.
  */
 import { JetStreamBus } from '../../events/jetstream-bus';
+import { createServiceMetrics } from '../../ops/metrics';
+import { natsCheck, objectStorageCheck, observedTaskStore, startProcessAdmin, taskStoreCheck, type ProcessAdmin } from '../../ops/process-admin';
 import { stageByName } from '../stages';
 import type { StageDeps } from './deps';
 import { ConfigError, stageDepsFromEnv, stageSettingsFromEnv } from './env-config';
@@ -17,7 +20,7 @@ import { runStageOnBus } from './stage-runner';
 type Env = Record<string, string | undefined>;
 
 /** Starts the stage; resolves to a function that shuts it down gracefully. */
-export async function startStageProcess(env: Env = process.env): Promise<{ describe: string; shutdown(): Promise<void> }> {
+export async function startStageProcess(env: Env = process.env): Promise<{ describe: string; adminUrl: string; shutdown(): Promise<void> }> {
   // Check every setting before connecting anywhere: a typo should fail in one line, at once.
   const settings = stageSettingsFromEnv(env);
   if (!settings.stage) throw new ConfigError('IMAGING_STAGE is not set');
@@ -27,13 +30,21 @@ export async function startStageProcess(env: Env = process.env): Promise<{ descr
   const natsUrl = settings.natsUrl;
   const port = settings.httpPort;
 
-  const deps: StageDeps = await stageDepsFromEnv(env);
+  const opened: StageDeps = await stageDepsFromEnv(env);
+  const metrics = createServiceMetrics({ process: `stage-${stage.name}`, taskStateCounts: () => opened.tasks.countByState() });
+  const deps: StageDeps = { ...opened, tasks: observedTaskStore(opened.tasks, metrics, opened.log), metrics };
+  const storeChecks = [taskStoreCheck(deps.tasks), objectStorageCheck(deps.s3, deps.config.imageBucket)];
+  const startAdmin = (checks: Parameters<typeof startProcessAdmin>[0]['checks']): Promise<ProcessAdmin> =>
+    startProcessAdmin({ process: `stage-${stage.name}`, port: settings.adminPort, metrics, checks: [...storeChecks, ...checks] });
   if (mode === 'http') {
     const server = await startHttpStage(stage, deps, port);
+    const admin = await startAdmin([]);
     return {
-      describe: `stage ${stage.name} serving CloudEvents on ${server.url}`,
+      describe: `stage ${stage.name} serving CloudEvents on ${server.url}; admin on ${admin.server.url}`,
+      adminUrl: admin.server.url,
       shutdown: async () => {
         await server.close();
+        await admin.server.close();
         await deps.tasks.close();
       },
     };
@@ -45,10 +56,13 @@ export async function startStageProcess(env: Env = process.env): Promise<{ descr
     maxDeliver: settings.maxDeliver,
     ackWaitMs: settings.ackWaitMs,
   });
+  const admin = await startAdmin([natsCheck(bus)]);
   return {
-    describe: `stage ${stage.name} consuming ${stage.consumes} from ${natsUrl}`,
+    describe: `stage ${stage.name} consuming ${stage.consumes} from ${natsUrl}; admin on ${admin.server.url}`,
+    adminUrl: admin.server.url,
     shutdown: async () => {
       await subscription.stop();
+      await admin.server.close();
       await bus.close();
       await deps.tasks.close();
     },

@@ -34,7 +34,10 @@ export async function runStageOnBus(stage: Stage, deps: StageDeps, bus: EventBus
   return bus.subscribe(
     {
       ...subscriptionOf(stage, opts),
-      onGiveUp: (event, error) => failTaskOfAbandonedEvent(stage, deps, event, error),
+      onGiveUp: (event, error) => {
+        deps.metrics?.eventsDeadLettered.inc({ stage: stage.name });
+        return failTaskOfAbandonedEvent(stage, deps, event, error);
+      },
     },
     (event, delivery) => invokeStage(stage, deps, publish, event, delivery),
   );

@@ -65,7 +65,7 @@ export async function putWithUrl(s3: S3Client, bucket: string, key: string, body
 /** `imaging serve` in-process on free ports with its own data directory under `dir`. */
 export async function startTestService(dir: string, overrides: Partial<ServeSettings> = {}): Promise<{ service: RunningService; endpoints: Endpoints }> {
   const service = await startService(
-    resolveSettings({ dataDir: join(dir, 'data'), port: '0', s3Port: '0', uploadPollMs: '200', logLevel: 'warn', ...overrides }, {}),
+    resolveSettings({ dataDir: join(dir, 'data'), port: '0', s3Port: '0', adminPort: '0', uploadPollMs: '200', logLevel: 'warn', ...overrides }, {}),
     { logToStderr: false },
   );
   return { service, endpoints: { ec2: service.ec2Endpoint, s3: service.s3Endpoint, creds: service.credentials } };

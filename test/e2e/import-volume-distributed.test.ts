@@ -41,6 +41,7 @@ function commonEnv(): NodeJS.ProcessEnv {
     IMAGING_IMAGE_BUCKET: 'imaging-images',
     IMAGING_UPLOAD_POLL_MS: '200',
     IMAGING_LOG_LEVEL: 'warn',
+    IMAGING_ADMIN_PORT: '0',
   };
 }
 

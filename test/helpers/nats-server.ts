@@ -15,8 +15,9 @@ export interface RunningNatsServer {
   stop(): Promise<void>;
 }
 
-export async function startNatsServer(): Promise<RunningNatsServer> {
-  const port = await freePort();
+/** `port` restarts a server where a stopped one was (clients reconnect to the same URL). */
+export async function startNatsServer(options: { port?: number } = {}): Promise<RunningNatsServer> {
+  const port = options.port ?? (await freePort());
   const storeDir = mkdtempSync(join(tmpdir(), 'imaging-nats-'));
   const child = spawn(NATS_SERVER, ['-js', '-sd', storeDir, '-p', String(port), '-a', '127.0.0.1'], { stdio: ['ignore', 'ignore', 'pipe'] });
   let output = '';

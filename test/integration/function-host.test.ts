@@ -78,7 +78,7 @@ function makeDeps(): StageDeps {
     IMAGING_S3_ACCESS_KEY_ID: 'k',
     IMAGING_S3_SECRET_ACCESS_KEY: 's',
   });
-  return { tasks: SqliteTaskStore.open(':memory:'), s3: makeS3Client(config.storage), config, log: silentLog };
+  return { tasks: SqliteTaskStore.open(':memory:'), s3: makeS3Client(config.storage), config, log: { ...silentLog } };
 }
 
 async function waitUntil(condition: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'condition'): Promise<void> {
@@ -153,7 +153,11 @@ describe.each(buses)('runStageOnBus on the $name', ({ make }) => {
     expect(ctx.tasks).toBe(deps.tasks);
     expect(ctx.s3).toBe(deps.s3);
     expect(ctx.config).toBe(deps.config);
-    expect(ctx.log).toBe(deps.log);
+    // The stage's logger writes through the host's, with the task's and the event's ids on every line.
+    const lines: object[] = [];
+    deps.log.info = (obj) => void lines.push(obj as object);
+    ctx.log.info({ step: 'x' }, 'a line');
+    expect(lines).toEqual([{ stage: testStage.name, eventId: expect.any(String), taskId: 'import-vol-00000001', accountId: ACCOUNT, step: 'x' }]);
     expect(typeof ctx.delivery.working).toBe('function');
   });
 
@@ -171,7 +175,7 @@ describe.each(buses)('runStageOnBus on the $name', ({ make }) => {
     await bus.publish(makeEvent(EVENT_TYPES.manifestReceived, { taskId: 'import-vol-broken01', accountId: ACCOUNT }, 'manifest') as CloudEvent<unknown>);
     await waitUntil(async () => (await stateOf(deps, 'import-vol-broken01')) === 'failed', 10_000, 'task failure');
     const task = (await deps.tasks.get('import-vol-broken01'))!;
-    expect(task.statusMessage).toBe('ServerError: object storage unavailable');
+    expect(task.statusMessage).toBe(`ServerError: the ${testStage.name} stage gave up: object storage unavailable`);
     expect(seen.map((s) => s.attempt)).toEqual([1, 2]);
     expect(emitted).toHaveLength(0);
   });
@@ -399,6 +403,7 @@ describe('the stage process (dist/functions/host/main.js)', () => {
         IMAGING_S3_ENDPOINT: 'http://127.0.0.1:9',
         IMAGING_S3_ACCESS_KEY_ID: 'k',
         IMAGING_S3_SECRET_ACCESS_KEY: 's',
+        IMAGING_ADMIN_PORT: '0',
       });
       await waitUntil(() => /consuming io.imaging.manifest-received/.test(proc.stderr()) || proc.child.exitCode !== null, 20_000, 'the stage to start');
       expect(proc.stderr()).toMatch(/stage decrypt consuming io.imaging.manifest-received/);

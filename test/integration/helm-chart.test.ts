@@ -22,6 +22,7 @@ const STAGES = STAGE_NAMES;
 const WORKLOADS = ['gateway', ...STAGES] as const;
 /** Settings every workload gets (ConfigMap and shared Secrets). */
 const SHARED_ENV = [
+  'IMAGING_ADMIN_PORT',
   'IMAGING_NATS_URL',
   'IMAGING_MONGODB_URI',
   'IMAGING_MONGODB_DB',
@@ -226,7 +227,8 @@ describe('helm chart', () => {
       expect(env.get('IMAGING_HOST')?.value).toBe('0.0.0.0');
       expect(env.get('IMAGING_PORT')?.value).toBe('9090');
       expect(env.get('IMAGING_REGION')?.value).toBe('eu-west-3');
-      expect(container.ports).toHaveLength(1);
+      // The EC2 endpoint, and in deployment mode the admin port after it.
+      expect(container.ports.map((p: { name: string }) => p.name)).toEqual(mode === 'deployment' ? ['http', 'admin'] : ['http1']);
       expect(container.ports[0].containerPort).toBe(9090);
       if (mode === 'deployment') {
         const service = named(objects, 'Service', 'imaging-gateway');
@@ -235,7 +237,7 @@ describe('helm chart', () => {
       }
       // The EC2 listener settings are the gateway's alone.
       for (const stage of STAGES) {
-        const workload = objects.find((o) => o.metadata.name === `imaging-${stage}` && o.kind !== 'Trigger' && o.kind !== 'ScaledObject')!;
+        const workload = objects.find((o) => o.metadata.name === `imaging-${stage}` && o.kind !== 'Trigger' && o.kind !== 'ScaledObject' && o.kind !== 'PodDisruptionBudget')!;
         const stageEnv = envOf(workload.spec.template.spec.containers[0]);
         for (const name of ['IMAGING_HOST', 'IMAGING_PORT', 'IMAGING_REGION']) expect(stageEnv.has(name)).toBe(false);
       }
@@ -421,6 +423,68 @@ describe('helm chart', () => {
       expect(objects.filter((o) => o.metadata.name === 'imaging-decrypt')).toEqual([]);
       expect(objects.filter((o) => o.metadata.name === 'imaging-convert').length).toBeGreaterThan(0);
     }
+  });
+
+  test('deployment mode: every workload probes /healthz and /readyz on its admin port, with its grace period', () => {
+    const values = valuesYaml();
+    const objects = render('stages.validate.adminPort=9100');
+    for (const workload of WORKLOADS) {
+      const deployment = named(objects, 'Deployment', `imaging-${workload}`);
+      const container = deployment.spec.template.spec.containers[0];
+      const port = workload === 'validate' ? 9100 : values.admin.port;
+      expect(container.ports).toContainEqual({ name: 'admin', containerPort: port, protocol: 'TCP' });
+      expect(envOf(container).get('IMAGING_ADMIN_PORT')?.value).toBe(String(port));
+      expect(container.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'admin' });
+      expect(container.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'admin' });
+      expect(deployment.spec.template.spec.terminationGracePeriodSeconds).toBe(values.stages[workload].terminationGracePeriodSeconds);
+    }
+    // Knative allows one port per container: no admin port there, the setting still passed.
+    for (const service of ofKind(render('mode=knative'), 'Service', 'serving.knative.dev')) {
+      const container = service.spec.template.spec.containers[0];
+      expect((container.ports ?? []).map((p: { name: string }) => p.name)).not.toContain('admin');
+    }
+  });
+
+  test('PodDisruptionBudgets for multi-replica workloads only; KEDA minReplicas counts where KEDA scales', () => {
+    const values = valuesYaml();
+    const pdbs = (objects: K8sObject[]) => ofKind(objects, 'PodDisruptionBudget').map((p) => p.metadata.name).sort();
+    const multi = WORKLOADS.filter((w) => values.stages[w].replicas > 1).map((w) => `imaging-${w}`).sort();
+    expect(multi.length).toBeGreaterThan(0);
+    const objects = render();
+    expect(pdbs(objects)).toEqual(multi);
+    const gatewayPdb = named(objects, 'PodDisruptionBudget', 'imaging-gateway');
+    expect(gatewayPdb.spec).toEqual({ maxUnavailable: 1, selector: named(objects, 'Deployment', 'imaging-gateway').spec.selector });
+    expect(pdbs(render('keda.enabled=true', 'stages.decrypt.keda.minReplicas=3'))).toEqual(['imaging-decrypt', 'imaging-gateway']);
+    expect(pdbs(render('podDisruptionBudget.enabled=false'))).toEqual([]);
+    expect(pdbs(render('mode=knative'))).toEqual([]);
+  });
+
+  test('an optional ServiceMonitor scrapes /metrics from a metrics Service per workload', () => {
+    expect(ofKind(render(), 'ServiceMonitor')).toEqual([]);
+    const objects = render('metrics.serviceMonitor.enabled=true', 'metrics.serviceMonitor.labels.release=prom');
+    const monitor = named(objects, 'ServiceMonitor', 'imaging');
+    expect(monitor.metadata.labels?.release).toBe('prom');
+    expect(monitor.spec.endpoints).toEqual([{ port: 'admin', path: '/metrics', interval: '30s' }]);
+    for (const workload of WORKLOADS) {
+      const service = named(objects, 'Service', `imaging-${workload}-metrics`);
+      expect(service.metadata.labels).toMatchObject(monitor.spec.selector.matchLabels);
+      expect(service.spec.ports).toEqual([{ name: 'admin', port: 8775, targetPort: 'admin', protocol: 'TCP' }]);
+      expect(service.spec.selector).toEqual(named(objects, 'Deployment', `imaging-${workload}`).spec.selector.matchLabels);
+    }
+    expect(template([...ACCOUNT, 'metrics.serviceMonitor.interval=often']).status).not.toBe(0);
+  });
+
+  test('helm test: a hook pod calls the gateway through its Service', () => {
+    const objects = render();
+    const pod = named(objects, 'Pod', 'imaging-test-gateway');
+    expect(pod.metadata.annotations?.['helm.sh/hook']).toBe('test');
+    const container = pod.spec.containers[0];
+    const service = named(objects, 'Service', 'imaging-gateway');
+    expect(envOf(container).get('GATEWAY_URL')?.value).toBe(`http://imaging-gateway:${service.spec.ports[0].port}/`);
+    expect(container.command.slice(0, 2)).toEqual(['node', '-e']);
+    expect(container.command[2]).toContain('x-amzn-requestid');
+    expect(ofKind(render('tests.enabled=false'), 'Pod')).toEqual([]);
+    expect(ofKind(render('stages.gateway.enabled=false'), 'Pod')).toEqual([]);
   });
 
   test('an unknown mode is refused', () => {

@@ -336,6 +336,14 @@ function contract(factory: StoreFactory): void {
     expect(await store.listExpired(new Date(at(0)))).toEqual([]);
   });
 
+  test('countByState counts tasks per state across accounts', async () => {
+    expect(await store.countByState()).toEqual({});
+    await store.create(taskFixture('import-vol-c0000001', { state: 'pending-upload' }));
+    await store.create(taskFixture('import-vol-c0000002', { state: 'pending-upload', accountId: '999988887777' }));
+    await store.create(taskFixture('import-vol-c0000003', { state: 'failed' }));
+    expect(await store.countByState()).toEqual({ 'pending-upload': 2, failed: 1 });
+  });
+
   test('putResource then getResource; a second put replaces the record', async () => {
     const volume: ResourceRecord = {
       id: 'vol-0123456789abcdef0',

@@ -114,6 +114,8 @@ Shared settings come from the ConfigMap (envFrom); entries here win over it, and
 {{- $root := .root -}}
 {{- $cfg := $root.Values.config -}}
 {{- $stageValues := index $root.Values.stages .stage -}}
+- name: IMAGING_ADMIN_PORT
+  value: {{ include "imaging.adminPort" . | quote }}
 {{- if ne .stage "gateway" }}
 - name: IMAGING_STAGE
   value: {{ .stage | quote }}
@@ -172,6 +174,25 @@ Shared settings come from the ConfigMap (envFrom); entries here win over it, and
 {{- end }}
 {{- end -}}
 
+{{/* The admin port of one workload (its adminPort, else admin.port); called like imaging.env. */}}
+{{- define "imaging.adminPort" -}}
+{{- $stageValues := index .root.Values.stages .stage -}}
+{{- $stageValues.adminPort | default .root.Values.admin.port | default 8775 | toString -}}
+{{- end -}}
+
+{{/*
+Replicas a workload keeps at least in deployment mode: KEDA's minReplicas where KEDA scales it,
+else its replica count. A PodDisruptionBudget is rendered only above one.
+*/}}
+{{- define "imaging.minReplicas" -}}
+{{- $stageValues := index .root.Values.stages .stage -}}
+{{- if and .root.Values.keda.enabled (ne .stage "gateway") -}}
+{{- $stageValues.keda.minReplicas | toString -}}
+{{- else -}}
+{{- $stageValues.replicas | toString -}}
+{{- end -}}
+{{- end -}}
+
 {{/* The container every workload runs; called like imaging.env. */}}
 {{- define "imaging.container" -}}
 {{- $root := .root -}}
@@ -185,12 +206,22 @@ envFrom:
       name: {{ include "imaging.fullname" $root }}-config
 env:
   {{- include "imaging.env" . | trim | nindent 2 }}
-{{- if or (eq .stage "gateway") (eq .hostMode "http") }}
+{{- $serves := or (eq .stage "gateway") (eq .hostMode "http") }}
+{{- /* Knative allows one port per container: the admin port is exposed in deployment mode only. */}}
+{{- $admin := eq $root.Values.mode "deployment" }}
+{{- if or $serves $admin }}
 ports:
+  {{- if $serves }}
   {{- /* Knative accepts only http1 or h2c as a port name. */}}
   - name: {{ ternary "http1" "http" (eq $root.Values.mode "knative") }}
     containerPort: {{ $root.Values.config.httpPort }}
     protocol: TCP
+  {{- end }}
+  {{- if $admin }}
+  - name: admin
+    containerPort: {{ include "imaging.adminPort" . }}
+    protocol: TCP
+  {{- end }}
 {{- end }}
 resources:
   {{- toYaml $stageValues.resources | nindent 2 }}

@@ -1,0 +1,169 @@
+/**
+ * The admin port of every process type: /healthz, /readyz and /metrics answer on `imaging serve`
+ * (in-process), a stage host and `imaging gateway` (both spawned from dist/); a stage host turns
+ * not-ready when its nats-server stops and ready again when it is back on the same port; after an
+ * import through `imaging serve` the metrics count it.
+ */
+import { spawn, type ChildProcess } from 'child_process';
+import { join } from 'path';
+import { CreateBucketCommand } from '@aws-sdk/client-s3';
+import { ImportVolumeCommand } from '@aws-sdk/client-ec2';
+import { makeRawDisk, tempDir } from '../helpers/disk-corpus';
+import { startNatsServer, type RunningNatsServer } from '../helpers/nats-server';
+import { startS3Server, type RunningS3Server } from '../helpers/s3-server';
+import { sdkClient } from '../helpers/ec2-clients';
+import { startTestService, upload, waitForTask } from '../e2e/import-driver';
+
+jest.setTimeout(120_000);
+
+const DIST = join(__dirname, '../../dist');
+
+async function get(url: string, path: string): Promise<{ status: number; text: string }> {
+  const res = await fetch(new URL(path, url), { signal: AbortSignal.timeout(10_000) });
+  return { status: res.status, text: await res.text() };
+}
+
+/** The value of one series in Prometheus text, or undefined when absent. */
+function sample(metrics: string, name: string, labels: Record<string, string>): number | undefined {
+  for (const line of metrics.split('\n')) {
+    if (!line.startsWith(name + '{')) continue;
+    const body = line.slice(name.length + 1, line.indexOf('}'));
+    if (Object.entries(labels).every(([k, v]) => body.includes(`${k}="${v}"`))) return Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return undefined;
+}
+
+async function waitUntil<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe().catch(() => undefined);
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+async function expectAdminAnswers(url: string, ready = true): Promise<string> {
+  expect(await get(url, '/healthz')).toEqual({ status: 200, text: expect.stringContaining('alive') });
+  const readyz = await get(url, '/readyz');
+  expect([readyz.status, readyz.text]).toEqual([ready ? 200 : 503, expect.any(String)]);
+  const metrics = await get(url, '/metrics');
+  expect(metrics.status).toBe(200);
+  expect(metrics.text).toContain('process_cpu_user_seconds_total');
+  expect(metrics.text).toContain('# TYPE imaging_events_handled_total counter');
+  return metrics.text;
+}
+
+describe('imaging serve (in-process)', () => {
+  test('answers on the admin port and counts an import', async () => {
+    const dir = tempDir('admin-serve-');
+    const { service, endpoints } = await startTestService(dir);
+    try {
+      await expectAdminAnswers(service.adminEndpoint);
+      const ready = JSON.parse((await get(service.adminEndpoint, '/readyz')).text);
+      expect(ready.checks.map((c: { name: string }) => c.name).sort()).toEqual(['object-storage', 'task-store']);
+
+      const disk = makeRawDisk(dir);
+      const up = await upload(endpoints, disk.path, 'admin-bucket');
+      const out = await sdkClient(endpoints.ec2, endpoints.creds).send(
+        new ImportVolumeCommand({ Image: { Format: 'RAW', Bytes: up.size, ImportManifestUrl: up.manifestUrl }, Volume: { Size: up.volumeSizeGiB }, AvailabilityZone: 'local-1a' }),
+      );
+      const done = await waitForTask(endpoints, out.ConversionTask!.ConversionTaskId!);
+      expect(done.State).toBe('completed');
+
+      const metrics = (await get(service.adminEndpoint, '/metrics')).text;
+      for (const stage of ['manifest', 'decrypt', 'convert', 'validate', 'register']) {
+        expect([stage, sample(metrics, 'imaging_events_handled_total', { stage })]).toEqual([stage, expect.any(Number)]);
+        expect(sample(metrics, 'imaging_events_handled_total', { stage })).toBeGreaterThanOrEqual(1);
+        expect(sample(metrics, 'imaging_stage_duration_seconds_count', { stage, outcome: 'handled' })).toBeGreaterThanOrEqual(1);
+        expect(sample(metrics, 'imaging_stage_in_flight', { stage })).toBe(0);
+      }
+      expect(sample(metrics, 'imaging_http_requests_total', { action: 'ImportVolume', code: '200' })).toBe(1);
+      expect(sample(metrics, 'imaging_http_request_duration_seconds_count', { action: 'ImportVolume' })).toBe(1);
+      expect(sample(metrics, 'imaging_tasks', { state: 'completed' })).toBe(1);
+      expect(sample(metrics, 'imaging_bytes_written_total', { stage: 'convert' })).toBe(disk.size);
+      expect(sample(metrics, 'imaging_conversion_throughput_bytes_per_second_count', { format: 'raw' })).toBe(1);
+      expect(sample(metrics, 'imaging_task_state_changes_total', { to: 'completed' })).toBe(1);
+      expect(sample(metrics, 'imaging_task_state_changes_total', { to: 'pending-upload' })).toBe(1);
+    } finally {
+      await service.stop();
+    }
+  });
+});
+
+describe('processes spawned from dist/', () => {
+  let nats: RunningNatsServer;
+  let s3: RunningS3Server;
+  const children: ChildProcess[] = [];
+  let dir: string;
+
+  beforeAll(async () => {
+    [nats, s3] = await Promise.all([startNatsServer(), startS3Server()]);
+    await s3.s3.send(new CreateBucketCommand({ Bucket: 'imaging-images' }));
+    dir = tempDir('admin-procs-');
+  });
+
+  afterAll(async () => {
+    for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+    await Promise.all([nats?.stop(), s3?.stop()]);
+  });
+
+  function start(args: string[], env: NodeJS.ProcessEnv): Promise<string> {
+    const child = spawn(process.execPath, args, { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(child);
+    let output = '';
+    return new Promise((resolve, reject) => {
+      const look = (chunk: Buffer) => {
+        output += chunk;
+        const m = /admin (?:on|endpoint:) (http:\/\/\S+\/)/.exec(output);
+        if (m) resolve(m[1]);
+      };
+      child.stdout!.on('data', look);
+      child.stderr!.on('data', look);
+      child.on('exit', (code) => reject(new Error(`${args.join(' ')} exited with ${code}: ${output}`)));
+    });
+  }
+
+  const common = () => ({
+    IMAGING_NATS_URL: nats.url,
+    IMAGING_MONGODB_URI: `sqlite:${join(dir, 'tasks.db')}`,
+    IMAGING_S3_ENDPOINT: s3.endpoint,
+    IMAGING_S3_ACCESS_KEY_ID: s3.accessKeyId,
+    IMAGING_S3_SECRET_ACCESS_KEY: s3.secretAccessKey,
+    IMAGING_ADMIN_PORT: '0',
+    IMAGING_LOG_LEVEL: 'warn',
+  });
+
+  test('imaging gateway answers on its admin port', async () => {
+    const url = await start([join(DIST, 'cli/main.js'), 'gateway'], {
+      ...common(),
+      IMAGING_PORT: '0',
+      IMAGING_ACCESS_KEY_ID: 'AKIAADMINTEST0001',
+      IMAGING_SECRET_ACCESS_KEY: 'admin-test-secret',
+      IMAGING_ACCOUNT_ID: '123456789012',
+    });
+    await expectAdminAnswers(url);
+    const checks = JSON.parse((await get(url, '/readyz')).text).checks.map((c: { name: string }) => c.name);
+    expect(checks.sort()).toEqual(['nats', 'task-store']);
+  });
+
+  test('a stage host answers, and /readyz follows its NATS connection', async () => {
+    const url = await start([join(DIST, 'functions/host/main.js')], { ...common(), IMAGING_STAGE: 'convert' });
+    await expectAdminAnswers(url);
+    const checks = JSON.parse((await get(url, '/readyz')).text).checks.map((c: { name: string }) => c.name);
+    expect(checks.sort()).toEqual(['nats', 'object-storage', 'task-store']);
+
+    const port = Number(new URL(nats.url).port);
+    await nats.stop();
+    const down = await waitUntil('/readyz to say 503', async () => {
+      const r = await get(url, '/readyz');
+      return r.status === 503 ? r : undefined;
+    });
+    const nat = JSON.parse(down.text).checks.find((c: { name: string }) => c.name === 'nats');
+    expect(nat.ready).toBe(false);
+    expect((await get(url, '/healthz')).status).toBe(200);
+
+    nats = await startNatsServer({ port });
+    await waitUntil('/readyz to say 200 again', async () => ((await get(url, '/readyz')).status === 200 ? true : undefined), 60_000);
+  });
+});
