@@ -17,6 +17,10 @@ export type Ec2ErrorCode =
   | 'InvalidConversionTaskId'
   | 'InvalidConversionTaskId.Malformed'
   | 'IncorrectState'
+  | 'InvalidInstanceID.NotFound'
+  | 'InvalidInstanceID.Malformed'
+  | 'NotExportable'
+  | 'InvalidExportTaskID.NotFound'
   | 'InternalError';
 
 const DEFAULT_STATUS: Record<Ec2ErrorCode, number> = {
@@ -33,6 +37,10 @@ const DEFAULT_STATUS: Record<Ec2ErrorCode, number> = {
   InvalidConversionTaskId: 400,
   'InvalidConversionTaskId.Malformed': 400,
   IncorrectState: 400,
+  'InvalidInstanceID.NotFound': 400,
+  'InvalidInstanceID.Malformed': 400,
+  NotExportable: 400,
+  'InvalidExportTaskID.NotFound': 400,
   InternalError: 500,
 };
 

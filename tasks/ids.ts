@@ -9,3 +9,4 @@ export const newImportVolumeTaskId = () => newId('import-vol');
 export const newImportInstanceTaskId = () => newId('import-i');
 export const newVolumeId = () => newId('vol', 17);
 export const newInstanceId = () => newId('i', 17);
+export const newExportInstanceTaskId = () => newId('export-i', 17);

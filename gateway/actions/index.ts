@@ -7,12 +7,17 @@ import { cancelConversionTask } from './cancel-conversion-task';
 import { describeConversionTasks } from './describe-conversion-tasks';
 import { importInstance } from './import-instance';
 import { importVolume } from './import-volume';
+import { cancelExportTask, createInstanceExportTask, describeExportTasks } from './export-tasks';
 
 export const ACTIONS: Record<string, ActionHandler<any>> = {
   ImportVolume: importVolume,
   ImportInstance: importInstance,
   DescribeConversionTasks: describeConversionTasks,
   CancelConversionTask: cancelConversionTask,
+  // Export (issue 13).
+  CreateInstanceExportTask: createInstanceExportTask,
+  DescribeExportTasks: describeExportTasks,
+  CancelExportTask: cancelExportTask,
 };
 
 /** VM Import/Export actions this service is meant to have but does not have yet. */
@@ -22,9 +27,6 @@ export const PLANNED_ACTIONS: readonly string[] = [
   'DescribeImportImageTasks',
   'DescribeImportSnapshotTasks',
   'CancelImportTask',
-  'CreateInstanceExportTask',
-  'DescribeExportTasks',
-  'CancelExportTask',
   'ExportImage',
   'DescribeExportImageTasks',
   'RegisterImage',
