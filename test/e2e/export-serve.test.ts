@@ -16,7 +16,7 @@ import { parseOvf } from '../../toolkit/formats/ova/ovf-descriptor';
 import { makeRawDisk, qemuImg, qemuToRaw, tempDir } from '../helpers/disk-corpus';
 import { DescribeExportTasksCommand } from '@aws-sdk/client-ec2';
 import { awsCli, awsCliPath, boto3Call, boto3Calls, sdkClient } from '../helpers/ec2-clients';
-import { objectBytes, sha256, startTestService, upload, waitForTask, type Endpoints } from './import-driver';
+import { objectBytes, runCli, sha256, startTestService, upload, waitForTask, type Endpoints } from './import-driver';
 
 jest.setTimeout(120_000);
 
@@ -216,4 +216,21 @@ const cli = awsCliPath();
   const path = join(dir, 'cli.vmdk');
   writeFileSync(path, await objectBytes(service.s3, BUCKET, task.ExportToS3Task.S3Key));
   expectSameDisk(path, 'vmdk');
+});
+
+test('imaging CLI: export-instance --vhd-type fixed (the extension parameter) --wait --json, describe-export-tasks --json', async () => {
+  const { stdout } = await runCli(endpoints, [
+    'export-instance', instanceId, '--target-environment', 'citrix', '--disk-image-format', 'VHD', '--vhd-type', 'fixed',
+    '--bucket', BUCKET, '--prefix', 'imaging-cli/', '--wait', '--json',
+  ]);
+  const task = JSON.parse(stdout);
+  expect(task).toMatchObject({ state: 'completed', progress: 100, diskImageFormat: 'VHD', targetEnvironment: 'citrix', s3Bucket: BUCKET });
+  expect(task.s3Key).toBe(`imaging-cli/${task.exportTaskId}.vhd`);
+  const described = JSON.parse((await runCli(endpoints, ['describe-export-tasks', task.exportTaskId, '--json'])).stdout);
+  expect(described).toEqual([task]);
+  const path = join(dir, 'cli-fixed.vhd');
+  writeFileSync(path, await objectBytes(service.s3, BUCKET, task.s3Key));
+  // citrix alone would be a dynamic VHD; the extension made it fixed: the disk and a 512-byte footer.
+  expect(readFileSync(path).length).toBe(reference.length + 512);
+  expectSameDisk(path, 'vpc');
 });
