@@ -228,6 +228,70 @@ withClientFlags(program.command('cancel-conversion-task <id>').description('canc
     }
   });
 
+withClientFlags(program.command('export-instance <instance-id>').description('export an imported instance\'s disk into an S3 bucket (CreateInstanceExportTask)'))
+  .addOption(new Option('--target-environment <env>', 'hypervisor the export is for; picks the default disk format').choices(['vmware', 'citrix', 'microsoft']).default('vmware'))
+  .addOption(new Option('--disk-image-format <format>', 'disk format [default: VMDK for vmware, VHD for citrix and microsoft]').choices(['VMDK', 'VHD', 'RAW']))
+  .addOption(new Option('--container-format <format>', 'wrap the VMDK in an OVA').choices(['ova']))
+  .addOption(new Option('--vhd-type <type>', 'VHD subformat (ExportToS3.X-ImagingVhdType) [default: fixed for microsoft, else dynamic]').choices(['dynamic', 'fixed']))
+  .requiredOption('--bucket <bucket>', 'bucket the export is written to (must exist)')
+  .option('--prefix <prefix>', 'key prefix; the object is <prefix><export task id>.<format>', '')
+  .option('--description <text>', 'description of the export task')
+  .option('--no-progress', 'no progress bar')
+  .option('--wait', 'follow the task until it completes or is cancelled (exit 1 if cancelled)')
+  .option('--json', 'print the task as JSON')
+  .action(async (instanceId: string, opts: ClientFlags & { targetEnvironment: 'vmware' | 'citrix' | 'microsoft'; diskImageFormat?: 'VMDK' | 'VHD' | 'RAW'; containerFormat?: 'ova'; vhdType?: 'dynamic' | 'fixed'; bucket: string; prefix: string; description?: string; progress: boolean; wait?: boolean; json?: boolean }) => {
+    try {
+      const { clientContext } = await import('./client-options');
+      const { exportInstance, formatExportTask, waitForExportTask } = await import('./commands/export-tasks');
+      const ctx = await clientContext(opts);
+      let task = await exportInstance(ctx.ec2, {
+        instanceId, targetEnvironment: opts.targetEnvironment, diskImageFormat: opts.diskImageFormat, containerFormat: opts.containerFormat,
+        vhdType: opts.vhdType, bucket: opts.bucket, prefix: opts.prefix, description: opts.description,
+      });
+      if (!opts.wait) {
+        process.stdout.write(opts.json ? JSON.stringify(task, null, 2) + '\n' : `${task.exportTaskId}\ts3://${task.s3Bucket}/${task.s3Key}\n`);
+        return;
+      }
+      task = await waitForExportTask(ctx.ec2, task.exportTaskId, { progress: opts.progress && !opts.json && process.stderr.isTTY === true });
+      process.stdout.write(opts.json ? JSON.stringify(task, null, 2) + '\n' : formatExportTask(task) + '\n');
+      if (task.state !== 'completed') process.exitCode = 1;
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+withClientFlags(program.command('describe-export-tasks [ids...]').description('show export tasks'))
+  .option('--wait', 'follow the one task named until it ends, with a progress bar')
+  .option('--no-progress', 'no progress bar')
+  .option('--json', 'print JSON')
+  .action(async (ids: string[], opts: ClientFlags & { json?: boolean; wait?: boolean; progress: boolean }) => {
+    try {
+      const { clientContext } = await import('./client-options');
+      const { describeExportTasks, formatExportTask, waitForExportTask } = await import('./commands/export-tasks');
+      const ctx = await clientContext(opts);
+      if (opts.wait && (ids ?? []).length !== 1) throw new Error('--wait follows one task: name exactly one export task id');
+      const tasks = opts.wait
+        ? [await waitForExportTask(ctx.ec2, ids[0], { progress: opts.progress && !opts.json && process.stderr.isTTY === true })]
+        : await describeExportTasks(ctx.ec2, ids ?? []);
+      process.stdout.write(opts.json ? JSON.stringify(tasks, null, 2) + '\n' : tasks.map(formatExportTask).join('\n') + (tasks.length ? '\n' : ''));
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+withClientFlags(program.command('cancel-export-task <id>').description('cancel an export task; its partial upload is removed'))
+  .action(async (id: string, opts: ClientFlags) => {
+    try {
+      const { clientContext } = await import('./client-options');
+      const { cancelExportTask } = await import('./commands/export-tasks');
+      const ctx = await clientContext(opts);
+      await cancelExportTask(ctx.ec2, id);
+      process.stdout.write(`${id} cancelling\n`);
+    } catch (err) {
+      fail(err);
+    }
+  });
+
 /** -f/--format as qemu-img takes it: the format the input is declared to be, checked against its bytes. */
 const formatOption = (): Option =>
   new Option('-f, --format <format>', 'the input\'s format (raw, qcow2, vmdk, vhd or vpc, vhdx, ova); refused when the bytes are another [default: sniffed, and checked against the name\'s extension]');

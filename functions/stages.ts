@@ -5,6 +5,7 @@ import { decryptStage } from './decrypt/decrypt-stage';
 import { convertStage } from './convert/convert-stage';
 import { validateStage } from './validate/validate-stage';
 import { registerStage } from './register/register-stage';
+import { exportStage } from './export/export-stage';
 
 /**
  * The handler of every row of the pipeline table (pipeline/table.ts). Keyed by the table's stage
@@ -16,6 +17,7 @@ const HANDLERS: { readonly [S in StageName]: Stage<S> } = {
   convert: convertStage,
   validate: validateStage,
   register: registerStage,
+  export: exportStage,
 };
 
 /** Every pipeline stage, in the table's order. */

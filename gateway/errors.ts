@@ -33,6 +33,8 @@ export type Ec2ErrorCode =
   | 'InvalidTagKey.Malformed'
   | 'TagLimitExceeded'
   | 'InvalidSnapshot.InUse'
+  | 'NotExportable'
+  | 'InvalidExportTaskID.NotFound'
   | 'InternalError';
 
 const DEFAULT_STATUS: Record<Ec2ErrorCode, number> = {
@@ -65,6 +67,8 @@ const DEFAULT_STATUS: Record<Ec2ErrorCode, number> = {
   'InvalidTagKey.Malformed': 400,
   TagLimitExceeded: 400,
   'InvalidSnapshot.InUse': 400,
+  NotExportable: 400,
+  'InvalidExportTaskID.NotFound': 400,
   InternalError: 500,
 };
 

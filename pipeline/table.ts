@@ -96,6 +96,19 @@ export const PIPELINE = [
     ackWaitMs: 30_000,
     maxDeliver: 5,
   },
+  {
+    // Not chained to the import rows: CreateInstanceExportTask starts it on a task of its own.
+    stage: 'export',
+    consumes: 'io.imaging.export.requested',
+    emits: 'io.imaging.exported',
+    expects: 'export-requested',
+    movesTo: 'completed',
+    statusMessage: 'Exporting',
+    progress: [0, 100],
+    concurrency: 1,
+    ackWaitMs: 30_000,
+    maxDeliver: 5,
+  },
 ] as const satisfies readonly PipelineRow[];
 
 type Row = (typeof PIPELINE)[number];
@@ -126,7 +139,7 @@ export function rowOf<S extends StageName>(stage: S): RowOf<S> {
   return PIPELINE.find((row) => row.stage === stage) as RowOf<S>;
 }
 
-/** The stage that consumes `type`, if any (`registered` has no consumer in the pipeline). */
+/** The stage that consumes `type`, if any (`registered` and `exported` have no consumer in the pipeline). */
 export function rowConsuming(type: string): Row | undefined {
   return PIPELINE.find((row) => row.consumes === type);
 }

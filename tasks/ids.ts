@@ -13,3 +13,4 @@ export const newImportImageTaskId = () => newId('import-ami', 17);
 export const newImportSnapshotTaskId = () => newId('import-snap', 17);
 export const newSnapshotId = () => newId('snap', 17);
 export const newImageId = () => newId('ami', 17);
+export const newExportInstanceTaskId = () => newId('export-i', 17);

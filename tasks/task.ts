@@ -13,7 +13,7 @@ export type TaskState = PipelineTaskState | 'cancelling' | 'cancelled' | 'failed
 
 export const TERMINAL_STATES: readonly TaskState[] = ['completed', 'cancelled', 'failed'];
 
-export type TaskKind = 'import-volume' | 'import-instance' | 'import-image' | 'import-snapshot';
+export type TaskKind = 'import-volume' | 'import-instance' | 'import-image' | 'import-snapshot' | 'export-instance';
 
 /** Import tasks (ImportImage, ImportSnapshot) as opposed to conversion tasks (ImportVolume, ImportInstance). */
 export const IMPORT_TASK_KINDS: readonly TaskKind[] = ['import-image', 'import-snapshot'];
@@ -85,7 +85,32 @@ export interface ImportInstanceSpec {
   instanceInitiatedShutdownBehavior?: 'stop' | 'terminate';
 }
 
-/** What a task was asked to do: its disk, and for ImportInstance the instance to make of it. */
+export type ExportTargetEnvironment = 'citrix' | 'vmware' | 'microsoft';
+export type ExportDiskImageFormat = 'VMDK' | 'VHD' | 'RAW';
+
+/** A CreateInstanceExportTask request, parsed once at the gateway, with the source it resolved to. */
+export interface ExportRequest {
+  instanceId: string;
+  /** The instance's root volume, whose raw image is exported. */
+  volumeId: string;
+  /** The volume's raw image in the image store, read by the export stage. */
+  source: StoredObject;
+  targetEnvironment: ExportTargetEnvironment;
+  diskImageFormat: ExportDiskImageFormat;
+  containerFormat?: 'ova';
+  /** For VHD: dynamic by default, fixed for TargetEnvironment microsoft or ExportToS3.X-ImagingVhdType=fixed. */
+  vhdType?: 'dynamic' | 'fixed';
+  s3Bucket: string;
+  s3Prefix: string;
+  /** `<S3Prefix><exportTaskId>.<ova|vmdk|vhd|raw>`, as EC2 names it. */
+  s3Key: string;
+  description?: string;
+}
+
+/**
+ * What a task was asked to do: its disk, and for ImportInstance the instance to make of it. An
+ * export task's disk fields describe its source (RAW, the image's size, no manifest URL).
+ */
 export interface TaskRequest extends ImportVolumeRequest {
   /** Present exactly when the task's kind is import-instance. */
   instance?: ImportInstanceSpec;
@@ -93,6 +118,8 @@ export interface TaskRequest extends ImportVolumeRequest {
   importImage?: ImportImageSpec;
   /** ClientToken of the request, when the client sent one. */
   clientToken?: string;
+  /** Present exactly when the task's kind is export-instance. */
+  export?: ExportRequest;
 }
 
 /** One part of an import manifest, as parsed from the manifest XML. */
@@ -134,6 +161,8 @@ export interface TaskArtifacts {
   /** What an import-image / import-snapshot task created. */
   snapshotId?: string;
   imageId?: string;
+  /** An export's output, in the user's bucket. */
+  exported?: StoredObject;
 }
 
 export interface TaskHistoryEntry {

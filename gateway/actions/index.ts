@@ -10,6 +10,7 @@ import { importVolume } from './import-volume';
 import { importImage, importSnapshot } from './import-image';
 import { createTags, deleteSnapshot, deleteVolume, deregisterImage, describeImages, describeSnapshots, describeTags, describeVolumes } from './resources';
 import { cancelImportTask, describeImportImageTasks, describeImportSnapshotTasks } from './import-tasks';
+import { cancelExportTask, createInstanceExportTask, describeExportTasks } from './export-tasks';
 
 export const ACTIONS: Record<string, ActionHandler<any>> = {
   ImportVolume: importVolume,
@@ -29,13 +30,14 @@ export const ACTIONS: Record<string, ActionHandler<any>> = {
   DeleteVolume: deleteVolume,
   CreateTags: createTags,
   DescribeTags: describeTags,
+  // Export (issue 13).
+  CreateInstanceExportTask: createInstanceExportTask,
+  DescribeExportTasks: describeExportTasks,
+  CancelExportTask: cancelExportTask,
 };
 
 /** VM Import/Export actions this service is meant to have but does not have yet. */
 export const PLANNED_ACTIONS: readonly string[] = [
-  'CreateInstanceExportTask',
-  'DescribeExportTasks',
-  'CancelExportTask',
   'ExportImage',
   'DescribeExportImageTasks',
   'RegisterImage',

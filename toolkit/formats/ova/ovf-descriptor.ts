@@ -132,18 +132,34 @@ export interface OvfForOneDisk {
    * is known and rewrite it in place afterwards.
    */
   sizeDigits?: number;
+  /** The guest OS, as OVF names it (a CIM OS type) and as VMware does; 64-bit Linux by default. */
+  os?: OvfOperatingSystem;
 }
 
+export interface OvfOperatingSystem {
+  /** CIM_OperatingSystem OsType: 101 is "Linux 2.6.x" (VirtualBox: Linux 2.6 / 3.x / 4.x). */
+  cimId: number;
+  /** VMware's guest id (vmw:osType), which vSphere and Workstation prefer to the CIM id. */
+  vmwareOsType: string;
+  description: string;
+}
+
+/** What ovftool writes for a 64-bit Linux guest. */
+export const LINUX_64: OvfOperatingSystem = { cimId: 101, vmwareOsType: 'otherLinux64Guest', description: 'Other Linux (64-bit)' };
+
 /**
- * A minimal OVF 1.0 envelope: one file, one streamOptimized disk on an LSI Logic SCSI
- * controller, one virtual system with 1 CPU and 1 GiB. Importers read the disk from it; the
- * hardware is a neutral default (EC2 picks the instance type at import, not from here).
+ * A minimal OVF 1.0 envelope: one file, one streamOptimized disk (its capacity in bytes) on an
+ * LSI Logic SCSI controller, the guest OS (OperatingSystemSection with the CIM id VirtualBox
+ * reads and the vmw:osType VMware reads), one virtual system of hardware family vmx-07 with 1 CPU
+ * and 1 GiB. Importers read the disk from it; the hardware is a neutral default (EC2 picks the
+ * instance type at import, not from here).
  */
 export function buildOvf(d: OvfForOneDisk): string {
   const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+  const os = d.os ?? LINUX_64;
   const populated = d.populatedSize === undefined ? '' : ` ovf:populatedSize="${d.populatedSize}"`;
   return `<?xml version="1.0" encoding="UTF-8"?>
-<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1" xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData" xmlns:vssd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1" xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData" xmlns:vssd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData" xmlns:vmw="http://www.vmware.com/schema/ovf" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
   <References>
     <File ovf:href="${esc(d.vmdkName)}" ovf:id="file1" ovf:size="${d.vmdkSize}"${' '.repeat(Math.max(0, (d.sizeDigits ?? 0) - String(d.vmdkSize).length))}/>
   </References>
@@ -154,6 +170,10 @@ export function buildOvf(d: OvfForOneDisk): string {
   <VirtualSystem ovf:id="${esc(d.name)}">
     <Info>A virtual machine</Info>
     <Name>${esc(d.name)}</Name>
+    <OperatingSystemSection ovf:id="${os.cimId}" vmw:osType="${esc(os.vmwareOsType)}">
+      <Info>The kind of installed guest operating system</Info>
+      <Description>${esc(os.description)}</Description>
+    </OperatingSystemSection>
     <VirtualHardwareSection>
       <Info>Virtual hardware requirements</Info>
       <System>
