@@ -415,7 +415,7 @@ describe('errors as real clients see them', () => {
   test('a planned but unimplemented action → UnsupportedOperation (client-ec2 and boto3)', async () => {
     const error: any = await sdk.send(new ExportImageCommand({ ImageId: 'ami-12345678', DiskImageFormat: 'RAW', S3ExportLocation: { S3Bucket: 'b' } })).catch((e) => e);
     expect(error.name).toBe('UnsupportedOperation');
-    await expect(boto3Call(endpoint, aliceCreds, 'CreateInstanceExportTask', { InstanceId: 'i-12345678', TargetEnvironment: 'vmware' })).rejects.toMatchObject({ code: 'UnsupportedOperation' });
+    await expect(boto3Call(endpoint, aliceCreds, 'DescribeExportImageTasks', {})).rejects.toMatchObject({ code: 'UnsupportedOperation' });
   });
 
   test('ImportImage and ImportSnapshot validate every parameter before anything starts (client-ec2 and boto3)', async () => {
