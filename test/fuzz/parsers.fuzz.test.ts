@@ -110,7 +110,8 @@ describe('import manifest parser', () => {
           fc.pre(Math.ceil(size / partSize) <= 200);
           const parts = partRanges(size, partSize).map((r) => ({ ...r, key: `k${r.index}`, headUrl: `http://h/${url}`, getUrl: `http://g/${url}` }));
           const m = { version: '2010-11-15', fileFormat: 'RAW' as const, size, volumeSizeGiB: 1, parts };
-          const back = parseImportManifest(buildImportManifest(m));
+          // The tiling is what round-trips here; the minimum part size is a policy with its own tests.
+          const back = parseImportManifest(buildImportManifest(m), { minPartBytes: 1 });
           expect(back.parts.map((p) => [p.start, p.end])).toEqual(parts.map((p) => [p.start, p.end]));
         }),
       ),
