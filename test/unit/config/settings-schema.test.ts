@@ -54,7 +54,7 @@ describe('readSettings', () => {
     ['IMAGING_MEMORY_LIMIT_MB', '1.5', 'IMAGING_MEMORY_LIMIT_MB must be a positive integer (MiB), got "1.5"'],
     ['IMAGING_HTTP_PORT', '70000', 'IMAGING_HTTP_PORT must be a port number (0-65535), got "70000"'],
     ['IMAGING_HOST_MODE', 'lambda', 'IMAGING_HOST_MODE must be one of jetstream, http, got "lambda"'],
-    ['IMAGING_STAGE', 'export', 'IMAGING_STAGE must be one of manifest, decrypt, convert, validate, register, got "export"'],
+    ['IMAGING_STAGE', 'unbundle', 'IMAGING_STAGE must be one of manifest, decrypt, convert, validate, register, export, got "unbundle"'],
     ['IMAGING_LOG_LEVEL', 'loud', 'IMAGING_LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, got "loud"'],
     ['IMAGING_ALLOWED_OBJECT_HOSTS', 'http://s3:9000', 'IMAGING_ALLOWED_OBJECT_HOSTS must be a comma-separated list of host[:port], got "http://s3:9000"'],
   ])('refuses %s=%s in one line naming it', (name, value, message) => {
