@@ -38,6 +38,10 @@ export interface ServeSettings {
   uploadPollMs: string;
   taskLifetimeHours: string;
   logLevel: string;
+  guestAllowedOs: string;
+  guestRequireBootloader: string;
+  guestRefuseEncrypted: string;
+  guestRefuseMultiBoot: string;
 }
 
 export const SERVE_SETTINGS: SettingSpec[] = settingsReadBy('serve')
