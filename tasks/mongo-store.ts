@@ -32,6 +32,7 @@ export class MongoTaskStore implements TaskStore {
       const tasks = db.collection<StoredTask>('tasks');
       await tasks.createIndex({ accountId: 1, createdAt: -1 });
       await tasks.createIndex({ expiresAt: 1 });
+      await tasks.createIndex({ state: 1, createdAt: 1 });
       return new MongoTaskStore(client, tasks, db.collection<StoredResource>('resources'));
     } catch (err) {
       await client.close();
@@ -66,6 +67,11 @@ export class MongoTaskStore implements TaskStore {
       .find({ expiresAt: { $lt: now.toISOString() }, state: { $nin: [...TERMINAL_STATES] } })
       .sort({ expiresAt: 1 })
       .toArray();
+    return found.map(taskOf);
+  }
+
+  async listUnfinished(limit: number): Promise<TaskDocument[]> {
+    const found = await this.tasks.find({ state: { $nin: [...TERMINAL_STATES] } }).sort({ createdAt: 1 }).limit(limit).toArray();
     return found.map(taskOf);
   }
 

@@ -54,5 +54,6 @@ function stageConfigOf(settings: Settings): StageConfig {
     allowedObjectHosts: settings.allowedObjectHosts ?? [hostOf(endpoint)],
     uploadPollMs: settings.uploadPollMs,
     memoryLimitBytes: settings.memoryLimitMb * 1024 * 1024,
+    leaseMs: settings.leaseMs,
   };
 }

@@ -13,6 +13,7 @@ import type { StageDeps } from './deps';
 import { ConfigError, stageDepsFromEnv, stageSettingsFromEnv } from './env-config';
 import { startHttpStage } from './http-function';
 import { runStageOnBus } from './stage-runner';
+import { startSweeper } from '../sweeper';
 
 type Env = Record<string, string | undefined>;
 
@@ -45,9 +46,15 @@ export async function startStageProcess(env: Env = process.env): Promise<{ descr
     maxDeliver: settings.maxDeliver,
     ackWaitMs: settings.ackWaitMs,
   });
+  // Every replica sweeps: re-drives publish under shared ids, so replicas sweeping together publish once.
+  const sweeper = startSweeper(deps, (event) => bus.publish(event), {
+    intervalMs: Math.min(settings.sweepIntervalMs, settings.uploadPollMs),
+    idleMs: settings.redriveIdleMs,
+  });
   return {
     describe: `stage ${stage.name} consuming ${stage.consumes} from ${natsUrl}`,
     shutdown: async () => {
+      await sweeper.stop();
       await subscription.stop();
       await bus.close();
       await deps.tasks.close();

@@ -13,6 +13,7 @@ export interface ActionContext {
   allowedObjectHosts: string[];
   taskLifetimeMs: number;
   now(): Date;
+  log?: { warn(obj: object, msg?: string): void };
 }
 
 /**

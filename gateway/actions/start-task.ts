@@ -1,6 +1,5 @@
 /** Recording a new import task and announcing it to the pipeline: the same for every import action. */
 import { makeEvent } from '../../events/make-event';
-import { transition, updateTask } from '../../tasks/state-machine';
 import { TaskExistsError } from '../../tasks/store';
 import type { TaskDocument, TaskKind, TaskRequest } from '../../tasks/task';
 import type { ActionContext } from './action';
@@ -10,12 +9,12 @@ export const PENDING_UPLOAD_MESSAGE = 'Pending import-image upload';
 /** Creates the task (waiting for its upload) and emits import.requested; resolves to the stored task. */
 export async function startImportTask(kind: TaskKind, newTaskId: () => string, request: TaskRequest, ctx: ActionContext): Promise<TaskDocument> {
   const task = await createTask(kind, newTaskId, request, ctx);
+  const outbox = task.outbox!;
   try {
-    await ctx.publish(makeEvent('io.imaging.import.requested', { taskId: task.id, accountId: task.accountId }, 'gateway'));
+    await ctx.publish(makeEvent('io.imaging.import.requested', outbox.data as { taskId: string; accountId: string }, 'gateway', outbox.id));
   } catch (err) {
-    // Without its event no stage would ever pick the task up: fail it now rather than let it hang.
-    await updateTask(ctx.tasks, task.id, (doc) => transition(doc, 'failed', 'The import could not be started; submit it again', ctx.now())).catch(() => undefined);
-    throw err;
+    // The task is recorded with its event in its outbox: the sweeper publishes it when the bus is back.
+    ctx.log?.warn({ taskId: task.id, err: String(err) }, 'import.requested not published; the sweeper will publish it');
   }
   return task;
 }
@@ -40,6 +39,7 @@ async function createTask(kind: TaskKind, newTaskId: () => string, request: Task
       expiresAt: new Date(now.getTime() + ctx.taskLifetimeMs).toISOString(),
       version: 0,
     };
+    task.outbox = { id: `${task.id}/${task.state}`, type: 'io.imaging.import.requested', source: '/imaging/gateway', data: { taskId: task.id, accountId: task.accountId } };
     try {
       await ctx.tasks.create(task);
       return task;
