@@ -18,7 +18,7 @@ import { uploadImportImage } from '../cli/commands/import-volume';
 import { partRanges } from '../toolkit/bundle/import-manifest';
 
 // s3rver has no type declarations.
-// eslint-disable-next-line @typescript-eslint/no-var-requires
+// eslint-disable-next-line @typescript-eslint/no-require-imports
 const S3rver = require('s3rver');
 
 const sizeMiB = Number(process.argv[process.argv.indexOf('--size-mib') + 1] || 1024) || 1024;
@@ -66,6 +66,7 @@ async function main() {
   const s3Endpoint = `http://127.0.0.1:${address.port}`;
   // One key pair for the service and the user, known to this S3 server too.
   const creds = { accessKeyId: 'AKIABENCHMARK0000001', secretAccessKey: randomBytes(20).toString('hex') };
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- s3rver has no type declarations
   require('s3rver/lib/models/account').DUMMY_ACCOUNT.createKeyPair(creds.accessKeyId, creds.secretAccessKey);
   const serve = await startServe(join(dir, 'data'), s3Endpoint, creds);
   try {

@@ -8,7 +8,7 @@ interface S3rverInstance {
   httpServer?: Server;
 }
 // s3rver ships no type declarations; this is the part of its API we use.
-// eslint-disable-next-line @typescript-eslint/no-var-requires
+// eslint-disable-next-line @typescript-eslint/no-require-imports
 const S3rver: new (options: Record<string, unknown>) => S3rverInstance = require('s3rver');
 
 export interface EmbeddedS3 {
@@ -18,7 +18,7 @@ export interface EmbeddedS3 {
 
 // s3rver knows access keys through a process-wide registry of accounts; the bootstrap key is
 // added to its built-in account so the service and its users sign with the same key pair.
-// eslint-disable-next-line @typescript-eslint/no-var-requires
+// eslint-disable-next-line @typescript-eslint/no-require-imports
 const s3rverAccounts: { DUMMY_ACCOUNT: { createKeyPair(id: string, secret: string): void } } = require('s3rver/lib/models/account');
 
 export async function startEmbeddedS3(host: string, port: number, directory: string, keys: { accessKeyId: string; secretAccessKey: string }[]): Promise<EmbeddedS3> {

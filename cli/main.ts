@@ -1,19 +1,25 @@
-/** The `imaging` command. */
+/**
+ * The `imaging` command.
+ *
+ * Only commander and the settings table load at start: `imaging --help` and the toolkit commands
+ * must start about as fast as Node itself. Every action loads what it needs when it runs (the AWS
+ * SDK, the service, the conversion engine), so keep new imports here type-only and load modules
+ * inside actions with `await import(...)`.
+ */
 // The AWS SDK warns on every run under Node 20 about releases from 2027 on; users of the CLI
 // cannot act on it, so it is silenced unless they ask for it.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 import { Command, Option } from 'commander';
 import { SERVE_SETTINGS, resolveSettings, type ServeSettings } from './settings';
-import { clientContext, type ClientContext, type ClientFlags } from './client-options';
-import { importVolume, type ImportVolumeOptions } from './commands/import-volume';
-import { importInstance } from './commands/import-instance';
-import { cancelConversionTask, describeConversionTasks, formatConversionTask } from './commands/conversion-tasks';
-import { Ec2RequestError } from './ec2-client';
+import type { ClientContext, ClientFlags } from './client-options';
+import type { ImportVolumeOptions } from './commands/import-volume';
 
 function fail(err: unknown): never {
   const message = err instanceof Error ? err.message : String(err);
   process.stderr.write(`error: ${message}\n`);
-  process.exit(err instanceof Ec2RequestError ? 2 : 1);
+  // An error the EC2 endpoint answered with (Ec2RequestError, matched by name so that this file
+  // need not load the client to recognise it) exits 2, anything else 1.
+  process.exit((err as { name?: unknown } | null)?.name === 'Ec2RequestError' ? 2 : 1);
 }
 
 function withSettingFlags(command: Command): Command {
@@ -90,7 +96,22 @@ function withUploadFlags(command: Command): Command {
     .option('--json', 'print the result as JSON');
 }
 
-function uploadOptionsFrom(opts: Record<string, any>, description: string | undefined): ImportVolumeOptions {
+/** What commander parses from withUploadFlags (camelCase keys). */
+interface UploadFlags extends ClientFlags {
+  format: string;
+  bucket: string;
+  prefix?: string;
+  volumeSize?: string;
+  partSize: string;
+  availabilityZone?: string;
+  expires: string;
+  concurrency: string;
+  progress: boolean;
+  wait?: boolean;
+  json?: boolean;
+}
+
+function uploadOptionsFrom(opts: UploadFlags, description: string | undefined): ImportVolumeOptions {
   return {
     format: String(opts.format).toUpperCase() as ImportVolumeOptions['format'],
     bucket: opts.bucket,
@@ -106,10 +127,11 @@ function uploadOptionsFrom(opts: Record<string, any>, description: string | unde
 }
 
 /** Prints the new task (as `line`, or JSON) and, with --wait, follows it to the end. */
-async function reportNewTask(ctx: ClientContext, opts: Record<string, any>, result: { conversionTaskId: string }, line: string): Promise<void> {
+async function reportNewTask(ctx: ClientContext, opts: UploadFlags, result: { conversionTaskId: string }, line: string): Promise<void> {
   process.stdout.write(opts.json ? JSON.stringify(result, null, 2) + '\n' : `${line}\n`);
   if (!opts.wait) return;
   const { waitForConversionTask } = await import('./commands/wait-for-task');
+  const { formatConversionTask } = await import('./commands/conversion-tasks');
   const task = await waitForConversionTask(ctx.ec2, result.conversionTaskId, { progress: opts.progress && !opts.json && process.stderr.isTTY === true });
   process.stdout.write(opts.json ? JSON.stringify(task, null, 2) + '\n' : `${formatConversionTask(task)}\n`);
   if (task.state !== 'completed') process.exitCode = 1;
@@ -117,15 +139,30 @@ async function reportNewTask(ctx: ClientContext, opts: Record<string, any>, resu
 
 withUploadFlags(program.command('import-volume <file>').description('upload a disk image in parts with an import manifest and call ImportVolume'))
   .option('--description <text>', 'task description')
-  .action(async (file: string, opts) => {
+  .action(async (file: string, opts: UploadFlags & { description?: string }) => {
     try {
-      const ctx = await clientContext(opts as ClientFlags);
+      const { clientContext } = await import('./client-options');
+      const { importVolume } = await import('./commands/import-volume');
+      const ctx = await clientContext(opts);
       const result = await importVolume(ctx, file, uploadOptionsFrom(opts, opts.description));
       await reportNewTask(ctx, opts, result, result.conversionTaskId);
     } catch (err) {
       fail(err);
     }
   });
+
+/** The flags import-instance adds to withUploadFlags. */
+interface ImportInstanceFlags {
+  architecture: string;
+  instanceType?: string;
+  platform?: string;
+  description?: string;
+  diskDescription?: string;
+  group?: string[];
+  subnetId?: string;
+  privateIpAddress?: string;
+  shutdownBehavior?: string;
+}
 
 withUploadFlags(program.command('import-instance <file>').description('upload a disk image in parts with an import manifest and call ImportInstance (one disk)'))
   .addOption(new Option('--architecture <arch>', 'instance architecture').choices(['i386', 'x86_64', 'arm64', 'x86_64_mac', 'arm64_mac']).default('x86_64'))
@@ -137,9 +174,11 @@ withUploadFlags(program.command('import-instance <file>').description('upload a 
   .addOption(new Option('--shutdown-behavior <behavior>', 'what an instance-initiated shutdown does').choices(['stop', 'terminate']))
   .option('--description <text>', 'instance description')
   .option('--disk-description <text>', 'description of the disk (volume)')
-  .action(async (file: string, opts) => {
+  .action(async (file: string, opts: UploadFlags & ImportInstanceFlags) => {
     try {
-      const ctx = await clientContext(opts as ClientFlags);
+      const { clientContext } = await import('./client-options');
+      const { importInstance } = await import('./commands/import-instance');
+      const ctx = await clientContext(opts);
       const result = await importInstance(ctx, file, {
         ...uploadOptionsFrom(opts, opts.diskDescription),
         architecture: opts.architecture,
@@ -159,9 +198,11 @@ withUploadFlags(program.command('import-instance <file>').description('upload a 
 
 withClientFlags(program.command('describe-conversion-tasks [ids...]').description('show conversion tasks'))
   .option('--json', 'print JSON')
-  .action(async (ids: string[], opts) => {
+  .action(async (ids: string[], opts: ClientFlags & { json?: boolean }) => {
     try {
-      const ctx = await clientContext(opts as ClientFlags);
+      const { clientContext } = await import('./client-options');
+      const { describeConversionTasks, formatConversionTask } = await import('./commands/conversion-tasks');
+      const ctx = await clientContext(opts);
       const tasks = await describeConversionTasks(ctx.ec2, ids ?? []);
       process.stdout.write(opts.json ? JSON.stringify(tasks, null, 2) + '\n' : tasks.map(formatConversionTask).join('\n') + (tasks.length ? '\n' : ''));
     } catch (err) {
@@ -171,9 +212,11 @@ withClientFlags(program.command('describe-conversion-tasks [ids...]').descriptio
 
 withClientFlags(program.command('cancel-conversion-task <id>').description('cancel a conversion task'))
   .option('--reason <text>', 'reason recorded on the task')
-  .action(async (id: string, opts) => {
+  .action(async (id: string, opts: ClientFlags & { reason?: string }) => {
     try {
-      const ctx = await clientContext(opts as ClientFlags);
+      const { clientContext } = await import('./client-options');
+      const { cancelConversionTask } = await import('./commands/conversion-tasks');
+      const ctx = await clientContext(opts);
       await cancelConversionTask(ctx.ec2, id, opts.reason);
       process.stdout.write(`${id} cancelled\n`);
     } catch (err) {
@@ -181,32 +224,54 @@ withClientFlags(program.command('cancel-conversion-task <id>').description('canc
     }
   });
 
+/** -f/--format as qemu-img takes it: the format the input is declared to be, checked against its bytes. */
+const formatOption = (): Option =>
+  new Option('-f, --format <format>', 'the input\'s format (raw, qcow2, vmdk, vhd or vpc, vhdx, ova); refused when the bytes are another [default: sniffed, and checked against the name\'s extension]');
+
 program
   .command('info <image>')
   .description('show the format, virtual size and safety verdict of a disk image (file or s3://bucket/key)')
+  .addOption(formatOption())
   .option('--json', 'print JSON')
-  .action(async (image: string, opts) => {
+  .action(async (image: string, opts: { format?: string; json?: boolean }) => {
     const { infoCommand } = await import('./toolkit-commands');
-    process.exitCode = await infoCommand(image, { json: opts.json });
+    process.exitCode = await infoCommand(image, { format: opts.format, json: opts.json });
   });
 
 program
   .command('convert <input> <output>')
   .description('convert a disk image to raw, VMDK (streamOptimized), VHD (dynamic or fixed) or OVA; files or s3://bucket/key')
+  .addOption(formatOption())
   .addOption(new Option('-O, --output-format <format>', 'output format [default: from the output name, else raw]').choices(['raw', 'vmdk', 'vhd', 'vhd-fixed', 'ova']))
   .option('--no-progress', 'no progress bar')
-  .action(async (input: string, output: string, opts) => {
+  .action(async (input: string, output: string, opts: { format?: string; outputFormat?: 'raw' | 'vmdk' | 'vhd' | 'vhd-fixed' | 'ova'; progress: boolean }) => {
     const { convertCommand } = await import('./toolkit-commands');
-    process.exitCode = await convertCommand(input, output, { outputFormat: opts.outputFormat, progress: opts.progress && process.stderr.isTTY === true });
+    process.exitCode = await convertCommand(input, output, { format: opts.format, outputFormat: opts.outputFormat, progress: opts.progress && process.stderr.isTTY === true });
   });
 
 program
   .command('check <image>')
   .description('run every safety check and read the whole image without writing anything')
+  .addOption(formatOption())
   .option('--json', 'print JSON')
-  .action(async (image: string, opts) => {
+  .action(async (image: string, opts: { format?: string; json?: boolean }) => {
     const { checkCommand } = await import('./toolkit-commands');
-    process.exitCode = await checkCommand(image, { json: opts.json });
+    process.exitCode = await checkCommand(image, { format: opts.format, json: opts.json });
   });
+
+// ---- imaging inspect (guest inspection; the command lives in commands/inspect.ts) ----
+program
+  .command('inspect <image>')
+  .description('inspect the guest on a local disk image of any format: partitions, filesystems, OS, kernels, boot mode; prints the verdict the import would give')
+  .addOption(new Option('-f, --format <format>', 'the image\'s format; refused when the file is another').choices(['raw', 'vmdk', 'vhd', 'vhdx', 'qcow2', 'ova']))
+  .addOption(new Option('--boot-mode <mode>', 'the BootMode the import would request').choices(['legacy-bios', 'uefi', 'uefi-preferred']))
+  .addOption(new Option('--architecture <arch>', 'the Architecture the import would request').choices(['i386', 'x86_64', 'arm64']))
+  .option('--kernel-associated', 'a KernelId and RamdiskId will be given (a partition image needs no kernel of its own)')
+  .option('--json', 'print the report as JSON')
+  .action(async (image: string, opts) => {
+    const { inspectCommand } = await import('./commands/inspect');
+    process.exitCode = await inspectCommand(image, { format: opts.format, json: opts.json, bootMode: opts.bootMode, architecture: opts.architecture, kernelAssociated: opts.kernelAssociated });
+  });
+// ---- end of imaging inspect ----
 
 program.parseAsync(process.argv).catch(fail);

@@ -64,6 +64,7 @@ beforeAll(async () => {
   [nats, mongo, s3] = await Promise.all([startNatsServer(), startMongoServer(), startS3Server()]);
   tasks = await openTaskStore(mongo.uri, { mongoDbName: dbName });
   // The user signs S3 requests with the same key pair as EC2 requests; s3rver must know it.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- s3rver has no type declarations
   require('s3rver/lib/models/account').DUMMY_ACCOUNT.createKeyPair(creds.accessKeyId, creds.secretAccessKey);
   const env = commonEnv();
   for (const stage of STAGES) {

@@ -5,7 +5,6 @@
  */
 import { execFileSync } from 'child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, writeFileSync, writeSync } from 'fs';
-import { randomBytes } from 'crypto';
 import { tmpdir } from 'os';
 import { join } from 'path';
 

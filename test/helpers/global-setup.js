@@ -1,11 +1,24 @@
-// Before any suite: say plainly which system tools are missing, and compile the project
-// (suites that start stages as separate processes run the compiled output).
+// Before any suite: say plainly which system tools are missing, and compile the project (suites
+// that start stages or the CLI as separate processes run the compiled output). A type error
+// fails the run here: ts-jest only transpiles (jest.config.js), so this is where jest itself
+// sees type errors. `npm test` installs the tools first (scripts/test-setup.sh) and builds
+// before jest, and says so with IMAGING_TESTS_BUILT=1, so the build is not done twice.
 const { execSync } = require('child_process');
 const { mkdtempSync } = require('fs');
 const { tmpdir } = require('os');
 const { join } = require('path');
 
-const TOOLS = { 'nats-server': 'nats-server', 'qemu-img': 'qemu-utils', sfdisk: 'fdisk', 'mkfs.ext4': 'e2fsprogs', python3: 'python3' };
+/** Tool → the Debian package it comes in. Without qemu-io or aws, some tests would skip silently. */
+const TOOLS = {
+  'nats-server': 'nats-server',
+  'qemu-img': 'qemu-utils',
+  'qemu-io': 'qemu-utils',
+  sfdisk: 'fdisk',
+  'mkfs.ext4': 'e2fsprogs',
+  unzip: 'unzip',
+  aws: 'awscli',
+  python3: 'python3',
+};
 
 module.exports = async () => {
   // The AWS SDK's Node 20 notice would otherwise repeat in every child process's output.
@@ -24,12 +37,16 @@ module.exports = async () => {
     }
   });
   if (missing.length) {
-    throw new Error(`missing tools: ${missing.map(([t]) => t).join(', ')}; install with: apt-get install ${[...new Set(missing.map(([, p]) => p))].join(' ')}`);
+    throw new Error(
+      `missing tools: ${missing.map(([t]) => t).join(', ')}; \`npm test\` installs them (scripts/test-setup.sh), ` +
+        `or install with: apt-get install ${[...new Set(missing.map(([, p]) => p))].join(' ')}`,
+    );
   }
+  if (process.env.IMAGING_TESTS_BUILT === '1') return;
   try {
-    execSync('npx tsc -p tsconfig.json', { stdio: 'pipe', cwd: `${__dirname}/../..` });
+    execSync('npx tsc -p tsconfig.json', { stdio: 'pipe', cwd: join(__dirname, '..', '..') });
   } catch (err) {
-    // Type errors are reported by the suites themselves; the emitted JavaScript is still usable.
-    process.stderr.write(String(err.stdout || '').split('\n').slice(0, 20).join('\n'));
+    const output = `${err.stdout || ''}${err.stderr || ''}`.trim();
+    throw new Error(`the project does not compile (npx tsc -p tsconfig.json):\n${output || err.message}`, { cause: err });
   }
 };

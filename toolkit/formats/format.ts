@@ -25,12 +25,25 @@ export type Extent =
       /** Size of the whole decompressed unit (cluster or grain); used to bound inflation. */
       unitSize: number;
       skip?: number;
-      /**
-       * Set when `sourceLength` is only an upper bound: the bytes start with a VMDK grain marker
-       * that must name `lba` and gives the stream's exact length (see compressed-payload.ts).
-       */
-      frame?: { kind: 'vmdk-grain-marker'; lba: number };
+      /** Set when `sourceLength` is only an upper bound: the frame finds the stream in the bytes once they are read. */
+      frame?: CompressedFrame;
     };
+
+export type CompressedExtent = Extent & { kind: 'compressed' };
+
+/**
+ * How a compressed unit's stream is found inside source bytes that the reader could only bound
+ * in advance: its tables say where a unit starts, and the unit's own bytes say how long it is.
+ * The format that knows the framing implements it; the engine calls it once the bytes are in
+ * memory, so the data is read once, never a second time just to learn the sizes.
+ */
+export interface CompressedFrame {
+  /**
+   * `bytes[at]` holds `extent`'s first source byte; returns where its compressed stream lies in
+   * `bytes`. Throws ImageFormatError when the framing does not hold.
+   */
+  locate(extent: CompressedExtent, bytes: Buffer, at: number): { at: number; length: number };
+}
 
 export type FormatName = 'raw' | 'vmdk' | 'vhd' | 'vhdx' | 'qcow2' | 'ova';
 

@@ -174,7 +174,7 @@ describe('qcow2 hostile images are refused by name', () => {
     ['dirty bit', () => patched(v3, (i) => setIncompatibleBit(i, 0)), QCOW2_CHECKS.dirty, /qemu-img check -r all/],
     ['corrupt bit', () => patched(v3, (i) => setIncompatibleBit(i, 1)), QCOW2_CHECKS.corrupt],
     ['zstd compression made by qemu-img', () => convert('zstd.qcow2', ['-c', '-o', 'compression_type=zstd']), QCOW2_CHECKS.compressionType,
-      /^qcow2 zstd compression is not supported; convert with compression_type=zlib$/],
+      /^qcow2: check compression-supported failed: qcow2 zstd compression is not supported; convert with compression_type=zlib$/],
     ['compression type bit set but deflate named', () => patched(v3, (i) => setIncompatibleBit(i, 3)), QCOW2_CHECKS.compressionType],
     ['crypt_method=1 (AES)', () => patched(v3, (i) => { i.writeUInt32BE(1, 32); }), QCOW2_CHECKS.encryption],
     ['crypt_method=2 (LUKS)', () => patched(v3, (i) => { i.writeUInt32BE(2, 32); }), QCOW2_CHECKS.encryption],

@@ -515,7 +515,7 @@ describe('hostile VHDs are refused with a named check', () => {
     });
     const error = await refusal(path);
     expect(error.check).toBe('vhd-differencing');
-    expect(error.message).toBe('VHD differencing disks are not accepted; merge the chain first');
+    expect(error.message).toBe('vhd: check no-backing-file failed: VHD differencing disks are not accepted; merge the chain first');
   });
 
   test('a footer copy at 0 that disagrees with the trailing footer', async () => {

@@ -278,7 +278,7 @@ describe('hostile VHDX files are refused with a named check, fast', () => {
     });
     const error = await refusal(path);
     expect(error.check).toBe('vhdx-log-not-empty');
-    expect(error.message).toBe('VHDX has an unreplayed log; open and close it in Hyper-V or run qemu-img check -r all');
+    expect(error.message).toBe('vhdx: check cleanly-closed failed: VHDX has an unreplayed log; open and close it in Hyper-V or run qemu-img check -r all');
   });
 
   test('the header with the higher sequence number is the one that counts', async () => {

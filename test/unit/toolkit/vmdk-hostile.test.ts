@@ -194,7 +194,7 @@ describe('hostile VMDKs', () => {
     it('refuses monolithicFlat with a message telling the user what to do', async () => {
       const outcome = await refuse(descriptorFile('monolithicFlat', 'RW 4096 FLAT "disk-flat.vmdk" 0'));
       expect(outcome.check).toBe('vmdk-create-type');
-      expect(outcome.message).toBe('VMDK createType "monolithicFlat" is not accepted; export the disk as streamOptimized (or monolithicSparse)');
+      expect(outcome.message).toBe('vmdk: check subformat-accepted failed: VMDK createType "monolithicFlat" is not accepted; export the disk as streamOptimized (or monolithicSparse)');
     });
 
     it('refuses a descriptor naming /etc/passwd as a FLAT extent', async () => {

@@ -1,10 +1,10 @@
 /** OVA: a tar holding an OVF descriptor and VMDK disks. */
 import { BLOCK, isTarHeader, parseTarHeader } from '../../bundle/tar';
 import type { DiskFormat, DiskImageWriter } from '../format';
-import { OvaReader, type OvaReaderOptions } from './ova-reader';
+import { OvaReader, type OvaReaderOptions } from './reader';
 import { OvaWriter } from './ova-writer';
 
-export { OvaReader } from './ova-reader';
+export { OvaReader } from './reader';
 export { OvaWriter } from './ova-writer';
 export { parseOvf, buildOvf } from './ovf-descriptor';
 

@@ -4,7 +4,8 @@
  * on open; disk digests would need a full extra read of each disk and are left to the caller.
  */
 import { createHash } from 'crypto';
-import { ImageFormatError } from '../../errors';
+import { refusal } from '../safety-checks';
+import { ovaChecks } from './checks';
 
 export const MAX_MANIFEST_BYTES = 64 * 1024;
 
@@ -19,7 +20,7 @@ export function parseManifest(text: string): Map<string, ManifestEntry> {
     const line = raw.trim();
     if (line === '') return;
     const match = LINE.exec(line);
-    if (!match) throw new ImageFormatError('ova-manifest', `OVA manifest line ${i + 1} is not "ALGORITHM(file)= digest"; the package is damaged`);
+    if (!match) throw refusal(ovaChecks.manifest, `OVA manifest line ${i + 1} is not "ALGORITHM(file)= digest"; the package is damaged`);
     const [, algorithm, name, digest] = match;
     entries.set(name, { algorithm, name, digest: digest.toLowerCase() });
   });
@@ -29,6 +30,6 @@ export function parseManifest(text: string): Map<string, ManifestEntry> {
 export function verifyDigest(entry: ManifestEntry, bytes: Buffer): void {
   const actual = createHash(ALGORITHMS[entry.algorithm]).update(bytes).digest('hex');
   if (actual !== entry.digest) {
-    throw new ImageFormatError('ova-manifest-digest', `OVA manifest's ${entry.algorithm} digest of ${JSON.stringify(entry.name)} does not match its contents; the package is damaged or was altered`);
+    throw refusal(ovaChecks.manifestDigest, `OVA manifest's ${entry.algorithm} digest of ${JSON.stringify(entry.name)} does not match its contents; the package is damaged or was altered`);
   }
 }

@@ -3,9 +3,11 @@
  * DMTF DSP0243 OVF 1.x), and write a minimal valid OVF 1.0 envelope for one disk.
  * The descriptor is untrusted: no DOCTYPE (so no entity expansion), every referenced file name
  * must be a plain name inside the package, never a path or a URL.
+ * Spec: https://www.dmtf.org/standards/ovf
  */
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
-import { ImageFormatError } from '../../errors';
+import { refusal } from '../safety-checks';
+import { ovaChecks } from './checks';
 
 export const MAX_OVF_BYTES = 4 * 1024 * 1024;
 
@@ -19,11 +21,11 @@ const ARRAYS = new Set(['Envelope.References.File', 'Envelope.DiskSection.Disk',
 
 export function parseOvf(text: string): OvfDescriptor {
   if (/<!DOCTYPE/i.test(text)) {
-    throw new ImageFormatError('ova-ovf-doctype', 'OVF descriptor declares a DOCTYPE, which OVF never needs; export the OVA again');
+    throw refusal(ovaChecks.ovfDoctype, 'OVF descriptor declares a DOCTYPE, which OVF never needs; export the OVA again');
   }
   const valid = XMLValidator.validate(text);
   if (valid !== true) {
-    throw new ImageFormatError('ova-ovf-xml', `OVF descriptor is not well-formed XML (line ${valid.err.line}: ${valid.err.msg})`);
+    throw refusal(ovaChecks.ovfXml, `OVF descriptor is not well-formed XML (line ${valid.err.line}: ${valid.err.msg})`);
   }
   const parser = new XMLParser({
     ignoreAttributes: false,
@@ -36,12 +38,12 @@ export function parseOvf(text: string): OvfDescriptor {
   });
   const envelope = (parser.parse(text) as Node).Envelope as Node | undefined;
   if (!envelope || typeof envelope !== 'object') {
-    throw new ImageFormatError('ova-ovf-envelope', 'OVF descriptor has no Envelope element; only OVF 1.x packages are accepted');
+    throw refusal(ovaChecks.ovfEnvelope, 'OVF descriptor has no Envelope element; only OVF 1.x packages are accepted');
   }
   const files = asArray((envelope.References as Node | undefined)?.File).map(readFile);
   const seen = new Set<string>();
   for (const file of files) {
-    if (seen.has(file.id)) throw new ImageFormatError('ova-ovf-file', `OVF References lists the file id ${quote(file.id)} twice`);
+    if (seen.has(file.id)) throw refusal(ovaChecks.ovfFile, `OVF References lists the file id ${quote(file.id)} twice`);
     seen.add(file.id);
   }
   const disks: OvfDisk[] = [];
@@ -49,7 +51,7 @@ export function parseOvf(text: string): OvfDescriptor {
     const fileRef = attr(disk, 'fileRef');
     if (fileRef === undefined) continue; // a blank disk the hypervisor creates; it holds no data
     const file = files.find((f) => f.id === fileRef);
-    if (!file) throw new ImageFormatError('ova-ovf-file', `OVF disk ${quote(attr(disk, 'diskId') ?? '?')} refers to file id ${quote(fileRef)}, which References does not list`);
+    if (!file) throw refusal(ovaChecks.ovfFile, `OVF disk ${quote(attr(disk, 'diskId') ?? '?')} refers to file id ${quote(fileRef)}, which References does not list`);
     disks.push({
       diskId: attr(disk, 'diskId') ?? '',
       file,
@@ -65,18 +67,18 @@ export function parseOvf(text: string): OvfDescriptor {
 function readFile(node: Node): OvfFile {
   const id = attr(node, 'id');
   const href = attr(node, 'href');
-  if (!id || href === undefined) throw new ImageFormatError('ova-ovf-file', 'OVF References has a File without ovf:id or ovf:href');
+  if (!id || href === undefined) throw refusal(ovaChecks.ovfFile, 'OVF References has a File without ovf:id or ovf:href');
   checkHref(href);
   if (attr(node, 'compression') !== undefined && attr(node, 'compression') !== 'identity') {
-    throw new ImageFormatError('ova-file-compression', `OVF file ${quote(href)} is compressed (${quote(attr(node, 'compression')!)}); export the OVA without file compression`);
+    throw refusal(ovaChecks.fileCompression, `OVF file ${quote(href)} is compressed (${quote(attr(node, 'compression')!)}); export the OVA without file compression`);
   }
   if (attr(node, 'chunkSize') !== undefined) {
-    throw new ImageFormatError('ova-file-chunked', `OVF file ${quote(href)} is split into chunks; export the OVA without chunking`);
+    throw refusal(ovaChecks.fileChunked, `OVF file ${quote(href)} is split into chunks; export the OVA without chunking`);
   }
   const sizeText = attr(node, 'size');
   let size: number | undefined;
   if (sizeText !== undefined) {
-    if (!/^\d{1,16}$/.test(sizeText) || !Number.isSafeInteger(Number(sizeText))) throw new ImageFormatError('ova-ovf-file', `OVF file ${quote(href)} has a size that is not a number`);
+    if (!/^\d{1,16}$/.test(sizeText) || !Number.isSafeInteger(Number(sizeText))) throw refusal(ovaChecks.ovfFile, `OVF file ${quote(href)} has a size that is not a number`);
     size = Number(sizeText);
   }
   return { id, href, size };
@@ -85,8 +87,8 @@ function readFile(node: Node): OvfFile {
 /** A file reference must name a member of this package: no directories, no parent, no URL. */
 export function checkHref(href: string): void {
   if (href === '' || href === '.' || href === '..' || /[/\\:]/.test(href) || href.includes('..') || /[\x00-\x1f]/.test(href)) {
-    throw new ImageFormatError(
-      'ova-href',
+    throw refusal(
+      ovaChecks.href,
       `OVF descriptor refers to ${quote(href)}; an OVA may only refer to files inside itself by plain name`,
     );
   }

@@ -3,8 +3,8 @@
  * the end of the first cluster (spec: "Header extensions"). The walk is bounded by the bytes
  * handed in (never more than the first cluster) and by a record count.
  */
-import { ImageFormatError } from '../../errors';
-import { QCOW2_CHECKS } from './check-names';
+import { refusal } from '../safety-checks';
+import { qcow2Checks } from './checks';
 
 export const HEADER_EXTENSION = {
   end: 0x00000000,
@@ -45,15 +45,15 @@ export function readHeaderExtensions(area: Buffer, areaOffset: number): Qcow2Hea
   // An area too short for even the end marker is tolerated: qemu treats it as "no extensions".
   while (at + 8 <= area.length) {
     if (extensions.length >= MAX_EXTENSIONS) {
-      throw new ImageFormatError(QCOW2_CHECKS.headerExtensions, `qcow2 header has more than ${MAX_EXTENSIONS} header extensions`);
+      throw refusal(qcow2Checks.headerExtensions, `qcow2 header has more than ${MAX_EXTENSIONS} header extensions`);
     }
     const type = area.readUInt32BE(at);
     const length = area.readUInt32BE(at + 4);
     if (type === HEADER_EXTENSION.end) break;
     const dataStart = at + 8;
     if (length > area.length - dataStart) {
-      throw new ImageFormatError(
-        QCOW2_CHECKS.headerExtensions,
+      throw refusal(
+        qcow2Checks.headerExtensions,
         `qcow2 header extension 0x${type.toString(16)} at offset ${areaOffset + at} claims ${length} bytes, beyond the first cluster`,
       );
     }

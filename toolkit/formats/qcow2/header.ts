@@ -1,12 +1,13 @@
 /**
  * The qcow2 file header, read from a declarative field table.
- * Spec: qemu docs/interop/qcow2.rst ("Header" and "Additional fields").
+ * Spec: qemu docs/interop/qcow2.rst ("Header" and "Additional fields"),
+ * https://gitlab.com/qemu-project/qemu/-/blob/master/docs/interop/qcow2.rst
  *
- * Parsing here only decodes; whether the values are acceptable is decided in checks.ts, so
- * every refusal has one named place.
+ * Decoding refuses only what stops it (magic, version, truncation); whether the values are
+ * acceptable is decided in layout.ts, by the checks declared in checks.ts.
  */
-import { ImageFormatError } from '../../errors';
-import { QCOW2_CHECKS } from './check-names';
+import { refusal } from '../safety-checks';
+import { qcow2Checks } from './checks';
 
 export const QCOW2_MAGIC = 0x514649fb; // "QFI\xfb"
 
@@ -94,20 +95,20 @@ export const QCOW2_HEADER_READ_LENGTH = 112;
  */
 export function decodeQcow2Header(head: Buffer): Qcow2RawHeader {
   if (head.length < 8) {
-    throw new ImageFormatError(QCOW2_CHECKS.headerTruncated, `qcow2 header is truncated: the file has only ${head.length} bytes`);
+    throw refusal(qcow2Checks.headerTruncated, `qcow2 header is truncated: the file has only ${head.length} bytes`);
   }
   if (head.readUInt32BE(0) !== QCOW2_MAGIC) {
-    throw new ImageFormatError(QCOW2_CHECKS.magic, 'the file does not start with the qcow2 magic "QFI\\xfb"');
+    throw refusal(qcow2Checks.magic, 'the file does not start with the qcow2 magic "QFI\\xfb"');
   }
   const version = head.readUInt32BE(4);
   // Version is checked before any other field so a qcow v1 or future file gets a clear message.
   if (version !== 2 && version !== 3) {
-    throw new ImageFormatError(QCOW2_CHECKS.version, `qcow2 version ${version} is not supported (only versions 2 and 3)`);
+    throw refusal(qcow2Checks.version, `qcow2 version ${version} is not supported (only versions 2 and 3)`);
   }
   const fixedLength = version === 2 ? QCOW2_V2_HEADER_LENGTH : QCOW2_V3_MIN_HEADER_LENGTH;
   if (head.length < fixedLength) {
-    throw new ImageFormatError(
-      QCOW2_CHECKS.headerTruncated,
+    throw refusal(
+      qcow2Checks.headerTruncated,
       `qcow2 header is truncated: version ${version} needs ${fixedLength} bytes, the file has ${head.length}`,
     );
   }

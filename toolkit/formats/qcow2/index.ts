@@ -1,6 +1,8 @@
 /**
  * QCOW2 (qemu copy-on-write, versions 2 and 3) behind the common DiskFormat interface.
- * Spec: qemu docs/interop/qcow2.rst. What is refused and why: check-names.ts and layout.ts.
+ * Spec: qemu docs/interop/qcow2.rst. Shape, as in every format folder: header.ts (the on-disk
+ * fields) → checks.ts (the named safety checks; layout.ts applies them to the header) →
+ * extent-map.ts (L2 tables to extents) → reader.ts (composes them).
  */
 import type { DiskFormat } from '../format';
 import { QCOW2_MAGIC } from './header';
@@ -21,5 +23,5 @@ export const qcow2Format: DiskFormat = {
 };
 
 export { Qcow2Reader } from './reader';
-export { QCOW2_CHECKS } from './check-names';
+export { QCOW2_CHECKS, qcow2Checks } from './checks';
 export type { Qcow2Layout } from './layout';

@@ -1,10 +1,10 @@
 /**
  * Decides whether a decoded qcow2 header describes an image we can read safely, and reduces it
- * to the few numbers the cluster walk needs. Every refusal names its check (check-names.ts).
+ * to the few numbers the cluster walk needs. Every refusal names its check (checks.ts).
  */
-import { ImageFormatError } from '../../errors';
 import type { ReaderOptions } from '../format';
-import { QCOW2_CHECKS } from './check-names';
+import { refusal } from '../safety-checks';
+import { qcow2Checks } from './checks';
 import {
   COMPATIBLE,
   INCOMPATIBLE,
@@ -53,12 +53,12 @@ export interface Qcow2Layout {
  */
 export function checkQcow2Basics(raw: Qcow2RawHeader): { version: 2 | 3; clusterBits: number; clusterSize: number } {
   if (Number(raw.magic) !== QCOW2_MAGIC) {
-    throw new ImageFormatError(QCOW2_CHECKS.magic, 'the file does not start with the qcow2 magic "QFI\\xfb"');
+    throw refusal(qcow2Checks.magic, 'the file does not start with the qcow2 magic "QFI\\xfb"');
   }
   const clusterBits = Number(raw.clusterBits);
   if (clusterBits < MIN_CLUSTER_BITS || clusterBits > MAX_CLUSTER_BITS) {
-    throw new ImageFormatError(
-      QCOW2_CHECKS.clusterBits,
+    throw refusal(
+      qcow2Checks.clusterBits,
       `qcow2 cluster_bits ${clusterBits} is outside ${MIN_CLUSTER_BITS}..${MAX_CLUSTER_BITS} (cluster sizes 512 bytes to 2 MiB)`,
     );
   }
@@ -79,18 +79,18 @@ export function checkQcow2Header(
 
   const headerLength = Number(raw.headerLength);
   if (version === 3 && (headerLength < QCOW2_V3_MIN_HEADER_LENGTH || headerLength % 8 !== 0 || headerLength > clusterSize)) {
-    throw new ImageFormatError(
-      QCOW2_CHECKS.headerLength,
+    throw refusal(
+      qcow2Checks.headerLength,
       `qcow2 header_length ${headerLength} is invalid (must be a multiple of 8, at least ${QCOW2_V3_MIN_HEADER_LENGTH}, within the first cluster)`,
     );
   }
   if (headerLength > firstCluster.length) {
-    throw new ImageFormatError(QCOW2_CHECKS.headerTruncated, `qcow2 header is truncated: header_length is ${headerLength}, the file has ${fileSize} bytes`);
+    throw refusal(qcow2Checks.headerTruncated, `qcow2 header is truncated: header_length is ${headerLength}, the file has ${fileSize} bytes`);
   }
 
   if (raw.cryptMethod !== 0n) {
     const method = raw.cryptMethod === 1n ? 'AES' : raw.cryptMethod === 2n ? 'LUKS' : `method ${raw.cryptMethod}`;
-    throw new ImageFormatError(QCOW2_CHECKS.encryption, `qcow2 image is encrypted (${method}); upload an unencrypted image`);
+    throw refusal(qcow2Checks.encryption, `qcow2 image is encrypted (${method}); upload an unencrypted image`);
   }
 
   if (raw.backingFileOffset !== 0n) refuseBackingFile(raw, firstCluster);
@@ -98,20 +98,20 @@ export function checkQcow2Header(
   const { extensions, featureNames } = readHeaderExtensions(firstCluster.subarray(headerLength), headerLength);
   const dataFile = extensions.find((e) => e.type === HEADER_EXTENSION.externalDataFile);
   if (dataFile) {
-    throw new ImageFormatError(
-      QCOW2_CHECKS.externalDataFile,
+    throw refusal(
+      qcow2Checks.externalDataFile,
       `qcow2 image keeps its data in an external file "${printable(dataFile.data)}"; upload a self-contained image (qemu-img convert -O qcow2)`,
     );
   }
   if (extensions.some((e) => e.type === HEADER_EXTENSION.fullDiskEncryption)) {
-    throw new ImageFormatError(QCOW2_CHECKS.encryption, 'qcow2 image carries a disk encryption header; upload an unencrypted image');
+    throw refusal(qcow2Checks.encryption, 'qcow2 image carries a disk encryption header; upload an unencrypted image');
   }
 
   checkIncompatibleFeatures(raw.incompatibleFeatures, featureNames);
   const extendedL2 = hasBit(raw.incompatibleFeatures, INCOMPATIBLE.extendedL2);
   if (extendedL2 && clusterBits < MIN_EXTENDED_L2_CLUSTER_BITS) {
-    throw new ImageFormatError(
-      QCOW2_CHECKS.clusterBits,
+    throw refusal(
+      qcow2Checks.clusterBits,
       `qcow2 image with extended L2 entries has ${clusterSize}-byte clusters; at least 16 KiB are required`,
     );
   }
@@ -119,12 +119,12 @@ export function checkQcow2Header(
 
   const refcountOrder = Number(raw.refcountOrder);
   if (refcountOrder > 6) {
-    throw new ImageFormatError(QCOW2_CHECKS.refcountOrder, `qcow2 refcount_order ${refcountOrder} is larger than 6`);
+    throw refusal(qcow2Checks.refcountOrder, `qcow2 refcount_order ${refcountOrder} is larger than 6`);
   }
 
   if (raw.size > BigInt(options.maxVirtualSize)) {
-    throw new ImageFormatError(
-      QCOW2_CHECKS.virtualSize,
+    throw refusal(
+      qcow2Checks.virtualSize,
       `qcow2 virtual size ${raw.size} bytes is larger than the largest accepted disk (${options.maxVirtualSize} bytes)`,
     );
   }
@@ -165,8 +165,8 @@ function refuseBackingFile(raw: Qcow2RawHeader, firstCluster: Buffer): never {
   const length = Number(raw.backingFileSize);
   const inside = offset + BigInt(length) <= BigInt(firstCluster.length) && length <= MAX_BACKING_FILE_NAME;
   const name = inside && length > 0 ? ` "${printable(firstCluster.subarray(Number(offset), Number(offset) + length))}"` : '';
-  throw new ImageFormatError(
-    QCOW2_CHECKS.backingFile,
+  throw refusal(
+    qcow2Checks.backingFile,
     `qcow2 image has a backing file${name}; upload a self-contained image (qemu-img convert -O qcow2 flattens it)`,
   );
 }
@@ -178,27 +178,27 @@ function checkIncompatibleFeatures(features: bigint, featureNames: Map<string, s
       const name = featureNames.get(`incompatible:${bit}`);
       return name ? `${bit} (${name})` : String(bit);
     });
-    throw new ImageFormatError(
-      QCOW2_CHECKS.unknownIncompatibleFeatures,
+    throw refusal(
+      qcow2Checks.unknownIncompatibleFeatures,
       `qcow2 image uses unknown incompatible feature bits ${named.join(', ')}; it cannot be read safely`,
     );
   }
   if (hasBit(features, INCOMPATIBLE.corrupt)) {
-    throw new ImageFormatError(
-      QCOW2_CHECKS.corrupt,
+    throw refusal(
+      qcow2Checks.corrupt,
       'qcow2 image is marked corrupt; repair it with `qemu-img check -r all` (or convert the data you trust) and upload it again',
     );
   }
   if (hasBit(features, INCOMPATIBLE.dirty)) {
     // qemu repairs dirty images on open by rebuilding refcounts; we do not write, so the user must.
-    throw new ImageFormatError(
-      QCOW2_CHECKS.dirty,
+    throw refusal(
+      qcow2Checks.dirty,
       'qcow2 image is marked dirty (it was not closed cleanly); repair it with `qemu-img check -r all` and upload it again',
     );
   }
   if (hasBit(features, INCOMPATIBLE.externalDataFile)) {
-    throw new ImageFormatError(
-      QCOW2_CHECKS.externalDataFile,
+    throw refusal(
+      qcow2Checks.externalDataFile,
       'qcow2 image keeps its data in an external data file; upload a self-contained image (qemu-img convert -O qcow2)',
     );
   }
@@ -208,18 +208,18 @@ function checkCompressionType(raw: Qcow2RawHeader): void {
   const flagged = hasBit(raw.incompatibleFeatures, INCOMPATIBLE.compressionType);
   const type = raw.compressionType;
   if (type === 1n) {
-    throw new ImageFormatError(
-      QCOW2_CHECKS.compressionType,
+    throw refusal(
+      qcow2Checks.compressionType,
       'qcow2 zstd compression is not supported; convert with compression_type=zlib',
     );
   }
   if (type !== 0n) {
-    throw new ImageFormatError(QCOW2_CHECKS.compressionType, `qcow2 compression type ${type} is unknown`);
+    throw refusal(qcow2Checks.compressionType, `qcow2 compression type ${type} is unknown`);
   }
   if (flagged) {
     // The bit promises a non-deflate type; with type 0 the header contradicts itself.
-    throw new ImageFormatError(
-      QCOW2_CHECKS.compressionType,
+    throw refusal(
+      qcow2Checks.compressionType,
       'qcow2 header sets the compression type feature bit but names deflate; the header is inconsistent',
     );
   }
@@ -228,19 +228,19 @@ function checkCompressionType(raw: Qcow2RawHeader): void {
 function checkL1Table(raw: Qcow2RawHeader, l1EntriesUsed: number, clusterSize: number, fileSize: number): number {
   const l1Size = Number(raw.l1Size);
   if (l1Size > MAX_L1_ENTRIES) {
-    throw new ImageFormatError(QCOW2_CHECKS.l1Size, `qcow2 L1 table has ${l1Size} entries, more than the limit of ${MAX_L1_ENTRIES}`);
+    throw refusal(qcow2Checks.l1Size, `qcow2 L1 table has ${l1Size} entries, more than the limit of ${MAX_L1_ENTRIES}`);
   }
   if (l1Size < l1EntriesUsed) {
-    throw new ImageFormatError(
-      QCOW2_CHECKS.l1Size,
+    throw refusal(
+      qcow2Checks.l1Size,
       `qcow2 L1 table has ${l1Size} entries, too few for the ${raw.size}-byte virtual disk (${l1EntriesUsed} needed)`,
     );
   }
   if (l1Size === 0) return 0;
   const offset = raw.l1TableOffset;
   if (offset === 0n || offset % BigInt(clusterSize) !== 0n || offset + BigInt(l1Size * 8) > BigInt(fileSize)) {
-    throw new ImageFormatError(
-      QCOW2_CHECKS.l1TableOffset,
+    throw refusal(
+      qcow2Checks.l1TableOffset,
       `qcow2 L1 table (${l1Size} entries at offset ${offset}) is not cluster aligned or lies outside the ${fileSize}-byte file`,
     );
   }

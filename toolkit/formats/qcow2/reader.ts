@@ -5,12 +5,12 @@
  * Memory stays bounded whatever the image declares: the L1 table is read in slices and L2
  * tables (one cluster each, at most 2 MiB) one at a time.
  */
-import { ImageFormatError } from '../../errors';
 import type { RandomAccessSource } from '../../io/source';
+import { ExtentCoalescer } from '../extent-coalescer';
 import type { DiskImageReader, Extent, ImageInfo, ReaderOptions } from '../format';
-import { QCOW2_CHECKS } from './check-names';
-import { l1EntryOffset, mapL2Entries } from './cluster-map';
-import { ExtentCoalescer } from './extent-coalescer';
+import { refusal } from '../safety-checks';
+import { qcow2Checks } from './checks';
+import { l1EntryOffset, mapL2Entries } from './extent-map';
 import { decodeQcow2Header, QCOW2_HEADER_READ_LENGTH } from './header';
 import { checkQcow2Basics, checkQcow2Header, type Qcow2Layout } from './layout';
 
@@ -119,8 +119,8 @@ export class Qcow2Reader implements DiskImageReader {
   private checkL2TableOffset(offset: number, l1Index: number): void {
     const { clusterSize, fileSize } = this.layout;
     if (offset % clusterSize !== 0 || offset + clusterSize > fileSize) {
-      throw new ImageFormatError(
-        QCOW2_CHECKS.l2TableOffset,
+      throw refusal(
+        qcow2Checks.l2TableOffset,
         `qcow2 L1 entry ${l1Index} points to an L2 table at offset ${offset}, which is not cluster aligned or lies outside the ${fileSize}-byte file`,
       );
     }

@@ -1,6 +1,6 @@
 /** VHD (Virtual PC / Hyper-V generation 1 virtual disk): reader, sniffing and writers. */
 import type { DiskFormat, DiskImageWriter } from '../format';
-import { openVhd, sniffVhd } from './vhd-reader';
+import { openVhd, sniffVhd } from './reader';
 import { createVhdDynamicWriter, createVhdFixedWriter } from './vhd-writer';
 
 export const vhdFormat: DiskFormat = {
@@ -14,6 +14,6 @@ export const vhdDynamicWriter: DiskImageWriter = createVhdDynamicWriter();
 /** Fixed VHD: the disk bytes followed by the footer. */
 export const vhdFixedWriter: DiskImageWriter = createVhdFixedWriter();
 
-export { openVhd, sniffVhd, VHD_MAX_BAT_ENTRIES } from './vhd-reader';
+export { openVhd, sniffVhd, VHD_MAX_BAT_ENTRIES } from './reader';
 export { createVhdDynamicWriter, createVhdFixedWriter, dynamicVhdLayout, VHD_DYNAMIC_BLOCK_SIZE, type VhdWriterOptions } from './vhd-writer';
 export { vhdVirtualSize, vhdGeometry, vhdChecksum, decodeVhdFooter, VHD_FOOTER_LAYOUT, type VhdFooter } from './vhd-footer';

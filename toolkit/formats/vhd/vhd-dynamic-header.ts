@@ -1,8 +1,9 @@
 /**
  * The VHD dynamic disk header ("Dynamic Disk Header Format"): 1024 big-endian bytes at the
  * footer's data_offset, locating the block allocation table (BAT) and giving the block size.
+ * Spec: https://www.microsoft.com/en-us/download/details.aspx?id=23850
  */
-import { decodeStruct, encodeStruct, type Decoded } from './struct-layout';
+import { decodeStruct, encodeStruct, type Decoded } from '../struct-layout';
 import { vhdChecksum } from './vhd-footer';
 
 export const VHD_DYNAMIC_HEADER_SIZE = 1024;

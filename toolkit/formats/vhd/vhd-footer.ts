@@ -3,8 +3,9 @@
  * Format"): 512 big-endian bytes at the end of every VHD, and copied to offset 0 of dynamic
  * and differencing disks. Old Virtual PC versions wrote only 511 bytes (the last reserved byte
  * missing); such footers are accepted and treated as if padded with one zero byte.
+ * Spec: https://www.microsoft.com/en-us/download/details.aspx?id=23850
  */
-import { decodeStruct, encodeStruct, type Decoded } from './struct-layout';
+import { decodeStruct, encodeStruct, type Decoded } from '../struct-layout';
 
 export const VHD_FOOTER_SIZE = 512;
 export const VHD_FOOTER_COOKIE = 'conectix';

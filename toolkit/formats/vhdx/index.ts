@@ -1,6 +1,6 @@
 /** VHDX (Hyper-V generation 2 virtual disk): sniffing and reading. */
 import type { DiskFormat } from '../format';
-import { openVhdx, sniffVhdx } from './vhdx-reader';
+import { openVhdx, sniffVhdx } from './reader';
 
 export const vhdxFormat: DiskFormat = {
   name: 'vhdx',
@@ -8,6 +8,6 @@ export const vhdxFormat: DiskFormat = {
   open: openVhdx,
 };
 
-export { openVhdx, sniffVhdx } from './vhdx-reader';
+export { openVhdx, sniffVhdx } from './reader';
 export { crc32c, vhdxChecksum } from './crc32c';
 export { guidBytes, guidText } from './vhdx-guid';

@@ -6,7 +6,8 @@
  * opened (CVE-2022-47951, CVE-2024-40767: descriptors that point qemu at host files).
  * Spec: VMware "Virtual Disk Format 5.0", "The Descriptor File".
  */
-import { ImageFormatError } from '../../errors';
+import { refusal } from '../safety-checks';
+import { vmdkChecks } from './checks';
 
 export const MAX_DESCRIPTOR_BYTES = 1024 * 1024;
 
@@ -42,7 +43,7 @@ const USER_ADVICE = 'export the disk as a single streamOptimized VMDK (or OVA) a
 /** Parses the grammar only; `checkDescriptorPolicy` decides whether we accept what it says. */
 export function parseDescriptor(text: string): VmdkDescriptor {
   if (Buffer.byteLength(text, 'utf8') > MAX_DESCRIPTOR_BYTES) {
-    throw new ImageFormatError('vmdk-descriptor-size', `VMDK descriptor is larger than ${MAX_DESCRIPTOR_BYTES} bytes; ${USER_ADVICE}`);
+    throw refusal(vmdkChecks.descriptorSize, `VMDK descriptor is larger than ${MAX_DESCRIPTOR_BYTES} bytes; ${USER_ADVICE}`);
   }
   const fields = new Map<string, string>();
   const ddb = new Map<string, string>();
@@ -69,13 +70,13 @@ export function parseDescriptor(text: string): VmdkDescriptor {
       const value = pair[2] ?? pair[3];
       const target = key.startsWith('ddb.') ? ddb : fields;
       if (target.has(key)) {
-        throw new ImageFormatError('vmdk-descriptor-syntax', `VMDK descriptor line ${i + 1} repeats the key ${key}; the descriptor is malformed`);
+        throw refusal(vmdkChecks.descriptorSyntax, `VMDK descriptor line ${i + 1} repeats the key ${key}; the descriptor is malformed`);
       }
       target.set(key, value);
       continue;
     }
-    throw new ImageFormatError(
-      'vmdk-descriptor-syntax',
+    throw refusal(
+      vmdkChecks.descriptorSyntax,
       `VMDK descriptor line ${i + 1} is not a comment, a key = value pair or an extent line; the descriptor is malformed`,
     );
   }
@@ -90,11 +91,11 @@ export function parseDescriptor(text: string): VmdkDescriptor {
 export function checkDescriptorPolicy(descriptor: VmdkDescriptor, capacitySectors?: bigint): AcceptedCreateType {
   const createType = descriptor.fields.get('createType');
   if (createType === undefined) {
-    throw new ImageFormatError('vmdk-create-type', `VMDK descriptor has no createType; ${USER_ADVICE}`);
+    throw refusal(vmdkChecks.createType, `VMDK descriptor has no createType; ${USER_ADVICE}`);
   }
   if (!(ACCEPTED_CREATE_TYPES as readonly string[]).includes(createType)) {
-    throw new ImageFormatError(
-      'vmdk-create-type',
+    throw refusal(
+      vmdkChecks.createType,
       `VMDK createType ${printable(createType)} is not accepted; export the disk as streamOptimized (or monolithicSparse)`,
     );
   }
@@ -102,43 +103,43 @@ export function checkDescriptorPolicy(descriptor: VmdkDescriptor, capacitySector
   for (const extent of descriptor.extents) {
     const name = extent.fileName;
     if (name !== undefined && (name === '' || /[/\\]/.test(name) || name === '.' || name === '..' || /[\x00-\x1f]/.test(name))) {
-      throw new ImageFormatError(
-        'vmdk-extent-file',
+      throw refusal(
+        vmdkChecks.extentFile,
         `VMDK descriptor names the file ${printable(name)}; a VMDK may only describe itself, ${USER_ADVICE}`,
       );
     }
   }
   for (const extent of descriptor.extents) {
     if (extent.type !== 'SPARSE') {
-      throw new ImageFormatError(
-        'vmdk-extent-type',
+      throw refusal(
+        vmdkChecks.extentType,
         `VMDK extent type ${printable(extent.type)} (descriptor line ${extent.line}) is not accepted; only a single SPARSE extent is, ${USER_ADVICE}`,
       );
     }
   }
   if (descriptor.extents.length !== 1) {
-    throw new ImageFormatError(
-      'vmdk-extent-count',
+    throw refusal(
+      vmdkChecks.extentCount,
       `VMDK descriptor lists ${descriptor.extents.length} extents; exactly one is accepted, ${USER_ADVICE}`,
     );
   }
   const [extent] = descriptor.extents;
   if (extent.fileName === undefined || extent.offset !== undefined) {
-    throw new ImageFormatError('vmdk-descriptor-syntax', `VMDK SPARSE extent line ${extent.line} must name its file and carry no offset`);
+    throw refusal(vmdkChecks.descriptorSyntax, `VMDK SPARSE extent line ${extent.line} must name its file and carry no offset`);
   }
   if (extent.access === 'NOACCESS') {
-    throw new ImageFormatError('vmdk-extent-access', 'VMDK extent is marked NOACCESS, so its data may not be read; export the disk again');
+    throw refusal(vmdkChecks.extentAccess, 'VMDK extent is marked NOACCESS, so its data may not be read; export the disk again');
   }
   const parentCID = descriptor.fields.get('parentCID');
   if ((parentCID !== undefined && parentCID.toLowerCase() !== 'ffffffff') || descriptor.fields.has('parentFileNameHint')) {
-    throw new ImageFormatError(
-      'vmdk-parent',
+    throw refusal(
+      vmdkChecks.parent,
       'VMDK is a delta (snapshot) disk that needs its parent; consolidate the snapshots and export the whole disk as streamOptimized',
     );
   }
   if (capacitySectors !== undefined && extent.sectors !== capacitySectors) {
-    throw new ImageFormatError(
-      'vmdk-extent-size',
+    throw refusal(
+      vmdkChecks.extentSize,
       `VMDK descriptor extent has ${extent.sectors} sectors but the sparse header says ${capacitySectors}; the file is inconsistent`,
     );
   }

@@ -6,8 +6,10 @@
  * marker is checked when those bytes have been read for the grain's data anyway: the data is
  * fetched once, never a second time just to learn the sizes.
  */
-import { ImageFormatError } from '../../errors';
-import { GRAIN_MARKER_SIZE, SECTOR } from './sparse-header';
+import type { CompressedExtent, CompressedFrame } from '../format';
+import { refusal } from '../safety-checks';
+import { vmdkChecks } from './checks';
+import { GRAIN_MARKER_SIZE, SECTOR } from './header';
 
 /** qemu's bound for one compressed grain; deflate never needs more than this for incompressible data. */
 export const COMPRESSED_GRAIN_FACTOR = 2;
@@ -37,28 +39,45 @@ export function grainMarkerPayload(grain: FramedGrain, bytes: Buffer, at: number
   const sector = grain.sourceOffset / SECTOR;
   const grainSectors = grain.grainBytes / SECTOR;
   if (grain.sourceLength < GRAIN_MARKER_SIZE || at + GRAIN_MARKER_SIZE > bytes.length) {
-    throw new ImageFormatError('vmdk-grain-offset', `VMDK compressed grain at sector ${sector} runs past the end of the file; the file is truncated`);
+    throw refusal(vmdkChecks.grainOffset, `VMDK compressed grain at sector ${sector} runs past the end of the file; the file is truncated`);
   }
   const lba = bytes.readBigUInt64LE(at);
   const size = bytes.readUInt32LE(at + 8);
   if (lba !== BigInt(grain.lba)) {
-    throw new ImageFormatError(
-      'vmdk-grain-marker-lba',
+    throw refusal(
+      vmdkChecks.grainMarkerLba,
       `VMDK grain marker at sector ${sector} is for sector ${lba}, not for grain ${grain.lba / grainSectors}; the file is damaged`,
     );
   }
   const maxCompressed = grain.grainBytes * COMPRESSED_GRAIN_FACTOR;
   if (size === 0 || size > maxCompressed) {
-    throw new ImageFormatError(
-      'vmdk-grain-marker-size',
+    throw refusal(
+      vmdkChecks.grainMarkerSize,
       `VMDK compressed grain at sector ${sector} claims ${size} bytes; a ${grain.grainBytes}-byte grain may take 1 to ${maxCompressed}`,
     );
   }
   if (GRAIN_MARKER_SIZE + size > grain.sourceLength) {
-    throw new ImageFormatError(
-      'vmdk-grain-marker-size',
+    throw refusal(
+      vmdkChecks.grainMarkerSize,
       `VMDK compressed grain at sector ${sector} claims ${size} bytes, more than the ${grain.sourceLength - GRAIN_MARKER_SIZE} before the next grain or the end of the file; the file is damaged or truncated`,
     );
   }
   return { at: at + GRAIN_MARKER_SIZE, length: size };
+}
+
+/**
+ * The frame a streamOptimized VMDK's compressed extent carries: the engine hands it the grain's
+ * bytes, and it checks the marker (which must name `lba`) and says where the zlib stream is.
+ * One per compressed grain; the extent supplies the rest (its bound, its grain size).
+ */
+export class GrainMarkerFrame implements CompressedFrame {
+  constructor(readonly lba: number) {}
+
+  locate(extent: CompressedExtent, bytes: Buffer, at: number): { at: number; length: number } {
+    return grainMarkerPayload(
+      { sourceOffset: extent.sourceOffset, sourceLength: extent.sourceLength, lba: this.lba, grainBytes: extent.unitSize },
+      bytes,
+      at,
+    );
+  }
 }

@@ -1,9 +1,13 @@
-/** VMDK: hosted sparse extents (monolithicSparse, streamOptimized). */
+/**
+ * VMDK: hosted sparse extents (monolithicSparse, streamOptimized). Reading: header.ts →
+ * checks.ts → layout.ts, grain-tables.ts → extent-map.ts → reader.ts; writing:
+ * stream-optimized-writer.ts.
+ */
 import type { DiskFormat, DiskImageWriter } from '../format';
-import { looksLikeVmdk, VmdkReader } from './vmdk-reader';
+import { looksLikeVmdk, VmdkReader } from './reader';
 import { StreamOptimizedVmdkWriter } from './stream-optimized-writer';
 
-export { VmdkReader } from './vmdk-reader';
+export { VmdkReader } from './reader';
 export { StreamOptimizedVmdkWriter } from './stream-optimized-writer';
 
 export const vmdkFormat: DiskFormat = {

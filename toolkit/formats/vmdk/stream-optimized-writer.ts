@@ -27,7 +27,7 @@ import {
   SECTOR,
   VMDK_MAGIC,
   type SparseHeader,
-} from './sparse-header';
+} from './header';
 
 export interface StreamOptimizedOptions {
   /** ddb.adapterType; lsilogic is what EC2 exports and what most hypervisors boot from. */

@@ -1,5 +1,6 @@
 /**
- * On-disk structures of VHDX ([MS-VHDX] v1.0, little-endian throughout).
+ * On-disk structures of VHDX ([MS-VHDX] v1.0, little-endian throughout),
+ * https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-vhdx/
  *
  *   0       file type identifier: 'vhdxfile' + creator (UTF-16, 512 bytes)
  *   64 KiB  header 1 (4 KiB, CRC-32C)          128 KiB  header 2
@@ -7,7 +8,7 @@
  *   1 MiB.. log, BAT region, metadata region and payload blocks, located by the header and the
  *           region table, in 1 MiB units.
  */
-import { type Decoded } from '../vhd/struct-layout';
+import { type Decoded } from '../struct-layout';
 import { guidBytes } from './vhdx-guid';
 
 export const KiB = 1024;

@@ -1,14 +1,19 @@
 /**
  * Reads an OVA (a tar holding an OVF descriptor and its disks) in place: the tar is listed,
  * the OVF read for the disk list, and the chosen disk opened as a VMDK through a window of the
- * OVA. Extents are re-based onto the OVA, so the converter reads the OVA itself.
+ * OVA. Shape: ovf-descriptor.ts and manifest.ts (what is read from the package) → checks.ts (the
+ * named safety checks) → extent-map.ts (the disk's extents re-based onto the OVA, so the
+ * converter reads the OVA itself) → this reader. The disk inside passes the VMDK reader's checks.
+ * Spec: DMTF DSP0243 (OVF 1.x, https://www.dmtf.org/standards/ovf).
  */
 import { listTar, type TarEntry } from '../../bundle/tar';
-import { ImageFormatError } from '../../errors';
 import { SliceSource } from '../../io/slice-source';
 import type { RandomAccessSource } from '../../io/source';
 import type { DiskImageReader, Extent, ImageInfo, ReaderOptions } from '../format';
-import { looksLikeVmdk, VmdkReader } from '../vmdk/vmdk-reader';
+import { refusal } from '../safety-checks';
+import { looksLikeVmdk, VmdkReader } from '../vmdk/reader';
+import { ovaChecks } from './checks';
+import { rebasedExtents } from './extent-map';
 import { MAX_MANIFEST_BYTES, parseManifest, verifyDigest } from './manifest';
 import { MAX_OVF_BYTES, parseOvf, type OvfDisk } from './ovf-descriptor';
 
@@ -28,11 +33,11 @@ export class OvaReader implements DiskImageReader {
     const entries = await listTar(source, { maxEntries: 1000 });
     const ovfEntries = entries.filter((e) => e.type === 'file' && e.name.toLowerCase().endsWith('.ovf'));
     if (ovfEntries.length !== 1) {
-      throw new ImageFormatError('ova-ovf-count', `OVA holds ${ovfEntries.length} .ovf descriptors; exactly one is required`);
+      throw refusal(ovaChecks.ovfCount, `OVA holds ${ovfEntries.length} .ovf descriptors; exactly one is required`);
     }
     const [ovfEntry] = ovfEntries;
     if (ovfEntry.size > MAX_OVF_BYTES) {
-      throw new ImageFormatError('ova-ovf-size', `OVF descriptor is ${ovfEntry.size} bytes, over the ${MAX_OVF_BYTES}-byte limit`);
+      throw refusal(ovaChecks.ovfSize, `OVF descriptor is ${ovfEntry.size} bytes, over the ${MAX_OVF_BYTES}-byte limit`);
     }
     const ovfBytes = await source.read(ovfEntry.dataOffset, ovfEntry.size);
     const manifestDigests = await checkManifest(source, entries, ovfEntry, ovfBytes);
@@ -42,23 +47,23 @@ export class OvaReader implements DiskImageReader {
     for (const file of ovf.files) {
       const member = members.get(file.href);
       if (!member) {
-        throw new ImageFormatError('ova-missing-file', `OVF refers to ${JSON.stringify(file.href)}, which is not in the OVA; export the OVA again`);
+        throw refusal(ovaChecks.missingFile, `OVF refers to ${JSON.stringify(file.href)}, which is not in the OVA; export the OVA again`);
       }
       if (file.size !== undefined && file.size !== member.size) {
-        throw new ImageFormatError('ova-file-size', `OVF says ${JSON.stringify(file.href)} is ${file.size} bytes, the OVA holds ${member.size}; the package is damaged`);
+        throw refusal(ovaChecks.fileSize, `OVF says ${JSON.stringify(file.href)} is ${file.size} bytes, the OVA holds ${member.size}; the package is damaged`);
       }
     }
-    if (ovf.disks.length === 0) throw new ImageFormatError('ova-no-disk', 'OVF DiskSection lists no disk with data; there is nothing to import');
+    if (ovf.disks.length === 0) throw refusal(ovaChecks.noDisk, 'OVF DiskSection lists no disk with data; there is nothing to import');
     const diskIndex = options.diskIndex ?? 0;
     if (!Number.isInteger(diskIndex) || diskIndex < 0 || diskIndex >= ovf.disks.length) {
-      throw new ImageFormatError('ova-disk-index', `OVA has ${ovf.disks.length} disks; disk ${diskIndex} does not exist`);
+      throw refusal(ovaChecks.diskIndex, `OVA has ${ovf.disks.length} disks; disk ${diskIndex} does not exist`);
     }
     const chosen = ovf.disks[diskIndex];
     const member = members.get(chosen.file.href)!;
     const slice = new SliceSource(source, member.dataOffset, member.size, `${source.name}/${chosen.file.href}`);
     const head = await slice.read(0, Math.min(512, slice.size));
     if (!/vmdk/i.test(chosen.format) || !looksLikeVmdk(head)) {
-      throw new ImageFormatError('ova-disk-format', `OVA disk ${JSON.stringify(chosen.file.href)} is not a VMDK; only VMDK disks are accepted in an OVA`);
+      throw refusal(ovaChecks.diskFormat, `OVA disk ${JSON.stringify(chosen.file.href)} is not a VMDK; only VMDK disks are accepted in an OVA`);
     }
     const disk = await VmdkReader.open(slice, options);
     const info: ImageInfo = {
@@ -79,10 +84,8 @@ export class OvaReader implements DiskImageReader {
     return new OvaReader(info, disk, member.dataOffset);
   }
 
-  async *blockMap(): AsyncIterable<Extent> {
-    for await (const extent of this.disk.blockMap()) {
-      yield extent.kind === 'zero' ? extent : { ...extent, sourceOffset: extent.sourceOffset + this.diskOffset };
-    }
+  blockMap(): AsyncIterable<Extent> {
+    return rebasedExtents(this.disk.blockMap(), this.diskOffset);
   }
 
   async close(): Promise<void> {
@@ -94,9 +97,9 @@ export class OvaReader implements DiskImageReader {
 async function checkManifest(source: RandomAccessSource, entries: TarEntry[], ovfEntry: TarEntry, ovfBytes: Buffer): Promise<number | undefined> {
   const manifests = entries.filter((e) => e.type === 'file' && e.name.toLowerCase().endsWith('.mf'));
   if (manifests.length === 0) return undefined;
-  if (manifests.length > 1) throw new ImageFormatError('ova-manifest', `OVA holds ${manifests.length} manifests; at most one is allowed`);
+  if (manifests.length > 1) throw refusal(ovaChecks.manifest, `OVA holds ${manifests.length} manifests; at most one is allowed`);
   const [manifest] = manifests;
-  if (manifest.size > MAX_MANIFEST_BYTES) throw new ImageFormatError('ova-manifest', `OVA manifest is ${manifest.size} bytes, over the ${MAX_MANIFEST_BYTES}-byte limit`);
+  if (manifest.size > MAX_MANIFEST_BYTES) throw refusal(ovaChecks.manifest, `OVA manifest is ${manifest.size} bytes, over the ${MAX_MANIFEST_BYTES}-byte limit`);
   const digests = parseManifest((await source.read(manifest.dataOffset, manifest.size)).toString('utf8'));
   const ovfName = ovfEntry.name.replace(/^.*\//, '');
   const entry = digests.get(ovfName);

@@ -3,9 +3,9 @@
  * Entries"). Entries are read as two 32-bit halves because offsets reach bit 55, beyond what a
  * JavaScript number holds exactly; BigInt is used only for the rarer compressed descriptors.
  */
-import { ImageFormatError } from '../../errors';
 import type { Extent } from '../format';
-import { QCOW2_CHECKS } from './check-names';
+import { refusal } from '../safety-checks';
+import { qcow2Checks } from './checks';
 import type { Qcow2Layout } from './layout';
 import { SUBCLUSTERS_PER_CLUSTER } from './layout';
 
@@ -30,7 +30,7 @@ const L1_RESERVED_LO = 0x000001ff;
 /** Offset field of an L1 entry (bits 9..55); 0 means the L2 table is not allocated. */
 export function l1EntryOffset(hi: number, lo: number, index: number): number {
   if ((hi & L1_RESERVED_HI) !== 0 || (lo & L1_RESERVED_LO) !== 0) {
-    throw new ImageFormatError(QCOW2_CHECKS.l1Entry, `qcow2 L1 entry ${index} has reserved bits set`);
+    throw refusal(qcow2Checks.l1Entry, `qcow2 L1 entry ${index} has reserved bits set`);
   }
   return (hi & OFFSET_HI) * TWO_32 + ((lo & OFFSET_LO) >>> 0);
 }
@@ -66,7 +66,7 @@ function mapStandardEntry(layout: Qcow2Layout, hi: number, lo: number, guest: nu
   const host = hostOffset(layout, hi, lo, guest);
   if (lo & ZERO_FLAG_LO) {
     if (layout.version < 3) {
-      throw new ImageFormatError(QCOW2_CHECKS.zeroFlagInV2, `qcow2 version 2 image has a zero-flagged cluster at guest offset ${guest}`);
+      throw refusal(qcow2Checks.zeroFlagInV2, `qcow2 version 2 image has a zero-flagged cluster at guest offset ${guest}`);
     }
     emit({ kind: 'zero', start: guest, length });
   } else if (host === 0) {
@@ -90,8 +90,8 @@ function mapExtendedEntry(
   if (hi & COMPRESSED_FLAG_HI) {
     // Compressed clusters have no subclusters; their bitmap is reserved.
     if (zeroBits !== 0 || allocBits !== 0) {
-      throw new ImageFormatError(
-        QCOW2_CHECKS.l2EntryReservedBits,
+      throw refusal(
+        qcow2Checks.l2EntryReservedBits,
         `qcow2 compressed cluster at guest offset ${guest} has a non-zero subcluster bitmap`,
       );
     }
@@ -102,8 +102,8 @@ function mapExtendedEntry(
   checkStandardReserved(hi, lo, guest, true);
   const host = hostOffset(layout, hi, lo, guest);
   if ((zeroBits & allocBits) !== 0 || (host === 0 && allocBits !== 0)) {
-    throw new ImageFormatError(
-      QCOW2_CHECKS.subclusterBitmap,
+    throw refusal(
+      qcow2Checks.subclusterBitmap,
       `qcow2 subcluster bitmap at guest offset ${guest} is invalid (a subcluster is both allocated and zero, or allocated without a host cluster)`,
     );
   }
@@ -122,15 +122,15 @@ function mapExtendedEntry(
 function checkStandardReserved(hi: number, lo: number, guest: number, zeroFlagReserved: boolean): void {
   const reservedLo = zeroFlagReserved ? STANDARD_RESERVED_LO | ZERO_FLAG_LO : STANDARD_RESERVED_LO;
   if ((hi & STANDARD_RESERVED_HI) !== 0 || (lo & reservedLo) !== 0) {
-    throw new ImageFormatError(QCOW2_CHECKS.l2EntryReservedBits, `qcow2 L2 entry for guest offset ${guest} has reserved bits set`);
+    throw refusal(qcow2Checks.l2EntryReservedBits, `qcow2 L2 entry for guest offset ${guest} has reserved bits set`);
   }
 }
 
 function hostOffset(layout: Qcow2Layout, hi: number, lo: number, guest: number): number {
   const host = (hi & OFFSET_HI) * TWO_32 + ((lo & OFFSET_LO) >>> 0);
   if (host % layout.clusterSize !== 0) {
-    throw new ImageFormatError(
-      QCOW2_CHECKS.l2EntryAlignment,
+    throw refusal(
+      qcow2Checks.l2EntryAlignment,
       `qcow2 L2 entry for guest offset ${guest} points to host offset ${host}, which is not cluster aligned`,
     );
   }
@@ -144,8 +144,8 @@ function hostOffset(layout: Qcow2Layout, hi: number, lo: number, guest: number):
  */
 function emitData(layout: Qcow2Layout, host: number, guest: number, length: number, emit: PieceSink): void {
   if (host >= layout.fileSize) {
-    throw new ImageFormatError(
-      QCOW2_CHECKS.dataClusterPastEof,
+    throw refusal(
+      qcow2Checks.dataClusterPastEof,
       `qcow2 data for guest offset ${guest} is at host offset ${host}, past the end of the ${layout.fileSize}-byte file`,
     );
   }
@@ -164,15 +164,15 @@ function compressedPiece(layout: Qcow2Layout, hi: number, lo: number, guest: num
   const sizeMask = (1n << BigInt(layout.clusterBits - 8)) - 1n;
   const offsetField = entry & ((1n << sizeShift) - 1n);
   if (offsetField >> 56n !== 0n) {
-    throw new ImageFormatError(QCOW2_CHECKS.l2EntryReservedBits, `qcow2 compressed cluster at guest offset ${guest} has reserved offset bits set`);
+    throw refusal(qcow2Checks.l2EntryReservedBits, `qcow2 compressed cluster at guest offset ${guest} has reserved offset bits set`);
   }
   const offset = Number(offsetField);
   const sectors = Number((entry >> sizeShift) & sizeMask) + 1;
   // The stream starts inside its first sector; the sector count covers from that sector's start.
   const declaredLength = sectors * SECTOR - (offset % SECTOR);
   if (offset >= layout.fileSize) {
-    throw new ImageFormatError(
-      QCOW2_CHECKS.compressedClusterPastEof,
+    throw refusal(
+      qcow2Checks.compressedClusterPastEof,
       `qcow2 compressed data for guest offset ${guest} is at host offset ${offset}, past the end of the ${layout.fileSize}-byte file`,
     );
   }

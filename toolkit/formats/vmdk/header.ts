@@ -1,7 +1,8 @@
 /**
  * The hosted sparse extent header ("KDMV"), the 512-byte structure at the start of a
  * monolithicSparse or streamOptimized VMDK and, for streamOptimized, again in the footer.
- * Spec: VMware "Virtual Disk Format 5.0" (VMDK), section "Hosted Sparse Extent Header".
+ * Spec: VMware "Virtual Disk Format 5.0" (VMDK), section "Hosted Sparse Extent Header"
+ * (https://www.vmware.com/app/vmdk/?src=vmdk).
  * All integers are little-endian; sector counts and offsets are in 512-byte sectors.
  */
 
