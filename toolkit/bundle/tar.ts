@@ -76,7 +76,7 @@ export function parseTarHeader(block: Buffer, where: number): TarHeader {
   // Only POSIX ustar ("ustar\0") has a name prefix; GNU ("ustar  ") keeps other fields there.
   const prefix = magic === 'ustar\0' ? cString(field(block, 'prefix')) : '';
   const typeflag = String.fromCharCode(block[FIELD.typeflag[0]]);
-  return { name: prefix ? `${prefix}/${name}` : name, typeflag, size: parseSize(field(block, 'size'), where), ustar };
+  return { name: prefix ? `${prefix}/${name}` : name, typeflag, size: parseTarNumber(field(block, 'size'), where), ustar };
 }
 
 /** Lists the members of a tar archive held in `source`. */
@@ -288,7 +288,8 @@ function parseOctal(bytes: Buffer): number | undefined {
   return parseInt(text, 8);
 }
 
-function parseSize(bytes: Buffer, where: number): number {
+/** A numeric header field: octal text, or GNU base-256 for values that do not fit (sizes over 8 GiB). */
+export function parseTarNumber(bytes: Buffer, where: number): number {
   if (bytes[0] & 0x80) {
     // GNU base-256: big-endian binary in the remaining bytes (first byte's low bits included).
     if (bytes[0] !== 0x80) throw new ImageFormatError('tar-size', `tar header at byte ${where} has a negative or oversized size`);
@@ -303,7 +304,7 @@ function parseSize(bytes: Buffer, where: number): number {
 }
 
 /** PAX records: "<length> <key>=<value>\n", length counting the whole record. */
-function parsePax(data: Buffer, where: number): Map<string, string> {
+export function parsePax(data: Buffer, where: number): Map<string, string> {
   const records = new Map<string, string>();
   let at = 0;
   while (at < data.length && data[at] !== 0) {
