@@ -3,7 +3,7 @@
  * mkfs.ext4), timing qemu-img, timing our converter (or a plain S3 copy) in its own process,
  * another process's CPU time, hashing outputs.
  */
-import { execFileSync, spawnSync } from 'child_process';
+import { execFileSync, spawn, spawnSync } from 'child_process';
 import { createHash, randomFillSync } from 'crypto';
 import { closeSync, copyFileSync, createReadStream, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync, type Dirent } from 'fs';
 import type { ConvertJob, PlainCopyJob, WorkerResult } from './convert-worker';
@@ -37,19 +37,57 @@ export function qemuImg(args: string[]): number {
 }
 
 /** Runs one conversion by our toolkit alone in a child process, so its peak RSS is its own. */
-export function runOurs(job: ConvertJob): WorkerResult {
+export function runOurs(job: ConvertJob): TimedWorkerResult {
   return runWorker(job);
 }
 
 /** Runs the plain S3 copy an S3 → S3 conversion is compared with, in a child process like ours. */
-export function runPlainCopy(job: Omit<PlainCopyJob, 'kind'>): WorkerResult {
+export function runPlainCopy(job: Omit<PlainCopyJob, 'kind'>): TimedWorkerResult {
   return runWorker({ kind: 'plain-copy', ...job });
 }
 
-function runWorker(job: ConvertJob | PlainCopyJob): WorkerResult {
+/** A worker's own figures, plus its whole process's wall time as seen from here. */
+export interface TimedWorkerResult extends WorkerResult {
+  /** Spawn to exit: Node's start and module loading included, as qemu-img's times include its own. */
+  processSeconds: number;
+}
+
+function runWorker(job: ConvertJob | PlainCopyJob): TimedWorkerResult {
+  const started = process.hrtime.bigint();
   const result = spawnSync(...onCpuOf('client', process.execPath, [worker, JSON.stringify(job)]), { encoding: 'utf8', maxBuffer: MiB, timeout: 30 * 60_000 });
+  const processSeconds = Number(process.hrtime.bigint() - started) / 1e9;
   if (result.status !== 0) throw new Error((result.stderr || `worker exited with ${result.status}`).trim().replace(/^error: /, ''));
-  return JSON.parse(result.stdout.trim().split('\n').pop()!);
+  return { ...JSON.parse(result.stdout.trim().split('\n').pop()!), processSeconds };
+}
+
+/**
+ * runPlainCopy without blocking this process: for a caller whose S3 server runs in this very
+ * process (spawnSync would stop it from answering the copy).
+ */
+export function runPlainCopyAsync(job: Omit<PlainCopyJob, 'kind'>): Promise<TimedWorkerResult> {
+  const started = process.hrtime.bigint();
+  return new Promise((resolve, reject) => {
+    const child = spawn(...onCpuOf('client', process.execPath, [worker, JSON.stringify({ kind: 'plain-copy', ...job })]), { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (chunk) => (stdout += chunk));
+    child.stderr!.on('data', (chunk) => (stderr += chunk));
+    child.once('error', reject);
+    child.once('exit', (code) => {
+      const processSeconds = Number(process.hrtime.bigint() - started) / 1e9;
+      if (code !== 0) reject(new Error((stderr || `worker exited with ${code}`).trim().replace(/^error: /, '')));
+      else resolve({ ...JSON.parse(stdout.trim().split('\n').pop()!), processSeconds });
+    });
+  });
+}
+
+/**
+ * qemu-img compare of `image` (format `format`) with the raw disk `raw`: the output reads back as
+ * that disk through qemu's own driver. Returns a short verdict for a table.
+ */
+export function compareWithRaw(raw: string, image: string, format: string): string {
+  const compare = spawnSync('qemu-img', ['compare', '-f', 'raw', '-F', format, raw, image], { encoding: 'utf8' });
+  return compare.status === 0 ? 'qemu-img compare: identical' : `qemu-img compare: DIFFERS (${(compare.stdout || compare.stderr).trim().split('\n')[0]})`;
 }
 
 let clockTicksPerSecond: number | undefined;

@@ -5,14 +5,7 @@
  * held against (PlainCopyJob). Prints one JSON line: WorkerResult.
  */
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-import {
-  CompleteMultipartUploadCommand,
-  CreateMultipartUploadCommand,
-  PutObjectCommand,
-  UploadPartCommand,
-  type CompletedPart,
-  type S3Client,
-} from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
 import { createReadStream, readFileSync, statSync } from 'fs';
 import { convertOpenedImage, outputSizeBound } from '../toolkit/convert/convert-image';
 import type { DiskImageWriter } from '../toolkit/formats/format';
@@ -23,6 +16,7 @@ import { makeS3Client } from '../toolkit/io/object-storage';
 import { S3MultipartSink } from '../toolkit/io/s3-multipart-sink';
 import { S3ObjectSource } from '../toolkit/io/s3-object-source';
 import { isS3Url, parseS3Url, type S3Location } from '../toolkit/io/s3-url';
+import { writeSkippingZeroBlocks } from '../toolkit/io/zeros';
 
 const MiB = 1024 * 1024;
 
@@ -42,16 +36,24 @@ export interface ConvertJob extends UploadTuning {
   s3Endpoint?: string;
   /** convertImage's source reads in flight (its default when absent). */
   readConcurrency?: number;
+  /** convertImage's memory bound (its default when absent). */
+  memoryLimitBytes?: number;
 }
 
 /**
- * The same bytes moved through the same server with no conversion: the input object read by
- * `getStreams` ranged GETs at once (through S3ObjectSource, the reader our converter uses) while a local file of the output's size is uploaded by
- * multipart upload, each part streamed from the file. What the transport alone costs.
+ * The same bytes moved through the same server with no conversion, doing the same transport work
+ * as a conversion: the input object(s) read by `getStreams` ranged GETs at once (through
+ * S3ObjectSource, the reader our converter uses) and discarded, while a local file of the
+ * output's bytes (qemu-img's output) is uploaded through our S3MultipartSink with the same parts,
+ * queue and expected size, its all-zero 64 KiB blocks handed to writeZeros as our raw writer
+ * does, so that where the server copies zero parts (UploadPartCopy) the copy does too.
+ * What differs from a conversion: no decoding or encoding, and the output's bytes come from a
+ * local file (the page cache) instead of from the input.
  */
 export interface PlainCopyJob extends UploadTuning {
   kind: 'plain-copy';
-  input: string;
+  /** One s3:// URL, or several read one after another as one stream of ranges (an import's parts). */
+  input: string | string[];
   output: string;
   uploadFile: string;
   s3Endpoint: string;
@@ -61,6 +63,8 @@ export interface PlainCopyJob extends UploadTuning {
 export interface WorkerResult {
   seconds: number;
   peakRssBytes: number;
+  /** RSS once the modules are loaded, before the job starts: what the job adds is peak minus this. */
+  baselineRssBytes: number;
   /** User + system CPU of the whole process (all threads). */
   cpuSeconds: number;
   bytesWritten: number;
@@ -86,7 +90,7 @@ async function convert(job: ConvertJob): Promise<number> {
     ? new S3MultipartSink(s3!, parseS3Url(job.output).bucket, parseS3Url(job.output).key, { partSize: job.partSize ?? 16 * MiB, queueSize: job.queueSize ?? 4, expectedSize })
     : // Not durable: qemu-img convert, the baseline, does not fsync its output either.
       await FileSink.create(job.output, undefined, { durable: process.env.BENCH_DURABLE === '1' });
-  const result = await convertOpenedImage(reader, { source, sink, output: job.outputFormat, readConcurrency: job.readConcurrency });
+  const result = await convertOpenedImage(reader, { source, sink, output: job.outputFormat, readConcurrency: job.readConcurrency, memoryLimitBytes: job.memoryLimitBytes });
   await reader.close();
   await source.close();
   s3?.destroy();
@@ -97,8 +101,8 @@ async function plainCopy(job: PlainCopyJob): Promise<number> {
   const s3 = s3ClientFor(job.s3Endpoint);
   try {
     const [, written] = await Promise.all([
-      readInRanges(s3, parseS3Url(job.input), job.getStreams),
-      uploadFileByParts(s3, parseS3Url(job.output), job.uploadFile, job.partSize ?? 16 * MiB, job.queueSize ?? 4),
+      readInRanges(s3, (Array.isArray(job.input) ? job.input : [job.input]).map(parseS3Url), job.getStreams),
+      uploadThroughSink(s3, parseS3Url(job.output), job.uploadFile, job.partSize ?? 16 * MiB, job.queueSize ?? 4),
     ]);
     return written;
   } finally {
@@ -107,57 +111,51 @@ async function plainCopy(job: PlainCopyJob): Promise<number> {
 }
 
 /**
- * Reads the whole object as `streams` contiguous ranges at once, 4 MiB at a time, through the
- * same reader our converter uses (S3ObjectSource), and discards the bytes.
+ * Reads the objects whole, 4 MiB ranges in order, `streams` of them at once, through the same
+ * reader our converter uses (S3ObjectSource), and discards the bytes.
  */
-async function readInRanges(s3: S3Client, { bucket, key }: S3Location, streams: number): Promise<number> {
-  const source = await S3ObjectSource.open(s3, bucket, key);
-  const step = Math.ceil(source.size / streams);
-  const ranges = Array.from({ length: streams }, (_, i) => [i * step, Math.min(source.size, (i + 1) * step)]).filter(([start, end]) => end > start);
-  const counts = await Promise.all(
-    ranges.map(async ([start, end]) => {
-      const buffer = Buffer.allocUnsafe(4 * MiB);
-      for (let at = start; at < end; at += buffer.length) await source.readInto(at, buffer.subarray(0, Math.min(buffer.length, end - at)));
-      return end - start;
-    }),
-  );
-  return counts.reduce((sum, n) => sum + n, 0);
-}
-
-/** Multipart upload of a local file, `queueSize` parts at once, each streamed from the file (no part buffers). */
-async function uploadFileByParts(s3: S3Client, { bucket, key }: S3Location, path: string, partSize: number, queueSize: number): Promise<number> {
-  const size = statSync(path).size;
-  const body = (start: number, end: number) => createReadStream(path, { start, end: end - 1, highWaterMark: MiB });
-  if (size <= partSize) {
-    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: size ? body(0, size) : Buffer.alloc(0), ContentLength: size }));
-    return size;
-  }
-  const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }));
-  const partCount = Math.ceil(size / partSize);
-  const parts: CompletedPart[] = [];
+async function readInRanges(s3: S3Client, objects: S3Location[], streams: number): Promise<number> {
+  const sources = await Promise.all(objects.map(({ bucket, key }) => S3ObjectSource.open(s3, bucket, key)));
+  const ranges = sources.flatMap((source) => Array.from({ length: Math.ceil(source.size / (4 * MiB)) }, (_, i) => ({ source, at: i * 4 * MiB, length: Math.min(4 * MiB, source.size - i * 4 * MiB) })));
   let next = 0;
   const lane = async (): Promise<void> => {
-    while (next < partCount) {
-      const index = next++;
-      const start = index * partSize;
-      const end = Math.min(size, start + partSize);
-      const response = await s3.send(new UploadPartCommand({ Bucket: bucket, Key: key, UploadId, PartNumber: index + 1, Body: body(start, end), ContentLength: end - start }));
-      parts[index] = { PartNumber: index + 1, ETag: response.ETag };
+    const buffer = Buffer.allocUnsafe(4 * MiB);
+    while (next < ranges.length) {
+      const { source, at, length } = ranges[next++];
+      await source.readInto(at, buffer.subarray(0, length));
     }
   };
-  await Promise.all(Array.from({ length: queueSize }, lane));
-  await s3.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId, MultipartUpload: { Parts: parts } }));
-  return size;
+  await Promise.all(Array.from({ length: streams }, lane));
+  await Promise.all(sources.map((source) => source.close()));
+  return sources.reduce((sum, source) => sum + source.size, 0);
+}
+
+/**
+ * Uploads a local file through S3MultipartSink as a conversion's output goes: same part size,
+ * queue and expected size (so parts are cut at long zero runs alike), all-zero 64 KiB blocks
+ * handed to writeZeros (so zero parts are copied server-side where the server can).
+ */
+async function uploadThroughSink(s3: S3Client, { bucket, key }: S3Location, path: string, partSize: number, queueSize: number): Promise<number> {
+  const size = statSync(path).size;
+  const sink = new S3MultipartSink(s3, bucket, key, { partSize, queueSize, expectedSize: outputSizeBound(size) });
+  try {
+    for await (const chunk of createReadStream(path, { highWaterMark: 4 * MiB })) await writeSkippingZeroBlocks(chunk as Buffer, sink);
+    return (await sink.finish()).size;
+  } catch (error) {
+    await sink.abort().catch(() => undefined);
+    throw error;
+  }
 }
 
 async function main(): Promise<void> {
   const job = JSON.parse(process.argv[2]) as ConvertJob | PlainCopyJob;
+  const baselineRssBytes = process.memoryUsage().rss;
   const started = process.hrtime.bigint();
   const cpuBefore = process.cpuUsage();
   const bytesWritten = job.kind === 'plain-copy' ? await plainCopy(job) : await convert(job);
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   const cpu = process.cpuUsage(cpuBefore);
-  const result: WorkerResult = { seconds, peakRssBytes: peakRssBytes(), cpuSeconds: (cpu.user + cpu.system) / 1e6, bytesWritten };
+  const result: WorkerResult = { seconds, peakRssBytes: peakRssBytes(), baselineRssBytes, cpuSeconds: (cpu.user + cpu.system) / 1e6, bytesWritten };
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }
 

@@ -3,14 +3,18 @@
  * run.  `npm run bench:convert` (builds, then runs node dist/bench/convert.js).
  *
  * Every "ours" conversion runs in its own process (bench/convert-worker.ts) so its peak RSS
- * (VmHWM) is its own; the S3 server runs in a third process. Outputs that should be identical to
- * qemu-img's (conversions to raw) are compared by SHA-256.
+ * (VmHWM) is its own; the S3 server runs in a third process. Every output is checked: raw
+ * outputs against qemu-img's by SHA-256, VMDK and VHD outputs by `qemu-img compare` with the raw
+ * disk they were made from. Our times are given twice: the conversion inside the worker, and the
+ * worker's whole process (Node's start and module loading included, as qemu-img's are).
  *
  * Two tables. File to file: ours against qemu-img. S3 to S3: the target is ours within 1.3× of
  * our own file-to-file time for the same conversion, peak RSS under 256 MiB. Those rows run on
  * the bench object store (bench/bench-object-store.ts), an S3 server fast enough not to be the
- * limit, and are also held against a plain copy of the same bytes through the same server (the
- * transport's floor). One row runs on s3rver, our compatibility server, to show what the server
+ * limit, and are also held against a plain copy of the same bytes through the same server, which
+ * does the same transport work as ours (parallel ranged GETs of the input; qemu-img's output
+ * uploaded through our sink with the same parts, zero parts copied server-side as ours are) but
+ * no conversion. One row runs on s3rver, our compatibility server, to show what the server
  * itself costs.
  *
  * Environment: BENCH_SIZE_MIB (default 2048), BENCH_DIR (default a temp dir, removed afterwards),
@@ -38,8 +42,8 @@ import { pipeline } from 'stream/promises';
 import { join } from 'path';
 import type { DiskImageWriter } from '../toolkit/formats/format';
 import { makeS3Client } from '../toolkit/io/object-storage';
-import { cpuSecondsOf, log, makeBenchImage, onCpuOf, pinned, qemuImg, runOurs, runPlainCopy, sha256File } from './bench-support';
-import type { UploadTuning, WorkerResult } from './convert-worker';
+import { compareWithRaw, cpuSecondsOf, log, makeBenchImage, onCpuOf, pinned, qemuImg, runOurs, runPlainCopy, sha256File, type TimedWorkerResult } from './bench-support';
+import type { UploadTuning } from './convert-worker';
 import type { S3ServerKind } from './s3-server-process';
 
 const MiB = 1024 * 1024;
@@ -102,18 +106,26 @@ function middle<T extends { seconds: number }>(runs: T[]): T {
 
 interface Row {
   label: string;
-  ours?: { seconds: number; peakRssBytes: number };
+  ours?: { seconds: number; peakRssBytes: number; processSeconds: number };
   qemu?: { seconds: number };
   /** The fastest run of each, over the repeats. */
   best?: { ours: number; qemu: number };
   identical?: boolean;
+  /** For VMDK/VHD outputs: qemu-img compare's verdict on ours against the raw disk. */
+  check?: string;
   note?: string;
+}
+
+/** qemu-img's name for one of our output formats. */
+function qemuFormatOf(format: DiskImageWriter['name']): string {
+  return format === 'vhd' ? 'vpc' : format;
 }
 
 /** Our file-to-file time per conversion, for the S3 rows' S3/file ratio. */
 const fileSeconds = new Map<string, number>();
 
-async function fileRow(label: string, input: string, qemuInputFormat: string, outputFormat: DiskImageWriter['name'], qemuOutput: string[]): Promise<Row> {
+/** `raw`: the raw disk the input was made from (what a VMDK/VHD output must read back as). */
+async function fileRow(label: string, input: string, qemuInputFormat: string, outputFormat: DiskImageWriter['name'], qemuOutput: string[], raw: string): Promise<Row> {
   const oursOut = join(outDir, `ours.${outputFormat}`);
   const qemuOut = join(outDir, `qemu.${outputFormat}`);
   const row: Row = { label };
@@ -130,7 +142,10 @@ async function fileRow(label: string, input: string, qemuInputFormat: string, ou
       return row;
     }
     if (outputFormat === 'raw') row.identical = (await sha256File(oursOut)) === (await sha256File(qemuOut));
-    else row.note = `output ${mib(statSync(oursOut).size)} MiB (qemu-img ${mib(statSync(qemuOut).size)} MiB)`;
+    else {
+      row.check = compareWithRaw(raw, oursOut, qemuFormatOf(outputFormat));
+      row.note = `output ${mib(statSync(oursOut).size)} MiB (qemu-img ${mib(statSync(qemuOut).size)} MiB)`;
+    }
     return row;
   } finally {
     rmSync(oursOut, { force: true });
@@ -241,9 +256,9 @@ interface S3Case {
 interface S3Row {
   label: string;
   server: S3ServerKind;
-  ours?: WorkerResult & { serverCpuSeconds: number };
+  ours?: TimedWorkerResult & { serverCpuSeconds: number };
   file?: number;
-  copy?: WorkerResult;
+  copy?: TimedWorkerResult;
   qemu?: { seconds: number };
   check?: string;
   note?: string;
@@ -267,8 +282,8 @@ async function s3Row(server: S3Server, test: S3Case): Promise<S3Row> {
       await uploadFile(s3, input, test.input);
     }
     const qemuRuns: { seconds: number }[] = [];
-    const copyRuns: WorkerResult[] = [];
-    const ourRuns: (WorkerResult & { serverCpuSeconds: number })[] = [];
+    const copyRuns: TimedWorkerResult[] = [];
+    const ourRuns: (TimedWorkerResult & { serverCpuSeconds: number })[] = [];
     for (let i = 0; i < repeat; i++) {
       qemuRuns.push(await qemuThroughS3(s3, test, input, outputs.qemu, qemuOut));
       await deleteObject(s3, outputs.qemu); // only timed; and the bench store is tmpfs, i.e. memory
@@ -284,7 +299,7 @@ async function s3Row(server: S3Server, test: S3Case): Promise<S3Row> {
     row.qemu = middle(qemuRuns);
     row.copy = middle(copyRuns);
     row.ours = middle(ourRuns);
-    row.check = await compareWithQemu(s3, outputs.ours, test.outputFormat, qemuOut);
+    row.check = await checkOutput(s3, outputs.ours, test, qemuOut);
   } catch (error) {
     row.note = `skipped: ${(error as Error).message}`;
   } finally {
@@ -312,11 +327,20 @@ async function qemuThroughS3(s3: S3Client, test: S3Case, inputKey: string, outpu
   return { seconds: Number(process.hrtime.bigint() - started) / 1e9 };
 }
 
-/** Raw output must be qemu-img's bytes exactly; for other formats, the sizes are shown. */
-async function compareWithQemu(s3: S3Client, key: string, format: DiskImageWriter['name'], qemuOut: string): Promise<string> {
-  if (format === 'raw') return (await sha256Object(s3, key)) === (await sha256File(qemuOut)) ? 'same bytes' : 'BYTES DIFFER';
+/**
+ * Raw output must be qemu-img's bytes exactly (SHA-256 of the whole object); other formats are
+ * downloaded and must read back as the raw disk they were made from (qemu-img compare).
+ */
+async function checkOutput(s3: S3Client, key: string, test: S3Case, qemuOut: string): Promise<string> {
+  if (test.outputFormat === 'raw') return (await sha256Object(s3, key)) === (await sha256File(qemuOut)) ? 'same bytes as qemu-img' : 'BYTES DIFFER';
   const size = (await s3.send(new HeadObjectCommand({ Bucket: 'bench', Key: key }))).ContentLength ?? 0;
-  return `${mib(size)} MiB (qemu-img ${mib(statSync(qemuOut).size)} MiB)`;
+  const local = join(workDir, `check.${test.outputFormat}`);
+  try {
+    await downloadFile(s3, key, local);
+    return `${compareWithRaw(test.input, local, qemuFormatOf(test.outputFormat))}; ${mib(size)} MiB (qemu-img ${mib(statSync(qemuOut).size)} MiB)`;
+  } finally {
+    rmSync(local, { force: true });
+  }
 }
 
 function serverName(kind: S3ServerKind): string {
@@ -339,15 +363,17 @@ function printTable(header: string[], lines: string[][]): void {
 
 function printFileTable(rows: Row[]): void {
   printTable(
-    ['conversion', 'ours (s)', 'qemu-img (s)', 'ours/qemu', 'best of each', 'our peak RSS', 'same bytes', 'note'],
+    ['conversion', 'ours (s)', 'ours process (s)', 'qemu-img (s)', 'ours/qemu', 'process/qemu', 'best of each', 'our peak RSS', 'check', 'note'],
     rows.map((row) => [
       row.label,
       row.ours ? row.ours.seconds.toFixed(2) : '-',
+      row.ours ? row.ours.processSeconds.toFixed(2) : '-',
       row.qemu ? row.qemu.seconds.toFixed(2) : '-',
       ratio(row.ours?.seconds, row.qemu?.seconds),
+      ratio(row.ours?.processSeconds, row.qemu?.seconds),
       row.best ? `${row.best.ours.toFixed(2)} / ${row.best.qemu.toFixed(2)} = ${ratio(row.best.ours, row.best.qemu)}` : '-',
       row.ours ? `${mib(row.ours.peakRssBytes)} MiB` : '-',
-      row.identical === undefined ? '' : row.identical ? 'yes' : 'NO',
+      row.check ?? (row.identical === undefined ? '' : row.identical ? 'same bytes as qemu-img' : 'BYTES DIFFER'),
       row.note ?? '',
     ]),
   );
@@ -355,18 +381,21 @@ function printFileTable(rows: Row[]): void {
 
 function printS3Table(rows: S3Row[]): void {
   printTable(
-    ['S3 → S3', 'server', 'ours (s)', 'peak RSS', 'file (s)', 'S3/file', 'copy (s)', 'ours/copy', 'qemu-img (s)', 'ours/qemu', 'CPU ours+server (s)', 'check'],
+    ['S3 → S3', 'server', 'ours (s)', 'ours process (s)', 'peak RSS', 'file (s)', 'S3/file', 'copy (s)', 'copy process (s)', 'ours/copy', 'qemu-img (s)', 'ours/qemu', 'process/qemu', 'CPU ours+server (s)', 'check'],
     rows.map((row) => [
       row.label,
       serverName(row.server),
       row.ours ? row.ours.seconds.toFixed(2) : '-',
+      row.ours ? row.ours.processSeconds.toFixed(2) : '-',
       row.ours ? `${mib(row.ours.peakRssBytes)} MiB${row.ours.peakRssBytes > RSS_BOUND ? ' (over)' : ''}` : '-',
       row.file !== undefined ? row.file.toFixed(2) : '-',
       ratio(row.ours?.seconds, row.file),
       row.copy ? row.copy.seconds.toFixed(2) : '-',
+      row.copy ? row.copy.processSeconds.toFixed(2) : '-',
       ratio(row.ours?.seconds, row.copy?.seconds),
       row.qemu ? row.qemu.seconds.toFixed(2) : '-',
       ratio(row.ours?.seconds, row.qemu?.seconds),
+      ratio(row.ours?.processSeconds, row.qemu?.seconds),
       row.ours ? `${row.ours.cpuSeconds.toFixed(1)} + ${row.ours.serverCpuSeconds.toFixed(1)}` : '-',
       row.note ?? row.check ?? '',
     ]),
@@ -375,12 +404,16 @@ function printS3Table(rows: S3Row[]): void {
     [
       '',
       `ours      our converter, input object read by ranged GETs, output by multipart upload (${mib(upload.partSize)} MiB parts, ${upload.queueSize} at once), in its own`,
-      `          process; peak RSS is that process's (bound ${mib(RSS_BOUND)} MiB).`,
+      `          process; peak RSS is that process's (bound ${mib(RSS_BOUND)} MiB). "ours" is the conversion timed inside the process, "ours process"`,
+      "          the whole process, spawn to exit (Node's start and module loading included); ours/copy compares the in-process times.",
       'file      our own file-to-file time for the same conversion in this run; S3/file is the target (≤ 1.3). A raw output file',
       '          leaves zeros as holes, while a raw S3 object carries every byte.',
-      `copy      plain copy of the same bytes through the same server, no conversion: the input object read by ${COPY_GET_STREAMS} ranged GETs at once (our reader)`,
-      "          while qemu-img's output file is uploaded by multipart upload (same parts, same queue) — the transport's floor here.",
-      'qemu-img  download → qemu-img convert → multipart upload, through the same server.',
+      `copy      the same transport work, no conversion: the input object read by ${COPY_GET_STREAMS} ranged GETs at once (our reader) while qemu-img's`,
+      '          output file is uploaded through our multipart sink (same parts, queue and expected size; all-zero blocks given as zeros, so',
+      '          zero parts are copied server-side where the server copies, as ours are). It differs from ours in: no decoding/encoding, and',
+      "          the output's bytes come from a local file in the page cache. Timed inside its process; \"copy process\": spawn to exit.",
+      'qemu-img  download → qemu-img convert → multipart upload, through the same server (whole processes and transfers; ours/qemu and',
+      '          process/qemu hold our in-process and whole-process times against it).',
       pinned
         ? 'CPU       CPU seconds of our process (on CPU 0, as every file row) + of the server process (alone on CPU 1) during our run.'
         : `CPU       CPU seconds of our process + of the server process during our run; with ${cpus().length} CPUs the wall time is at least their sum / ${cpus().length}.`,
@@ -420,7 +453,7 @@ async function main(): Promise<void> {
     for (const [label, input, qemuFormat, outputFormat, qemuOutput] of plan) {
       if (only && !only.test(label)) continue;
       log(`  ${label}...`);
-      rows.push(await fileRow(label, input, qemuFormat, outputFormat, qemuOutput));
+      rows.push(await fileRow(label, input, qemuFormat, outputFormat, qemuOutput, raw));
     }
 
     const toRaw = ['-O', 'raw'];
@@ -455,7 +488,9 @@ async function main(): Promise<void> {
       printFileTable(rows);
       process.stdout.write(
         "\nours: the conversion call, timed inside a Node process already started (the convert stage pays Node's start\n" +
-          "and module loading, about 0.2 s, once). qemu-img: its whole process. Runs alternate between the two.\n" +
+          "and module loading once); ours process: that worker's whole process, spawn to exit. qemu-img: its whole process.\n" +
+          'Runs alternate between the two. check: raw outputs hashed against qemu-img\'s; VMDK/VHD outputs by qemu-img compare\n' +
+          'with the raw disk.\n' +
           'best of each: the fastest run of ours and of qemu-img; page-cache writeback on this disk makes single runs vary 3×.\n' +
           `outputs of the file rows: ${outDir}\n`,
       );

@@ -1,4 +1,4 @@
-import { CreateBucketCommand, GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand, type S3Client } from '@aws-sdk/client-s3';
 import { makeS3Client } from '../../../toolkit/io/object-storage';
 import { createHash } from 'crypto';
 import { existsSync, readFileSync, statSync } from 'fs';
@@ -9,6 +9,7 @@ import { HashingSink } from '../../../toolkit/io/hashing-sink';
 import { S3MultipartSink } from '../../../toolkit/io/s3-multipart-sink';
 import { canPatchHead, type ByteSink, type HeadPatchingSink } from '../../../toolkit/io/sink';
 import { seededBytes, tempDir } from '../../helpers/disk-corpus';
+import { describeWithMoto, startMotoServer } from '../../helpers/moto-server';
 import { startS3Server, type RunningS3Server } from '../../helpers/s3-server';
 
 const MiB = 1024 * 1024;
@@ -146,13 +147,20 @@ describe('DiscardSink', () => {
   });
 });
 
-describe('S3MultipartSink (s3rver)', () => {
-  let server: RunningS3Server;
+/** What these tests need of an S3 server; both helpers' servers have it. */
+type S3ServerUnderTest = Pick<RunningS3Server, 'endpoint' | 's3' | 'accessKeyId' | 'secretAccessKey' | 'region' | 'stop'>;
+
+describe('S3MultipartSink (s3rver)', () => s3SinkTests(startS3Server, { listsUploads: false }));
+// moto implements ListMultipartUploads (and checks more of S3), so an abort is checked on the server too.
+describeWithMoto('S3MultipartSink (moto_server)', () => s3SinkTests(startMotoServer, { listsUploads: true }));
+
+function s3SinkTests(start: () => Promise<S3ServerUnderTest>, { listsUploads }: { listsUploads: boolean }): void {
+  let server: S3ServerUnderTest;
   beforeAll(async () => {
-    server = await startS3Server();
+    server = await start();
     await server.s3.send(new CreateBucketCommand({ Bucket: 'sinks' }));
-  });
-  afterAll(() => server.stop());
+  }, 90_000);
+  afterAll(() => server?.stop());
 
   /** A client for the server that records each request it sends. */
   function recordingClient(): { s3: S3Client; sent: { command: string; uploadId?: string; partNumber?: number; bodyLength?: number }[] } {
@@ -283,7 +291,7 @@ describe('S3MultipartSink (s3rver)', () => {
   });
 
   it('abort sends AbortMultipartUpload and leaves no object', async () => {
-    // s3rver does not implement AbortMultipartUpload or ListParts, so watch what the client sends.
+    // s3rver does not implement AbortMultipartUpload or ListMultipartUploads, so watch what the client sends (and ask moto).
     const { s3, sent } = recordingClient();
     const sink = new S3MultipartSink(s3, 'sinks', 'aborted.bin', { partSize: 5 * MiB, queueSize: 2 });
     await sink.write(seededBytes(12 * MiB, 5));
@@ -296,6 +304,10 @@ describe('S3MultipartSink (s3rver)', () => {
     expect(sent.map((c) => c.command)).not.toContain('CompleteMultipartUploadCommand');
     await expect(server.s3.send(new HeadObjectCommand({ Bucket: 'sinks', Key: 'aborted.bin' }))).rejects.toMatchObject({ name: 'NotFound' });
     await expect(sink.write(Buffer.from('late'))).rejects.toThrow(/aborted/);
+    if (listsUploads) {
+      const listed = await server.s3.send(new ListMultipartUploadsCommand({ Bucket: 'sinks', Prefix: 'aborted.bin' }));
+      expect(listed.Uploads ?? []).toEqual([]);
+    }
     s3.destroy();
   });
 
@@ -308,4 +320,4 @@ describe('S3MultipartSink (s3rver)', () => {
     await expect(writeMuch()).rejects.toThrow(/bucket/i);
     await sink.abort();
   });
-});
+}

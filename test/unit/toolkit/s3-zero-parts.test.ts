@@ -1,7 +1,8 @@
 /**
  * S3MultipartSink sends a part made only of zero runs (writeZeros) as UploadPartCopy from a zero
- * object, so no zero byte is uploaded. Checked against real servers: the bench object store,
- * which copies, and s3rver, which answers NotImplemented, so the sink must fall back to bytes
+ * object, so no zero byte is uploaded. Checked against real servers: two that copy, the bench
+ * object store (ours) and moto_server (one we did not write, skipped with the reason when it is
+ * not installed), and s3rver, which answers NotImplemented, so the sink must fall back to bytes
  * after one try. Every test checks the object byte for byte, which request carried each part,
  * and that the zero object (which exists during the upload) is gone afterwards.
  */
@@ -13,6 +14,7 @@ import { makeS3Client } from '../../../toolkit/io/object-storage';
 import { S3MultipartSink } from '../../../toolkit/io/s3-multipart-sink';
 import type { ByteSink } from '../../../toolkit/io/sink';
 import { seededBytes, tempDir } from '../../helpers/disk-corpus';
+import { describeWithMoto, startMotoServer } from '../../helpers/moto-server';
 import { startS3Server, type RunningS3Server } from '../../helpers/s3-server';
 
 const MiB = 1024 * 1024;
@@ -94,20 +96,45 @@ async function expectNoObject(s3: S3Client, key: string): Promise<void> {
   await expect(s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: key }))).rejects.toMatchObject({ $metadata: { httpStatusCode: 404 } });
 }
 
-describe('S3MultipartSink zero parts (bench object store, which copies)', () => {
-  let dir: string;
-  let store: BenchObjectStore;
+/** A server that implements UploadPartCopy: its endpoint, and how to stop it. */
+interface CopyingServer {
+  endpoint: string;
+  close(): Promise<void>;
+}
+
+async function startBenchStore(): Promise<CopyingServer> {
+  const dir = tempDir('zero-parts-');
+  const store: BenchObjectStore = await startBenchObjectStore(join(dir, 'objects'));
+  return {
+    endpoint: store.endpoint,
+    async close() {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function startMoto(): Promise<CopyingServer> {
+  const moto = await startMotoServer();
+  return { endpoint: moto.endpoint, close: () => moto.stop() };
+}
+
+describe('S3MultipartSink zero parts (bench object store, which copies)', () => copyingServerTests(startBenchStore));
+describeWithMoto('S3MultipartSink zero parts (moto_server, which copies)', () => copyingServerTests(startMoto));
+
+function copyingServerTests(start: () => Promise<CopyingServer>): void {
+  let server: CopyingServer;
+  let store: { endpoint: string };
   let s3: S3Client;
   beforeAll(async () => {
-    dir = tempDir('zero-parts-');
-    store = await startBenchObjectStore(join(dir, 'objects'));
+    server = await start();
+    store = { endpoint: server.endpoint };
     s3 = recordingClient(store.endpoint).s3;
     await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
-  });
+  }, 90_000);
   afterAll(async () => {
-    s3.destroy();
-    await store.close();
-    rmSync(dir, { recursive: true, force: true });
+    s3?.destroy();
+    await server?.close();
   });
 
   it('copies whole zero parts from a zero object, uploads the others, and deletes the zero object', async () => {
@@ -269,7 +296,7 @@ describe('S3MultipartSink zero parts (bench object store, which copies)', () => 
     await expectNoObject(s3, 'aborted.raw');
     recorded.destroy();
   });
-});
+}
 
 describe('S3MultipartSink zero parts (s3rver, which has no UploadPartCopy)', () => {
   let server: RunningS3Server;
