@@ -336,6 +336,7 @@ describe('configuration from the environment', () => {
       allowedObjectHosts: ['s3.internal:9000'],
       uploadPollMs: 5000,
       memoryLimitBytes: 256 * 1024 * 1024,
+      leaseMs: 60_000,
     });
   });
 
@@ -348,8 +349,10 @@ describe('configuration from the environment', () => {
       IMAGING_ALLOWED_OBJECT_HOSTS: 'a.example:9000, B.example',
       IMAGING_UPLOAD_POLL_MS: '250',
       IMAGING_MEMORY_LIMIT_MB: '1024',
+      IMAGING_LEASE_MS: '15000',
     });
     expect(config.storage.region).toBe('eu-west-1');
+    expect(config.leaseMs).toBe(15_000);
     expect(config.storage.forcePathStyle).toBe(false);
     expect(config.imageBucket).toBe('images');
     expect(config.allowedObjectHosts).toEqual(['a.example:9000', 'b.example']);
