@@ -17,6 +17,7 @@ import { rowConsuming, rowOf, type ConsumedBy, type EmittedBy, type PipelineRow,
 import { RetryLater } from '../events/bus';
 import { claimTask, holdsLease, releaseLease, renewLease, type Attempt } from './lease';
 import { republishOutbox } from './outbox';
+import { clearPrefix } from './leftovers';
 
 /**
  * What to do with an event whose task this stage cannot claim: an unknown or ended task drops
@@ -50,20 +51,46 @@ export function attemptPrefix(taskId: string, attempt: Attempt | undefined): str
   return `${imagePrefix(taskId)}attempt-${attempt?.epoch ?? 0}/`;
 }
 
+/**
+ * Removes everything an ended task left in the image store: its converted output, and under
+ * its prefix every object and multipart upload of every attempt. Best effort: logged, never thrown.
+ */
+export async function clearTaskOutputs(ctx: Pick<StageContext, 's3' | 'config' | 'log'>, done: TaskDocument): Promise<void> {
+  const image = done.artifacts.image;
+  try {
+    if (image) await ctx.s3.send(new DeleteObjectCommand({ Bucket: image.bucket, Key: image.key }));
+    await clearPrefix(ctx.s3, ctx.config.imageBucket, imagePrefix(done.id));
+  } catch (err) {
+    ctx.log.warn({ taskId: done.id, err: String(err) }, 'could not remove the outputs of an ended task');
+  }
+}
+
 /** Ends a task as cancelled (by the user, or by expiry), removing any converted output. */
 export async function cancelTask(ctx: StageContext, taskId: string, message?: string): Promise<void> {
   const done = await updateTask(ctx.tasks, taskId, (doc) => {
     if (isTerminal(doc.state)) return undefined;
     return transition(doc, 'cancelled', message ?? doc.cancelRequested?.reason ?? 'Canceled by user');
   });
-  const image = done?.artifacts.image;
-  if (image && done?.state === 'cancelled') {
-    await ctx.s3.send(new DeleteObjectCommand({ Bucket: image.bucket, Key: image.key })).catch(() => undefined);
-  }
+  if (done?.state === 'cancelled') await clearTaskOutputs(ctx, done);
 }
 
+/** Ends a task as failed, removing whatever its attempts wrote to the image store. */
 export async function failTask(ctx: StageContext, taskId: string, statusMessage: string): Promise<void> {
-  await updateTask(ctx.tasks, taskId, (doc) => (isTerminal(doc.state) ? undefined : transition(doc, 'failed', statusMessage)));
+  const done = await updateTask(ctx.tasks, taskId, (doc) => (isTerminal(doc.state) ? undefined : transition(doc, 'failed', statusMessage)));
+  if (done?.state === 'failed') await clearTaskOutputs(ctx, done);
+}
+
+/**
+ * Before an attempt writes, the multipart uploads and objects of earlier attempts at the task
+ * (a killed or superseded replica's) are aborted and deleted. The first attempt has none.
+ */
+export async function clearPredecessors(ctx: StageContext, taskId: string): Promise<void> {
+  const attempt = ctx.attempt;
+  if (!attempt || attempt.epoch <= 1) return;
+  const cleared = await clearPrefix(ctx.s3, ctx.config.imageBucket, imagePrefix(taskId), attemptPrefix(taskId, attempt));
+  if (cleared.abortedUploads + cleared.deletedObjects > 0) {
+    ctx.log.info({ taskId, epoch: attempt.epoch, ...cleared }, 'removed what earlier attempts left behind');
+  }
 }
 
 /** Errors that are the image's or the request's fault: the task fails now, with the reason. */
