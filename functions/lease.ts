@@ -42,7 +42,10 @@ export async function claimTask(store: TaskStore, taskId: string, stage: string,
       outcome = { kind: 'not-here', task: doc };
       return undefined;
     }
-    if (leaseIsLive(doc) && doc.lease!.holder !== holder) {
+    // A live lease is respected even when this process holds it: a second delivery of the event
+    // to another worker of the same process (concurrency, or replicas in one \`imaging serve\`)
+    // is a duplicate too. A failed attempt releases its lease, so a retry here is not blocked.
+    if (leaseIsLive(doc)) {
       outcome = { kind: 'busy', until: Date.parse(doc.lease!.expiresAt), holder: doc.lease!.holder };
       return undefined;
     }
