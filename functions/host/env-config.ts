@@ -46,6 +46,9 @@ function stageConfigOf(settings: Settings): StageConfig {
     accessKeyId: settings.s3AccessKeyId!,
     secretAccessKey: settings.s3SecretAccessKey!,
     forcePathStyle: settings.s3ForcePathStyle,
+    connectionTimeoutMs: settings.s3ConnectTimeoutMs,
+    requestTimeoutMs: settings.s3TimeoutMs,
+    maxAttempts: settings.s3MaxAttempts,
   };
   return {
     storage,
