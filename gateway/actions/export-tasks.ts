@@ -8,15 +8,14 @@
  * it, TargetEnvironment microsoft exports a fixed VHD (what Hyper-V/Azure take as is), the others
  * a dynamic one.
  */
-import { makeEvent } from '../../events/make-event';
 import { newExportInstanceTaskId } from '../../tasks/ids';
-import { ec2ConversionState, isTerminal, transition, updateTask } from '../../tasks/state-machine';
-import { TaskExistsError } from '../../tasks/store';
+import { ec2ConversionState, isTerminal, updateTask } from '../../tasks/state-machine';
 import type { ExportDiskImageFormat, ExportRequest, ExportTargetEnvironment, TaskDocument } from '../../tasks/task';
 import { Ec2Error } from '../errors';
 import type { QueryParams } from '../query-request';
 import type { XmlObject } from '../xml';
 import type { ActionContext, ActionHandler } from './action';
+import { announceTask, createWithFreshId } from './start-task';
 
 export const EXPORT_REQUESTED_MESSAGE = 'Exporting';
 export const CANCELED_BY_USER = 'Canceled by user';
@@ -90,12 +89,7 @@ export const createInstanceExportTask: ActionHandler<CreateInput> = {
 
   async run(input, ctx) {
     const task = await createExportTask(input, ctx);
-    try {
-      await ctx.publish(makeEvent('io.imaging.export.requested', { taskId: task.id, accountId: task.accountId }, 'gateway'));
-    } catch (err) {
-      await updateTask(ctx.tasks, task.id, (doc) => transition(doc, 'failed', 'The export could not be started; submit it again', ctx.now())).catch(() => undefined);
-      throw err;
-    }
+    await announceTask(ctx, task, 'io.imaging.export.requested', 'export');
     return { exportTask: exportTaskXml(task) };
   },
 };
@@ -107,37 +101,28 @@ function extensionOf(request: Pick<ExportRequest, 'diskImageFormat' | 'container
 async function createExportTask({ sizeGiB, ...input }: CreateInput, ctx: ActionContext): Promise<TaskDocument> {
   const now = ctx.now();
   const at = now.toISOString();
-  for (let attempt = 0; ; attempt++) {
-    const id = newExportInstanceTaskId();
-    const task: TaskDocument = {
-      id,
-      kind: 'export-instance',
-      accountId: ctx.caller.accountId,
-      state: 'export-requested',
-      statusMessage: EXPORT_REQUESTED_MESSAGE,
-      progress: 0,
-      bytesConverted: 0,
-      request: {
-        format: 'RAW',
-        bytes: input.source.size,
-        manifestUrl: '',
-        volumeSizeGiB: sizeGiB,
-        export: { ...input, s3Key: `${input.s3Prefix}${id}.${extensionOf(input)}` },
-      },
-      artifacts: {},
-      history: [{ at, from: null, to: 'export-requested', message: EXPORT_REQUESTED_MESSAGE }],
-      createdAt: at,
-      updatedAt: at,
-      expiresAt: new Date(now.getTime() + ctx.taskLifetimeMs).toISOString(),
-      version: 0,
-    };
-    try {
-      await ctx.tasks.create(task);
-      return task;
-    } catch (err) {
-      if (!(err instanceof TaskExistsError) || attempt >= 2) throw err;
-    }
-  }
+  return createWithFreshId(ctx, newExportInstanceTaskId, (id) => ({
+    id,
+    kind: 'export-instance',
+    accountId: ctx.caller.accountId,
+    state: 'export-requested',
+    statusMessage: EXPORT_REQUESTED_MESSAGE,
+    progress: 0,
+    bytesConverted: 0,
+    request: {
+      format: 'RAW',
+      bytes: input.source.size,
+      manifestUrl: '',
+      volumeSizeGiB: sizeGiB,
+      export: { ...input, s3Key: `${input.s3Prefix}${id}.${extensionOf(input)}` },
+    },
+    artifacts: {},
+    history: [{ at, from: null, to: 'export-requested', message: EXPORT_REQUESTED_MESSAGE }],
+    createdAt: at,
+    updatedAt: at,
+    expiresAt: new Date(now.getTime() + ctx.taskLifetimeMs).toISOString(),
+    version: 0,
+  }));
 }
 
 /**
