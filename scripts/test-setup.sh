@@ -21,7 +21,8 @@ missing_packages() {
   have sfdisk || packages="$packages fdisk"
   have mkfs.ext4 || packages="$packages e2fsprogs"
   have unzip || packages="$packages unzip"
-  have aws || packages="$packages awscli"
+  # AWS CLI v2 is the Debian package (/usr/bin/aws); a pip-installed v1 on PATH does not count.
+  [ -x /usr/bin/aws ] || packages="$packages awscli"
   have g++ || packages="$packages g++"
   have make || packages="$packages make"
   have python3 || packages="$packages python3"
