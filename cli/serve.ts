@@ -22,6 +22,7 @@ import { JetStreamBus } from '../events/jetstream-bus';
 import { ALL_STAGES } from '../functions/stages';
 import { runStageOnBus } from '../functions/host/stage-runner';
 import { startSweeper } from '../functions/sweeper';
+import { startJanitor } from '../functions/janitor';
 import type { StageConfig } from '../functions/stage';
 import { ensureBucket, makeS3Client, type ObjectStorageConfig } from '../toolkit/io/object-storage';
 import { hostOf } from '../toolkit/io/url-policy';
@@ -133,6 +134,11 @@ export async function startService(settings: ServeSettings, options: { logToStde
       idleMs: typed.redriveIdleMs,
     });
     stops.push(() => sweeper.stop());
+    const janitor = startJanitor({ tasks, s3, bucket: config.imageBucket, log: log.child({ part: 'janitor' }) }, {
+      intervalMs: typed.janitorIntervalMs,
+      ageMs: typed.leftoverAgeMs,
+    });
+    stops.push(() => janitor.stop());
 
     const gateway = createGateway({
       tasks,

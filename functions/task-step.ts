@@ -174,6 +174,11 @@ export async function advanceToNext<S extends StageName>(
     // Only the holder of the lease commits: a stale attempt's result is dropped.
     (doc) => !attempt || holdsLease(doc, attempt),
   );
+  if (moved && ctx.config.exitAfterAdvance === stage) {
+    // Fault tests: a crash between the write and the publish (the outbox and sweeper recover it).
+    ctx.log.error({ taskId, stage }, 'IMAGING_TEST_EXIT_AFTER_ADVANCE: exiting before the publish');
+    process.exit(86);
+  }
   if (moved && event) await ctx.publish(event);
   return moved;
 }
@@ -214,7 +219,7 @@ export function taskStage<S extends StageName>(
           },
           (err) => ctx.log.warn({ taskId: data.taskId, stage: name, err: String(err) }, 'lease renewal failed; will try again'),
         );
-      }, Math.max(200, Math.min(leaseMs, row.ackWaitMs) / 3));
+      }, Math.max(200, Math.min(leaseMs, ctx.config.ackWaitMs ?? row.ackWaitMs) / 3));
       try {
         await runStep(attemptCtx, data.taskId, () => spec.work(claim.task, data, attemptCtx));
       } catch (err) {
