@@ -1,6 +1,6 @@
 /**
  * Soak benchmark of the distributed pipeline's delivery guarantees (issue 10): 200 small
- * imports through 2 replicas of every stage (each its own process) on a real nats-server,
+ * imports (5 MiB RAW disks) through 2 replicas of every stage (each its own process) on a real nats-server,
  * jongodb and moto_server (behind a recording proxy), while stage processes are killed with
  * SIGKILL at random (each replaced a second later) and NATS is killed and restarted once.
  *
@@ -78,13 +78,16 @@ async function main(): Promise<void> {
       IMAGING_REDRIVE_IDLE_MS: '15000',
       IMAGING_ACK_WAIT_MS: '5000',
       IMAGING_LOG_LEVEL: 'error',
+      // 5 MiB parts (memory bound / 32).
+      IMAGING_MEMORY_LIMIT_MB: '160',
     },
   });
   try {
     const disks = Array.from({ length: IMPORTS }, (_, i) => {
       const path = join(dir, `disk-${i}.raw`);
       const fd = openSync(path, 'w');
-      writeSync(fd, seededBytes(256 * 1024 + i, 1000 + i));
+      // Just over one 5 MiB part: the image goes up as a multipart upload, which a kill can strand.
+      writeSync(fd, seededBytes(5 * 2 ** 20 + 4099 + i, 1000 + i));
       closeSync(fd);
       return path;
     });
@@ -151,7 +154,7 @@ async function main(): Promise<void> {
     const times = completed.map((d) => Date.parse(d!.updatedAt) - Date.parse(d!.createdAt)).sort((a, b) => a - b);
 
     void submitting;
-    console.log(`soak: ${IMPORTS} small imports (256 KiB RAW), 2 replicas per stage, ${kills} stage processes killed with SIGKILL, ${natsRestarts} NATS kill -9 + restart`);
+    console.log(`soak: ${IMPORTS} small imports (5 MiB RAW, 2 parts), 2 replicas per stage, ${kills} stage processes killed with SIGKILL, ${natsRestarts} NATS kill -9 + restart`);
     console.log(`completed            ${completed.length}`);
     console.log(`lost                 ${lost.length}${lost.length ? `  (${lost.slice(0, 5).map((d) => `${d?.id} ${d?.state} ${d?.statusMessage}`).join('; ')})` : ''}`);
     console.log(`duplicated           ${duplicated.length}  (state twice in history, or an image completed twice)`);
