@@ -103,7 +103,7 @@ async function startIdempotent(input: ExportImageInput, ctx: ActionContext): Pro
     const task = await createExportTask(ctx, {
       kind: 'export-image', newTaskId, request: input.request as ExportRequestDraft, volumeSizeGiB: input.sizeGiB, clientToken: input.clientToken, tags: input.tags,
     });
-    await announceTask(ctx, task, 'io.imaging.export.requested', 'export');
+    await announceTask(ctx, task);
     return task;
   };
   const token = input.clientToken;

@@ -7,7 +7,7 @@ import type { ExportRequest, Tag, TaskDocument, TaskKind } from '../../tasks/tas
 import { Ec2Error } from '../errors';
 import type { QueryParams } from '../query-request';
 import type { ActionContext } from './action';
-import { createWithFreshId } from './start-task';
+import { createWithFreshId, withStartEvent } from './start-task';
 
 export const EXPORT_REQUESTED_MESSAGE = 'Exporting';
 export const CANCELED_BY_USER = 'Canceled by user';
@@ -64,7 +64,7 @@ export type ExportRequestDraft = Omit<ExportRequest, 's3Key'>;
 
 /**
  * Stores a new export task in `export-requested` under a fresh id (or `newTaskId`'s, for a
- * ClientToken's task); the object key follows from the id.
+ * ClientToken's task), with export.requested in its outbox; the object key follows from the id.
  */
 export async function createExportTask(
   ctx: ActionContext,
@@ -72,7 +72,7 @@ export async function createExportTask(
 ): Promise<TaskDocument> {
   const now = ctx.now();
   const at = now.toISOString();
-  return createWithFreshId(ctx, spec.newTaskId, (id) => ({
+  return createWithFreshId(ctx, spec.newTaskId, (id) => withStartEvent({
     id,
     kind: spec.kind,
     accountId: ctx.caller.accountId,
@@ -95,5 +95,5 @@ export async function createExportTask(
     expiresAt: new Date(now.getTime() + ctx.taskLifetimeMs).toISOString(),
     ...(spec.tags && spec.tags.length ? { tags: spec.tags } : {}),
     version: 0,
-  }));
+  }, 'io.imaging.export.requested'));
 }

@@ -72,7 +72,7 @@ export const createInstanceExportTask: ActionHandler<CreateInput> = {
 
   async run({ sizeGiB, ...request }, ctx) {
     const task = await createExportTask(ctx, { kind: 'export-instance', newTaskId: newExportInstanceTaskId, request: request as ExportRequestDraft, volumeSizeGiB: sizeGiB });
-    await announceTask(ctx, task, 'io.imaging.export.requested', 'export');
+    await announceTask(ctx, task);
     return { exportTask: exportTaskXml(task) };
   },
 };
