@@ -15,7 +15,9 @@ import { S3MultipartSink } from '../../toolkit/io/s3-multipart-sink';
 import { S3ObjectSource } from '../../toolkit/io/s3-object-source';
 import { rowOf } from '../../pipeline/table';
 import { ClientError } from '../errors';
+import { holdsLease } from '../lease';
 import { TaskProgress } from '../progress';
+import type { StageContext } from '../stage';
 import { advanceToNext, taskStage } from '../task-step';
 import { abortUploadsOf, accountS3Client, checkWritableBucket } from './user-storage';
 
@@ -42,8 +44,8 @@ export const exportStage = taskStage('export', {
     const userS3 = await accountS3Client(ctx, task.accountId);
     try {
       await checkWritableBucket(userS3, request.s3Bucket);
-      // An earlier attempt that died mid-way left its upload open: nobody else will finish it.
-      if (ctx.delivery.attempt > 1) await abortUploadsOf(userS3, request.s3Bucket, request.s3Key);
+      // An earlier attempt that died or lost its lease mid-way left its upload open: nobody will finish it.
+      if ((ctx.attempt?.epoch ?? ctx.delivery.attempt) > 1) await abortUploadsOf(userS3, request.s3Bucket, request.s3Key);
       const partSize = Math.max(5 * MiB, Math.min(16 * MiB, Math.floor(ctx.config.memoryLimitBytes / 32)));
       const output = exportWriterName(request);
       const sink = new S3MultipartSink(userS3, request.s3Bucket, request.s3Key, {
@@ -63,12 +65,14 @@ export const exportStage = taskStage('export', {
           maxVirtualSize: source.size,
           memoryLimitBytes: ctx.config.memoryLimitBytes,
           onProgress: (done, total) => progress.report(done, total),
-          signal: progress.abort.signal,
+          // Cancelled by the user, or the lease lost to a newer attempt (which writes the same key).
+          signal: ctx.signal ? AbortSignal.any([progress.abort.signal, ctx.signal]) : progress.abort.signal,
         });
       } catch (err) {
         // An upload whose creation was under way when it was cut off may exist on the server
-        // without the sink knowing its id: whatever upload the key has is this task's.
-        await abortUploadsOf(userS3, request.s3Bucket, request.s3Key);
+        // without the sink knowing its id: whatever upload the key has is this task's, unless a
+        // newer attempt has taken the task over (the upload would then be that attempt's).
+        if (await stillHeld(ctx, taskId)) await abortUploadsOf(userS3, request.s3Bucket, request.s3Key);
         throw err;
       }
       const exported = { bucket: request.s3Bucket, key: request.s3Key, size: result.bytesWritten };
@@ -80,6 +84,14 @@ export const exportStage = taskStage('export', {
     }
   },
 });
+
+/** Whether this attempt still holds the task (no lease at all: the only attempt there is). */
+async function stillHeld(ctx: StageContext, taskId: string): Promise<boolean> {
+  if (ctx.signal?.aborted) return false;
+  if (!ctx.attempt) return true;
+  const doc = await ctx.tasks.get(taskId);
+  return !!doc && holdsLease(doc, ctx.attempt);
+}
 
 /** The raw disk in the image store; gone (its snapshot or volume deleted since) is the user's doing. */
 async function openExportSource(s3: S3Client, request: ExportRequest): Promise<S3ObjectSource> {
