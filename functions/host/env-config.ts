@@ -55,5 +55,7 @@ function stageConfigOf(settings: Settings): StageConfig {
     allowedObjectHosts: settings.allowedObjectHosts ?? [hostOf(endpoint)],
     uploadPollMs: settings.uploadPollMs,
     memoryLimitBytes: settings.memoryLimitMb * 1024 * 1024,
+    maxImageBytes: settings.maxImageBytes,
+    readsInFlight: settings.readsInFlight,
   };
 }

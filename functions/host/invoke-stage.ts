@@ -56,6 +56,7 @@ export async function invokeStage(stage: Stage, deps: StageDeps, publish: Publis
     stopTimer?.({ outcome: 'handled' });
   } catch (error) {
     metrics?.eventsFailed.inc(labels);
+    if ((error as Error)?.name === 'ScratchSpaceError') metrics?.limitRefusals.inc({ limit: 'scratch-space' });
     stopTimer?.({ outcome: 'failed' });
     // Logged here with the attempt because the host's reaction (redelivery) happens elsewhere.
     log.warn({ type: event.type, attempt: delivery.attempt, err: error }, 'stage failed on this delivery');
