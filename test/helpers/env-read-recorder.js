@@ -8,6 +8,7 @@
  * then reads every key in the same tick: reads right after an enumeration are not counted, only
  * reads by name.
  */
+/* global queueMicrotask */
 'use strict';
 const { mkdirSync, writeFileSync } = require('fs');
 const { join } = require('path');
