@@ -4,6 +4,7 @@ import { isTerminal, transition, updateTask } from '../../tasks/state-machine';
 import type { Stage } from '../stage';
 import { clientErrorMessage } from '../task-step';
 import type { StageDeps } from './deps';
+import { eventLogFields } from './invoke-stage';
 
 /** The status message of a task whose event could not be processed within the retry limit. */
 export function giveUpStatusMessage(error: unknown): string {
@@ -22,10 +23,10 @@ export async function failTaskOfAbandonedEvent(stage: Stage, deps: StageDeps, ev
   try {
     taskId = parseEventData(event).taskId;
   } catch (parseError) {
-    deps.log.error({ stage: stage.name, eventId: event.id, err: parseError }, 'gave up on an event that names no task');
+    deps.log.error({ ...eventLogFields(stage.name, event), err: parseError }, 'gave up on an event that names no task');
     return;
   }
   const statusMessage = giveUpStatusMessage(error).replace(/^ServerError: /, `ServerError: the ${stage.name} stage gave up: `);
-  deps.log.error({ stage: stage.name, eventId: event.id, taskId, reason: statusMessage }, 'gave up on event; failing its task');
+  deps.log.error({ ...eventLogFields(stage.name, event), taskId, reason: statusMessage }, 'gave up on event; failing its task');
   await updateTask(deps.tasks, taskId, (doc) => (isTerminal(doc.state) ? undefined : transition(doc, 'failed', statusMessage)));
 }

@@ -174,8 +174,36 @@ function expectEnvironmentContract(reads: Map<Started, Set<string>>): void {
   }
 }
 
-/** One import through the gateway with boto3, to completion, with the bytes checked. */
-async function importThrough(gateway: Started, bucket: string): Promise<void> {
+/**
+ * The log contract, read from every process's output (pino JSON at the chart's log level): every
+ * line about a task names its account too, a stage's lines name the stage and the CloudEvent, and
+ * the task's state changes are logged once each, in order.
+ */
+function expectLogContract(started: Started[], taskId: string): void {
+  const lines: { process: string; line: Record<string, unknown> }[] = [];
+  for (const entry of started) {
+    for (const text of entry.output().split('\n')) {
+      if (!text.startsWith('{')) continue;
+      lines.push({ process: entry.workload.name, line: JSON.parse(text) });
+    }
+  }
+  const aboutTasks = lines.filter((l) => l.line.taskId !== undefined);
+  expect(aboutTasks.length).toBeGreaterThan(0);
+  for (const { process, line } of aboutTasks) {
+    const stage = started.find((e) => e.workload.name === process)!.workload.reader === 'stage';
+    const missing = ['accountId', ...(stage ? ['stage', 'eventId'] : [])].filter((field) => typeof line[field] !== 'string');
+    expect([process, line.msg, missing]).toEqual([process, line.msg, []]);
+  }
+  const changes = aboutTasks
+    .filter((l) => l.line.taskId === taskId && (l.line.msg === 'task created' || l.line.msg === 'task state changed'))
+    .sort((a, b) => (a.line.time as number) - (b.line.time as number));
+  expect(changes.map((l) => l.line.to)).toEqual(['pending-upload', 'manifest-received', 'bundle-decrypted', 'disk-converted', 'validated', 'completed']);
+  // Each change is logged by the process that made it: the gateway creates, each stage moves the task on.
+  expect(changes.map((l) => l.line.stage ?? l.process)).toEqual(['imaging-gateway', 'manifest', 'decrypt', 'convert', 'validate', 'register']);
+}
+
+/** One import through the gateway with boto3, to completion, with the bytes checked; resolves to its task id. */
+async function importThrough(gateway: Started, bucket: string): Promise<string> {
   const endpoints: Endpoints = { ec2: `http://127.0.0.1:${gateway.env.IMAGING_PORT}/`, s3: s3.endpoint, creds };
   const disk = makeRawDisk(tempDir('chart-contract-'));
   const up = await upload(endpoints, disk.path, bucket);
@@ -187,6 +215,7 @@ async function importThrough(gateway: Started, bucket: string): Promise<void> {
   const done = await waitForTask(endpoints, out.ConversionTask.ConversionTaskId, 120_000);
   expect([done.State, done.StatusMessage]).toEqual(['completed', '']);
   expect(done.ImportVolume.Image.Checksum).toBe(fileSha256(disk.path));
+  return out.ConversionTask.ConversionTaskId;
 }
 
 /** Values an operator gives at install: the account and S3 key pair (inline, for a trial) and a database per run. */
@@ -240,8 +269,9 @@ describe('the chart, run as rendered', () => {
     const substitute = localServices(nats, chartServiceHosts());
     for (const workload of workloads) await startWorkload(workload, substitute, started);
     for (const entry of started) await waitReady(entry);
-    await importThrough(started.find((e) => e.workload.reader === 'gateway')!, 'contract-deployment');
+    const taskId = await importThrough(started.find((e) => e.workload.reader === 'gateway')!, 'contract-deployment');
     expectEnvironmentContract(await stopAll(started));
+    expectLogContract(started, taskId);
   });
 
   test('knative mode: stages serve CloudEvents over HTTP, delivered by their Triggers, and an import completes', async () => {
