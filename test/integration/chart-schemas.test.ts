@@ -38,7 +38,7 @@ const CASES: [string, string[]][] = [
   ['deployment mode', ['mode=deployment', 'config.s3.accessKeyId=AK', 'config.s3.secretAccessKey=SK']],
   ['deployment mode with KEDA, ServiceMonitor and PDBs', ['mode=deployment', 'keda.enabled=true', 'stages.decrypt.keda.minReplicas=2', 'metrics.serviceMonitor.enabled=true', 'config.limits.workerThreads=2']],
   ['knative mode', ['mode=knative', 'config.mongodb.existingSecret=mongo']],
-  ['knative mode with its Broker', ['mode=knative', 'knative.createBroker=true', 'metrics.serviceMonitor.enabled=true']],
+  ['knative mode with its Broker', ['mode=knative', 'knative.createBroker=true', 'metrics.serviceMonitor.enabled=true', 'metrics.grafanaDashboard.enabled=true']],
 ];
 
 test.each(CASES)('%s: every rendered object is valid against its schema', (_, sets) => {

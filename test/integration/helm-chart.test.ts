@@ -509,6 +509,13 @@ describe('helm chart', () => {
     expect(template([...ACCOUNT, 'metrics.serviceMonitor.interval=often']).status).not.toBe(0);
   });
 
+  test('an optional ConfigMap carries the Grafana dashboard for the sidecar', () => {
+    expect(ofKind(render(), 'ConfigMap').map((c) => c.metadata.name)).not.toContain('imaging-dashboard');
+    const map = named(render('metrics.grafanaDashboard.enabled=true'), 'ConfigMap', 'imaging-dashboard');
+    expect(map.metadata.labels?.grafana_dashboard).toBe('1');
+    expect(JSON.parse(map.data['imaging.json'])).toEqual(JSON.parse(readFileSync(join(CHART, 'dashboards/imaging.json'), 'utf8')));
+  });
+
   test('helm test: a hook pod calls the gateway through its Service', () => {
     const objects = render();
     const pod = named(objects, 'Pod', 'imaging-test-gateway');
