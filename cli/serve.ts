@@ -21,6 +21,7 @@ import { InProcessBus } from '../events/in-process-bus';
 import { JetStreamBus } from '../events/jetstream-bus';
 import { ALL_STAGES } from '../functions/stages';
 import { runStageOnBus } from '../functions/host/stage-runner';
+import { startSweeper } from '../functions/sweeper';
 import type { StageConfig } from '../functions/stage';
 import { ensureBucket, makeS3Client, type ObjectStorageConfig } from '../toolkit/io/object-storage';
 import { hostOf } from '../toolkit/io/url-policy';
@@ -120,6 +121,7 @@ export async function startService(settings: ServeSettings, options: { logToStde
       memoryLimitBytes: typed.memoryLimitMb * 2 ** 20,
       maxImageBytes: typed.maxImageBytes,
       readsInFlight: typed.readsInFlight,
+      leaseMs: typed.leaseMs,
     };
     applyProcessLimits(typed);
     const subscriptions: Subscription[] = [];
@@ -130,6 +132,11 @@ export async function startService(settings: ServeSettings, options: { logToStde
     stops.push(async () => {
       await Promise.all(subscriptions.map((s) => s.stop()));
     });
+    const sweeper = startSweeper({ tasks, s3, config, log: log.child({ part: 'sweeper' }) }, (event) => bus.publish(event), {
+      intervalMs: Math.min(typed.sweepIntervalMs, typed.uploadPollMs),
+      idleMs: typed.redriveIdleMs,
+    });
+    stops.push(() => sweeper.stop());
 
     const gateway = createGateway({
       tasks,

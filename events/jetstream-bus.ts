@@ -22,7 +22,7 @@ import {
   type MsgHdrs,
   type NatsConnection,
 } from 'nats';
-import type { Delivery, EventBus, EventHandler, SubscribeOptions, Subscription } from './bus';
+import { RetryLater, type Delivery, type EventBus, type EventHandler, type SubscribeOptions, type Subscription } from './bus';
 import { fromNatsMessage, toNatsMessage } from './nats-binding';
 import {
   DEAD_LETTER_HEADERS,
@@ -336,6 +336,12 @@ class PullLoop {
     try {
       await this.handler(event, delivery);
     } catch (error) {
+      if (error instanceof RetryLater) {
+        // Not a failure: offered again later. Past the last delivery the sweeper re-drives the task.
+        if (attempt >= this.maxDeliver) message.term();
+        else message.nak(error.delayMs);
+        return;
+      }
       if (attempt >= this.maxDeliver) {
         await this.giveUp(event, error);
         message.term();

@@ -80,6 +80,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
         taskLifetimeMs,
         ...(deps.maxImageBytes !== undefined ? { maxImageBytes: deps.maxImageBytes } : {}),
         now: () => new Date(),
+        log,
         ...(deps.deleteImageObject ? { deleteImageObject: deps.deleteImageObject } : {}),
       };
       const body = await runAction(request.action, request.params, ctx);

@@ -20,6 +20,7 @@ import type { StageDeps } from './deps';
 import { ConfigError, stageDepsFromEnv, stageSettingsFromEnv } from './env-config';
 import { startHttpStage } from './http-function';
 import { runStageOnBus } from './stage-runner';
+import { startSweeper } from '../sweeper';
 
 type Env = Record<string, string | undefined>;
 
@@ -71,10 +72,16 @@ export async function startStageProcess(env: Env = process.env): Promise<{ descr
     ackWaitMs: settings.ackWaitMs,
   });
   const admin = await startAdmin([natsCheck(bus)]);
+  // Every replica sweeps: re-drives publish under shared ids, so replicas sweeping together publish once.
+  const sweeper = startSweeper(deps, (event) => bus.publish(event), {
+    intervalMs: Math.min(settings.sweepIntervalMs, settings.uploadPollMs),
+    idleMs: settings.redriveIdleMs,
+  });
   return {
     describe: `stage ${stage.name} consuming ${stage.consumes} from ${natsUrl}; admin on ${admin.server.url}`,
     adminUrl: admin.server.url,
     shutdown: async () => {
+      await sweeper.stop();
       await subscription.stop();
       await admin.server.close();
       await bus.close();

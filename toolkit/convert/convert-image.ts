@@ -6,7 +6,7 @@
 import { ImageFormatError } from '../errors';
 import type { DiskImageReader, DiskImageWriter, FormatName, ImageInfo, VirtualChunk } from '../formats/format';
 import { DEFAULT_MAX_VIRTUAL_SIZE } from '../formats/format';
-import { openImage, writerFor } from '../formats/registry';
+import { isWriterName, loadWriter, openImage } from '../formats/registry';
 import type { ByteSink } from '../io/sink';
 import type { RandomAccessSource } from '../io/source';
 import { ConversionCancelledError, throwIfCancelled } from './cancellation';
@@ -57,7 +57,7 @@ export async function convertImage(options: ConvertImageOptions): Promise<Conver
   let reader: DiskImageReader;
   try {
     throwIfCancelled(options.signal);
-    writerFor(options.output); // an unknown output format fails before any reading
+    if (!isWriterName(options.output)) throw new Error(`no writer for output format ${options.output}`); // before any reading
     reader = await openImage(options.source, { claimedFormat: options.claimedFormat, maxVirtualSize: options.maxVirtualSize ?? DEFAULT_MAX_VIRTUAL_SIZE });
   } catch (error) {
     await options.sink.abort().catch(() => undefined);
@@ -84,7 +84,7 @@ export async function convertOpenedImage(reader: DiskImageReader, options: Omit<
   const sink = new FinishOnceSink(options.sink);
   try {
     throwIfCancelled(signal);
-    const writer = writerFor(options.output);
+    const writer = await loadWriter(options.output);
     const maxVirtualSize = options.maxVirtualSize ?? DEFAULT_MAX_VIRTUAL_SIZE;
     const { virtualSize } = reader.info;
     if (!Number.isSafeInteger(virtualSize) || virtualSize < 0 || virtualSize > maxVirtualSize) {
