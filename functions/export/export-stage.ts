@@ -10,6 +10,7 @@ import { convertImage, outputSizeBound } from '../../toolkit/convert/convert-ima
 import type { DiskImageWriter } from '../../toolkit/formats/format';
 import { S3MultipartSink } from '../../toolkit/io/s3-multipart-sink';
 import { S3ObjectSource } from '../../toolkit/io/s3-object-source';
+import { CountingSource } from '../../toolkit/io/counting-source';
 import { rowOf } from '../../pipeline/table';
 import { ClientError } from '../errors';
 import { TaskProgress } from '../progress';
@@ -35,7 +36,7 @@ export const exportStage = taskStage('export', {
     const request = task.request.export;
     if (!request) throw new Error(`task ${taskId} reached export without an export request`);
     await checkBucket(ctx.s3, request.s3Bucket);
-    const source = await S3ObjectSource.open(ctx.s3, request.source.bucket, request.source.key);
+    const source = new CountingSource(await S3ObjectSource.open(ctx.s3, request.source.bucket, request.source.key));
     const partSize = Math.max(5 * MiB, Math.min(16 * MiB, Math.floor(ctx.config.memoryLimitBytes / 32)));
     const output = exportWriterName(request);
     const sink = new S3MultipartSink(ctx.s3, request.s3Bucket, request.s3Key, {
@@ -52,9 +53,11 @@ export const exportStage = taskStage('export', {
       claimedFormat: 'raw',
       maxVirtualSize: source.size,
       memoryLimitBytes: ctx.config.memoryLimitBytes,
+      readConcurrency: ctx.config.readsInFlight,
       onProgress: (done, total) => progress.report(done, total),
       signal: progress.abort.signal,
     });
+    ctx.recordTransfer?.({ bytesRead: source.bytesRead, bytesWritten: result.bytesWritten });
     const exported = { bucket: request.s3Bucket, key: request.s3Key, size: result.bytesWritten };
     await progress.flush(source.size, source.size);
     await advanceToNext(ctx, 'export', taskId, (doc) => ({ artifacts: { ...doc.artifacts, exported }, bytesConverted: source.size }));
