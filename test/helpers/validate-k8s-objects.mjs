@@ -26,6 +26,13 @@ function modelDir(apiVersion) {
   return undefined;
 }
 
+for (const pkg of ['kubernetes-models', '@kubernetes-models/keda', '@kubernetes-models/knative', '@kubernetes-models/prometheus-operator']) {
+  if (!existsSync(join(modules, pkg, 'package.json'))) {
+    console.error(`${pkg} is not installed in ${modules}: run npm install (it is a dev dependency)`);
+    process.exit(2);
+  }
+}
+
 const objects = JSON.parse(readFileSync(0, 'utf8'));
 for (const object of objects) {
   const label = `${object.kind}/${object.metadata?.name}`;
