@@ -221,6 +221,9 @@ describe('helm chart', () => {
     expect(named(objects, 'ConfigMap', 'imaging-stage-config').data).not.toHaveProperty('IMAGING_WORKER_THREADS');
     const convert = named(objects, 'Service', 'imaging-convert').spec.template.spec.containers[0];
     expect(envOf(convert).get('IMAGING_CONCURRENCY')?.value).toBe('2');
+    // /tmp, where the scratch space is, is an emptyDir sized to the scratch limit plus 1 GiB.
+    const volumes = named(objects, 'Service', 'imaging-convert').spec.template.spec.volumes;
+    expect(volumes).toEqual([{ name: 'tmp', emptyDir: { sizeLimit: `${512 + 1024}Mi` } }]);
     // The default 16 TiB comes out digit for digit, not as a float.
     expect(named(render(), 'ConfigMap', 'imaging-config').data.IMAGING_MAX_IMAGE_BYTES).toBe('17592186044416');
   });

@@ -270,8 +270,11 @@ affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 volumes:
+  # /tmp is also the scratch space (IMAGING_SCRATCH_DIR): sized to the scratch limit plus 1 GiB
+  # for other temporary files, so a runaway writer is evicted rather than filling the node.
   - name: tmp
-    emptyDir: {}
+    emptyDir:
+      sizeLimit: {{ add .Values.config.limits.scratchLimitMb 1024 }}Mi
 {{- end -}}
 
 {{- define "imaging.checkMode" -}}
