@@ -141,11 +141,15 @@ async function main(): Promise<void> {
       if (/[?&]uploads(=|&|$)/.test(r.url)) creates.set(m[1], (creates.get(m[1]) ?? 0) + 1);
       if (/[?&]uploadId=/.test(r.url)) completes.set(m[1], (completes.get(m[1]) ?? 0) + 1);
     }
+    // Done twice: a state entered twice (a step committed twice). A conversion redone after its
+    // replica was killed is not a duplicate, but it is counted (re-converted) and so is an upload
+    // completed by an attempt that was killed before it could commit (completed-uncommitted).
     const duplicated = docs.filter((d) => {
       if (!d) return false;
       const seen = d.history.map((h) => h.to);
-      return new Set(seen).size !== seen.length || (completes.get(d.id) ?? 0) > 1;
+      return new Set(seen).size !== seen.length;
     });
+    const extraCompletes = docs.filter((d) => d && (completes.get(d.id) ?? 0) > 1);
     const reconverted = docs.filter((d) => d && (creates.get(d.id) ?? 0) > 1).length;
     const uploads = (await cluster.s3.send(new ListMultipartUploadsCommand({ Bucket: IMAGE_BUCKET }))).Uploads ?? [];
     const objects = (await cluster.s3.send(new ListObjectsV2Command({ Bucket: IMAGE_BUCKET }))).Contents ?? [];
@@ -157,10 +161,11 @@ async function main(): Promise<void> {
     console.log(`soak: ${IMPORTS} small imports (5 MiB RAW, 2 parts), 2 replicas per stage, ${kills} stage processes killed with SIGKILL, ${natsRestarts} NATS kill -9 + restart`);
     console.log(`completed            ${completed.length}`);
     console.log(`lost                 ${lost.length}${lost.length ? `  (${lost.slice(0, 5).map((d) => `${d?.id} ${d?.state} ${d?.statusMessage}`).join('; ')})` : ''}`);
-    console.log(`duplicated           ${duplicated.length}  (state twice in history, or an image completed twice)`);
+    console.log(`duplicated           ${duplicated.length}  (a state entered twice: a step committed twice)${duplicated.length ? `  ${duplicated.slice(0, 5).map((d) => `${d!.id}: ${d!.history.map((h) => h.to).join('>')}`).join('; ')}` : ''}`);
     console.log(`leftover uploads     ${uploads.length}`);
     console.log(`leftover objects     ${strayObjects.length}  (image store objects that are no completed task's output)`);
     console.log(`re-converted         ${reconverted}  (tasks whose conversion started again after a killed attempt)`);
+    console.log(`completed-uncommitted ${extraCompletes.length}  (tasks with an upload completed by an attempt killed before it committed; its object was removed)${extraCompletes.length ? `  ${extraCompletes.slice(0, 5).map((d) => `${d!.id}: ${creates.get(d!.id)} creates, ${completes.get(d!.id)} completes`).join('; ')}` : ''}`);
     console.log(`end-to-end p50       ${(percentile(times, 50) / 1000).toFixed(1)} s`);
     console.log(`end-to-end p99       ${(percentile(times, 99) / 1000).toFixed(1)} s`);
     console.log(`wall time            ${((Date.now() - start) / 1000).toFixed(0)} s`);
