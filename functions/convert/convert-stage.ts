@@ -12,7 +12,7 @@ import { HashingSink } from '../../toolkit/io/hashing-sink';
 import { S3MultipartSink } from '../../toolkit/io/s3-multipart-sink';
 import { convertImage } from '../../toolkit/convert/convert-image';
 import type { FormatName } from '../../toolkit/formats/format';
-import { assertAllowedUrl } from '../object-fetch';
+import { assertAllowedUrl, objectUrlPolicy } from '../object-fetch';
 import { rowOf } from '../../pipeline/table';
 import { TaskProgress } from '../progress';
 import { advanceToNext, imagePrefix, taskStage } from '../task-step';
@@ -25,7 +25,10 @@ export const convertStage = taskStage('convert', {
   async work(task, { taskId }, ctx) {
     const described = task.artifacts.source;
     if (!described) throw new Error(`task ${taskId} reached convert without a described source`);
-    described.parts.forEach((p, i) => assertAllowedUrl(p.getUrl, ctx.config.allowedObjectHosts, `part ${i} get`));
+    // The manifest stage (or the service, presigning) accepted every part URL: a refusal now is
+    // this stage's setting disagreeing with that one, the service's fault.
+    const urls = objectUrlPolicy(ctx.config, described.parts.map((p) => p.getUrl));
+    described.parts.forEach((p, i) => assertAllowedUrl(p.getUrl, urls, `part ${i} get`));
     const source = new ConcatenatedSource(
       described.parts.map((p, i) => new HttpRangeSource(p.getUrl, p.size, `part ${i}`)),
       `the uploaded ${described.format} image`,

@@ -2,6 +2,7 @@ import type { CloudEvent } from 'cloudevents';
 import type { Delivery } from '../../events/bus';
 import type { Logger, Stage, StageContext } from '../stage';
 import type { StageDeps } from './deps';
+import { ServerError } from '../errors';
 
 export type Publish = (event: CloudEvent<unknown>) => Promise<void>;
 
@@ -58,7 +59,9 @@ export async function invokeStage(stage: Stage, deps: StageDeps, publish: Publis
     metrics?.eventsFailed.inc(labels);
     stopTimer?.({ outcome: 'failed' });
     // Logged here with the attempt because the host's reaction (redelivery) happens elsewhere.
-    log.warn({ type: event.type, attempt: delivery.attempt, err: error }, 'stage failed on this delivery');
+    // The service's own fault (a wrong setting) is the operator's to fix: error level.
+    if (error instanceof ServerError) log.error({ type: event.type, attempt: delivery.attempt, err: error }, 'stage failed on this delivery: a fault of the service, not of the request');
+    else log.warn({ type: event.type, attempt: delivery.attempt, err: error }, 'stage failed on this delivery');
     throw error;
   } finally {
     metrics?.inFlight.dec(labels);
