@@ -39,6 +39,9 @@ export interface ServeSettings {
   taskLifetimeHours: string;
   logLevel: string;
   adminPort: string;
+  maxDeliver: string;
+  retryBackoffMs: string;
+  retryBackoffMaxMs: string;
 }
 
 export const SERVE_SETTINGS: SettingSpec[] = settingsReadBy('serve')

@@ -4,11 +4,12 @@
  *   IMAGING_HOST_MODE  jetstream (default; IMAGING_NATS_URL) | http (IMAGING_HTTP_PORT, default 8080)
  *   IMAGING_ADMIN_PORT (default 8775): /healthz, /readyz and /metrics
  *   IMAGING_CONCURRENCY, IMAGING_MAX_DELIVER, IMAGING_ACK_WAIT_MS  (jetstream mode; defaults
- *   from the stage's row in pipeline/table.ts)
+ *   from the stage's row in pipeline/table.ts), IMAGING_RETRY_BACKOFF_MS / _MAX_MS (back-off)
  * plus the other settings a stage reads (config/settings-schema.ts). SIGTERM/SIGINT stop intake, let in-flight work
  * finish, and exit 0, so a rolling update never cuts a conversion short on purpose.
  */
 import { JetStreamBus } from '../../events/jetstream-bus';
+import { retryDelays } from '../../events/retry-backoff';
 import { createServiceMetrics } from '../../ops/metrics';
 import { natsCheck, objectStorageCheck, observedTaskStore, startProcessAdmin, taskStoreCheck, type ProcessAdmin } from '../../ops/process-admin';
 import { stageByName } from '../stages';
@@ -49,7 +50,8 @@ export async function startStageProcess(env: Env = process.env): Promise<{ descr
       },
     };
   }
-  const bus = await JetStreamBus.connect({ servers: natsUrl!, name: `imaging-${stage.name}`, log: deps.log });
+  const retryDelayMs = retryDelays({ firstMs: settings.retryBackoffMs, maxMs: settings.retryBackoffMaxMs });
+  const bus = await JetStreamBus.connect({ servers: natsUrl!, name: `imaging-${stage.name}`, log: deps.log, retryDelayMs });
   // Unset, each falls back to the stage's row in the pipeline table.
   const subscription = await runStageOnBus(stage, deps, bus, {
     concurrency: settings.concurrency,
