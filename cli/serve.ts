@@ -126,7 +126,7 @@ export async function startService(settings: ServeSettings, options: { logToStde
       subscriptions.push(await runStageOnBus(stage, { tasks, s3, config, log, metrics }, bus, { maxDeliver: typed.maxDeliver }));
     }
     stops.push(async () => {
-      await Promise.all(subscriptions.map((s) => s.stop()));
+      await Promise.all(subscriptions.map((s) => s.stop({ deadlineMs: typed.drainDeadlineMs })));
     });
 
     const gateway = createGateway({

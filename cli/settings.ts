@@ -42,6 +42,7 @@ export interface ServeSettings {
   maxDeliver: string;
   retryBackoffMs: string;
   retryBackoffMaxMs: string;
+  drainDeadlineMs: string;
 }
 
 export const SERVE_SETTINGS: SettingSpec[] = settingsReadBy('serve')

@@ -10,7 +10,7 @@
  * process cannot crash without taking the bus with it.
  */
 import type { CloudEvent, CloudEventV1 } from 'cloudevents';
-import type { Delivery, EventBus, EventHandler, SubscribeOptions, Subscription } from './bus';
+import { HAND_BACK_CLEANUP_MS, HandedBack, settlesWithin, type Delivery, type EventBus, type EventHandler, type StopOptions, type SubscribeOptions, type Subscription } from './bus';
 import { fromNatsMessage, toNatsMessage, type NatsMessage } from './nats-binding';
 import { consumerNameFor } from './subjects';
 
@@ -34,7 +34,15 @@ interface Subscriber {
   handler: EventHandler;
   concurrency: number;
   running: Set<Promise<void>>;
+  /** The deliveries behind `running`, to hand back when a drain deadline passes. */
+  inFlight: Set<InFlight>;
   stopped: boolean;
+}
+
+interface InFlight {
+  pending: Pending;
+  controller: AbortController;
+  handedBack: boolean;
 }
 
 /** One durable consumer: its backlog and the subscribers that share it. */
@@ -86,30 +94,44 @@ export class InProcessBus implements EventBus {
         durable = { type: options.types[index], backlog: [], subscribers: [], nextSubscriber: 0 };
         this.durables.set(name, durable);
       }
-      const subscriber: Subscriber = { options, handler, concurrency: Math.max(1, options.concurrency ?? 1), running: new Set(), stopped: false };
+      const subscriber: Subscriber = { options, handler, concurrency: Math.max(1, options.concurrency ?? 1), running: new Set(), inFlight: new Set(), stopped: false };
       durable.subscribers.push(subscriber);
       this.dispatchSoon(durable);
       return { durable, subscriber };
     });
     const subscription: Subscription = {
-      stop: async () => {
+      stop: async (stopOptions: StopOptions = {}) => {
         for (const { durable, subscriber } of joined) {
           subscriber.stopped = true;
           durable.subscribers = durable.subscribers.filter((s) => s !== subscriber);
         }
         this.subscriptions.delete(subscription);
-        await Promise.allSettled(joined.flatMap(({ subscriber }) => [...subscriber.running]));
+        const finished = Promise.allSettled(joined.flatMap(({ subscriber }) => [...subscriber.running]));
+        if (stopOptions.deadlineMs === undefined) return void (await finished);
+        if (await settlesWithin(finished, stopOptions.deadlineMs)) return;
+        // Past the deadline: abort what still runs and offer it to the durable's other subscribers.
+        for (const { durable, subscriber } of joined) {
+          for (const entry of subscriber.inFlight) {
+            entry.handedBack = true;
+            entry.controller.abort(new HandedBack(stopOptions.deadlineMs));
+            if (!this.closed) {
+              durable.backlog.unshift(entry.pending);
+              this.dispatchSoon(durable);
+            }
+          }
+        }
+        await settlesWithin(finished, HAND_BACK_CLEANUP_MS);
       },
     };
     this.subscriptions.add(subscription);
     return subscription;
   }
 
-  async close(): Promise<void> {
+  async close(options?: StopOptions): Promise<void> {
     this.closed = true;
     for (const timer of this.retryTimers) clearTimeout(timer);
     this.retryTimers.clear();
-    await Promise.all([...this.subscriptions].map((s) => s.stop()));
+    await Promise.all([...this.subscriptions].map((s) => s.stop(options)));
   }
 
   private isDuplicate(id: string): boolean {
@@ -159,16 +181,21 @@ export class InProcessBus implements EventBus {
 
   private async handle(durable: Durable, subscriber: Subscriber, pending: Pending): Promise<void> {
     const event = fromNatsMessage(pending.message);
-    const delivery: Delivery = { attempt: pending.attempt, working: () => undefined };
+    const entry: InFlight = { pending, controller: new AbortController(), handedBack: false };
+    const delivery: Delivery = { attempt: pending.attempt, working: () => undefined, signal: entry.controller.signal };
+    subscriber.inFlight.add(entry);
     try {
       await subscriber.handler(event, delivery);
     } catch (error) {
+      if (entry.handedBack) return;
       const maxDeliver = subscriber.options.maxDeliver ?? DEFAULT_MAX_DELIVER;
       if (pending.attempt >= maxDeliver) {
         await this.giveUp(subscriber, event, error);
       } else {
         this.retryLater(durable, { message: pending.message, attempt: pending.attempt + 1 });
       }
+    } finally {
+      subscriber.inFlight.delete(entry);
     }
   }
 

@@ -21,7 +21,7 @@ import {
   type MsgHdrs,
   type NatsConnection,
 } from 'nats';
-import type { Delivery, EventBus, EventHandler, SubscribeOptions, Subscription } from './bus';
+import { HAND_BACK_CLEANUP_MS, HandedBack, settlesWithin, type Delivery, type EventBus, type EventHandler, type StopOptions, type SubscribeOptions, type Subscription } from './bus';
 import { fromNatsMessage, toNatsMessage } from './nats-binding';
 import {
   DEAD_LETTER_HEADERS,
@@ -160,10 +160,10 @@ export class JetStreamBus implements EventBus {
     for (const loop of loops) loop.start(Math.max(1, options.concurrency ?? 1));
     const watchers = options.onGiveUp ? names.map((name) => this.watchExhaustedDeliveries(name, options.onGiveUp!)) : [];
     const subscription: Subscription = {
-      stop: async () => {
+      stop: async (stopOptions) => {
         this.subscriptions.delete(subscription);
         for (const watcher of watchers) watcher.unsubscribe();
-        await Promise.all(loops.map((loop) => loop.stop()));
+        await Promise.all(loops.map((loop) => loop.stop(stopOptions)));
       },
     };
     this.subscriptions.add(subscription);
@@ -199,9 +199,12 @@ export class JetStreamBus implements EventBus {
     });
   }
 
-  /** Stops every subscription (in-flight handlers finish and ack), then drains the connection. */
-  async close(): Promise<void> {
-    await Promise.all([...this.subscriptions].map((s) => s.stop()));
+  /**
+   * Stops every subscription (in-flight handlers finish and ack, or are handed back past the
+   * deadline), then drains the connection, which delivers the last acks and naks.
+   */
+  async close(options?: StopOptions): Promise<void> {
+    await Promise.all([...this.subscriptions].map((s) => s.stop(options)));
     if (!this.nc.isClosed()) await this.nc.drain();
   }
 }
@@ -266,10 +269,18 @@ function isNotFound(error: unknown): boolean {
 
 type PullConsumer = Awaited<ReturnType<JetStreamClient['consumers']['get']>>;
 
+/** A delivery a handler is working on; handed back when the drain deadline passes. */
+interface InFlight {
+  message: JsMsg;
+  controller: AbortController;
+  handedBack: boolean;
+}
+
 /** Workers pulling from one durable consumer and settling each message with the handler's outcome. */
 class PullLoop {
   private stopping = false;
   private readonly pulls = new Set<ConsumerMessages>();
+  private readonly inFlight = new Set<InFlight>();
   private workers: Promise<void>[] = [];
 
   constructor(
@@ -287,11 +298,25 @@ class PullLoop {
     for (let i = 0; i < workers; i++) this.workers.push(this.work());
   }
 
-  /** Ends outstanding pulls, lets in-flight handlers finish and settle their messages. */
-  async stop(): Promise<void> {
+  /**
+   * Ends outstanding pulls and lets in-flight handlers finish and settle their messages. Past
+   * `deadlineMs` each one still running is handed back: nak'ed without delay (so another replica
+   * takes it now, not after the ack wait) and its handler's signal aborted so that it cleans up;
+   * stop() then waits for that clean-up only briefly.
+   */
+  async stop(options: StopOptions = {}): Promise<void> {
     this.stopping = true;
     for (const pull of this.pulls) pull.stop();
-    await Promise.all(this.workers);
+    const finished = Promise.all(this.workers);
+    if (options.deadlineMs === undefined) return void (await finished);
+    if (await settlesWithin(finished, options.deadlineMs)) return;
+    for (const entry of this.inFlight) {
+      entry.handedBack = true;
+      entry.message.nak();
+      entry.controller.abort(new HandedBack(options.deadlineMs));
+      this.log.warn({ consumer: this.name, seq: entry.message.seq }, 'drain deadline passed: delivery handed back to another replica');
+    }
+    await settlesWithin(finished, HAND_BACK_CLEANUP_MS);
   }
 
   private async work(): Promise<void> {
@@ -330,11 +355,20 @@ class PullLoop {
       message.term(); // no reason text: nats-server 2.9 does not understand '+TERM <reason>'
       return;
     }
+    if (this.stopping) {
+      // Pulled as the loop began to stop: not started, so handed straight back.
+      message.nak();
+      return;
+    }
     const attempt = message.info.redeliveryCount;
-    const delivery: Delivery = { attempt, working: () => message.working() };
+    const entry: InFlight = { message, controller: new AbortController(), handedBack: false };
+    const delivery: Delivery = { attempt, working: () => message.working(), signal: entry.controller.signal };
+    this.inFlight.add(entry);
     try {
       await this.handler(event, delivery);
     } catch (error) {
+      // Handed back: nak'ed already, and not a failure of the event.
+      if (entry.handedBack) return;
       if (attempt >= this.maxDeliver) {
         await this.giveUp(event, error);
         message.term();
@@ -342,7 +376,10 @@ class PullLoop {
         message.nak(this.retryDelayMs(attempt));
       }
       return;
+    } finally {
+      this.inFlight.delete(entry);
     }
+    if (entry.handedBack) return;
     try {
       // Wait for the server to confirm, so a stop() that follows never loses the ack.
       await message.ackAck();

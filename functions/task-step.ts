@@ -71,6 +71,8 @@ export async function runStep(ctx: StageContext, taskId: string, work: () => Pro
   try {
     await work();
   } catch (err) {
+    // Handed back on shutdown: another replica takes the event over; the task is neither cancelled nor failed.
+    if (ctx.delivery.signal?.aborted) throw err;
     if ((err as Error)?.name === 'ConversionCancelledError') {
       await cancelTask(ctx, taskId);
       return;

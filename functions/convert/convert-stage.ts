@@ -40,6 +40,10 @@ export const convertStage = taskStage('convert', {
     const partSize = Math.max(5 * MiB, Math.min(16 * MiB, Math.floor(ctx.config.memoryLimitBytes / 32)));
     const sink = new HashingSink(new S3MultipartSink(ctx.s3, bucket, key, { partSize, queueSize: 4, expectedSize: task.request.importImage ? undefined : task.request.volumeSizeGiB * GiB }));
     const progress = new TaskProgress(ctx, taskId, rowOf('convert').progress);
+    // Handed back on shutdown: the upload is aborted now, not when the converter next looks up
+    // (it may be waiting for a slow part upload), so the clean-up fits in the drain deadline.
+    const abortUpload = () => void sink.abort().catch(() => undefined);
+    ctx.delivery.signal?.addEventListener('abort', abortUpload, { once: true });
     let result;
     const started = process.hrtime.bigint();
     try {
@@ -56,6 +60,8 @@ export const convertStage = taskStage('convert', {
     } catch (err) {
       await sink.abort().catch(() => undefined);
       throw err;
+    } finally {
+      ctx.delivery.signal?.removeEventListener('abort', abortUpload);
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     ctx.recordTransfer?.({ bytesWritten: result.bytesWritten, conversion: { format: described.format.toLowerCase(), virtualBytes: result.info.virtualSize, seconds } });

@@ -5,8 +5,9 @@
  *   IMAGING_ADMIN_PORT (default 8775): /healthz, /readyz and /metrics
  *   IMAGING_CONCURRENCY, IMAGING_MAX_DELIVER, IMAGING_ACK_WAIT_MS  (jetstream mode; defaults
  *   from the stage's row in pipeline/table.ts), IMAGING_RETRY_BACKOFF_MS / _MAX_MS (back-off)
- * plus the other settings a stage reads (config/settings-schema.ts). SIGTERM/SIGINT stop intake, let in-flight work
- * finish, and exit 0, so a rolling update never cuts a conversion short on purpose.
+ * plus the other settings a stage reads (config/settings-schema.ts). SIGTERM/SIGINT stop intake and let in-flight
+ * work finish for up to IMAGING_DRAIN_DEADLINE_MS; what still runs then is handed back (nak'ed, so another
+ * replica takes it at once), cleans up what it wrote, and the process exits 0.
  */
 import { JetStreamBus } from '../../events/jetstream-bus';
 import { retryDelays } from '../../events/retry-backoff';
@@ -63,7 +64,7 @@ export async function startStageProcess(env: Env = process.env): Promise<{ descr
     describe: `stage ${stage.name} consuming ${stage.consumes} from ${natsUrl}; admin on ${admin.server.url}`,
     adminUrl: admin.server.url,
     shutdown: async () => {
-      await subscription.stop();
+      await subscription.stop({ deadlineMs: settings.drainDeadlineMs });
       await admin.server.close();
       await bus.close();
       await deps.tasks.close();
