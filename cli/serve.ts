@@ -22,6 +22,8 @@ import { JetStreamBus } from '../events/jetstream-bus';
 import { retryDelays } from '../events/retry-backoff';
 import { ALL_STAGES } from '../functions/stages';
 import { runStageOnBus } from '../functions/host/stage-runner';
+import { startSweeper } from '../functions/sweeper';
+import { startJanitor } from '../functions/janitor';
 import type { StageConfig } from '../functions/stage';
 import { ensureBucket, makeS3Client, type ObjectStorageConfig } from '../toolkit/io/object-storage';
 import { hostOf } from '../toolkit/io/url-policy';
@@ -119,6 +121,7 @@ export async function startService(settings: ServeSettings, options: { logToStde
       allowedObjectHosts,
       uploadPollMs: typed.uploadPollMs,
       memoryLimitBytes: typed.memoryLimitMb * 2 ** 20,
+      leaseMs: typed.leaseMs,
     };
     const subscriptions: Subscription[] = [];
     // Each stage consumes as its row in the pipeline table says (runStageOnBus reads it).
@@ -128,6 +131,16 @@ export async function startService(settings: ServeSettings, options: { logToStde
     stops.push(async () => {
       await Promise.all(subscriptions.map((s) => s.stop({ deadlineMs: typed.drainDeadlineMs })));
     });
+    const sweeper = startSweeper({ tasks, s3, config, log: log.child({ part: 'sweeper' }) }, (event) => bus.publish(event), {
+      intervalMs: Math.min(typed.sweepIntervalMs, typed.uploadPollMs),
+      idleMs: typed.redriveIdleMs,
+    });
+    stops.push(() => sweeper.stop());
+    const janitor = startJanitor({ tasks, s3, bucket: config.imageBucket, log: log.child({ part: 'janitor' }) }, {
+      intervalMs: typed.janitorIntervalMs,
+      ageMs: typed.leftoverAgeMs,
+    });
+    stops.push(() => janitor.stop());
 
     const gateway = createGateway({
       tasks,

@@ -10,7 +10,7 @@
  * process cannot crash without taking the bus with it.
  */
 import type { CloudEvent, CloudEventV1 } from 'cloudevents';
-import { HAND_BACK_CLEANUP_MS, HandedBack, settlesWithin, type Delivery, type EventBus, type EventHandler, type StopOptions, type SubscribeOptions, type Subscription } from './bus';
+import { HAND_BACK_CLEANUP_MS, HandedBack, RetryLater, settlesWithin, type Delivery, type EventBus, type EventHandler, type StopOptions, type SubscribeOptions, type Subscription } from './bus';
 import { fromNatsMessage, toNatsMessage, type NatsMessage } from './nats-binding';
 import { consumerNameFor } from './subjects';
 
@@ -40,9 +40,11 @@ interface Subscriber {
 }
 
 interface InFlight {
+  durable: Durable;
   pending: Pending;
   controller: AbortController;
   handedBack: boolean;
+  requeued?: boolean;
 }
 
 /** One durable consumer: its backlog and the subscribers that share it. */
@@ -109,18 +111,18 @@ export class InProcessBus implements EventBus {
         const finished = Promise.allSettled(joined.flatMap(({ subscriber }) => [...subscriber.running]));
         if (stopOptions.deadlineMs === undefined) return void (await finished);
         if (await settlesWithin(finished, stopOptions.deadlineMs)) return;
-        // Past the deadline: abort what still runs and offer it to the durable's other subscribers.
-        for (const { durable, subscriber } of joined) {
+        // Past the deadline: abort what still runs; each is offered to the durable's other
+        // subscribers once its handler has cleaned up (handle), or after the clean-up wait.
+        const handedBack: InFlight[] = [];
+        for (const { subscriber } of joined) {
           for (const entry of subscriber.inFlight) {
             entry.handedBack = true;
             entry.controller.abort(new HandedBack(stopOptions.deadlineMs));
-            if (!this.closed) {
-              durable.backlog.unshift(entry.pending);
-              this.dispatchSoon(durable);
-            }
+            handedBack.push(entry);
           }
         }
         await settlesWithin(finished, HAND_BACK_CLEANUP_MS);
+        for (const entry of handedBack) this.handBack(entry);
       },
     };
     this.subscriptions.add(subscription);
@@ -181,13 +183,17 @@ export class InProcessBus implements EventBus {
 
   private async handle(durable: Durable, subscriber: Subscriber, pending: Pending): Promise<void> {
     const event = fromNatsMessage(pending.message);
-    const entry: InFlight = { pending, controller: new AbortController(), handedBack: false };
+    const entry: InFlight = { durable, pending, controller: new AbortController(), handedBack: false };
     const delivery: Delivery = { attempt: pending.attempt, working: () => undefined, signal: entry.controller.signal };
     subscriber.inFlight.add(entry);
     try {
       await subscriber.handler(event, delivery);
     } catch (error) {
-      if (entry.handedBack) return;
+      if (entry.handedBack) return this.handBack(entry);
+      if (error instanceof RetryLater) {
+        this.retryLater(durable, pending, error.delayMs);
+        return;
+      }
       const maxDeliver = subscriber.options.maxDeliver ?? DEFAULT_MAX_DELIVER;
       if (pending.attempt >= maxDeliver) {
         await this.giveUp(subscriber, event, error);
@@ -197,6 +203,14 @@ export class InProcessBus implements EventBus {
     } finally {
       subscriber.inFlight.delete(entry);
     }
+  }
+
+  /** Offers a handed-back delivery to the durable's other subscribers (once), unless the bus is closed. */
+  private handBack(entry: InFlight): void {
+    if (entry.requeued || this.closed) return;
+    entry.requeued = true;
+    entry.durable.backlog.unshift(entry.pending);
+    this.dispatchSoon(entry.durable);
   }
 
   private async giveUp(subscriber: Subscriber, event: CloudEvent<unknown>, error: unknown): Promise<void> {
@@ -209,13 +223,13 @@ export class InProcessBus implements EventBus {
     }
   }
 
-  private retryLater(durable: Durable, pending: Pending): void {
+  private retryLater(durable: Durable, pending: Pending, delayMs = this.retryDelayMs(pending.attempt - 1)): void {
     if (this.closed) return;
     const timer = setTimeout(() => {
       this.retryTimers.delete(timer);
       durable.backlog.push(pending);
       this.dispatch(durable);
-    }, this.retryDelayMs(pending.attempt - 1));
+    }, delayMs);
     this.retryTimers.add(timer);
   }
 }

@@ -21,7 +21,7 @@ import {
   type MsgHdrs,
   type NatsConnection,
 } from 'nats';
-import { HAND_BACK_CLEANUP_MS, HandedBack, settlesWithin, type Delivery, type EventBus, type EventHandler, type StopOptions, type SubscribeOptions, type Subscription } from './bus';
+import { HAND_BACK_CLEANUP_MS, HandedBack, RetryLater, settlesWithin, type Delivery, type EventBus, type EventHandler, type StopOptions, type SubscribeOptions, type Subscription } from './bus';
 import { fromNatsMessage, toNatsMessage } from './nats-binding';
 import {
   DEAD_LETTER_HEADERS,
@@ -274,6 +274,14 @@ interface InFlight {
   message: JsMsg;
   controller: AbortController;
   handedBack: boolean;
+  nakked?: boolean;
+}
+
+/** Offers a handed-back delivery to another consumer at once (once). */
+function handBack(entry: InFlight): void {
+  if (entry.nakked) return;
+  entry.nakked = true;
+  entry.message.nak();
 }
 
 /** Workers pulling from one durable consumer and settling each message with the handler's outcome. */
@@ -300,9 +308,9 @@ class PullLoop {
 
   /**
    * Ends outstanding pulls and lets in-flight handlers finish and settle their messages. Past
-   * `deadlineMs` each one still running is handed back: nak'ed without delay (so another replica
-   * takes it now, not after the ack wait) and its handler's signal aborted so that it cleans up;
-   * stop() then waits for that clean-up only briefly.
+   * `deadlineMs` each one still running is handed back: its handler's signal is aborted so that
+   * it cleans up, and the message is nak'ed without delay (another replica takes it now, not
+   * after the ack wait) once the handler ends, or after a short clean-up wait regardless.
    */
   async stop(options: StopOptions = {}): Promise<void> {
     this.stopping = true;
@@ -310,13 +318,15 @@ class PullLoop {
     const finished = Promise.all(this.workers);
     if (options.deadlineMs === undefined) return void (await finished);
     if (await settlesWithin(finished, options.deadlineMs)) return;
-    for (const entry of this.inFlight) {
+    const handedBack = [...this.inFlight];
+    for (const entry of handedBack) {
       entry.handedBack = true;
-      entry.message.nak();
       entry.controller.abort(new HandedBack(options.deadlineMs));
       this.log.warn({ consumer: this.name, seq: entry.message.seq }, 'drain deadline passed: delivery handed back to another replica');
     }
     await settlesWithin(finished, HAND_BACK_CLEANUP_MS);
+    // Handlers that cleaned up nak'ed as they ended (settle); the rest are nak'ed now regardless.
+    for (const entry of handedBack) handBack(entry);
   }
 
   private async work(): Promise<void> {
@@ -367,8 +377,15 @@ class PullLoop {
     try {
       await this.handler(event, delivery);
     } catch (error) {
-      // Handed back: nak'ed already, and not a failure of the event.
-      if (entry.handedBack) return;
+      // Handed back: not a failure of the event. Nak'ed once the handler has cleaned up (its
+      // lease released), so the replica that takes it over finds the task free.
+      if (entry.handedBack) return handBack(entry);
+      if (error instanceof RetryLater) {
+        // Not a failure: offered again later. Past the last delivery the sweeper re-drives the task.
+        if (attempt >= this.maxDeliver) message.term();
+        else message.nak(error.delayMs);
+        return;
+      }
       if (attempt >= this.maxDeliver) {
         await this.giveUp(event, error);
         message.term();
@@ -379,7 +396,8 @@ class PullLoop {
     } finally {
       this.inFlight.delete(entry);
     }
-    if (entry.handedBack) return;
+    // A handed-back handler that finished anyway did the work: acked like any other.
+    if (entry.nakked) return;
     try {
       // Wait for the server to confirm, so a stop() that follows never loses the ack.
       await message.ackAck();

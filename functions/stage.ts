@@ -4,6 +4,7 @@ import type { TaskStore } from '../tasks/store';
 import type { Delivery } from '../events/bus';
 import type { ObjectStorageConfig } from '../toolkit/io/object-storage';
 import type { StageName } from '../pipeline/table';
+import type { Attempt } from './lease';
 
 /** Settings every stage sees. */
 export interface StageConfig {
@@ -16,6 +17,12 @@ export interface StageConfig {
   uploadPollMs: number;
   /** Memory bound for conversion, bytes. */
   memoryLimitBytes: number;
+  /** How long a stage's claim on a task lasts without renewal (default 60 s). */
+  leaseMs?: number;
+  /** The bus's ack wait when set (else the stage's row's): the heartbeat comes well within it. */
+  ackWaitMs?: number;
+  /** Test hook (IMAGING_TEST_EXIT_AFTER_ADVANCE): this stage's process exits between advancing a task and publishing. */
+  exitAfterAdvance?: string;
 }
 
 export interface Logger {
@@ -34,6 +41,10 @@ export interface StageContext {
   log: Logger;
   /** Reports image bytes moved (metrics); absent where nothing records them. */
   recordTransfer?(transfer: StageTransfer): void;
+  /** The attempt this handler is making at the task (set once it holds the task's lease). */
+  attempt?: Attempt;
+  /** Aborted when the attempt loses its lease to another replica. */
+  signal?: AbortSignal;
 }
 
 /** Image bytes a stage moved: written to object storage, and a finished conversion's pace. */

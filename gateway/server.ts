@@ -77,6 +77,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
         allowedObjectHosts: deps.allowedObjectHosts,
         taskLifetimeMs,
         now: () => new Date(),
+        log,
         ...(deps.deleteImageObject ? { deleteImageObject: deps.deleteImageObject } : {}),
       };
       const body = await runAction(request.action, request.params, ctx);

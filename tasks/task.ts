@@ -190,6 +190,18 @@ export interface TaskDocument {
   cancelRequested?: { at: string; reason?: string };
   /** Tags of the task itself (CreateTags on an import task id). */
   tags?: Tag[];
+  /**
+   * The event that moved the task into its present state, written in the same compare-and-set
+   * as the state: whoever finds the task without its next step running (a redelivered earlier
+   * event, the sweeper) publishes it again, under its own id so JetStream drops a duplicate.
+   */
+  outbox?: TaskOutboxEvent;
+  /** The replica working on the task now, and until when; others leave the task alone until it expires. */
+  lease?: TaskLease;
+  /** A task waiting (for an upload) is looked at again at this time (ISO), by the sweeper. */
+  wakeAt?: string;
+  /** Upload checks made so far, to space out the next one. */
+  uploadChecks?: number;
   /** Optimistic concurrency: incremented by every write. */
   version: number;
 }
@@ -227,6 +239,22 @@ export interface ImageRecord {
   sizeGiB: number;
   tags?: Tag[];
   createdAt: string;
+}
+
+export interface TaskOutboxEvent {
+  id: string;
+  type: string;
+  source: string;
+  data: Record<string, unknown>;
+}
+
+export interface TaskLease {
+  /** Which replica holds it (host, process, random). */
+  holder: string;
+  stage: string;
+  /** Counts the attempts at the task; a stage's outputs are written under their attempt's number. */
+  epoch: number;
+  expiresAt: string; // ISO
 }
 
 export interface VolumeRecord {

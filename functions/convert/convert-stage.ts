@@ -15,7 +15,7 @@ import type { FormatName } from '../../toolkit/formats/format';
 import { assertAllowedUrl, objectUrlPolicy } from '../object-fetch';
 import { rowOf } from '../../pipeline/table';
 import { TaskProgress } from '../progress';
-import { advanceToNext, imagePrefix, taskStage } from '../task-step';
+import { advanceToNext, attemptPrefix, clearPredecessors, taskStage } from '../task-step';
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
@@ -34,8 +34,10 @@ export const convertStage = taskStage('convert', {
       `the uploaded ${described.format} image`,
     );
     const bucket = ctx.config.imageBucket;
-    const key = `${imagePrefix(taskId)}disk.raw`;
+    // Each attempt writes under its own key, after clearing what earlier attempts left.
+    const key = `${attemptPrefix(taskId, ctx.attempt)}disk.raw`;
     await ensureBucket(ctx.s3, bucket);
+    await clearPredecessors(ctx, taskId);
     // Parts held by the upload, (queue 4 + 1) × partSize, are a fixed share of the memory bound: 5/32 of it.
     const partSize = Math.max(5 * MiB, Math.min(16 * MiB, Math.floor(ctx.config.memoryLimitBytes / 32)));
     const sink = new HashingSink(new S3MultipartSink(ctx.s3, bucket, key, { partSize, queueSize: 4, expectedSize: task.request.importImage ? undefined : task.request.volumeSizeGiB * GiB }));

@@ -18,6 +18,8 @@ import type { StageDeps } from './deps';
 import { ConfigError, stageDepsFromEnv, stageSettingsFromEnv } from './env-config';
 import { startHttpStage } from './http-function';
 import { runStageOnBus } from './stage-runner';
+import { startSweeper } from '../sweeper';
+import { startJanitor } from '../janitor';
 
 type Env = Record<string, string | undefined>;
 
@@ -60,10 +62,21 @@ export async function startStageProcess(env: Env = process.env): Promise<{ descr
     ackWaitMs: settings.ackWaitMs,
   });
   const admin = await startAdmin([natsCheck(bus)]);
+  // Every replica sweeps: re-drives publish under shared ids, so replicas sweeping together publish once.
+  const sweeper = startSweeper(deps, (event) => bus.publish(event), {
+    intervalMs: Math.min(settings.sweepIntervalMs, settings.uploadPollMs),
+    idleMs: settings.redriveIdleMs,
+  });
+  // Convert writes the image store, so its replicas also clear what killed attempts left there.
+  const janitor = stage.name === 'convert'
+    ? startJanitor({ tasks: deps.tasks, s3: deps.s3, bucket: deps.config.imageBucket, log: deps.log }, { intervalMs: settings.janitorIntervalMs, ageMs: settings.leftoverAgeMs })
+    : undefined;
   return {
     describe: `stage ${stage.name} consuming ${stage.consumes} from ${natsUrl}; admin on ${admin.server.url}`,
     adminUrl: admin.server.url,
     shutdown: async () => {
+      await sweeper.stop();
+      await janitor?.stop();
       await subscription.stop({ deadlineMs: settings.drainDeadlineMs });
       await admin.server.close();
       await bus.close();

@@ -15,6 +15,7 @@ export interface ActionContext {
   now(): Date;
   /** Removes an object of the image store (the bytes of a deleted volume or snapshot); absent, bytes stay. */
   deleteImageObject?(bucket: string, key: string): Promise<void>;
+  log?: { warn(obj: object, msg?: string): void };
 }
 
 /**

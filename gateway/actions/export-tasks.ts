@@ -15,7 +15,7 @@ import { Ec2Error } from '../errors';
 import type { QueryParams } from '../query-request';
 import type { XmlObject } from '../xml';
 import type { ActionContext, ActionHandler } from './action';
-import { announceTask, createWithFreshId } from './start-task';
+import { announceTask, createWithFreshId, withStartEvent } from './start-task';
 
 export const EXPORT_REQUESTED_MESSAGE = 'Exporting';
 export const CANCELED_BY_USER = 'Canceled by user';
@@ -89,7 +89,7 @@ export const createInstanceExportTask: ActionHandler<CreateInput> = {
 
   async run(input, ctx) {
     const task = await createExportTask(input, ctx);
-    await announceTask(ctx, task, 'io.imaging.export.requested', 'export');
+    await announceTask(ctx, task);
     return { exportTask: exportTaskXml(task) };
   },
 };
@@ -101,7 +101,7 @@ function extensionOf(request: Pick<ExportRequest, 'diskImageFormat' | 'container
 async function createExportTask({ sizeGiB, ...input }: CreateInput, ctx: ActionContext): Promise<TaskDocument> {
   const now = ctx.now();
   const at = now.toISOString();
-  return createWithFreshId(ctx, newExportInstanceTaskId, (id) => ({
+  return createWithFreshId(ctx, newExportInstanceTaskId, (id) => withStartEvent({
     id,
     kind: 'export-instance',
     accountId: ctx.caller.accountId,
@@ -122,7 +122,7 @@ async function createExportTask({ sizeGiB, ...input }: CreateInput, ctx: ActionC
     updatedAt: at,
     expiresAt: new Date(now.getTime() + ctx.taskLifetimeMs).toISOString(),
     version: 0,
-  }));
+  }, 'io.imaging.export.requested'));
 }
 
 /**
