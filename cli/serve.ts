@@ -122,6 +122,7 @@ export async function startService(settings: ServeSettings, options: { logToStde
       uploadPollMs: typed.uploadPollMs,
       memoryLimitBytes: typed.memoryLimitMb * 2 ** 20,
       leaseMs: typed.leaseMs,
+      phaseDeadlineMs: typed.phaseDeadlineMs,
     };
     const subscriptions: Subscription[] = [];
     // Each stage consumes as its row in the pipeline table says (runStageOnBus reads it).

@@ -59,6 +59,7 @@ function stageConfigOf(settings: Settings): StageConfig {
     uploadPollMs: settings.uploadPollMs,
     memoryLimitBytes: settings.memoryLimitMb * 1024 * 1024,
     leaseMs: settings.leaseMs,
+    phaseDeadlineMs: settings.phaseDeadlineMs,
     ...(settings.ackWaitMs ? { ackWaitMs: settings.ackWaitMs } : {}),
     ...(settings.testExitAfterAdvance ? { exitAfterAdvance: settings.testExitAfterAdvance } : {}),
   };

@@ -344,6 +344,7 @@ describe('configuration from the environment', () => {
       uploadPollMs: 5000,
       memoryLimitBytes: 256 * 1024 * 1024,
       leaseMs: 60_000,
+      phaseDeadlineMs: 600_000,
     });
   });
 
