@@ -43,6 +43,12 @@ export interface ServeSettings {
   retryBackoffMs: string;
   retryBackoffMaxMs: string;
   drainDeadlineMs: string;
+  maxImageBytes: string;
+  scratchDir: string;
+  scratchLimitMb: string;
+  scratchWhenFull: string;
+  workerThreads: string;
+  readsInFlight: string;
 }
 
 export const SERVE_SETTINGS: SettingSpec[] = settingsReadBy('serve')
