@@ -39,6 +39,10 @@ export interface ServeSettings {
   taskLifetimeHours: string;
   logLevel: string;
   adminPort: string;
+  maxDeliver: string;
+  retryBackoffMs: string;
+  retryBackoffMaxMs: string;
+  drainDeadlineMs: string;
   maxImageBytes: string;
   scratchDir: string;
   scratchLimitMb: string;

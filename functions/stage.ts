@@ -23,6 +23,8 @@ export interface StageConfig {
   readsInFlight?: number;
   /** How long a stage's claim on a task lasts without renewal (default 60 s). */
   leaseMs?: number;
+  /** Longest a handler may go without a sign of progress (IMAGING_PHASE_DEADLINE_MS; default 10 min). */
+  phaseDeadlineMs?: number;
   /** The bus's ack wait when set (else the stage's row's): the heartbeat comes well within it. */
   ackWaitMs?: number;
   /** Test hook (IMAGING_TEST_EXIT_AFTER_ADVANCE): this stage's process exits between advancing a task and publishing. */

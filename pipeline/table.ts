@@ -29,7 +29,10 @@ export interface PipelineRow {
   readonly concurrency: number;
   /** How long a delivery may go without a sign of life before another replica gets it (IMAGING_ACK_WAIT_MS). */
   readonly ackWaitMs: number;
-  /** Attempts before the task is failed with the last error (IMAGING_MAX_DELIVER). */
+  /**
+   * Attempts before the task is failed with the last error (IMAGING_MAX_DELIVER). 12 with the
+   * default back-off (events/retry-backoff.ts) rides out a 5-minute outage of S3, NATS or MongoDB.
+   */
   readonly maxDeliver: number;
 }
 
@@ -45,7 +48,7 @@ export const PIPELINE = [
     progress: [0, 5],
     concurrency: 1,
     ackWaitMs: 30_000,
-    maxDeliver: 5,
+    maxDeliver: 12,
   },
   {
     stage: 'decrypt',
@@ -58,7 +61,7 @@ export const PIPELINE = [
     progress: [5, 10],
     concurrency: 1,
     ackWaitMs: 30_000,
-    maxDeliver: 5,
+    maxDeliver: 12,
   },
   {
     stage: 'convert',
@@ -70,7 +73,7 @@ export const PIPELINE = [
     progress: [10, 90],
     concurrency: 1,
     ackWaitMs: 30_000,
-    maxDeliver: 5,
+    maxDeliver: 12,
   },
   {
     stage: 'validate',
@@ -82,7 +85,7 @@ export const PIPELINE = [
     progress: [90, 95],
     concurrency: 1,
     ackWaitMs: 30_000,
-    maxDeliver: 5,
+    maxDeliver: 12,
   },
   {
     stage: 'register',
@@ -94,7 +97,7 @@ export const PIPELINE = [
     progress: [95, 100],
     concurrency: 1,
     ackWaitMs: 30_000,
-    maxDeliver: 5,
+    maxDeliver: 12,
   },
   {
     // Not chained to the import rows: CreateInstanceExportTask starts it on a task of its own.
@@ -107,7 +110,7 @@ export const PIPELINE = [
     progress: [0, 100],
     concurrency: 1,
     ackWaitMs: 30_000,
-    maxDeliver: 5,
+    maxDeliver: 12,
   },
 ] as const satisfies readonly PipelineRow[];
 

@@ -61,6 +61,7 @@ function stageConfigOf(settings: Settings): StageConfig {
     maxImageBytes: settings.maxImageBytes,
     readsInFlight: settings.readsInFlight,
     leaseMs: settings.leaseMs,
+    phaseDeadlineMs: settings.phaseDeadlineMs,
     ...(settings.ackWaitMs ? { ackWaitMs: settings.ackWaitMs } : {}),
     ...(settings.testExitAfterAdvance ? { exitAfterAdvance: settings.testExitAfterAdvance } : {}),
   };

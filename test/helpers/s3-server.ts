@@ -27,32 +27,51 @@ export interface RunningS3Server {
   accessKeyId: string;
   secretAccessKey: string;
   region: string;
+  /** An outage: stops listening (connections are refused), keeping the objects. */
+  goDown(): Promise<void>;
+  /** Ends an outage: listens again on the same port with the same objects. */
+  comeBack(): Promise<void>;
   stop(): Promise<void>;
 }
 
 export async function startS3Server(): Promise<RunningS3Server> {
   const directory = tempDir('s3rver-');
-  const server = new S3rver({
-    address: '127.0.0.1',
-    port: 0,
-    silent: true,
-    directory,
-    // Virtual-host buckets would need DNS; every client here uses path-style addressing.
-    vhostBuckets: false,
-  });
-  const address = await server.run();
+  const listen = async (port: number) => {
+    const server = new S3rver({
+      address: '127.0.0.1',
+      port,
+      silent: true,
+      directory,
+      // Virtual-host buckets would need DNS; every client here uses path-style addressing.
+      vhostBuckets: false,
+    });
+    return { server, address: await server.run() };
+  };
+  let { server, address } = await listen(0);
+  let up = true;
   const endpoint = `http://127.0.0.1:${address.port}`;
   const credentials = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER', region: 'us-east-1' };
   const s3 = makeS3Client({ endpoint, forcePathStyle: true, ...credentials });
+  const close = async () => {
+    if (!up) return;
+    up = false;
+    // Keep-alive sockets from SDK clients would otherwise hold close() open.
+    server.httpServer?.closeAllConnections();
+    await server.close();
+  };
   return {
     endpoint,
     s3,
     ...credentials,
+    goDown: close,
+    async comeBack() {
+      if (up) return;
+      ({ server, address } = await listen(address.port));
+      up = true;
+    },
     async stop() {
       s3.destroy();
-      // Keep-alive sockets from SDK clients would otherwise hold close() open.
-      server.httpServer?.closeAllConnections();
-      await server.close();
+      await close();
       rmSync(directory, { recursive: true, force: true });
     },
   };
