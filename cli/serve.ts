@@ -27,6 +27,7 @@ import { hostOf } from '../toolkit/io/url-policy';
 import { CREDENTIALS_FILE, type BootstrapCredentials } from './credentials';
 import { startEmbeddedS3, type EmbeddedS3 } from './embedded-s3';
 import { typedSettings, type ServeSettings } from './settings';
+import { guestPolicyOf } from '../functions/validate/guest-policy';
 
 export interface RunningService {
   ec2Endpoint: string;
@@ -117,6 +118,7 @@ export async function startService(settings: ServeSettings, options: { logToStde
       allowedObjectHosts,
       uploadPollMs: typed.uploadPollMs,
       memoryLimitBytes: typed.memoryLimitMb * 2 ** 20,
+      guestPolicy: guestPolicyOf(typed),
     };
     const subscriptions: Subscription[] = [];
     // Each stage consumes as its row in the pipeline table says (runStageOnBus reads it).

@@ -39,6 +39,10 @@ export interface ServeSettings {
   taskLifetimeHours: string;
   logLevel: string;
   adminPort: string;
+  guestAllowedOs: string;
+  guestRequireBootloader: string;
+  guestRefuseEncrypted: string;
+  guestRefuseMultiBoot: string;
 }
 
 export const SERVE_SETTINGS: SettingSpec[] = settingsReadBy('serve')

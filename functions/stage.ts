@@ -4,6 +4,7 @@ import type { TaskStore } from '../tasks/store';
 import type { Delivery } from '../events/bus';
 import type { ObjectStorageConfig } from '../toolkit/io/object-storage';
 import type { StageName } from '../pipeline/table';
+import type { GuestPolicy } from '../toolkit/inspect/guest';
 
 /** Settings every stage sees. */
 export interface StageConfig {
@@ -16,6 +17,8 @@ export interface StageConfig {
   uploadPollMs: number;
   /** Memory bound for conversion, bytes. */
   memoryLimitBytes: number;
+  /** What the validate stage refuses on a system disk (IMAGING_GUEST_*); unset: DEFAULT_GUEST_POLICY. */
+  guestPolicy?: GuestPolicy;
 }
 
 export interface Logger {

@@ -150,13 +150,33 @@ export interface StoredObject {
   sha256?: string;
 }
 
+/**
+ * What the validate stage found on the converted disk: the guest inspector's report
+ * (toolkit/inspect/guest.ts) in compact form. Plain data, so that tasks/ needs no toolkit types.
+ */
+export interface ValidationReport {
+  sizeBytes: number;
+  partitionTable: 'mbr' | 'gpt' | 'none';
+  /** How the disk was judged: system (an image or instance root: it must boot) or data (a volume, a snapshot). */
+  purpose?: 'system' | 'data';
+  os?: { family: string; distribution?: string; version?: string; prettyName?: string; location: string };
+  kernels?: { path: string; version?: string; architecture?: string; initramfs?: string }[];
+  bootMode?: string;
+  architecture?: string;
+  filesystems?: { type: string; partition?: number; label?: string; uuid?: string; role?: string; mountpoint?: string; encrypted?: boolean }[];
+  findings?: { severity: 'error' | 'warning' | 'info'; code: string; message: string }[];
+  verdict?: { accepted: boolean; message: string };
+  /** Bytes read from the image store to make the report. */
+  bytesRead?: number;
+}
+
 export interface TaskArtifacts {
   manifest?: ParsedImportManifest;
   /** The verified source: the manifest's parts in order, with their sizes. */
   source?: { format: ImageFormat; size: number; parts: { getUrl: string; size: number }[] };
   /** The converted raw disk in the image store. */
   image?: StoredObject;
-  validation?: { sizeBytes: number; partitionTable: 'mbr' | 'gpt' | 'none' };
+  validation?: ValidationReport;
   volumeId?: string;
   /** What an import-image / import-snapshot task created. */
   snapshotId?: string;

@@ -9,6 +9,7 @@ import { makeS3Client, type ObjectStorageConfig } from '../../toolkit/io/object-
 import { hostOf } from '../../toolkit/io/url-policy';
 import { readSettings, SettingError, type Settings } from '../../config/settings-schema';
 import type { StageConfig } from '../stage';
+import { guestPolicyOf } from '../validate/guest-policy';
 import type { StageDeps } from './deps';
 
 type Env = Record<string, string | undefined>;
@@ -55,5 +56,6 @@ function stageConfigOf(settings: Settings): StageConfig {
     allowedObjectHosts: settings.allowedObjectHosts ?? [hostOf(endpoint)],
     uploadPollMs: settings.uploadPollMs,
     memoryLimitBytes: settings.memoryLimitMb * 1024 * 1024,
+    guestPolicy: guestPolicyOf(settings),
   };
 }

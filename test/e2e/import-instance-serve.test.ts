@@ -15,7 +15,9 @@ import { registerStage } from '../../functions/register/register-stage';
 import type { StageContext } from '../../functions/stage';
 import { makeEvent } from '../../events/make-event';
 import { EVENT_TYPES } from '../../events/types';
-import { makeRawDisk, qemuToRaw, tempDir } from '../helpers/disk-corpus';
+import { statSync } from 'fs';
+import { qemuToRaw, tempDir } from '../helpers/disk-corpus';
+import { UUIDS, debianTree, makeDisk } from '../helpers/guest-images';
 import { boto3Call, sdkClient } from '../helpers/ec2-clients';
 import { clientFor, fileSha256, objectBytes, sha256, upload, waitForTask, type Endpoints, runCli } from './import-driver';
 import { startTestService } from './import-driver';
@@ -30,7 +32,13 @@ let reference: Buffer;
 
 beforeAll(async () => {
   dir = tempDir('e2e-instance-');
-  disk = makeRawDisk(dir);
+  // A system disk the validate stage accepts: Debian-shaped, x86_64 kernel, GRUB-like boot code.
+  const path = makeDisk({ dir, path: (name) => join(dir, name), cleanup: () => undefined }, 'disk', {
+    table: 'mbr',
+    biosBootCode: true,
+    partitions: [{ sizeMiB: 40, bootable: true, fs: { kind: 'ext4', uuid: UUIDS.debianRoot, tree: debianTree() } }],
+  });
+  disk = { path, size: statSync(path).size };
   vmdk = join(dir, 'disk.vmdk');
   execFileSync('qemu-img', ['convert', '-O', 'vmdk', '-o', 'subformat=streamOptimized', disk.path, vmdk]);
   reference = qemuToRaw(vmdk, join(dir, 'reference.raw'));
@@ -114,7 +122,7 @@ test('@aws-sdk/client-ec2: a Linux ImportInstance (no Platform) completes; descr
     const up = await upload(endpoints, vmdk, 'sdk-instance', { format: 'VMDK' });
     const created = await ec2.send(new ImportInstanceCommand({
       Description: 'linux box',
-      LaunchSpecification: { Architecture: 'arm64', InstanceType: 't4g.small' },
+      LaunchSpecification: { Architecture: 'x86_64', InstanceType: 't3.small' },
       DiskImages: [{ Image: { Format: 'VMDK', Bytes: up.size, ImportManifestUrl: up.manifestUrl }, Volume: { Size: up.volumeSizeGiB } }],
     } as any));
     const taskId = created.ConversionTask!.ConversionTaskId!;
@@ -138,7 +146,7 @@ test('@aws-sdk/client-ec2: a Linux ImportInstance (no Platform) completes; descr
 
     const { instance } = await expectImportedInstance(taskId, instanceId, sha256(reference));
     expect(instance.platform).toBeUndefined();
-    expect(instance).toMatchObject({ architecture: 'arm64', instanceType: 't4g.small' });
+    expect(instance).toMatchObject({ architecture: 'x86_64', instanceType: 't3.small' });
 
     await expect(ec2.send(new CancelConversionTaskCommand({ ConversionTaskId: taskId }))).rejects.toMatchObject({ name: 'IncorrectState' });
   } finally {

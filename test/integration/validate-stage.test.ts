@@ -1,0 +1,148 @@
+/**
+ * The validate stage on real parts (s3rver, SQLite store, disks built by sfdisk and mkfs): it
+ * inspects the converted disk in place in the image store and keeps the report on the task. A
+ * system disk (ImportInstance) that cannot boot fails the task with the report's message; a data
+ * volume (ImportVolume) is reported and accepted whatever it holds.
+ */
+import { CreateBucketCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { mkdirSync, readFileSync } from 'fs';
+import pino from 'pino';
+import type { CloudEvent } from 'cloudevents';
+import { SqliteTaskStore } from '../../tasks/sqlite-store';
+import type { TaskDocument, TaskKind } from '../../tasks/task';
+import { makeEvent } from '../../events/make-event';
+import { EVENT_TYPES } from '../../events/types';
+import { validateStage } from '../../functions/validate/validate-stage';
+import type { StageContext } from '../../functions/stage';
+import { startS3Server, type RunningS3Server } from '../helpers/s3-server';
+import { makeRawDisk, seededBytes } from '../helpers/disk-corpus';
+import { UUIDS, debianTree, makeDisk, workspace, type Workspace } from '../helpers/guest-images';
+
+const BUCKET = 'validate-images';
+const MiB = 2 ** 20;
+let s3: RunningS3Server;
+let tasks: SqliteTaskStore;
+let ws: Workspace;
+const published: CloudEvent<unknown>[] = [];
+
+function context(): StageContext {
+  return {
+    tasks,
+    s3: s3.s3,
+    config: {
+      storage: { endpoint: s3.endpoint, region: 'us-east-1', accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, forcePathStyle: true },
+      imageBucket: BUCKET,
+      allowedObjectHosts: [new URL(s3.endpoint).host],
+      uploadPollMs: 100,
+      memoryLimitBytes: 64 * MiB,
+    },
+    publish: async (event) => void published.push(event),
+    delivery: { attempt: 1, working: () => undefined },
+    log: pino({ level: 'silent' }),
+  };
+}
+
+/** Puts `content` in the image store as task `id`'s converted disk and runs the validate stage on it. */
+async function validate(id: string, kind: TaskKind, content: Buffer, architecture: 'x86_64' | 'arm64' = 'x86_64'): Promise<TaskDocument> {
+  const key = `images/${id}/disk.raw`;
+  await s3.s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: content }));
+  const image = { bucket: BUCKET, key, size: content.length, sha256: '00'.repeat(32) };
+  const now = new Date().toISOString();
+  await tasks.create({
+    id, kind, accountId: '111122223333', state: 'disk-converted', statusMessage: 'Validating', progress: 90, bytesConverted: content.length,
+    request: {
+      format: 'RAW', bytes: content.length, manifestUrl: 'http://unused/', volumeSizeGiB: 1,
+      ...(kind === 'import-instance' ? { instance: { instanceId: 'i-0123456789abcdef0', architecture } } : {}),
+    },
+    artifacts: { image },
+    history: [{ at: now, from: null, to: 'disk-converted' }], createdAt: now, updatedAt: now,
+    expiresAt: new Date(Date.now() + 3600_000).toISOString(), version: 0,
+  });
+  await validateStage.handle(makeEvent(EVENT_TYPES.diskConverted, { taskId: id, accountId: '111122223333', image }, 'test'), context());
+  return (await tasks.get(id))!;
+}
+
+let debian: Buffer;
+let noBootloader: Buffer;
+
+beforeAll(async () => {
+  s3 = await startS3Server();
+  await s3.s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
+  tasks = SqliteTaskStore.open(':memory:');
+  ws = workspace('validate-stage-');
+  const root = { sizeMiB: 40, bootable: true, fs: { kind: 'ext4' as const, uuid: UUIDS.debianRoot, tree: debianTree() } };
+  debian = readFileSync(makeDisk(ws, 'debian', { table: 'mbr', partitions: [root], biosBootCode: true }));
+  noBootloader = readFileSync(makeDisk(ws, 'no-bootloader', { table: 'mbr', partitions: [root] }));
+}, 60_000);
+
+afterAll(async () => {
+  await tasks?.close();
+  await s3?.stop();
+  ws?.cleanup();
+});
+
+test('a Debian system disk imported as an instance is accepted; the report is kept on the task', async () => {
+  const doc = await validate('import-i-0000d001', 'import-instance', debian);
+  expect(doc.state).toBe('validated');
+  const report = doc.artifacts.validation!;
+  expect(report).toMatchObject({
+    sizeBytes: debian.length,
+    partitionTable: 'mbr',
+    purpose: 'system',
+    os: { family: 'linux', distribution: 'debian', version: '12', prettyName: 'Debian GNU/Linux 12 (bookworm)', location: 'partition 1' },
+    kernels: [{ path: '/boot/vmlinuz-6.1.0-18-amd64', version: '6.1.0-18-amd64', architecture: 'x86_64', initramfs: '/boot/initrd.img-6.1.0-18-amd64' }],
+    bootMode: 'legacy-bios',
+    architecture: 'x86_64',
+    filesystems: [{ type: 'ext4', partition: 1, uuid: UUIDS.debianRoot, role: 'linux-root', mountpoint: '/' }],
+    verdict: { accepted: true, message: 'accepted: Debian GNU/Linux 12 (bookworm), x86_64, boots with legacy BIOS, kernel 6.1.0-18-amd64' },
+  });
+  expect(report.findings!.filter((f) => f.severity === 'error')).toEqual([]);
+  // Read in place with ranged GETs: a few MiB of a 42 MiB disk.
+  console.log(`validate read ${report.bytesRead} bytes of a ${debian.length}-byte Debian disk`);
+  expect(report.bytesRead).toBeLessThan(4 * MiB);
+  expect(published.filter((e) => e.type === EVENT_TYPES.validated && (e.data as { taskId: string }).taskId === doc.id)).toHaveLength(1);
+}, 60_000);
+
+test('a disk without a bootloader imported as an instance fails with the report\'s message', async () => {
+  const doc = await validate('import-i-0000d002', 'import-instance', noBootloader);
+  expect(doc.state).toBe('failed');
+  expect(doc.statusMessage).toBe(
+    'ClientError: no bootloader: the MBR has no boot code and there is no EFI system partition with \\EFI\\BOOT\\BOOTX64.EFI; install a bootloader in the guest (grub-install) and export the disk again',
+  );
+  expect(doc.artifacts.validation).toMatchObject({ purpose: 'system', os: { distribution: 'debian' }, bootMode: 'none', verdict: { accepted: false, message: doc.statusMessage } });
+  expect(doc.artifacts.validation!.findings).toContainEqual(expect.objectContaining({ severity: 'error', code: 'no-bootloader' }));
+  expect(published.some((e) => (e.data as { taskId: string }).taskId === doc.id)).toBe(false);
+}, 60_000);
+
+test('an Architecture that is not the kernel\'s fails the instance import', async () => {
+  const doc = await validate('import-i-0000d003', 'import-instance', debian, 'arm64');
+  expect(doc.state).toBe('failed');
+  expect(doc.statusMessage).toBe('ClientError: Architecture arm64 was requested but the guest\'s kernel /boot/vmlinuz-6.1.0-18-amd64 is x86_64; request Architecture x86_64');
+}, 60_000);
+
+test('a data volume is accepted whatever it holds, and the report says it is a data disk', async () => {
+  const dir = ws.path('corpus');
+  mkdirSync(dir);
+  // The e2e tests' disk: an MBR with an ext4 partition that has /etc/os-release but no kernel or bootloader.
+  const corpus = readFileSync(makeRawDisk(dir).path);
+  const doc = await validate('import-vol-0000d004', 'import-volume', corpus);
+  expect(doc.state).toBe('validated');
+  expect(doc.artifacts.validation).toMatchObject({
+    purpose: 'data',
+    partitionTable: 'mbr',
+    bootMode: 'none',
+    filesystems: [{ type: 'ext4', partition: 1 }],
+    verdict: { accepted: true, message: 'accepted: data volume, ext4 on partition 1' },
+  });
+  expect(doc.artifacts.validation!.findings).toContainEqual(expect.objectContaining({ severity: 'info', code: 'data-volume' }));
+  expect(doc.artifacts.validation!.bytesRead).toBeLessThan(4 * MiB);
+
+  // Random bytes: no partition table, no filesystem; still a volume's data.
+  const random = await validate('import-vol-0000d005', 'import-volume', seededBytes(3 * MiB + 17, 3));
+  expect(random.state).toBe('validated');
+  expect(random.artifacts.validation).toMatchObject({ purpose: 'data', partitionTable: 'none', verdict: { accepted: true, message: 'accepted: data volume, no filesystem that could be identified' } });
+  // The same bytes as an instance's root disk are refused.
+  const refused = await validate('import-i-0000d006', 'import-instance', seededBytes(3 * MiB + 17, 3));
+  expect(refused.state).toBe('failed');
+  expect(refused.statusMessage).toMatch(/^ClientError: the disk \(3 MiB\) has no partition table and no filesystem at its start; export the whole system disk/);
+}, 60_000);
