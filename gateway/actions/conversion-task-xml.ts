@@ -1,10 +1,11 @@
 /**
  * A task document as EC2's ConversionTask structure. Under importVolume (and each
- * importInstance volume item) we also render three elements EC2 does not have (imageLocation,
- * imageSha256, progress): SDKs skip unknown elements, and our own CLI reads them.
+ * importInstance volume item) we also render elements EC2 does not have (imageLocation,
+ * imageSha256, progress, and the validate stage's report as validation): SDKs skip unknown
+ * elements, and our own CLI reads them.
  */
 import { ec2ConversionState } from '../../tasks/state-machine';
-import type { TaskDocument } from '../../tasks/task';
+import type { TaskDocument, ValidationReport } from '../../tasks/task';
 import type { XmlObject } from '../xml';
 
 export function conversionTaskXml(task: TaskDocument): XmlObject {
@@ -45,5 +46,23 @@ function volumeDetailXml(task: TaskDocument): XmlObject {
     imageLocation: image ? `s3://${image.bucket}/${image.key}` : undefined,
     imageSha256: image?.sha256,
     progress: task.progress,
+    validation: task.artifacts.validation ? validationXml(task.artifacts.validation) : undefined,
+  };
+}
+
+/** The guest report; lists become <item> lists (the CLI turns the text back into numbers and booleans). */
+function validationXml(report: ValidationReport): XmlObject {
+  return {
+    purpose: report.purpose,
+    sizeBytes: report.sizeBytes,
+    partitionTable: report.partitionTable,
+    os: report.os ? { ...report.os } : undefined,
+    kernels: report.kernels?.map((kernel) => ({ ...kernel })),
+    bootMode: report.bootMode,
+    architecture: report.architecture,
+    filesystems: report.filesystems?.map((fs) => ({ ...fs })),
+    findings: report.findings?.map((finding) => ({ ...finding })),
+    verdict: report.verdict ? { ...report.verdict } : undefined,
+    bytesRead: report.bytesRead,
   };
 }

@@ -219,6 +219,14 @@ test('the imaging CLI: import-instance, then describe-conversion-tasks --json sh
   const [task] = JSON.parse(described.stdout);
   expect(task).toMatchObject({ conversionTaskId: taskId, state: 'completed', instanceId, platform: 'Windows', description: 'from the cli', format: 'VMDK', imageSha256: sha256(reference), bytesConverted: reference.length });
   expect(task.imageLocation).toMatch(new RegExp(`^s3://imaging-images/images/${taskId}/`));
+  // The validate stage's guest report, as the task keeps it.
+  expect(task.validation).toMatchObject({
+    purpose: 'system', partitionTable: 'mbr', bootMode: 'legacy-bios', architecture: 'x86_64',
+    os: { family: 'linux', distribution: 'debian', version: '12' },
+    kernels: [{ path: '/boot/vmlinuz-6.1.0-18-amd64', architecture: 'x86_64' }],
+    filesystems: [{ type: 'ext4', partition: 1, role: 'linux-root', mountpoint: '/' }],
+    verdict: { accepted: true, message: 'accepted: Debian GNU/Linux 12 (bookworm), x86_64, boots with legacy BIOS, kernel 6.1.0-18-amd64' },
+  });
   expect((await waitForTask(endpoints, taskId)).State).toBe('completed');
   const { instance } = await expectImportedInstance(taskId, instanceId, fileSha256(join(dir, 'reference.raw')));
   expect(instance).toMatchObject({ availabilityZone: 'local-1c', instanceType: 'm5.large', platform: 'Windows' });
