@@ -13,7 +13,8 @@ import { join } from 'path';
 import { CreateBucketCommand, HeadObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import type { RunningService } from '../../cli/serve';
 import { parseOvf } from '../../toolkit/formats/ova/ovf-descriptor';
-import { makeRawDisk, qemuImg, qemuToRaw, tempDir } from '../helpers/disk-corpus';
+import { qemuImg, qemuToRaw, tempDir } from '../helpers/disk-corpus';
+import { makeSystemDisk } from '../helpers/guest-images';
 import { DescribeExportTasksCommand } from '@aws-sdk/client-ec2';
 import { awsCli, awsCliPath, boto3Call, boto3Calls, sdkClient } from '../helpers/ec2-clients';
 import { objectBytes, runCli, sha256, startTestService, upload, waitForTask, type Endpoints } from './import-driver';
@@ -29,7 +30,8 @@ let instanceId: string;
 
 beforeAll(async () => {
   dir = tempDir('e2e-export-');
-  const disk = makeRawDisk(dir);
+  // A bootable Debian-shaped x86_64 disk: the validate stage refuses an instance without an OS.
+  const disk = makeSystemDisk(dir);
   const vmdk = join(dir, 'disk.vmdk');
   execFileSync('qemu-img', ['convert', '-O', 'vmdk', '-o', 'subformat=streamOptimized', disk.path, vmdk]);
   reference = qemuToRaw(vmdk, join(dir, 'reference.raw'));
