@@ -28,6 +28,7 @@ import { CREDENTIALS_FILE, type BootstrapCredentials } from './credentials';
 import { startEmbeddedS3, type EmbeddedS3 } from './embedded-s3';
 import { typedSettings, type ServeSettings } from './settings';
 import { guestPolicyOf } from '../functions/validate/guest-policy';
+import { bootCheckConfigOf } from '../functions/boot-check/boot-check-config';
 
 export interface RunningService {
   ec2Endpoint: string;
@@ -119,6 +120,7 @@ export async function startService(settings: ServeSettings, options: { logToStde
       uploadPollMs: typed.uploadPollMs,
       memoryLimitBytes: typed.memoryLimitMb * 2 ** 20,
       guestPolicy: guestPolicyOf(typed),
+      bootCheck: bootCheckConfigOf(typed),
     };
     const subscriptions: Subscription[] = [];
     // Each stage consumes as its row in the pipeline table says (runStageOnBus reads it).

@@ -19,6 +19,17 @@ export interface StageConfig {
   memoryLimitBytes: number;
   /** What the validate stage refuses on a system disk (IMAGING_GUEST_*); unset: DEFAULT_GUEST_POLICY. */
   guestPolicy?: GuestPolicy;
+  /** The boot-check stage's settings (IMAGING_BOOT_CHECK*); unset: on request, DEFAULT_BOOT_CHECK. */
+  bootCheck?: BootCheckConfig;
+}
+
+/** When and how the boot-check stage boots a converted disk under qemu. */
+export interface BootCheckConfig {
+  /** off: never; on-request: imports with BootCheck=true; always: every image and instance import. */
+  mode: 'off' | 'on-request' | 'always';
+  timeoutMs: number;
+  accelerator: 'auto' | 'kvm' | 'tcg';
+  memoryMiB: number;
 }
 
 export interface Logger {

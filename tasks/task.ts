@@ -120,6 +120,17 @@ export interface TaskRequest extends ImportVolumeRequest {
   clientToken?: string;
   /** Present exactly when the task's kind is export-instance. */
   export?: ExportRequest;
+  /**
+   * Dynamic validation asked for with the extension parameter BootCheck=true (ImportImage,
+   * ImportInstance): the boot-check stage boots the converted disk under qemu.
+   */
+  bootCheck?: BootCheckRequest;
+}
+
+/** What an import asked of the boot check (extension parameters BootCheck and BootCheckMarker). */
+export interface BootCheckRequest {
+  /** A line on the serial console that means the guest is up; default a login prompt or cloud-init. */
+  marker?: string;
 }
 
 /** One part of an import manifest, as parsed from the manifest XML. */
@@ -170,6 +181,18 @@ export interface ValidationReport {
   bytesRead?: number;
 }
 
+/** The boot-check stage's verdict: how far the guest got under qemu and the last console lines. */
+export interface BootCheckResult {
+  booted: boolean;
+  /** none, firmware, bootloader, kernel, init, marker. */
+  reached: string;
+  message: string;
+  accelerator: string;
+  elapsedMs: number;
+  /** The last lines of the serial console. */
+  console: string[];
+}
+
 export interface TaskArtifacts {
   manifest?: ParsedImportManifest;
   /** The verified source: the manifest's parts in order, with their sizes. */
@@ -177,6 +200,8 @@ export interface TaskArtifacts {
   /** The converted raw disk in the image store. */
   image?: StoredObject;
   validation?: ValidationReport;
+  /** What the boot-check stage saw when it booted the disk (dynamic validation), when it ran. */
+  bootCheck?: BootCheckResult;
   volumeId?: string;
   /** What an import-image / import-snapshot task created. */
   snapshotId?: string;

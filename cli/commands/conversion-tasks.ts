@@ -1,6 +1,6 @@
 /** describe-conversion-tasks and cancel-conversion-task: EC2 answers turned into plain records and text. */
 import type { Ec2Client } from '../ec2-client';
-import type { ValidationReport } from '../../tasks/task';
+import type { BootCheckResult, ValidationReport } from '../../tasks/task';
 
 export interface ConversionTaskView {
   conversionTaskId: string;
@@ -22,6 +22,8 @@ export interface ConversionTaskView {
   volumeDescription?: string;
   /** What the validate stage found on the disk (its guest report), once it has run. */
   validation?: ValidationReport;
+  /** How far the disk booted under qemu (the boot-check stage), when it was booted. */
+  bootCheck?: BootCheckResult;
 }
 
 const num = (v: unknown) => (v === undefined || v === '' ? undefined : Number(v));
@@ -55,6 +57,19 @@ export function validationView(v: Record<string, any> | undefined): ValidationRe
   return report;
 }
 
+/** The <bootCheck> element back as the task keeps it. */
+export function bootCheckView(v: Record<string, any> | undefined): BootCheckResult | undefined {
+  if (!v || typeof v !== 'object') return undefined;
+  return {
+    booted: v.booted === 'true',
+    reached: str(v.reached) ?? 'none',
+    message: str(v.message) ?? '',
+    accelerator: str(v.accelerator) ?? '',
+    elapsedMs: num(v.elapsedMs) ?? 0,
+    console: (Array.isArray(v.console?.item) ? v.console.item : []).map((line: unknown) => String(line)),
+  };
+}
+
 export function conversionTaskView(item: Record<string, any>): ConversionTaskView {
   const instance = item.importInstance;
   // One disk per import-instance task here, so its first volume is the whole story.
@@ -74,6 +89,7 @@ export function conversionTaskView(item: Record<string, any>): ConversionTaskVie
     imageSha256: str(detail.imageSha256) ?? str(detail.image?.checksum),
     description: instance ? str(instance.description) : str(detail.description),
     ...(detail.validation ? { validation: validationView(detail.validation) } : {}),
+    ...(detail.bootCheck ? { bootCheck: bootCheckView(detail.bootCheck) } : {}),
     ...(instance
       ? { instanceId: str(instance.instanceId), platform: str(instance.platform), volumeDescription: str(detail.description) }
       : {}),
@@ -102,6 +118,7 @@ export function formatConversionTask(task: ConversionTaskView): string {
   field('image location', task.imageLocation);
   field('image sha256', task.imageSha256);
   field('validation', task.validation?.verdict?.message);
+  field('boot check', task.bootCheck?.message);
   field('expires', task.expirationTime);
   return lines.join('\n');
 }

@@ -10,6 +10,7 @@ import { hostOf } from '../../toolkit/io/url-policy';
 import { readSettings, SettingError, type Settings } from '../../config/settings-schema';
 import type { StageConfig } from '../stage';
 import { guestPolicyOf } from '../validate/guest-policy';
+import { bootCheckConfigOf } from '../boot-check/boot-check-config';
 import type { StageDeps } from './deps';
 
 type Env = Record<string, string | undefined>;
@@ -57,5 +58,6 @@ function stageConfigOf(settings: Settings): StageConfig {
     uploadPollMs: settings.uploadPollMs,
     memoryLimitBytes: settings.memoryLimitMb * 1024 * 1024,
     guestPolicy: guestPolicyOf(settings),
+    bootCheck: bootCheckConfigOf(settings),
   };
 }

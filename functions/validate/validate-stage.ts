@@ -34,8 +34,18 @@ interface RequestedImage {
   bootMode?: string;
 }
 
+/**
+ * Whether the request associates a kernel with the disk (KernelId, with its RamdiskId): a bundle's
+ * RegisterImage, or an import that names them. Read wherever the request carries them, so that
+ * a partition image (a bare filesystem) boots with that kernel instead of one of its own.
+ */
+export function kernelAssociated(request: TaskDocument['request']): boolean {
+  const holders = [request, request.importImage] as ({ kernelId?: unknown } | undefined)[];
+  return holders.some((holder) => typeof holder?.kernelId === 'string' && holder.kernelId !== '');
+}
+
 /** The inspector's options from what the task's request asked for. */
-export function inspectOptionsFor(task: TaskDocument): Pick<InspectGuestOptions, 'purpose' | 'architecture' | 'bootMode'> {
+export function inspectOptionsFor(task: TaskDocument): Pick<InspectGuestOptions, 'purpose' | 'architecture' | 'bootMode' | 'kernelAssociated'> {
   const kind: string = task.kind;
   const image = (task.request as { importImage?: RequestedImage }).importImage;
   const architecture = task.request.instance?.architecture ?? image?.architecture;
@@ -44,6 +54,7 @@ export function inspectOptionsFor(task: TaskDocument): Pick<InspectGuestOptions,
     purpose: DATA_KINDS.includes(kind) ? 'data' : 'system',
     ...(architecture && ARCHITECTURES.includes(architecture) ? { architecture: architecture as Architecture } : {}),
     ...(bootMode && BOOT_MODES.includes(bootMode) ? { bootMode: bootMode as RequestedBootMode } : {}),
+    ...(kernelAssociated(task.request) ? { kernelAssociated: true } : {}),
   };
 }
 

@@ -1,12 +1,14 @@
 /**
  * A task document as EC2's ConversionTask structure. Under importVolume (and each
  * importInstance volume item) we also render elements EC2 does not have (imageLocation,
- * imageSha256, progress, and the validate stage's report as validation): SDKs skip unknown
+ * imageSha256, progress, the validate stage's report as validation and the boot check's as
+ * bootCheck): SDKs skip unknown
  * elements, and our own CLI reads them.
  */
 import { ec2ConversionState } from '../../tasks/state-machine';
-import type { TaskDocument, ValidationReport } from '../../tasks/task';
+import type { TaskDocument } from '../../tasks/task';
 import type { XmlObject } from '../xml';
+import { bootCheckXml, validationXml } from './guest-report-xml';
 
 export function conversionTaskXml(task: TaskDocument): XmlObject {
   const volume = volumeDetailXml(task);
@@ -47,22 +49,6 @@ function volumeDetailXml(task: TaskDocument): XmlObject {
     imageSha256: image?.sha256,
     progress: task.progress,
     validation: task.artifacts.validation ? validationXml(task.artifacts.validation) : undefined,
-  };
-}
-
-/** The guest report; lists become <item> lists (the CLI turns the text back into numbers and booleans). */
-function validationXml(report: ValidationReport): XmlObject {
-  return {
-    purpose: report.purpose,
-    sizeBytes: report.sizeBytes,
-    partitionTable: report.partitionTable,
-    os: report.os ? { ...report.os } : undefined,
-    kernels: report.kernels?.map((kernel) => ({ ...kernel })),
-    bootMode: report.bootMode,
-    architecture: report.architecture,
-    filesystems: report.filesystems?.map((fs) => ({ ...fs })),
-    findings: report.findings?.map((finding) => ({ ...finding })),
-    verdict: report.verdict ? { ...report.verdict } : undefined,
-    bytesRead: report.bytesRead,
+    bootCheck: task.artifacts.bootCheck ? bootCheckXml(task.artifacts.bootCheck) : undefined,
   };
 }

@@ -236,11 +236,11 @@ test('register: a redelivery after a crash reuses the fixed volume id and writes
   const now = new Date().toISOString();
   const image = { bucket: 'imaging-images', key: 'images/import-i-0000c0de/disk.raw', size: 1024 ** 3, sha256: 'ef'.repeat(32) };
   const task: TaskDocument = {
-    id: 'import-i-0000c0de', kind: 'import-instance', accountId: service.credentials.accountId, state: 'validated', statusMessage: '', progress: 90, bytesConverted: image.size,
+    id: 'import-i-0000c0de', kind: 'import-instance', accountId: service.credentials.accountId, state: 'boot-checked', statusMessage: '', progress: 90, bytesConverted: image.size,
     request: { format: 'RAW', bytes: image.size, manifestUrl: 'http://unused/', volumeSizeGiB: 1, availabilityZone: 'z-1', instance: { instanceId: 'i-0123456789abcdef0', architecture: 'i386', platform: 'Windows' } },
     // As a register stage that crashed after fixing the volume id (and writing the volume) leaves it.
     artifacts: { image, volumeId: 'vol-0000000000000c0de' },
-    history: [{ at: now, from: null, to: 'validated' }], createdAt: now, updatedAt: now, expiresAt: new Date(Date.now() + 3600_000).toISOString(), version: 0,
+    history: [{ at: now, from: null, to: 'boot-checked' }], createdAt: now, updatedAt: now, expiresAt: new Date(Date.now() + 3600_000).toISOString(), version: 0,
   };
   await service.tasks.create(task);
   const published: CloudEvent<unknown>[] = [];
@@ -248,7 +248,7 @@ test('register: a redelivery after a crash reuses the fixed volume id and writes
     tasks: service.tasks, s3: service.s3, config: {} as StageContext['config'], publish: async (e: CloudEvent<unknown>) => void published.push(e),
     delivery: { attempt: 2, working: () => undefined }, log: { info: () => undefined, warn: () => undefined, error: () => undefined },
   } as StageContext;
-  const event = makeEvent(EVENT_TYPES.validated, { taskId: task.id, accountId: task.accountId }, 'validate');
+  const event = makeEvent(EVENT_TYPES.bootChecked, { taskId: task.id, accountId: task.accountId }, 'boot-check');
   await registerStage.handle(event, ctx);
   await registerStage.handle(event, ctx); // and once more: dropped, nothing changes
   expect((await service.tasks.get(task.id))!).toMatchObject({ state: 'completed', artifacts: { volumeId: 'vol-0000000000000c0de' } });

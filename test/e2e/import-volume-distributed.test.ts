@@ -17,7 +17,7 @@ import type { TaskStore } from '../../tasks/store';
 import { fileSha256, objectBytes, sha256, upload, waitForTask, type Endpoints } from './import-driver';
 
 const DIST = join(__dirname, '../../dist');
-const STAGES = ['manifest', 'decrypt', 'convert', 'validate', 'register'];
+const STAGES = ['manifest', 'decrypt', 'convert', 'validate', 'boot-check', 'register'];
 const creds = { accessKeyId: 'AKIADISTRIBUTED01', secretAccessKey: 'distributed-secret-key-0123456789', region: 'us-east-1' };
 
 let nats: RunningNatsServer;

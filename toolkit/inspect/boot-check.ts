@@ -30,6 +30,13 @@ export interface BootCheckOptions {
   qemu?: string;
   /** Console lines kept in the report. Default 20. */
   keepLines?: number;
+  /**
+   * auto (default): KVM when /dev/kvm is usable, else TCG (software emulation). A host whose
+   * /dev/kvm is there but slow (nested virtualisation) may be faster with tcg.
+   */
+  accelerator?: 'auto' | 'kvm' | 'tcg';
+  /** Called about once a second while the guest runs (a stage keeps its delivery alive with it). */
+  onTick?: (reached: BootStage) => void;
 }
 
 export interface BootCheckReport {
@@ -61,7 +68,8 @@ function kvmUsable(): boolean {
 export async function bootCheck(rawDisk: string, options: BootCheckOptions = {}): Promise<BootCheckReport> {
   const timeoutMs = options.timeoutMs ?? 120_000;
   const keep = options.keepLines ?? 20;
-  const accelerator = kvmUsable() ? 'kvm' : 'tcg';
+  const wanted = options.accelerator ?? 'auto';
+  const accelerator = wanted === 'auto' ? (kvmUsable() ? 'kvm' : 'tcg') : wanted;
   const dir = mkdtempSync(join(tmpdir(), 'boot-check-'));
   const debugLog = join(dir, 'firmware.log');
   const args = [
@@ -121,9 +129,14 @@ export async function bootCheck(rawDisk: string, options: BootCheckOptions = {})
   let firmwareAtEnd: string;
   try {
     const deadline = started + timeoutMs;
+    let ticked = started;
     while (Date.now() < deadline) {
       const done = await Promise.race([exited.then((c) => ({ exit: c })), new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 250))]);
       if (judge()) break;
+      if (options.onTick && Date.now() - ticked >= 1000) {
+        ticked = Date.now();
+        options.onTick(reached);
+      }
       if (done) {
         code = done.exit;
         break;
@@ -137,7 +150,11 @@ export async function bootCheck(rawDisk: string, options: BootCheckOptions = {})
     rmSync(dir, { recursive: true, force: true });
   }
   const elapsedMs = Date.now() - started;
-  const lines = (text: string) => text.replace(/\r/g, '').split('\n').filter((line) => line.trim() !== '').slice(-keep);
+  const lines = (text: string) =>
+    plainText(text)
+      .split('\n')
+      .filter((line) => line.trim() !== '')
+      .slice(-keep);
   const booted = failure === undefined && reached === 'marker';
   const firmware = lines(firmwareAtEnd);
   let message: string;
@@ -146,4 +163,21 @@ export async function bootCheck(rawDisk: string, options: BootCheckOptions = {})
   else if (code !== undefined && reached === 'none') message = `qemu could not start the guest: ${stderr.trim().split('\n').pop() ?? `exit code ${code}`}`;
   else message = `stopped after the ${reached === 'none' ? 'start' : reached} stage${code === undefined ? ` (no progress within ${Math.round(timeoutMs / 1000)} s)` : ''}`;
   return { booted, reached, message, accelerator, elapsedMs, console: lines(serial), firmware };
+}
+
+/** The text without terminal escape sequences and control characters but newlines and tabs (lines travel in XML and JSON). */
+function plainText(text: string): string {
+  let out = '';
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code === 0x1b && text[i + 1] === '[') {
+      // CSI: parameters, then one final letter.
+      i += 2;
+      while (i < text.length && !/[A-Za-z]/.test(text[i])) i++;
+      continue;
+    }
+    if ((code < 0x20 && code !== 0x0a && code !== 0x09) || code === 0x7f) continue;
+    out += text[i];
+  }
+  return out;
 }

@@ -56,7 +56,7 @@ describe('readSettings', () => {
     ['IMAGING_MEMORY_LIMIT_MB', '1.5', 'IMAGING_MEMORY_LIMIT_MB must be a positive integer (MiB), got "1.5"'],
     ['IMAGING_HTTP_PORT', '70000', 'IMAGING_HTTP_PORT must be a port number (0-65535), got "70000"'],
     ['IMAGING_HOST_MODE', 'lambda', 'IMAGING_HOST_MODE must be one of jetstream, http, got "lambda"'],
-    ['IMAGING_STAGE', 'unbundle', 'IMAGING_STAGE must be one of manifest, decrypt, convert, validate, register, export, got "unbundle"'],
+    ['IMAGING_STAGE', 'unbundle', 'IMAGING_STAGE must be one of manifest, decrypt, convert, validate, boot-check, register, export, got "unbundle"'],
     ['IMAGING_LOG_LEVEL', 'loud', 'IMAGING_LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, got "loud"'],
     ['IMAGING_ALLOWED_OBJECT_HOSTS', 'http://s3:9000', 'IMAGING_ALLOWED_OBJECT_HOSTS must be a comma-separated list of host[:port], got "http://s3:9000"'],
     ['IMAGING_GUEST_ALLOWED_OS', 'linux,macos', 'IMAGING_GUEST_ALLOWED_OS must be a comma-separated list of linux, windows (or none), got "linux,macos"'],
