@@ -37,7 +37,7 @@ export interface ImportTaskView {
 const str = (v: unknown) => (v === undefined || v === '' ? undefined : String(v));
 const num = (v: unknown) => (v === undefined || v === '' ? undefined : Number(v));
 
-function importTaskView(item: Record<string, any>, kind: 'image' | 'snapshot'): ImportTaskView {
+export function importTaskView(item: Record<string, any>, kind: 'image' | 'snapshot'): ImportTaskView {
   const detail = kind === 'image' ? item.snapshotDetailSet?.item?.[0] ?? {} : item.snapshotTaskDetail ?? {};
   const top = kind === 'image' ? item : detail;
   const bucket = detail.userBucket;
