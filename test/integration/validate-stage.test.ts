@@ -16,7 +16,7 @@ import { validateStage } from '../../functions/validate/validate-stage';
 import type { StageContext } from '../../functions/stage';
 import { startS3Server, type RunningS3Server } from '../helpers/s3-server';
 import { makeRawDisk, seededBytes } from '../helpers/disk-corpus';
-import { UUIDS, debianTree, makeDisk, workspace, type Workspace } from '../helpers/guest-images';
+import { UUIDS, debianTree, makeDisk, makeFilesystem, workspace, type Workspace } from '../helpers/guest-images';
 
 const BUCKET = 'validate-images';
 const MiB = 2 ** 20;
@@ -43,7 +43,13 @@ function context(): StageContext {
 }
 
 /** Puts `content` in the image store as task `id`'s converted disk (or uses the one stored) and runs the validate stage on it. */
-async function validate(id: string, kind: TaskKind, content: Buffer | { stored: number }, architecture: 'x86_64' | 'arm64' = 'x86_64'): Promise<TaskDocument> {
+async function validate(
+  id: string,
+  kind: TaskKind,
+  content: Buffer | { stored: number },
+  architecture: 'x86_64' | 'arm64' = 'x86_64',
+  extraRequest: Partial<TaskDocument['request']> = {},
+): Promise<TaskDocument> {
   const key = `images/${id}/disk.raw`;
   if (Buffer.isBuffer(content)) await s3.s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: content }));
   const size = Buffer.isBuffer(content) ? content.length : content.stored;
@@ -54,6 +60,7 @@ async function validate(id: string, kind: TaskKind, content: Buffer | { stored: 
     request: {
       format: 'RAW', bytes: size, manifestUrl: 'http://unused/', volumeSizeGiB: Math.max(1, Math.ceil(size / 2 ** 30)),
       ...(kind === 'import-instance' ? { instance: { instanceId: 'i-0123456789abcdef0', architecture } } : {}),
+      ...extraRequest,
     },
     artifacts: { image },
     history: [{ at: now, from: null, to: 'disk-converted' }], createdAt: now, updatedAt: now,
@@ -177,3 +184,25 @@ test('inspecting a 10 GiB sparse disk in place reads less than 2 MiB from the im
   expect(sent).toBeGreaterThanOrEqual(bytesRead);
   expect(sent).toBeLessThan(2 * MiB);
 }, 120_000);
+
+test('a partition image (bare ext4) is refused without a kernel, accepted with its own kernel or with KernelId on the request', async () => {
+  const tree = debianTree();
+  const withKernel = readFileSync(makeFilesystem(ws, 'bare-with-kernel', 24, { kind: 'ext4', uuid: UUIDS.debianRoot, tree }));
+  const withoutBoot = Object.fromEntries(Object.entries(tree).filter(([path]) => !path.startsWith('boot/')));
+  const withoutKernel = readFileSync(makeFilesystem(ws, 'bare-without-kernel', 24, { kind: 'ext4', label: 'rootfs', uuid: UUIDS.debianRoot, tree: withoutBoot }));
+  const image = (extra: Record<string, string> = {}) => ({ importImage: { source: { bucket: 'user', key: 'disk.raw' }, architecture: 'x86_64', ...extra } });
+
+  const own = await validate('import-ami-0000d008', 'import-image', withKernel, 'x86_64', image());
+  expect([own.state, own.artifacts.validation!.verdict!.message]).toEqual(['validated', 'accepted: Debian GNU/Linux 12 (bookworm), x86_64, kernel /boot/vmlinuz-6.1.0-18-amd64']);
+
+  const none = await validate('import-ami-0000d009', 'import-image', withoutKernel, 'x86_64', image());
+  expect(none.state).toBe('failed');
+  expect(none.statusMessage).toBe(
+    'ClientError: the image is a bare ext4 filesystem (label rootfs) with no partition table (a partition image) and no kernel in /boot; ' +
+      'give KernelId and RamdiskId to boot it with an associated kernel and ramdisk, or import the whole disk with its partition table',
+  );
+
+  // A bundle's registration (or an import) that names a kernel and ramdisk: the filesystem needs none of its own.
+  const associated = await validate('import-ami-0000d010', 'import-image', withoutKernel, 'x86_64', image({ kernelId: 'aki-0123456789abcdef0', ramdiskId: 'ari-0123456789abcdef0' }));
+  expect([associated.state, associated.artifacts.validation!.verdict!.message]).toEqual(['validated', 'accepted: Debian GNU/Linux 12 (bookworm), boots with the associated kernel and ramdisk']);
+}, 60_000);
