@@ -43,6 +43,10 @@ export interface ServeSettings {
   guestRequireBootloader: string;
   guestRefuseEncrypted: string;
   guestRefuseMultiBoot: string;
+  bootCheck: string;
+  bootCheckTimeoutSeconds: string;
+  bootCheckAccelerator: string;
+  bootCheckMemoryMb: string;
 }
 
 export const SERVE_SETTINGS: SettingSpec[] = settingsReadBy('serve')

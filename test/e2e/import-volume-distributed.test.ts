@@ -99,7 +99,7 @@ test('boto3 over the distributed pipeline: RAW import completes with identical b
   expect([done.State, done.StatusMessage]).toEqual(['completed', '']);
   expect(done.ImportVolume.Image.Checksum).toBe(fileSha256(disk.path));
   const doc = await tasks.get(taskId);
-  expect(doc!.history.map((h) => h.to)).toEqual(['pending-upload', 'manifest-received', 'bundle-decrypted', 'disk-converted', 'validated', 'completed']);
+  expect(doc!.history.map((h) => h.to)).toEqual(['pending-upload', 'manifest-received', 'bundle-decrypted', 'disk-converted', 'validated', 'boot-checked', 'completed']);
   const stored = await objectBytes(s3.s3, doc!.artifacts.image!.bucket, doc!.artifacts.image!.key);
   expect(sha256(stored)).toBe(fileSha256(disk.path));
 });

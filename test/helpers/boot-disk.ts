@@ -11,7 +11,7 @@
 import { execFileSync } from 'child_process';
 import { chmodSync, closeSync, copyFileSync, ftruncateSync, mkdirSync, openSync, readFileSync, readdirSync, writeFileSync } from 'fs';
 import { join } from 'path';
-import { writeAt, type Workspace } from './guest-images';
+import { UUIDS, debianTree, makeExtFilesystem, writeAt, type Workspace } from './guest-images';
 
 const PATH = `${process.env.PATH}:/usr/sbin:/sbin`;
 const MiB = 1024 * 1024;
@@ -59,8 +59,16 @@ function makeInitramfs(ws: Workspace, name: string): string {
   return out;
 }
 
-/** Builds the disk; returns its path. About 40 MiB, most of it the kernel. */
-export function makeLinuxBootDisk(ws: Workspace, name = 'linux-boot'): string {
+export interface LinuxBootDiskOptions {
+  /**
+   * Add a Debian-shaped ext4 root as partition 2 (its kernel a stand-in that is never booted), so
+   * that the static validation accepts the disk as an image or instance through the pipeline.
+   */
+  debianRoot?: boolean;
+}
+
+/** Builds the disk; returns its path. About 40 MiB (80 with the Debian root), most of it the kernel. */
+export function makeLinuxBootDisk(ws: Workspace, name = 'linux-boot', options: LinuxBootDiskOptions = {}): string {
   const kernel = hostKernel();
   const initrd = makeInitramfs(ws, name);
   const fsMiB = 38;
@@ -77,15 +85,18 @@ export function makeLinuxBootDisk(ws: Workspace, name = 'linux-boot'): string {
   run('mcopy', ['-o', '-i', fs, initrd, '::/initrd.gz']);
   run('mcopy', ['-o', '-i', fs, cfg, '::/syslinux.cfg']);
 
+  const rootMiB = options.debianRoot ? 40 : 0;
   const disk = ws.path(`${name}.raw`);
   fd = openSync(disk, 'w');
-  ftruncateSync(fd, (fsMiB + 2) * MiB);
+  ftruncateSync(fd, (fsMiB + rootMiB + 2) * MiB);
   closeSync(fd);
+  const root = rootMiB ? `start=${(fsMiB + 1) * 2048}, size=${rootMiB * 2048}, type=83\n` : '';
   execFileSync('sfdisk', ['--no-reread', '--no-tell-kernel', '-q', disk], {
     env: { ...process.env, PATH },
-    input: `label: dos\nunit: sectors\n\nstart=2048, size=${fsMiB * 2048}, type=6, bootable\n`,
+    input: `label: dos\nunit: sectors\n\nstart=2048, size=${fsMiB * 2048}, type=6, bootable\n${root}`,
   });
   run('dd', [`if=${fs}`, `of=${disk}`, 'bs=1M', 'seek=1', 'conv=notrunc,sparse', 'status=none']);
+  if (rootMiB) makeExtFilesystem(ws, `${name}-root`, disk, (fsMiB + 1) * MiB, rootMiB, { kind: 'ext4', uuid: UUIDS.debianRoot, tree: debianTree() });
   writeAt(disk, 0, readFileSync(SYSLINUX_MBR).subarray(0, 440));
   return disk;
 }
