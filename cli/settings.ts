@@ -47,6 +47,12 @@ export interface ServeSettings {
   bootCheckTimeoutSeconds: string;
   bootCheckAccelerator: string;
   bootCheckMemoryMb: string;
+  maxImageBytes: string;
+  scratchDir: string;
+  scratchLimitMb: string;
+  scratchWhenFull: string;
+  workerThreads: string;
+  readsInFlight: string;
 }
 
 export const SERVE_SETTINGS: SettingSpec[] = settingsReadBy('serve')

@@ -49,6 +49,9 @@ function stageConfigOf(settings: Settings): StageConfig {
     accessKeyId: settings.s3AccessKeyId!,
     secretAccessKey: settings.s3SecretAccessKey!,
     forcePathStyle: settings.s3ForcePathStyle,
+    connectionTimeoutMs: settings.s3ConnectTimeoutMs,
+    requestTimeoutMs: settings.s3TimeoutMs,
+    maxAttempts: settings.s3MaxAttempts,
   };
   return {
     storage,
@@ -59,5 +62,8 @@ function stageConfigOf(settings: Settings): StageConfig {
     memoryLimitBytes: settings.memoryLimitMb * 1024 * 1024,
     guestPolicy: guestPolicyOf(settings),
     bootCheck: bootCheckConfigOf(settings),
+    maxImageBytes: settings.maxImageBytes,
+    readsInFlight: settings.readsInFlight,
+    leaseMs: settings.leaseMs,
   };
 }
