@@ -23,6 +23,7 @@ import type { Readable } from 'stream';
 import { bootCheck } from '../../toolkit/inspect/boot-check';
 import { transition, updateTask } from '../../tasks/state-machine';
 import type { BootCheckResult, StoredObject, TaskDocument } from '../../tasks/task';
+import { holdsLease } from '../lease';
 import { advanceToNext, taskStage } from '../task-step';
 import type { BootCheckConfig, StageContext } from '../stage';
 import { DEFAULT_BOOT_CHECK } from './boot-check-config';
@@ -53,20 +54,13 @@ export const bootCheckStage = taskStage('boot-check', {
     try {
       const disk = join(scratch, 'disk.raw');
       await copyToSparseFile(ctx, image, disk);
-      let lastBeat = Date.now();
+      // The delivery and the task's lease stay ours while the guest runs: taskStage heartbeats.
       const report = await bootCheck(disk, {
         timeoutMs: config.timeoutMs,
         accelerator: config.accelerator,
         memoryMiB: config.memoryMiB,
         keepLines: KEEP_LINES,
         ...(task.request.bootCheck?.marker ? { marker: task.request.bootCheck.marker } : {}),
-        onTick: () => {
-          // The delivery stays ours while the guest runs (a boot takes longer than the ack wait).
-          if (Date.now() - lastBeat >= 5000) {
-            lastBeat = Date.now();
-            ctx.delivery.working();
-          }
-        },
       });
       // qemu that cannot start at all is this host's fault, not the image's: retried elsewhere.
       if (report.reached === 'none' && /^qemu could not start/.test(report.message)) throw new Error(report.message);
@@ -77,8 +71,12 @@ export const bootCheckStage = taskStage('boot-check', {
     }
     if (!result.booted) {
       const message = `ClientError: the boot check failed: ${result.message} (the guest reached the ${result.reached === 'none' ? 'start' : result.reached} stage; its last console lines are kept on the task)`;
+      // Only the attempt holding the task's lease ends it (a stale replica's verdict is dropped).
+      const attempt = ctx.attempt;
       await updateTask(ctx.tasks, taskId, (doc) =>
-        doc.state !== 'validated' ? undefined : transition({ ...doc, artifacts: { ...doc.artifacts, bootCheck: result } }, 'failed', message),
+        doc.state !== 'validated' || (attempt && !holdsLease(doc, attempt))
+          ? undefined
+          : transition({ ...doc, artifacts: { ...doc.artifacts, bootCheck: result }, lease: undefined }, 'failed', message),
       );
       return;
     }
@@ -92,7 +90,6 @@ async function copyToSparseFile(ctx: StageContext, image: StoredObject, path: st
   const file = await open(path, 'w');
   try {
     let position = 0;
-    let lastBeat = Date.now();
     for await (const chunk of out.Body as Readable) {
       const bytes = chunk as Buffer;
       for (let at = 0; at < bytes.length; at += ZERO_BLOCK) {
@@ -100,10 +97,6 @@ async function copyToSparseFile(ctx: StageContext, image: StoredObject, path: st
         if (!isZero(block)) await file.write(block, 0, block.length, position + at);
       }
       position += bytes.length;
-      if (Date.now() - lastBeat >= 5000) {
-        lastBeat = Date.now();
-        ctx.delivery.working();
-      }
     }
     if (position !== image.size) throw new Error(`the image store returned ${position} bytes of ${image.bucket}/${image.key}, expected ${image.size}`);
     await file.truncate(position);
