@@ -30,6 +30,8 @@ import { hostOf } from '../toolkit/io/url-policy';
 import { CREDENTIALS_FILE, type BootstrapCredentials } from './credentials';
 import { startEmbeddedS3, type EmbeddedS3 } from './embedded-s3';
 import { typedSettings, type ServeSettings } from './settings';
+import { guestPolicyOf } from '../functions/validate/guest-policy';
+import { bootCheckConfigOf } from '../functions/boot-check/boot-check-config';
 import { applyProcessLimits } from '../ops/process-limits';
 
 export interface RunningService {
@@ -122,6 +124,8 @@ export async function startService(settings: ServeSettings, options: { logToStde
       allowedObjectHosts,
       uploadPollMs: typed.uploadPollMs,
       memoryLimitBytes: typed.memoryLimitMb * 2 ** 20,
+      guestPolicy: guestPolicyOf(typed),
+      bootCheck: bootCheckConfigOf(typed),
       maxImageBytes: typed.maxImageBytes,
       readsInFlight: typed.readsInFlight,
       leaseMs: typed.leaseMs,

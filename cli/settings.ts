@@ -43,6 +43,14 @@ export interface ServeSettings {
   retryBackoffMs: string;
   retryBackoffMaxMs: string;
   drainDeadlineMs: string;
+  guestAllowedOs: string;
+  guestRequireBootloader: string;
+  guestRefuseEncrypted: string;
+  guestRefuseMultiBoot: string;
+  bootCheck: string;
+  bootCheckTimeoutSeconds: string;
+  bootCheckAccelerator: string;
+  bootCheckMemoryMb: string;
   maxImageBytes: string;
   scratchDir: string;
   scratchLimitMb: string;

@@ -21,6 +21,8 @@ export type SettingType =
   | { kind: 'positiveNumber'; unit: string }
   | { kind: 'boolean' }
   | { kind: 'enum'; values: readonly string[] }
+  /** Comma-separated, each one of `values`; may be empty (`none`). */
+  | { kind: 'enumList'; values: readonly string[] }
   /** Comma-separated host[:port] list. */
   | { kind: 'hostList' };
 
@@ -79,6 +81,14 @@ export const SETTINGS = [
   { key: 'taskLifetimeHours', env: 'IMAGING_TASK_LIFETIME_HOURS', flag: '--task-lifetime-hours', type: { kind: 'positiveNumber', unit: 'hours' }, default: '168', readBy: ['serve', 'gateway'], meaning: 'How long a task may wait for its upload before it expires.' },
   { key: 'logLevel', env: 'IMAGING_LOG_LEVEL', flag: '--log-level', type: { kind: 'enum', values: LOG_LEVELS }, default: 'info', readBy: ALL, meaning: 'Log level (fatal, error, warn, info, debug).' },
   { key: 'adminPort', env: 'IMAGING_ADMIN_PORT', flag: '--admin-port', type: { kind: 'port' }, default: '8775', readBy: ALL, meaning: 'Port of the admin endpoint: /healthz, /readyz and Prometheus /metrics (listens on all interfaces).' },
+  { key: 'guestAllowedOs', env: 'IMAGING_GUEST_ALLOWED_OS', flag: '--guest-allowed-os', type: { kind: 'enumList', values: ['linux', 'windows'] }, default: 'linux,windows', readBy: ['serve', 'stage'], meaning: 'Operating system families an image or instance import may carry (validate stage); "none" refuses every system disk.' },
+  { key: 'guestRequireBootloader', env: 'IMAGING_GUEST_REQUIRE_BOOTLOADER', flag: '--guest-require-bootloader', type: { kind: 'boolean' }, default: 'true', readBy: ['serve', 'stage'], meaning: 'Refuse an image or instance disk with neither BIOS boot code nor a UEFI loader.' },
+  { key: 'guestRefuseEncrypted', env: 'IMAGING_GUEST_REFUSE_ENCRYPTED', flag: '--guest-refuse-encrypted', type: { kind: 'boolean' }, default: 'true', readBy: ['serve', 'stage'], meaning: 'Refuse an image or instance disk holding a LUKS or BitLocker volume (else a warning); data volumes are never refused for it.' },
+  { key: 'guestRefuseMultiBoot', env: 'IMAGING_GUEST_REFUSE_MULTI_BOOT', flag: '--guest-refuse-multi-boot', type: { kind: 'boolean' }, default: 'true', readBy: ['serve', 'stage'], meaning: 'Refuse an image or instance disk with more than one operating system (else the first is reported).' },
+  { key: 'bootCheck', env: 'IMAGING_BOOT_CHECK', flag: '--boot-check', type: { kind: 'enum', values: ['off', 'on-request', 'always'] }, default: 'on-request', readBy: ['serve', 'stage'], meaning: 'Dynamic validation (boot-check stage): on-request boots only the image and instance imports that ask with BootCheck=true; always boots every one; off boots none.' },
+  { key: 'bootCheckTimeoutSeconds', env: 'IMAGING_BOOT_CHECK_TIMEOUT_SECONDS', flag: '--boot-check-timeout-seconds', type: { kind: 'positiveInteger', unit: 'seconds' }, default: '300', readBy: ['serve', 'stage'], meaning: 'How long the boot check lets a guest run before it judges how far it got.' },
+  { key: 'bootCheckAccelerator', env: 'IMAGING_BOOT_CHECK_ACCELERATOR', flag: '--boot-check-accelerator', type: { kind: 'enum', values: ['auto', 'kvm', 'tcg'] }, default: 'auto', readBy: ['serve', 'stage'], meaning: 'qemu accelerator of the boot check: auto uses KVM when /dev/kvm is usable, else tcg (software emulation).' },
+  { key: 'bootCheckMemoryMb', env: 'IMAGING_BOOT_CHECK_MEMORY_MB', flag: '--boot-check-memory-mb', type: { kind: 'positiveInteger', unit: 'MiB' }, default: '512', readBy: ['serve', 'stage'], meaning: 'Guest memory of the boot check.' },
   { key: 'stage', env: 'IMAGING_STAGE', type: { kind: 'enum', values: STAGE_NAMES }, unset: '(required)', readBy: ['stage'], meaning: 'The stage this process runs: a row of the pipeline table (pipeline/table.ts).' },
   { key: 'hostMode', env: 'IMAGING_HOST_MODE', type: { kind: 'enum', values: ['jetstream', 'http'] }, default: 'jetstream', readBy: ['stage'], meaning: 'jetstream: a pull consumer of IMAGING_NATS_URL; http: a CloudEvents HTTP function (Knative).' },
   { key: 'httpPort', env: 'IMAGING_HTTP_PORT', type: { kind: 'port' }, default: '8080', readBy: ['stage'], meaning: 'Port the stage host listens on in http mode.' },
@@ -106,7 +116,9 @@ type ValueOfType<T extends SettingType> = T extends { kind: 'port' | 'positiveIn
       ? string[]
       : T extends { kind: 'enum'; values: readonly (infer V)[] }
         ? V
-        : string;
+        : T extends { kind: 'enumList'; values: readonly (infer V)[] }
+          ? V[]
+          : string;
 
 /** Typed settings: a setting with a default always has a value; one without may be unset. */
 export type Settings = {
@@ -138,6 +150,8 @@ export function accepts(type: SettingType): string {
       return 'true or false';
     case 'enum':
       return `one of ${type.values.join(', ')}`;
+    case 'enumList':
+      return `a comma-separated list of ${type.values.join(', ')} (or none)`;
     case 'hostList':
       return 'a comma-separated list of host[:port]';
   }
@@ -182,6 +196,11 @@ export function parseSettingValue(spec: SettingSpec, raw: string): string | numb
     case 'enum': {
       const word = raw.toLowerCase();
       return type.values.includes(word) ? word : refuse();
+    }
+    case 'enumList': {
+      if (raw.toLowerCase() === 'none') return [];
+      const words = raw.split(',').map((w) => w.trim().toLowerCase()).filter((w) => w !== '');
+      return words.length > 0 && words.every((w) => type.values.includes(w)) ? [...new Set(words)] : refuse();
     }
     case 'hostList': {
       const hosts = raw.split(',').map((h) => h.trim().toLowerCase()).filter((h) => h !== '');

@@ -88,13 +88,28 @@ export const PIPELINE = [
     maxDeliver: 12,
   },
   {
-    stage: 'register',
+    // Dynamic validation: boots the disk under qemu when the import asks (or the operator says
+    // always); any other task passes straight through. Its own row so it can have its own nodes.
+    stage: 'boot-check',
     consumes: 'io.imaging.validated',
-    emits: 'io.imaging.registered',
+    emits: 'io.imaging.boot-checked',
     expects: 'validated',
+    movesTo: 'boot-checked',
+    statusMessage: 'Booting',
+    progress: [95, 98],
+    // One guest at a time per process: a boot takes a core and the guest's memory.
+    concurrency: 1,
+    ackWaitMs: 30_000,
+    maxDeliver: 3,
+  },
+  {
+    stage: 'register',
+    consumes: 'io.imaging.boot-checked',
+    emits: 'io.imaging.registered',
+    expects: 'boot-checked',
     movesTo: 'completed',
     statusMessage: 'Registering',
-    progress: [95, 100],
+    progress: [98, 100],
     concurrency: 1,
     ackWaitMs: 30_000,
     maxDeliver: 12,
