@@ -1,6 +1,6 @@
 import { spawn } from 'child_process';
 import { createServer } from 'net';
-import { join } from 'path';
+import { dirname, join } from 'path';
 import { MongoClient } from 'mongodb';
 
 export interface RunningMongoServer {
@@ -8,7 +8,8 @@ export interface RunningMongoServer {
   stop(): Promise<void>;
 }
 
-const JONGODB = join(__dirname, '../../node_modules/@jongodb/memory-server-bin-linux-x64-gnu/bin/jongodb');
+// Resolved through node's module lookup, so this works from test/helpers and from dist/test/helpers (the benches).
+const JONGODB = join(dirname(require.resolve('@jongodb/memory-server-bin-linux-x64-gnu/package.json')), 'bin/jongodb');
 
 /** Asks the kernel for a port nobody is listening on. */
 export function freePort(): Promise<number> {
