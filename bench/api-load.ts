@@ -135,10 +135,15 @@ async function fill(store: TaskStore, count: number, insert: (batch: TaskDocumen
   const mine = Object.fromEntries(KINDS.map((k) => [k, [] as string[]])) as Record<TaskKind, string[]>;
   const now = Date.now();
   let batch: TaskDocument[] = [];
+  // Conversion task ids have 8 hex digits: among 50,000 of them a repeat is likely.
+  const used = new Set<string>();
   for (let i = 0; i < count; i++) {
     const kind = KINDS[i % KINDS.length];
     const account = accounts[Math.floor(i / KINDS.length) % ACCOUNTS];
-    const task = taskDocument(taskId(kind), kind, account.accountId, new Date(now - i * 1000));
+    let id = taskId(kind);
+    while (used.has(id)) id = taskId(kind);
+    used.add(id);
+    const task = taskDocument(id, kind, account.accountId, new Date(now - i * 1000));
     if (account === accounts[0]) mine[kind].push(task.id);
     batch.push(task);
     if (batch.length === 1000) {
