@@ -292,12 +292,36 @@ describe('ImportInstance', () => {
     expect(item.progress).toBe(60);
   });
 
-  test('refused: two disks, none, a bad architecture, Platform Linux (boto3 and client-ec2)', async () => {
+  test('several disks (boto3 and client-ec2): one conversion task, the boot disk first, every disk a volume; Platform Linux; cancel ends them all', async () => {
+    const disks = [diskImage(), diskImage({ Format: 'RAW' }), { ...diskImage(), Volume: { Size: 7 }, Description: 'logs' }];
+    const { ConversionTask: byBoto } = await boto3Call(endpoint, aliceCreds, 'ImportInstance', { Platform: 'Linux', LaunchSpecification: launch, DiskImages: disks });
+    expect(byBoto.ImportInstance.Platform).toBeUndefined();
+    expect(byBoto.ImportInstance.Volumes.map((v: any) => [v.Image.Format, v.Volume.Size, v.Description, v.Status])).toEqual([
+      ['VMDK', 2, 'root <disk>', 'active'], ['RAW', 2, 'root <disk>', 'active'], ['VMDK', 7, 'logs', 'active'],
+    ]);
+    const bySdk = (await sdk.send(new ImportInstanceCommand({ Platform: 'Windows', LaunchSpecification: launch, DiskImages: disks } as any))).ConversionTask!;
+    expect(bySdk.ImportInstance!.Volumes!.map((v) => v.Volume!.Size)).toEqual([2, 2, 7]);
+    const described = await sdk.send(new DescribeConversionTasksCommand({ ConversionTaskIds: [byBoto.ConversionTaskId, bySdk.ConversionTaskId!] }));
+    expect(described.ConversionTasks!.map((t) => t.ImportInstance!.Volumes!.length)).toEqual([3, 3]);
+    // Listing shows conversion tasks only: the further disks are not tasks of their own.
+    const all = (await boto3Call(endpoint, aliceCreds, 'DescribeConversionTasks', {})).ConversionTasks.map((t: any) => t.ConversionTaskId);
+    const memberIds = (await store.get(byBoto.ConversionTaskId))!.request.instance!.volumeTaskIds!;
+    expect(memberIds).toHaveLength(2);
+    expect(all).toContain(byBoto.ConversionTaskId);
+    for (const id of memberIds) expect(all).not.toContain(id);
+    await expect(boto3Call(endpoint, aliceCreds, 'DescribeConversionTasks', { ConversionTaskIds: [memberIds[0]] })).rejects.toMatchObject({ code: 'InvalidConversionTaskId' });
+    await boto3Call(endpoint, aliceCreds, 'CancelConversionTask', { ConversionTaskId: byBoto.ConversionTaskId, ReasonMessage: 'all of them' });
+    const after = (await boto3Call(endpoint, aliceCreds, 'DescribeConversionTasks', { ConversionTaskIds: [byBoto.ConversionTaskId] })).ConversionTasks[0];
+    expect(after).toMatchObject({ State: 'cancelled', StatusMessage: 'all of them' });
+    expect(after.ImportInstance.Volumes.map((v: any) => v.Status)).toEqual(['cancelled', 'cancelled', 'cancelled']);
+  });
+
+  test('refused: 27 disks, none, a bad architecture, Platform Solaris (boto3 and client-ec2)', async () => {
     const cases: [any, string, RegExp][] = [
-      [{ LaunchSpecification: launch, DiskImages: [diskImage(), diskImage()] }, 'InvalidParameterValue', /only one disk per ImportInstance is supported here/],
+      [{ LaunchSpecification: launch, DiskImages: Array.from({ length: 27 }, () => diskImage()) }, 'InvalidParameterValue', /at most 26/],
       [{ Platform: 'Windows', LaunchSpecification: launch }, 'MissingParameter', /DiskImage\.1\.Image\.Format/],
       [{ LaunchSpecification: { ...launch, Architecture: 'sparc64' }, DiskImages: [diskImage()] }, 'InvalidParameterValue', /LaunchSpecification\.Architecture/],
-      [{ Platform: 'Linux', DiskImages: [diskImage()] }, 'InvalidParameterValue', /leave Platform out/],
+      [{ Platform: 'Solaris', DiskImages: [diskImage()] }, 'InvalidParameterValue', /Windows or Linux/],
       [{ DiskImages: [diskImage({ Url: 'http://169.254.169.254/m' })] }, 'InvalidParameterValue', /DiskImage\.1\.Image\.ImportManifestUrl.*not an object-storage endpoint/],
     ];
     const outcomes = await boto3Calls(endpoint, cases.map(([params]) => ({ creds: aliceCreds, operation: 'ImportInstance', params })));
