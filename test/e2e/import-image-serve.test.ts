@@ -1,7 +1,8 @@
 /**
  * ImportImage, ImportSnapshot, DescribeImport*Tasks and CancelImportTask through `imaging serve`
- * in-process, driven by boto3 and @aws-sdk/client-ec2: every format the toolkit reads lands in
- * the image store with the bytes qemu-img makes of it; a hostile file ends deleted with a
+ * in-process, driven by boto3 and @aws-sdk/client-ec2: every format the toolkit reads, made by
+ * qemu-img from one bootable Debian-shaped disk, lands in the image store with the bytes qemu-img
+ * makes of it; a hostile file ends deleted with a
  * ClientError; tokens, filters, paging and accounts behave as EC2's do.
  */
 import { execFileSync } from 'child_process';
@@ -11,7 +12,8 @@ import { CreateBucketCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { CancelImportTaskCommand, DescribeImportSnapshotTasksCommand, ImportImageCommand, ImportSnapshotCommand } from '@aws-sdk/client-ec2';
 import type { RunningService } from '../../cli/serve';
 import { createAccount } from '../../gateway/accounts';
-import { makeRawDisk, qemuImg, qemuToRaw, tempDir } from '../helpers/disk-corpus';
+import { qemuImg, qemuToRaw, tempDir } from '../helpers/disk-corpus';
+import { makeBootableDebianDisk } from '../helpers/bootable-disk';
 import { boto3Call, boto3Calls, boto3Wait, sdkClient, type Ec2Credentials } from '../helpers/ec2-clients';
 import { clientFor, objectBytes, sha256, startTestService, type Endpoints } from './import-driver';
 
@@ -23,7 +25,8 @@ const BUCKET = 'import-image-bucket';
 
 beforeAll(async () => {
   dir = tempDir('e2e-import-image-');
-  disk = makeRawDisk(dir);
+  // A bootable guest disk: images are system disks, which the validate stage judges.
+  disk = makeBootableDebianDisk(dir);
   ({ service, endpoints } = await startTestService(dir));
   const { s3 } = await clientFor(endpoints);
   await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
@@ -94,7 +97,7 @@ test('boto3: ImportImage of every format completes with an image, a snapshot and
       Description: `corpus ${format}`,
       Architecture: 'x86_64',
       Platform: 'Linux',
-      BootMode: 'uefi',
+      BootMode: 'legacy-bios',
       LicenseType: 'BYOL',
       DiskContainers: [{ Description: `disk ${format}`, Format: format, UserBucket: { S3Bucket: BUCKET, S3Key: key } }],
       TagSpecifications: [{ ResourceType: 'import-image-task', Tags: [{ Key: 'format', Value: format }] }],
@@ -109,7 +112,7 @@ test('boto3: ImportImage of every format completes with an image, a snapshot and
     expect(done.SnapshotDetails[0].Status).toBe('completed');
     expect(done.SnapshotDetails[0].DiskImageSize).toBe(readFileSync(path).length);
     expect(done.Tags).toEqual([{ Key: 'format', Value: format }]);
-    expect(done.BootMode).toBe('uefi');
+    expect(done.BootMode).toBe('legacy-bios');
     const stored = await storedBytesOf(out.ImportTaskId);
     expect([format, stored.length, sha256(stored)]).toEqual([format, reference.length, sha256(reference)]);
   }

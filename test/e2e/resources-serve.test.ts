@@ -12,7 +12,8 @@ import { CreateBucketCommand, HeadObjectCommand, PutObjectCommand } from '@aws-s
 import { DescribeImagesCommand, DescribeSnapshotsCommand, DescribeVolumesCommand, DeleteSnapshotCommand, CreateTagsCommand, DescribeTagsCommand } from '@aws-sdk/client-ec2';
 import type { RunningService } from '../../cli/serve';
 import { createAccount } from '../../gateway/accounts';
-import { makeRawDisk, tempDir } from '../helpers/disk-corpus';
+import { tempDir } from '../helpers/disk-corpus';
+import { makeBootableDebianDisk } from '../helpers/bootable-disk';
 import { awsCli, awsCliPath, boto3Call, boto3Calls, sdkClient, type Ec2Credentials } from '../helpers/ec2-clients';
 import { clientFor, startTestService, upload, waitForTask, type Endpoints } from './import-driver';
 
@@ -36,7 +37,8 @@ async function importImageAndWait(creds: Ec2Credentials, key: string, extra: Rec
 
 beforeAll(async () => {
   dir = tempDir('e2e-resources-');
-  disk = makeRawDisk(dir);
+  // A bootable guest disk: images are system disks, which the validate stage judges.
+  disk = makeBootableDebianDisk(dir);
   ({ service, endpoints } = await startTestService(dir));
   const { s3 } = await clientFor(endpoints);
   await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
@@ -49,7 +51,8 @@ afterAll(async () => {
 
 test('boto3 + @aws-sdk/client-ec2: an imported image, its snapshot, tags, filters, and deletion freeing the bytes', async () => {
   const task = await importImageAndWait(endpoints.creds, 'disk.raw', {
-    Description: 'web', Architecture: 'arm64', Platform: 'Windows', BootMode: 'uefi',
+    // What the disk is (validate judges the request against it): x86_64 Debian booting with BIOS.
+    Description: 'web', Architecture: 'x86_64', Platform: 'Linux', BootMode: 'legacy-bios',
     TagSpecifications: [{ ResourceType: 'image', Tags: [{ Key: 'role', Value: 'web' }] }],
   });
   expect(task.Status).toBe('completed');
@@ -59,9 +62,10 @@ test('boto3 + @aws-sdk/client-ec2: an imported image, its snapshot, tags, filter
 
   const images = await ec2.send(new DescribeImagesCommand({ ImageIds: [imageId] }));
   expect(images.Images![0]).toMatchObject({
-    ImageId: imageId, State: 'available', Architecture: 'arm64', Platform: 'windows', Description: 'web', RootDeviceType: 'ebs', RootDeviceName: '/dev/sda1',
-    BootMode: 'uefi', OwnerId: service.credentials.accountId, Tags: [{ Key: 'role', Value: 'web' }],
+    ImageId: imageId, State: 'available', Architecture: 'x86_64', Description: 'web', RootDeviceType: 'ebs', RootDeviceName: '/dev/sda1',
+    BootMode: 'legacy-bios', OwnerId: service.credentials.accountId, Tags: [{ Key: 'role', Value: 'web' }],
   });
+  expect(images.Images![0].Platform).toBeUndefined();
   expect(images.Images![0].BlockDeviceMappings![0].Ebs).toMatchObject({ SnapshotId: snapshotId, VolumeSize: 1 });
   const snaps = await ec2.send(new DescribeSnapshotsCommand({ SnapshotIds: [snapshotId] }));
   expect(snaps.Snapshots![0]).toMatchObject({ SnapshotId: snapshotId, State: 'completed', VolumeSize: 1, OwnerId: service.credentials.accountId, Tags: [{ Key: 'role', Value: 'web' }] });
@@ -73,7 +77,7 @@ test('boto3 + @aws-sdk/client-ec2: an imported image, its snapshot, tags, filter
   expect(byTag.Snapshots.map((s: any) => s.SnapshotId)).toEqual([snapshotId]);
   const noneByTag = await boto3Call(endpoints.ec2, endpoints.creds, 'DescribeImages', { Filters: [{ Name: 'tag:role', Values: ['db'] }] });
   expect(noneByTag.Images).toEqual([]);
-  const byFilter = await boto3Call(endpoints.ec2, endpoints.creds, 'DescribeImages', { Owners: ['self'], Filters: [{ Name: 'image-id', Values: [imageId] }, { Name: 'architecture', Values: ['arm64'] }] });
+  const byFilter = await boto3Call(endpoints.ec2, endpoints.creds, 'DescribeImages', { Owners: ['self'], Filters: [{ Name: 'image-id', Values: [imageId] }, { Name: 'architecture', Values: ['x86_64'] }] });
   expect(byFilter.Images.map((i: any) => i.ImageId)).toEqual([imageId]);
 
   // The snapshot backs the image: it cannot go first.

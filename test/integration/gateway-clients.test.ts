@@ -431,6 +431,47 @@ describe('errors as real clients see them', () => {
     await expect(boto3Call(endpoint, null, 'DescribeConversionTasks', {})).rejects.toMatchObject({ code: 'AuthFailure', httpStatus: 401 });
   });
 
+  test('two accounts: Bob can neither describe, cancel nor tag any of Alice’s tasks (answered as missing ones), and hers are untouched', async () => {
+    const userBucket = { S3Bucket: 'alice-bucket', S3Key: 'disk.raw' };
+    const [volume, instance, image, snapshot] = (await boto3Calls(endpoint, [
+      { creds: aliceCreds, operation: 'ImportVolume', params: importParams() },
+      { creds: aliceCreds, operation: 'ImportInstance', params: { DiskImages: [importParams(), importParams()].map((p) => ({ Image: p.Image, Volume: p.Volume })) } },
+      { creds: aliceCreds, operation: 'ImportImage', params: { DiskContainers: [{ Format: 'RAW', UserBucket: userBucket }] } },
+      { creds: aliceCreds, operation: 'ImportSnapshot', params: { DiskContainer: { Format: 'RAW', UserBucket: userBucket } } },
+    ])).map((o) => (o as any).response);
+    const volumeTask = volume.ConversionTask.ConversionTaskId;
+    const instanceTask = instance.ConversionTask.ConversionTaskId;
+    const [diskTask] = (await store.get(instanceTask))!.request.instance!.volumeTaskIds!;
+    const conversionIds = [volumeTask, instanceTask, diskTask];
+    const outcomes = await boto3Calls(endpoint, [
+      ...conversionIds.map((id) => ({ creds: bobCreds, operation: 'DescribeConversionTasks', params: { ConversionTaskIds: [id] } })),
+      ...conversionIds.map((id) => ({ creds: bobCreds, operation: 'CancelConversionTask', params: { ConversionTaskId: id } })),
+      { creds: bobCreds, operation: 'DescribeImportImageTasks', params: { ImportTaskIds: [image.ImportTaskId] } },
+      { creds: bobCreds, operation: 'DescribeImportSnapshotTasks', params: { ImportTaskIds: [snapshot.ImportTaskId] } },
+      { creds: bobCreds, operation: 'CancelImportTask', params: { ImportTaskId: image.ImportTaskId } },
+      { creds: bobCreds, operation: 'CancelImportTask', params: { ImportTaskId: snapshot.ImportTaskId } },
+      { creds: bobCreds, operation: 'CreateTags', params: { Resources: [image.ImportTaskId], Tags: [{ Key: 'mine', Value: 'now' }] } },
+      { creds: bobCreds, operation: 'DescribeImportImageTasks', params: {} },
+      { creds: bobCreds, operation: 'DescribeImportSnapshotTasks', params: {} },
+      { creds: bobCreds, operation: 'DescribeConversionTasks', params: {} },
+    ]);
+    expect(outcomes.map((o) => (o.ok ? 'ok' : o.error.code))).toEqual([
+      ...conversionIds.map(() => 'InvalidConversionTaskId'),
+      ...conversionIds.map(() => 'InvalidConversionTaskId'),
+      'InvalidConversionTaskId', 'InvalidConversionTaskId', 'InvalidConversionTaskId', 'InvalidConversionTaskId',
+      'InvalidID', 'ok', 'ok', 'ok',
+    ]);
+    // The same words as for an id nobody has: nothing tells Bob that Alice's exists.
+    const nobody = await boto3Call(endpoint, bobCreds, 'DescribeConversionTasks', { ConversionTaskIds: ['import-vol-00000000'] }).catch((e) => e);
+    expect((outcomes[0] as any).error.message).toBe(nobody.message.replace('import-vol-00000000', volumeTask));
+    const listed = (outcomes.slice(-3) as any[]).flatMap((o) => [...(o.response.ImportImageTasks ?? []), ...(o.response.ImportSnapshotTasks ?? []), ...(o.response.ConversionTasks ?? [])]);
+    expect(listed.map((t: any) => t.ImportTaskId ?? t.ConversionTaskId)).toEqual(expect.not.arrayContaining([...conversionIds, image.ImportTaskId, snapshot.ImportTaskId]));
+    for (const id of [...conversionIds, image.ImportTaskId, snapshot.ImportTaskId]) {
+      const doc = (await store.get(id))!;
+      expect([id, doc.accountId, doc.state, doc.cancelRequested, doc.tags]).toEqual([id, ALICE.accountId, 'pending-upload', undefined, undefined]);
+    }
+  });
+
   test('Bob sees none of Alice’s tasks', async () => {
     const bobs = await boto3Call(endpoint, bobCreds, 'DescribeConversionTasks', {});
     expect(bobs.ConversionTasks.map((t: any) => t.ConversionTaskId)).not.toContain(aliceTaskId);
