@@ -285,55 +285,86 @@ interface Row extends Result {
   name: string;
 }
 
-async function runOne(storeName: 'sqlite' | 'mongo', count: number, seconds: number, concurrency: number, mongoUri: () => Promise<string>): Promise<Row[]> {
-  const dir = mkdtempSync(join(tmpdir(), 'bench-api-load-'));
-  let store: TaskStore | undefined;
-  let child: ChildProcess | undefined;
-  let dropMongo: (() => Promise<void>) | undefined;
-  try {
-    let filled: Filled;
-    let childArgs: string[];
-    if (storeName === 'sqlite') {
-      const url = `sqlite:${join(dir, 'tasks.db')}`;
-      store = await openTaskStore(url);
-      const s = store;
-      filled = await fill(store, count, async (batch) => {
-        for (const task of batch) await s.create(task);
+interface Prepared {
+  count: number;
+  filled: Filled;
+  childArgs: string[];
+  cleanup(): Promise<void>;
+}
+
+/** A store of `count` tasks, closed again: the gateway child opens it itself. */
+async function prepare(storeName: 'sqlite' | 'mongo', count: number, mongoUri: () => Promise<string>): Promise<Prepared> {
+  if (storeName === 'sqlite') {
+    const dir = mkdtempSync(join(tmpdir(), 'bench-api-load-'));
+    const url = `sqlite:${join(dir, 'tasks.db')}`;
+    const store = await openTaskStore(url);
+    try {
+      const filled = await fill(store, count, async (batch) => {
+        for (const task of batch) await store.create(task);
       });
-      childArgs = [url];
-    } else {
-      const uri = await mongoUri();
-      const dbName = `bench_api_load_${randomBytes(4).toString('hex')}`;
-      store = await openTaskStore(uri, { mongoDbName: dbName });
-      const client = new MongoClient(uri, { ignoreUndefined: true });
-      await client.connect();
-      const collection = client.db(dbName).collection('tasks');
-      filled = await fill(store, count, async (batch) => {
-        await collection.insertMany(batch.map(({ id, ...rest }) => ({ _id: id, ...rest })) as any[], { ordered: false });
-      });
-      dropMongo = async () => {
-        await client.db(dbName).dropDatabase().catch(() => undefined);
-        await client.close();
-      };
-      childArgs = [uri, dbName];
+      return { count, filled, childArgs: [url], cleanup: async () => rmSync(dir, { recursive: true, force: true }) };
+    } finally {
+      await store.close();
     }
+  }
+  const uri = await mongoUri();
+  const dbName = `bench_api_load_${randomBytes(4).toString('hex')}`;
+  const store = await openTaskStore(uri, { mongoDbName: dbName });
+  const client = new MongoClient(uri, { ignoreUndefined: true });
+  await client.connect();
+  const cleanup = async () => {
+    await client.db(dbName).dropDatabase().catch(() => undefined);
+    await client.close();
+  };
+  try {
+    const collection = client.db(dbName).collection('tasks');
+    const filled = await fill(store, count, async (batch) => {
+      await collection.insertMany(batch.map(({ id, ...rest }) => ({ _id: id, ...rest })) as any[], { ordered: false });
+    });
+    return { count, filled, childArgs: [uri, dbName], cleanup };
+  } catch (err) {
+    await cleanup();
+    throw err;
+  } finally {
     await store.close();
-    store = undefined;
-    console.error(`${storeName}: ${count} tasks loaded in ${filled.seconds.toFixed(1)} s`);
-    const started = await startGateway(childArgs);
-    child = started.child;
+  }
+}
+
+/**
+ * Every task count of one store, each with its own gateway child, driven case by case with the
+ * counts back to back: on a machine whose load comes and goes, the rows to compare are measured
+ * minutes apart at most.
+ */
+async function runStore(storeName: 'sqlite' | 'mongo', counts: number[], seconds: number, concurrency: number, mongoUri: () => Promise<string>): Promise<Row[]> {
+  const prepared: Prepared[] = [];
+  const children: ChildProcess[] = [];
+  try {
+    for (const count of counts) {
+      const p = await prepare(storeName, count, mongoUri);
+      prepared.push(p);
+      console.error(`${storeName}: ${count} tasks loaded in ${p.filled.seconds.toFixed(1)} s`);
+    }
+    const byCount: { count: number; url: URL; cases: Awaited<ReturnType<typeof cases>> }[] = [];
+    for (const p of prepared) {
+      const started = await startGateway(p.childArgs);
+      children.push(started.child);
+      byCount.push({ count: p.count, url: started.url, cases: await cases(started.url, p.filled) });
+    }
+    const names = [...new Set(byCount.flatMap((b) => b.cases.map((c) => c.check.name)))];
     const rows: Row[] = [];
-    for (const { check, signed } of await cases(started.url, filled)) {
-      const result = await drive(started.url, signed, check, seconds, concurrency);
-      rows.push({ store: storeName, tasks: count, name: check.name, ...result });
-      console.error(`  ${check.name}: ${result.requestsPerSecond.toFixed(0)} req/s`);
+    for (const name of names) {
+      for (const b of byCount) {
+        const found = b.cases.find((c) => c.check.name === name);
+        if (!found) continue;
+        const result = await drive(b.url, found.signed, found.check, seconds, concurrency);
+        rows.push({ store: storeName, tasks: b.count, name, ...result });
+        console.error(`  ${storeName} ${b.count} ${name}: ${result.requestsPerSecond.toFixed(0)} req/s`);
+      }
     }
     return rows;
   } finally {
-    if (child) await stopChild(child);
-    await store?.close();
-    await dropMongo?.();
-    rmSync(dir, { recursive: true, force: true });
+    for (const child of children) await stopChild(child);
+    for (const p of prepared) await p.cleanup();
   }
 }
 
@@ -350,7 +381,7 @@ async function main(): Promise<void> {
   };
   const rows: Row[] = [];
   try {
-    for (const storeName of stores) for (const count of counts) rows.push(...(await runOne(storeName, count, seconds, concurrency, mongoUri)));
+    for (const storeName of stores) rows.push(...(await runStore(storeName, counts, seconds, concurrency, mongoUri)));
   } finally {
     await jongodb?.stop();
   }
