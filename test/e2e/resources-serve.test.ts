@@ -38,7 +38,7 @@ async function importImageAndWait(creds: Ec2Credentials, key: string, extra: Rec
 beforeAll(async () => {
   dir = tempDir('e2e-resources-');
   // A bootable guest disk: images are system disks, which the validate stage judges.
-  disk = makeBootableDebianDisk(dir);
+  disk = makeBootableDebianDisk(dir, 'disk');
   ({ service, endpoints } = await startTestService(dir));
   const { s3 } = await clientFor(endpoints);
   await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
