@@ -14,7 +14,9 @@
  *
  * Each request is signed once (SigV4, Authorization header, as the SDKs sign) and replayed: the
  * gateway verifies every one in full, and the load generator spends its time sending. Every
- * answer must be 200 with the task ids the case asked for.
+ * answer must be 200 with the task ids the case asked for. Each row is followed by the same
+ * action run alone in this process (no HTTP, no signature, one call at a time): the part of a
+ * request's cost that the number of tasks could change.
  *
  *   npm run bench:api-load [-- --tasks 3000,100000 --stores sqlite,mongo --seconds 5 --concurrency 16]
  *
@@ -33,7 +35,11 @@ import { Sha256 } from '@aws-crypto/sha256-js';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { MongoClient } from 'mongodb';
 import { createAccount, StoreAccountDirectory, type NewAccount } from '../gateway/accounts';
+import { runAction } from '../gateway/actions';
+import type { ActionContext } from '../gateway/actions/action';
+import { QueryParams } from '../gateway/query-request';
 import { createGateway } from '../gateway/server';
+import { renderResponse } from '../gateway/xml';
 import { openTaskStore } from '../tasks/open-store';
 import type { TaskStore } from '../tasks/store';
 import type { TaskDocument, TaskKind } from '../tasks/task';
@@ -287,6 +293,33 @@ interface Row extends Result {
   name: string;
 }
 
+/** Runs the case's action in this process, one call after another, on its own connection to the store. */
+async function actionAlone(p: Prepared, check: Case, seconds: number): Promise<Result> {
+  const store = await openTaskStore(p.childArgs[0], p.childArgs[1] ? { mongoDbName: p.childArgs[1] } : {});
+  try {
+    const ctx: ActionContext = {
+      caller: { accountId: p.filled.caller.accountId, accessKeyId: p.filled.caller.accessKeyId },
+      tasks: store, publish: async () => undefined, region: 'us-east-1', allowedObjectHosts: [], taskLifetimeMs: 86400_000, now: () => new Date(),
+    };
+    const { Action: action, Version: _version, ...rest } = check.params;
+    const params = new QueryParams(Object.entries(rest));
+    const latencies: number[] = [];
+    const until = Date.now() + seconds * 1000;
+    const started = process.hrtime.bigint();
+    while (Date.now() < until) {
+      const t = process.hrtime.bigint();
+      renderResponse(action, 'request-id', await runAction(action, params, ctx));
+      latencies.push(Number(process.hrtime.bigint() - t) / 1e6);
+    }
+    const elapsed = Number(process.hrtime.bigint() - started) / 1e9;
+    latencies.sort((a, b) => a - b);
+    const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))];
+    return { requestsPerSecond: latencies.length / elapsed, p50: at(0.5), p99: at(0.99), requests: latencies.length };
+  } finally {
+    await store.close();
+  }
+}
+
 interface Prepared {
   count: number;
   filled: Filled;
@@ -355,12 +388,16 @@ async function runStore(storeName: 'sqlite' | 'mongo', counts: number[], seconds
     const names = [...new Set(byCount.flatMap((b) => b.cases.map((c) => c.check.name)))];
     const rows: Row[] = [];
     for (const name of names) {
-      for (const b of byCount) {
+      for (const [i, b] of byCount.entries()) {
         const found = b.cases.find((c) => c.check.name === name);
         if (!found) continue;
         const result = await drive(b.url, found.signed, found.check, seconds, concurrency);
         rows.push({ store: storeName, tasks: b.count, name, ...result });
         console.error(`  ${storeName} ${b.count} ${name}: ${result.requestsPerSecond.toFixed(0)} req/s`);
+        // The action alone on the same store, one call at a time in this process: no HTTP, no
+        // signature, no other request waiting; what the store's queries and the rendering cost.
+        const alone = await actionAlone(prepared[i], found.check, Math.min(seconds, 3));
+        rows.push({ store: storeName, tasks: b.count, name: `${name}, action alone`, ...alone });
       }
     }
     return rows;
@@ -397,7 +434,7 @@ async function main(): Promise<void> {
   console.log('| store | tasks | request | requests/s | p50 ms | p99 ms | requests |');
   console.log('|---|---:|---|---:|---:|---:|---:|');
   for (const r of rows) {
-    console.log(`| ${r.store === 'mongo' ? mongoName : 'sqlite'} | ${r.tasks.toLocaleString('en')} | ${r.name} | ${r.requestsPerSecond.toFixed(0)} | ${r.p50.toFixed(1)} | ${r.p99.toFixed(1)} | ${r.requests} |`);
+    console.log(`| ${r.store === 'mongo' ? mongoName : 'sqlite'} | ${r.tasks.toLocaleString('en')} | ${r.name} | ${r.requestsPerSecond.toFixed(0)} | ${r.p50.toFixed(r.p50 < 10 ? 2 : 1)} | ${r.p99.toFixed(r.p99 < 10 ? 2 : 1)} | ${r.requests} |`);
   }
 }
 

@@ -19,6 +19,16 @@ export interface ConversionTaskView {
   instanceId?: string;
   platform?: string;
   volumeDescription?: string;
+  /** Import-instance tasks with several disks: each one, the boot disk first. */
+  disks?: DiskView[];
+}
+
+export interface DiskView {
+  status: string;
+  format?: string;
+  volumeId?: string;
+  volumeSizeGiB?: number;
+  description?: string;
 }
 
 const num = (v: unknown) => (v === undefined || v === '' ? undefined : Number(v));
@@ -26,8 +36,9 @@ const str = (v: unknown) => (v === undefined || v === '' ? undefined : String(v)
 
 export function conversionTaskView(item: Record<string, any>): ConversionTaskView {
   const instance = item.importInstance;
-  // One disk per import-instance task here, so its first volume is the whole story.
-  const detail = item.importVolume ?? instance?.volumes?.item?.[0] ?? {};
+  // The first volume of an import-instance task is its boot disk; the fields below describe it.
+  const volumes: Record<string, any>[] = instance?.volumes?.item ?? [];
+  const detail = item.importVolume ?? volumes[0] ?? {};
   return {
     conversionTaskId: String(item.conversionTaskId),
     state: String(item.state),
@@ -44,6 +55,17 @@ export function conversionTaskView(item: Record<string, any>): ConversionTaskVie
     description: instance ? str(instance.description) : str(detail.description),
     ...(instance
       ? { instanceId: str(instance.instanceId), platform: str(instance.platform), volumeDescription: str(detail.description) }
+      : {}),
+    ...(volumes.length > 1
+      ? {
+          disks: volumes.map((v) => ({
+            status: String(v.status ?? ''),
+            format: str(v.image?.format),
+            volumeId: str(v.volume?.id),
+            volumeSizeGiB: num(v.volume?.size),
+            description: str(v.description),
+          })),
+        }
       : {}),
   };
 }
@@ -70,6 +92,9 @@ export function formatConversionTask(task: ConversionTaskView): string {
   field('image location', task.imageLocation);
   field('image sha256', task.imageSha256);
   field('expires', task.expirationTime);
+  for (const [i, disk] of (task.disks ?? []).entries()) {
+    field(`disk ${i + 1}`, [disk.status, disk.format, disk.volumeId && `${disk.volumeId} (${disk.volumeSizeGiB} GiB)`, disk.description].filter(Boolean).join('  '));
+  }
   return lines.join('\n');
 }
 

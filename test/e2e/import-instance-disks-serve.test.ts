@@ -13,7 +13,7 @@ import type { InstanceRecord, VolumeRecord } from '../../tasks/task';
 import { qemuToRaw, seededBytes, tempDir } from '../helpers/disk-corpus';
 import { awsCli, awsCliPath, boto3Call } from '../helpers/ec2-clients';
 import { UUIDS, debianTree, makeDisk } from '../helpers/guest-images';
-import { objectBytes, sha256, startTestService, upload, type Endpoints } from './import-driver';
+import { objectBytes, runCli, sha256, startTestService, upload, type Endpoints } from './import-driver';
 
 let service: RunningService;
 let endpoints: Endpoints;
@@ -98,6 +98,10 @@ afterAll(async () => {
   // The further disks' tasks are not conversion tasks of their own.
   const all = JSON.parse((await aws(['describe-conversion-tasks'])).stdout).ConversionTasks.map((t: any) => t.ConversionTaskId);
   expect(all).toEqual([taskId]);
+  // The imaging CLI lists every disk of the instance.
+  const [viewed] = JSON.parse((await runCli(endpoints, ['describe-conversion-tasks', taskId, '--json'])).stdout);
+  expect(viewed).toMatchObject({ conversionTaskId: taskId, state: 'completed', instanceId, volumeId: volumeIds[0] });
+  expect(viewed.disks.map((d: any) => [d.status, d.format, d.volumeId, d.description])).toEqual(disks.map((d, i) => ['completed', d.format, volumeIds[i], `disk ${i + 1}`]));
 }, 900_000);
 
 (cli ? test : test.skip)('aws ec2 cancel-conversion-task cancels the instance and every disk; wait conversion-task-cancelled returns; nothing is registered', async () => {
