@@ -21,12 +21,14 @@ import { InProcessBus } from '../events/in-process-bus';
 import { JetStreamBus } from '../events/jetstream-bus';
 import { ALL_STAGES } from '../functions/stages';
 import { runStageOnBus } from '../functions/host/stage-runner';
+import { startSweeper } from '../functions/sweeper';
 import type { StageConfig } from '../functions/stage';
 import { ensureBucket, makeS3Client, type ObjectStorageConfig } from '../toolkit/io/object-storage';
 import { hostOf } from '../toolkit/io/url-policy';
 import { CREDENTIALS_FILE, type BootstrapCredentials } from './credentials';
 import { startEmbeddedS3, type EmbeddedS3 } from './embedded-s3';
 import { typedSettings, type ServeSettings } from './settings';
+import { applyProcessLimits } from '../ops/process-limits';
 
 export interface RunningService {
   ec2Endpoint: string;
@@ -117,7 +119,11 @@ export async function startService(settings: ServeSettings, options: { logToStde
       allowedObjectHosts,
       uploadPollMs: typed.uploadPollMs,
       memoryLimitBytes: typed.memoryLimitMb * 2 ** 20,
+      maxImageBytes: typed.maxImageBytes,
+      readsInFlight: typed.readsInFlight,
+      leaseMs: typed.leaseMs,
     };
+    applyProcessLimits(typed);
     const subscriptions: Subscription[] = [];
     // Each stage consumes as its row in the pipeline table says (runStageOnBus reads it).
     for (const stage of ALL_STAGES) {
@@ -126,6 +132,11 @@ export async function startService(settings: ServeSettings, options: { logToStde
     stops.push(async () => {
       await Promise.all(subscriptions.map((s) => s.stop()));
     });
+    const sweeper = startSweeper({ tasks, s3, config, log: log.child({ part: 'sweeper' }) }, (event) => bus.publish(event), {
+      intervalMs: Math.min(typed.sweepIntervalMs, typed.uploadPollMs),
+      idleMs: typed.redriveIdleMs,
+    });
+    stops.push(() => sweeper.stop());
 
     const gateway = createGateway({
       tasks,
@@ -137,6 +148,7 @@ export async function startService(settings: ServeSettings, options: { logToStde
       region: settings.region,
       allowedObjectHosts,
       taskLifetimeMs: typed.taskLifetimeHours * 3600_000,
+      maxImageBytes: typed.maxImageBytes,
       log: log.child({ part: 'gateway' }),
       onRequest: gatewayRequestObserver(metrics, Object.keys(ACTIONS)),
     });

@@ -47,6 +47,9 @@ function stageConfigOf(settings: Settings): StageConfig {
     accessKeyId: settings.s3AccessKeyId!,
     secretAccessKey: settings.s3SecretAccessKey!,
     forcePathStyle: settings.s3ForcePathStyle,
+    connectionTimeoutMs: settings.s3ConnectTimeoutMs,
+    requestTimeoutMs: settings.s3TimeoutMs,
+    maxAttempts: settings.s3MaxAttempts,
   };
   return {
     storage,
@@ -55,5 +58,8 @@ function stageConfigOf(settings: Settings): StageConfig {
     allowedObjectHosts: settings.allowedObjectHosts ?? [hostOf(endpoint)],
     uploadPollMs: settings.uploadPollMs,
     memoryLimitBytes: settings.memoryLimitMb * 1024 * 1024,
+    maxImageBytes: settings.maxImageBytes,
+    readsInFlight: settings.readsInFlight,
+    leaseMs: settings.leaseMs,
   };
 }

@@ -47,7 +47,10 @@ export async function settleInstance(ctx: StageContext, instanceTaskId: string, 
     createdAt: new Date().toISOString(),
   };
   await ctx.tasks.putResource(instance);
-  await advanceToNext(ctx, 'register', task.id, () => ({}), { resourceId: instanceId });
+  // From a volume task's register the lease held is that task's, not the instance task's (whose
+  // own register has finished): the advance is a compare-and-set on the instance task's state alone.
+  const advancing = from === 'volume' ? { ...ctx, attempt: undefined } : ctx;
+  await advanceToNext(advancing, 'register', task.id, () => ({}), { resourceId: instanceId });
 }
 
 /** Whether a task converts one of an instance's further disks. */

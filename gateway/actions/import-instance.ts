@@ -39,7 +39,7 @@ export interface ImportInstanceInput {
 export const importInstance: ActionHandler<ImportInstanceInput> = {
   async validate(params: QueryParams, ctx: ActionContext): Promise<ImportInstanceInput> {
     const availabilityZone = params.string(`${LS}.Placement.AvailabilityZone`) || `${ctx.region}a`;
-    const disks = diskImageIndexes(params).map((index) => ({ ...validateDiskImage(params, `DiskImage.${index}.`, ctx.allowedObjectHosts), availabilityZone }));
+    const disks = diskImageIndexes(params).map((index) => ({ ...validateDiskImage(params, `DiskImage.${index}.`, ctx.allowedObjectHosts, ctx.maxImageBytes), availabilityZone }));
     return { disks, instance: launchSpecification(params) };
   },
 
