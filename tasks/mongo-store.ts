@@ -56,6 +56,7 @@ export class MongoTaskStore implements TaskStore {
       const db: Db = client.db(dbName);
       const tasks = db.collection<StoredTask>('tasks');
       await tasks.createIndex({ accountId: 1, createdAt: -1 });
+      await tasks.createIndex({ accountId: 1, kind: 1, createdAt: -1, _id: -1 });
       await tasks.createIndex({ expiresAt: 1 });
       await tasks.createIndex({ createdAt: -1 });
       await tasks.createIndex({ state: 1, createdAt: 1 });
@@ -93,7 +94,16 @@ export class MongoTaskStore implements TaskStore {
     if (query.accountId !== undefined) filter.accountId = query.accountId;
     if (query.ids) filter._id = { $in: query.ids };
     if (query.kinds) filter.kind = { $in: [...query.kinds] };
-    const found = await this.tasks.find(filter).sort({ createdAt: -1, _id: -1 }).toArray();
+    if (query.before) {
+      const { createdAt, id } = query.before;
+      filter.$or = [{ createdAt: { $lt: createdAt } }, { createdAt, _id: { $lt: id } }];
+    }
+    let cursor = this.tasks.find(filter).sort({ createdAt: -1, _id: -1 });
+    if (query.limit !== undefined) {
+      if (query.limit <= 0) return [];
+      cursor = cursor.limit(query.limit);
+    }
+    const found = await cursor.toArray();
     return found.map(taskOf);
   }
 

@@ -72,6 +72,8 @@ export class SqliteTaskStore implements TaskStore {
         doc TEXT NOT NULL
       );
       CREATE INDEX IF NOT EXISTS tasks_account_created ON tasks (account_id, created_at);
+      CREATE INDEX IF NOT EXISTS tasks_account_kind_created ON tasks (account_id, kind, created_at, id);
+      CREATE INDEX IF NOT EXISTS tasks_created ON tasks (created_at, id);
       CREATE INDEX IF NOT EXISTS tasks_expires ON tasks (expires_at);
       CREATE INDEX IF NOT EXISTS tasks_state_created ON tasks (state, created_at);
       CREATE TABLE IF NOT EXISTS resources (
@@ -143,10 +145,33 @@ export class SqliteTaskStore implements TaskStore {
       where.push(`kind IN (${query.kinds.map(() => '?').join(', ')})`);
       params.push(...query.kinds);
     }
-    const rows = this.db
-      .prepare(`SELECT doc FROM tasks ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC`)
+    if (query.before) {
+      const at = epochMs(query.before.createdAt, 'createdAt', query.before.id);
+      where.push('(created_at < ? OR (created_at = ? AND id < ?))');
+      params.push(at, at, query.before.id);
+    }
+    let limit = '';
+    if (query.limit !== undefined) {
+      limit = 'LIMIT ?';
+      params.push(query.limit);
+    }
+    // Prepared statements are cached by their text: a describe names a handful of shapes.
+    const rows = this.prepared(`SELECT doc FROM tasks ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC ${limit}`)
       .all(...params) as { doc: string }[];
     return rows.map((r) => JSON.parse(r.doc) as TaskDocument);
+  }
+
+  private readonly statementCache = new Map<string, Database.Statement>();
+
+  private prepared(sql: string): Database.Statement {
+    let statement = this.statementCache.get(sql);
+    if (!statement) {
+      // Bounded: the texts differ only in how many ids or kinds a query names.
+      if (this.statementCache.size >= 256) this.statementCache.clear();
+      statement = this.db.prepare(sql);
+      this.statementCache.set(sql, statement);
+    }
+    return statement;
   }
 
   async listExpired(now: Date): Promise<TaskDocument[]> {
@@ -191,7 +216,7 @@ export class SqliteTaskStore implements TaskStore {
       where.push(`id IN (${query.ids.map(() => '?').join(', ')})`);
       params.push(...query.ids);
     }
-    const rows = this.db.prepare(`SELECT doc FROM resources WHERE ${where.join(' AND ')} ORDER BY created_at, id`).all(...params) as { doc: string }[];
+    const rows = this.prepared(`SELECT doc FROM resources WHERE ${where.join(' AND ')} ORDER BY created_at, id`).all(...params) as { doc: string }[];
     return rows.map((r) => JSON.parse(r.doc) as ResourceRecord);
   }
 

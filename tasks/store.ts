@@ -6,6 +6,16 @@ export interface TaskQuery {
   accountId?: string;
   ids?: string[];
   kinds?: readonly TaskKind[];
+  /** At most this many tasks (the newest first, after `before`). */
+  limit?: number;
+  /** Only tasks listed after this one in newest-first order: a keyset cursor for paging. */
+  before?: TaskCursor;
+}
+
+/** Where a page of a newest-first task listing ended: the last task's creation time and id. */
+export interface TaskCursor {
+  createdAt: string;
+  id: string;
 }
 
 export interface ResourceQuery {

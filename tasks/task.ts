@@ -86,6 +86,17 @@ export interface ImportInstanceSpec {
   userData?: string;
   monitoring?: boolean;
   instanceInitiatedShutdownBehavior?: 'stop' | 'terminate';
+  /**
+   * The tasks converting DiskImage.2..N, in order: import-volume tasks whose request names this
+   * task in `partOf`. The instance is made once its own disk and all of them are registered.
+   */
+  volumeTaskIds?: string[];
+}
+
+/** The instance task a volume task converts a further disk of, and which DiskImage.N it is. */
+export interface InstanceDiskRef {
+  taskId: string;
+  diskIndex: number;
 }
 
 export type ExportTargetEnvironment = 'citrix' | 'vmware' | 'microsoft';
@@ -136,6 +147,8 @@ export function isImageExport(request: ExportRequest): request is ImageExportReq
 export interface TaskRequest extends ImportVolumeRequest {
   /** Present exactly when the task's kind is import-instance. */
   instance?: ImportInstanceSpec;
+  /** An import-volume task converting a further disk of an ImportInstance (not a conversion task of its own). */
+  partOf?: InstanceDiskRef;
   /** Present exactly when the task's kind is import-image or import-snapshot. */
   importImage?: ImportImageSpec;
   /** ClientToken of the request, when the client sent one. */

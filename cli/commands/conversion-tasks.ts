@@ -24,6 +24,16 @@ export interface ConversionTaskView {
   validation?: ValidationReport;
   /** How far the disk booted under qemu (the boot-check stage), when it was booted. */
   bootCheck?: BootCheckResult;
+  /** Import-instance tasks with several disks: each one, the boot disk first. */
+  disks?: DiskView[];
+}
+
+export interface DiskView {
+  status: string;
+  format?: string;
+  volumeId?: string;
+  volumeSizeGiB?: number;
+  description?: string;
 }
 
 const num = (v: unknown) => (v === undefined || v === '' ? undefined : Number(v));
@@ -72,8 +82,9 @@ export function bootCheckView(v: Record<string, any> | undefined): BootCheckResu
 
 export function conversionTaskView(item: Record<string, any>): ConversionTaskView {
   const instance = item.importInstance;
-  // One disk per import-instance task here, so its first volume is the whole story.
-  const detail = item.importVolume ?? instance?.volumes?.item?.[0] ?? {};
+  // The first volume of an import-instance task is its boot disk; the fields below describe it.
+  const volumes: Record<string, any>[] = instance?.volumes?.item ?? [];
+  const detail = item.importVolume ?? volumes[0] ?? {};
   return {
     conversionTaskId: String(item.conversionTaskId),
     state: String(item.state),
@@ -92,6 +103,17 @@ export function conversionTaskView(item: Record<string, any>): ConversionTaskVie
     ...(detail.bootCheck ? { bootCheck: bootCheckView(detail.bootCheck) } : {}),
     ...(instance
       ? { instanceId: str(instance.instanceId), platform: str(instance.platform), volumeDescription: str(detail.description) }
+      : {}),
+    ...(volumes.length > 1
+      ? {
+          disks: volumes.map((v) => ({
+            status: String(v.status ?? ''),
+            format: str(v.image?.format),
+            volumeId: str(v.volume?.id),
+            volumeSizeGiB: num(v.volume?.size),
+            description: str(v.description),
+          })),
+        }
       : {}),
   };
 }
@@ -120,6 +142,9 @@ export function formatConversionTask(task: ConversionTaskView): string {
   field('validation', task.validation?.verdict?.message);
   field('boot check', task.bootCheck?.message);
   field('expires', task.expirationTime);
+  for (const [i, disk] of (task.disks ?? []).entries()) {
+    field(`disk ${i + 1}`, [disk.status, disk.format, disk.volumeId && `${disk.volumeId} (${disk.volumeSizeGiB} GiB)`, disk.description].filter(Boolean).join('  '));
+  }
   return lines.join('\n');
 }
 

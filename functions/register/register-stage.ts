@@ -8,6 +8,7 @@ import type { InstanceRecord, TaskDocument } from '../../tasks/task';
 import { rowOf } from '../../pipeline/table';
 import { advanceToNext, taskStage } from '../task-step';
 import { registerImport } from './register-import';
+import { settleInstance } from './register-instance';
 
 /** The state register works on (its row of the pipeline table). */
 const REGISTER_EXPECTS = rowOf('register').expects;
@@ -37,6 +38,18 @@ export const registerStage = taskStage('register', {
       availabilityZone: task.request.availabilityZone,
       createdAt,
     });
+    const partOf = task.request.partOf;
+    if (partOf) {
+      // A further disk of an instance: its own task completes with its volume; the instance
+      // task completes when all its disks have.
+      await advanceToNext(ctx, 'register', taskId, (doc) => ({ artifacts: { ...doc.artifacts, volumeId } }), { resourceId: volumeId });
+      await settleInstance(ctx, partOf.taskId, 'volume');
+      return;
+    }
+    if (task.kind === 'import-instance' && task.request.instance?.volumeTaskIds?.length) {
+      await settleInstance(ctx, taskId, 'instance');
+      return;
+    }
     const instance = instanceRecord(task, volumeId, createdAt);
     if (instance) await ctx.tasks.putResource(instance);
     const resourceId = instance?.id ?? volumeId;
@@ -52,7 +65,7 @@ export const registerStage = taskStage('register', {
 function instanceRecord(task: TaskDocument, volumeId: string, createdAt: string): InstanceRecord | undefined {
   const spec = task.request.instance;
   if (task.kind !== 'import-instance' || !spec) return undefined;
-  const { instanceId, ...launch } = spec;
+  const { instanceId, volumeTaskIds: _volumeTaskIds, ...launch } = spec;
   return {
     ...launch,
     id: instanceId,

@@ -1,11 +1,11 @@
 /**
- * CancelConversionTask: marks the task for cancellation. A task still waiting for its upload has
- * no stage working on it, so it is cancelled here; otherwise the stage working on it sees
- * cancelRequested and stops.
+ * CancelConversionTask: marks the task for cancellation, and for an ImportInstance every volume
+ * task of its further disks too. A task still waiting for its upload has no stage working on it,
+ * so it is cancelled here; otherwise the stage working on it sees cancelRequested and stops.
  */
 import { ec2ConversionState, isTerminal, transition, updateTask } from '../../tasks/state-machine';
 import { Ec2Error } from '../errors';
-import type { ActionHandler } from './action';
+import type { ActionContext, ActionHandler } from './action';
 import { checkTaskIdShape, isOwnedBy, unknownTaskIds } from './task-ids';
 import { CONVERSION_TASK_KINDS, type TaskDocument } from '../../tasks/task';
 
@@ -15,6 +15,8 @@ export const CANCELED_BY_USER = 'Canceled by user';
 interface CancelInput {
   id: string;
   reason?: string;
+  /** The volume tasks of an instance's further disks, cancelled with it. */
+  memberIds: string[];
 }
 
 const alreadyFinished = (task: TaskDocument) =>
@@ -29,25 +31,36 @@ export const cancelConversionTask: ActionHandler<CancelInput> = {
       throw new Ec2Error('InvalidParameterValue', `ReasonMessage can be at most ${MAX_REASON_CHARS} characters`);
     }
     const task = await ctx.tasks.get(id);
-    if (!isOwnedBy(task, ctx.caller.accountId) || !CONVERSION_TASK_KINDS.includes(task.kind)) throw unknownTaskIds([id]);
+    if (!isOwnedBy(task, ctx.caller.accountId) || !CONVERSION_TASK_KINDS.includes(task.kind) || task.request.partOf) throw unknownTaskIds([id]);
     if (isTerminal(task.state)) throw alreadyFinished(task);
-    return { id, reason };
+    return { id, reason, memberIds: task.request.instance?.volumeTaskIds ?? [] };
   },
 
-  async run({ id, reason }, ctx) {
-    let finished: TaskDocument | undefined;
-    await updateTask(ctx.tasks, id, (doc) => {
-      // The task may have finished since validate read it.
-      if (isTerminal(doc.state)) {
-        finished = doc;
-        return undefined;
-      }
-      const now = ctx.now();
-      const marked = doc.cancelRequested ? doc : { ...doc, cancelRequested: { at: now.toISOString(), ...(reason ? { reason } : {}) }, updatedAt: now.toISOString() };
-      if (doc.state === 'pending-upload') return transition(marked, 'cancelled', reason ?? CANCELED_BY_USER, now);
-      return marked === doc ? undefined : marked;
-    });
+  async run({ id, reason, memberIds }, ctx) {
+    for (const memberId of memberIds) await markCancelled(ctx, memberId, reason);
+    const finished = await markCancelled(ctx, id, reason);
     if (finished) throw alreadyFinished(finished);
     return { return: true };
   },
 };
+
+/** Marks one task for cancellation; the task itself if it had already finished. */
+async function markCancelled(ctx: ActionContext, id: string, reason: string | undefined): Promise<TaskDocument | undefined> {
+  let finished: TaskDocument | undefined;
+  await updateTask(ctx.tasks, id, (doc) => {
+    // The task may have finished since validate read it.
+    if (isTerminal(doc.state)) {
+      finished = doc;
+      return undefined;
+    }
+    const now = ctx.now();
+    const marked = doc.cancelRequested ? doc : { ...doc, cancelRequested: { at: now.toISOString(), ...(reason ? { reason } : {}) }, updatedAt: now.toISOString() };
+    // No stage works on a task waiting for its upload, nor on an instance task whose own disk is
+    // registered and which only waits for its other disks: they end here.
+    if (doc.state === 'pending-upload' || waitsForOtherDisks(doc)) return transition(marked, 'cancelled', reason ?? CANCELED_BY_USER, now);
+    return marked === doc ? undefined : marked;
+  });
+  return finished;
+}
+
+const waitsForOtherDisks = (doc: TaskDocument) => doc.state === 'validated' && doc.artifacts.volumeId !== undefined && (doc.request.instance?.volumeTaskIds?.length ?? 0) > 0;

@@ -10,25 +10,53 @@ import type { TaskDocument } from '../../tasks/task';
 import type { XmlObject } from '../xml';
 import { bootCheckXml, validationXml } from './guest-report-xml';
 
-export function conversionTaskXml(task: TaskDocument): XmlObject {
+/** `members`: the volume tasks of an import-instance task's further disks (those it names; others are ignored). */
+export function conversionTaskXml(task: TaskDocument, members: TaskDocument[] = []): XmlObject {
   const volume = volumeDetailXml(task);
+  const disks = task.kind === 'import-instance' ? instanceDisks(task, members) : [task];
+  const { state, statusMessage } = overallState(disks);
   return {
     conversionTaskId: task.id,
     expirationTime: task.expiresAt,
-    ...(task.kind === 'import-instance' ? { importInstance: importInstanceXml(task, volume) } : { importVolume: volume }),
-    state: ec2ConversionState(task),
-    statusMessage: task.statusMessage,
+    ...(task.kind === 'import-instance' ? { importInstance: importInstanceXml(task, disks) } : { importVolume: volume }),
+    state,
+    statusMessage,
   };
 }
 
-/** The instance and its one volume; the volume item carries the task's status as EC2 reports it per volume. */
-function importInstanceXml(task: TaskDocument, volume: XmlObject): XmlObject {
+/** The instance task's own disk, then its further disks' tasks in DiskImage order (those found). */
+function instanceDisks(task: TaskDocument, members: TaskDocument[]): TaskDocument[] {
+  const ids = task.request.instance?.volumeTaskIds ?? [];
+  const byId = new Map(members.map((m) => [m.id, m]));
+  return [task, ...ids.map((id) => byId.get(id)).filter((m): m is TaskDocument => m !== undefined)];
+}
+
+/**
+ * One state for the instance and all its disks: cancelled as soon as one disk ended without
+ * finishing (with that disk's message), completed when the instance task completed (it does
+ * once every disk is registered), otherwise the instance task's own.
+ */
+function overallState(disks: TaskDocument[]): { state: ReturnType<typeof ec2ConversionState>; statusMessage: string } {
+  const [task] = disks;
+  const ended = disks.find((d) => ec2ConversionState(d) === 'cancelled');
+  if (ended) return { state: 'cancelled', statusMessage: ended.statusMessage };
+  const cancelling = disks.find((d) => ec2ConversionState(d) === 'cancelling');
+  if (cancelling) return { state: 'cancelling', statusMessage: cancelling.statusMessage };
+  const state = ec2ConversionState(task);
+  if (state === 'active' && task.state === 'validated' && disks.some((d) => d.state !== 'completed' && d !== task)) {
+    return { state, statusMessage: 'Waiting for the instance\'s other disks' };
+  }
+  return { state, statusMessage: task.statusMessage };
+}
+
+/** The instance and its volumes; each volume item carries its own disk's status, as EC2 reports it per volume. */
+function importInstanceXml(task: TaskDocument, disks: TaskDocument[]): XmlObject {
   const instance = task.request.instance;
   return {
     description: instance?.description,
     instanceId: instance?.instanceId,
     platform: instance?.platform,
-    volumes: [{ ...volume, status: ec2ConversionState(task), statusMessage: task.statusMessage }],
+    volumes: disks.map((disk) => ({ ...volumeDetailXml(disk), status: ec2ConversionState(disk), statusMessage: disk.statusMessage })),
   };
 }
 

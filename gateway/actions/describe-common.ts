@@ -3,7 +3,8 @@
  * MaxResults/NextToken paging with opaque tokens bound to the query that made them, and tags.
  */
 import { createHash } from 'crypto';
-import type { Tag } from '../../tasks/task';
+import type { TaskCursor, TaskQuery, TaskStore } from '../../tasks/store';
+import type { Tag, TaskDocument } from '../../tasks/task';
 import { Ec2Error, invalidValue } from '../errors';
 import type { QueryParams } from '../query-request';
 
@@ -164,3 +165,51 @@ export function parseTagSpecifications(params: QueryParams, allowed: readonly st
 
 /** Tags as EC2 renders them in a tagSet. */
 export const tagSetXml = (tags: Tag[] | undefined) => (tags && tags.length ? tags.map((t) => ({ key: t.key, value: t.value })) : undefined);
+
+/**
+ * One page of a newest-first task listing, read from the store a page at a time: the token is
+ * a keyset cursor (the last task shown), so a page costs the same with 100 tasks or 100,000, and
+ * filters the store does not know are applied to each batch as it arrives. Like `page`, the
+ * token is bound to the query that made it.
+ */
+export async function pageOfTasks(
+  store: TaskStore,
+  query: TaskQuery,
+  keep: (task: TaskDocument) => boolean,
+  request: PageRequest,
+  queryKey: unknown,
+): Promise<{ items: TaskDocument[]; nextToken?: string }> {
+  const digest = createHash('sha256').update(JSON.stringify(queryKey)).digest('base64url').slice(0, 16);
+  let before: TaskCursor | undefined;
+  if (request.nextToken) {
+    before = decodeTaskToken(request.nextToken, digest);
+    if (!before) throw new Ec2Error('InvalidPaginationToken', `The token '${request.nextToken}' is invalid for this request; pass the NextToken of the previous page of the same request`);
+  }
+  if (request.maxResults === undefined && !request.nextToken) return { items: (await store.list(query)).filter(keep) };
+  const size = request.maxResults ?? 1000;
+  const items: TaskDocument[] = [];
+  for (;;) {
+    // One more than the page holds, so a full page knows whether another follows.
+    const wanted = size - items.length + 1;
+    const batch = await store.list({ ...query, limit: wanted, ...(before ? { before } : {}) });
+    items.push(...batch.filter(keep));
+    if (items.length > size) {
+      const last = items[size - 1];
+      const token = Buffer.from(JSON.stringify({ c: last.createdAt, i: last.id, d: digest })).toString('base64url');
+      return { items: items.slice(0, size), nextToken: token };
+    }
+    if (batch.length < wanted) return { items };
+    const tail = batch[batch.length - 1];
+    before = { createdAt: tail.createdAt, id: tail.id };
+  }
+}
+
+function decodeTaskToken(token: string, digest: string): TaskCursor | undefined {
+  try {
+    const parsed = JSON.parse(Buffer.from(token, 'base64url').toString('utf8'));
+    if (parsed?.d === digest && typeof parsed.c === 'string' && !Number.isNaN(Date.parse(parsed.c)) && typeof parsed.i === 'string') return { createdAt: parsed.c, id: parsed.i };
+  } catch {
+    // fall through
+  }
+  return undefined;
+}

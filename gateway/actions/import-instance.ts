@@ -1,11 +1,14 @@
 /**
- * ImportInstance: an ImportVolume of the instance's disk, plus the instance to register once the
- * disk is converted. The instance id is allocated now and returned, as EC2 does. The pipeline
- * converts one disk per task, so exactly one DiskImage is accepted.
+ * ImportInstance: one conversion task for the instance and its disks. DiskImage.1 is the boot
+ * disk, converted by the instance task itself; each further DiskImage.N is converted by a volume
+ * task of its own that names the instance task (`partOf`) and is shown only as one of the
+ * instance's volumes. The instance is registered when every disk is. The instance id is
+ * allocated now and returned, as EC2 does.
  */
 import { isIPv4 } from 'net';
-import { newImportInstanceTaskId, newInstanceId } from '../../tasks/ids';
-import type { BootCheckRequest, ImportInstanceSpec, ImportVolumeRequest, InstanceArchitecture, TaskRequest } from '../../tasks/task';
+import { newImportInstanceTaskId, newImportVolumeTaskId, newInstanceId } from '../../tasks/ids';
+import { isTerminal, transition, updateTask } from '../../tasks/state-machine';
+import type { BootCheckRequest, ImportInstanceSpec, ImportVolumeRequest, InstanceArchitecture, TaskDocument, TaskRequest } from '../../tasks/task';
 import { Ec2Error, invalidValue } from '../errors';
 import type { QueryParams } from '../query-request';
 import { bootCheckRequest } from './boot-check-param';
@@ -25,10 +28,12 @@ const MAX_GROUP_NAME_CHARS = 255;
 /** EC2 user data is at most 16 KiB before base64 encoding. */
 const MAX_USER_DATA_CHARS = Math.ceil((16 * 1024) / 3) * 4;
 const LS = 'LaunchSpecification';
+/** Disks of one instance at most: the EBS volumes an instance can have attached, less its root. */
+export const MAX_DISK_IMAGES = 26;
 
-/** The task's disk, and the instance to make of it (its id is allocated when the call is run). */
+/** The instance's disks (the boot disk first), and the instance to make of them (its id is allocated when the call is run). */
 export interface ImportInstanceInput {
-  disk: ImportVolumeRequest;
+  disks: ImportVolumeRequest[];
   instance: Omit<ImportInstanceSpec, 'instanceId'>;
   /** The extension parameters BootCheck / BootCheckMarker (gateway/actions/boot-check-param.ts). */
   bootCheck?: BootCheckRequest;
@@ -36,22 +41,48 @@ export interface ImportInstanceInput {
 
 export const importInstance: ActionHandler<ImportInstanceInput> = {
   async validate(params: QueryParams, ctx: ActionContext): Promise<ImportInstanceInput> {
-    const index = theOneDiskImageIndex(params);
-    const disk = validateDiskImage(params, `DiskImage.${index}.`, ctx.allowedObjectHosts, ctx.maxImageBytes);
     const availabilityZone = params.string(`${LS}.Placement.AvailabilityZone`) || `${ctx.region}a`;
     const bootCheck = bootCheckRequest(params);
-    return { disk: { ...disk, availabilityZone }, instance: launchSpecification(params), ...(bootCheck ? { bootCheck } : {}) };
+    const disks = diskImageIndexes(params).map((index) => ({ ...validateDiskImage(params, `DiskImage.${index}.`, ctx.allowedObjectHosts, ctx.maxImageBytes), availabilityZone }));
+    return { disks, instance: launchSpecification(params), ...(bootCheck ? { bootCheck } : {}) };
   },
 
-  async run({ disk, instance, bootCheck }, ctx) {
-    const request: TaskRequest = { ...disk, instance: { instanceId: newInstanceId(), ...instance }, ...(bootCheck ? { bootCheck } : {}) };
-    const task = await startImportTask('import-instance', newImportInstanceTaskId, request, ctx);
-    return { conversionTask: conversionTaskXml(task) };
+  async run({ disks: [boot, ...others], instance, bootCheck }, ctx) {
+    // The further disks' tasks are recorded first, naming the instance task's id, so the instance
+    // task never runs without knowing them; each one converts on its own.
+    const taskId = newImportInstanceTaskId();
+    const members: TaskDocument[] = [];
+    try {
+      for (const [i, disk] of others.entries()) {
+        members.push(await startImportTask('import-volume', newImportVolumeTaskId, { ...disk, partOf: { taskId, diskIndex: i + 2 } }, ctx));
+      }
+      const request: TaskRequest = {
+        ...boot,
+        instance: { instanceId: newInstanceId(), ...instance, ...(members.length ? { volumeTaskIds: members.map((m) => m.id) } : {}) },
+        // Only the boot disk is booted: the further disks are data volumes.
+        ...(bootCheck ? { bootCheck } : {}),
+      };
+      const task = await startImportTask('import-instance', () => taskId, request, ctx);
+      return { conversionTask: conversionTaskXml(task, members) };
+    } catch (err) {
+      // Disks of an instance that was never recorded would convert for nothing.
+      await Promise.all(members.map((m) => cancelQuietly(ctx, m.id)));
+      throw err;
+    }
   },
 };
 
-/** The N of the request's only DiskImage.N.*; none or several are refused. */
-function theOneDiskImageIndex(params: QueryParams): number {
+async function cancelQuietly(ctx: ActionContext, id: string): Promise<void> {
+  await updateTask(ctx.tasks, id, (doc) => {
+    if (isTerminal(doc.state)) return undefined;
+    const now = ctx.now();
+    const marked = { ...doc, cancelRequested: { at: now.toISOString(), reason: 'The instance import could not be started' } };
+    return doc.state === 'pending-upload' ? transition(marked, 'cancelled', 'The instance import could not be started', now) : marked;
+  }).catch(() => undefined);
+}
+
+/** The N of every DiskImage.N.*, in order: at least one, at most MAX_DISK_IMAGES. */
+function diskImageIndexes(params: QueryParams): number[] {
   const indexes = new Set<number>();
   for (const [name] of params.entries()) {
     const match = /^DiskImage\.(\d+)\./.exec(name);
@@ -61,23 +92,22 @@ function theOneDiskImageIndex(params: QueryParams): number {
     indexes.add(index);
   }
   if (indexes.size === 0) {
-    throw new Ec2Error('MissingParameter', 'The request must contain one disk image: DiskImage.1.Image.Format, DiskImage.1.Image.Bytes, DiskImage.1.Image.ImportManifestUrl and DiskImage.1.Volume.Size');
+    throw new Ec2Error('MissingParameter', 'The request must contain at least one disk image: DiskImage.1.Image.Format, DiskImage.1.Image.Bytes, DiskImage.1.Image.ImportManifestUrl and DiskImage.1.Volume.Size');
   }
-  if (indexes.size > 1) {
-    throw new Ec2Error(
-      'InvalidParameterValue',
-      `The request has ${indexes.size} disk images (DiskImage.${[...indexes].sort((a, b) => a - b).join(', DiskImage.')}); only one disk per ImportInstance is supported here. Import the boot disk with ImportInstance and each further disk with ImportVolume.`,
-    );
+  if (indexes.size > MAX_DISK_IMAGES) {
+    throw new Ec2Error('InvalidParameterValue', `The request has ${indexes.size} disk images; an instance can be imported with at most ${MAX_DISK_IMAGES}`);
   }
-  return [...indexes][0];
+  return [...indexes].sort((a, b) => a - b);
 }
 
 function launchSpecification(params: QueryParams): Omit<ImportInstanceSpec, 'instanceId'> {
   const platformText = params.string('Platform');
   let platform: 'Windows' | undefined;
   if (platformText !== undefined && platformText !== '') {
-    if (platformText.toLowerCase() !== 'windows') throw invalidValue('Platform', platformText, 'The only platform is Windows; leave Platform out for a Linux instance.');
-    platform = 'Windows';
+    // EC2's enum has only Windows; Linux (what leaving it out means) is accepted as well.
+    const lower = platformText.toLowerCase();
+    if (lower !== 'windows' && lower !== 'linux') throw invalidValue('Platform', platformText, 'It must be Windows or Linux (or left out for a Linux instance).');
+    if (lower === 'windows') platform = 'Windows';
   }
 
   const architectureText = params.string(`${LS}.Architecture`);

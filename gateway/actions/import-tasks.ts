@@ -6,7 +6,7 @@ import { isAdminAccount } from '../accounts';
 import { Ec2Error } from '../errors';
 import type { QueryParams } from '../query-request';
 import type { ActionContext, ActionHandler } from './action';
-import { applyFilters, page, parseFilters, parsePageRequest, type Filters, type PageRequest } from './describe-common';
+import { applyFilters, pageOfTasks, parseFilters, parsePageRequest, type Filters, type PageRequest } from './describe-common';
 import { importImageTaskXml, importSnapshotTaskXml, importTaskStatus } from './import-task-xml';
 import type { XmlObject } from '../xml';
 
@@ -48,13 +48,17 @@ function describeImportTasks(kind: TaskKind, render: (task: TaskDocument) => Xml
       const filters: Filters = parseFilters(params, 'Filters', ['task-state']);
       const paging: PageRequest = parsePageRequest(params);
       const accountId = allAccounts ? undefined : ctx.caller.accountId;
-      const found = await ctx.tasks.list({ ...(accountId ? { accountId } : {}), kinds: [kind], ...(ids.length ? { ids } : {}) });
-      // The store filters by account; checking again here keeps isolation out of its hands alone.
-      const visible = allAccounts ? found : found.filter((t) => t.accountId === ctx.caller.accountId);
-      const missing = ids.filter((id) => !visible.some((t) => t.id === id));
-      if (missing.length) throw unknownImportTasks(missing);
-      const filtered = applyFilters(visible, filters, (task, name) => (name === 'task-state' ? [importTaskStatus(task).status] : []));
-      const paged = page(filtered, paging, { kind, account: ctx.caller.accountId, allAccounts, ids, filters: [...filters] });
+      const query = { ...(accountId ? { accountId } : {}), kinds: [kind], ...(ids.length ? { ids } : {}) };
+      const keep = (task: TaskDocument) =>
+        (allAccounts || task.accountId === ctx.caller.accountId) && applyFilters([task], filters, (t, name) => (name === 'task-state' ? [importTaskStatus(t).status] : [])).length === 1;
+      if (ids.length) {
+        const named = await ctx.tasks.list(query);
+        // The store filters by account; checking again here keeps isolation out of its hands alone.
+        const missing = ids.filter((id) => !named.some((t) => t.id === id && (allAccounts || t.accountId === ctx.caller.accountId)));
+        if (missing.length) throw unknownImportTasks(missing);
+        if (paging.maxResults === undefined && !paging.nextToken) return { tasks: named.filter(keep) };
+      }
+      const paged = await pageOfTasks(ctx.tasks, query, keep, paging, { kind, account: ctx.caller.accountId, allAccounts, ids, filters: [...filters] });
       return { tasks: paged.items, nextToken: paged.nextToken };
     },
     async run({ tasks, nextToken }) {

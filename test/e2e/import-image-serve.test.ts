@@ -1,7 +1,8 @@
 /**
  * ImportImage, ImportSnapshot, DescribeImport*Tasks and CancelImportTask through `imaging serve`
- * in-process, driven by boto3 and @aws-sdk/client-ec2: every format the toolkit reads lands in
- * the image store with the bytes qemu-img makes of it; a hostile file ends deleted with a
+ * in-process, driven by boto3 and @aws-sdk/client-ec2: every format the toolkit reads, made by
+ * qemu-img from one bootable Debian-shaped disk, lands in the image store with the bytes qemu-img
+ * makes of it; a hostile file ends deleted with a
  * ClientError; tokens, filters, paging and accounts behave as EC2's do.
  */
 import { execFileSync } from 'child_process';
@@ -96,7 +97,7 @@ test('boto3: ImportImage of every format completes with an image, a snapshot and
       Description: `corpus ${format}`,
       Architecture: 'x86_64',
       Platform: 'Linux',
-      BootMode: 'uefi',
+      BootMode: 'legacy-bios',
       LicenseType: 'BYOL',
       DiskContainers: [{ Description: `disk ${format}`, Format: format, UserBucket: { S3Bucket: BUCKET, S3Key: key } }],
       TagSpecifications: [{ ResourceType: 'import-image-task', Tags: [{ Key: 'format', Value: format }] }],
@@ -111,7 +112,7 @@ test('boto3: ImportImage of every format completes with an image, a snapshot and
     expect(done.SnapshotDetails[0].Status).toBe('completed');
     expect(done.SnapshotDetails[0].DiskImageSize).toBe(readFileSync(path).length);
     expect(done.Tags).toEqual([{ Key: 'format', Value: format }]);
-    expect(done.BootMode).toBe('uefi');
+    expect(done.BootMode).toBe('legacy-bios');
     const stored = await storedBytesOf(out.ImportTaskId);
     expect([format, stored.length, sha256(stored)]).toEqual([format, reference.length, sha256(reference)]);
   }

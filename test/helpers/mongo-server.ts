@@ -1,7 +1,6 @@
 import { spawn } from 'child_process';
 import { createServer } from 'net';
-import { existsSync } from 'fs';
-import { join } from 'path';
+import { dirname, join } from 'path';
 import { MongoClient } from 'mongodb';
 
 export interface RunningMongoServer {
@@ -9,9 +8,8 @@ export interface RunningMongoServer {
   stop(): Promise<void>;
 }
 
-const JONGODB_BIN = 'node_modules/@jongodb/memory-server-bin-linux-x64-gnu/bin/jongodb';
-// From test/helpers under ts-jest, or from dist/test/helpers when a benchmark runs this.
-const JONGODB = [join(__dirname, '../..', JONGODB_BIN), join(__dirname, '../../..', JONGODB_BIN)].find((path) => existsSync(path)) ?? join(__dirname, '../..', JONGODB_BIN);
+// Resolved through node's module lookup, so this works from test/helpers and from dist/test/helpers (the benches).
+const JONGODB = join(dirname(require.resolve('@jongodb/memory-server-bin-linux-x64-gnu/package.json')), 'bin/jongodb');
 
 /** Asks the kernel for a port nobody is listening on. */
 export function freePort(): Promise<number> {

@@ -292,12 +292,36 @@ describe('ImportInstance', () => {
     expect(item.progress).toBe(60);
   });
 
-  test('refused: two disks, none, a bad architecture, Platform Linux (boto3 and client-ec2)', async () => {
+  test('several disks (boto3 and client-ec2): one conversion task, the boot disk first, every disk a volume; Platform Linux; cancel ends them all', async () => {
+    const disks = [diskImage(), diskImage({ Format: 'RAW' }), { ...diskImage(), Volume: { Size: 7 }, Description: 'logs' }];
+    const { ConversionTask: byBoto } = await boto3Call(endpoint, aliceCreds, 'ImportInstance', { Platform: 'Linux', LaunchSpecification: launch, DiskImages: disks });
+    expect(byBoto.ImportInstance.Platform).toBeUndefined();
+    expect(byBoto.ImportInstance.Volumes.map((v: any) => [v.Image.Format, v.Volume.Size, v.Description, v.Status])).toEqual([
+      ['VMDK', 2, 'root <disk>', 'active'], ['RAW', 2, 'root <disk>', 'active'], ['VMDK', 7, 'logs', 'active'],
+    ]);
+    const bySdk = (await sdk.send(new ImportInstanceCommand({ Platform: 'Windows', LaunchSpecification: launch, DiskImages: disks } as any))).ConversionTask!;
+    expect(bySdk.ImportInstance!.Volumes!.map((v) => v.Volume!.Size)).toEqual([2, 2, 7]);
+    const described = await sdk.send(new DescribeConversionTasksCommand({ ConversionTaskIds: [byBoto.ConversionTaskId, bySdk.ConversionTaskId!] }));
+    expect(described.ConversionTasks!.map((t) => t.ImportInstance!.Volumes!.length)).toEqual([3, 3]);
+    // Listing shows conversion tasks only: the further disks are not tasks of their own.
+    const all = (await boto3Call(endpoint, aliceCreds, 'DescribeConversionTasks', {})).ConversionTasks.map((t: any) => t.ConversionTaskId);
+    const memberIds = (await store.get(byBoto.ConversionTaskId))!.request.instance!.volumeTaskIds!;
+    expect(memberIds).toHaveLength(2);
+    expect(all).toContain(byBoto.ConversionTaskId);
+    for (const id of memberIds) expect(all).not.toContain(id);
+    await expect(boto3Call(endpoint, aliceCreds, 'DescribeConversionTasks', { ConversionTaskIds: [memberIds[0]] })).rejects.toMatchObject({ code: 'InvalidConversionTaskId' });
+    await boto3Call(endpoint, aliceCreds, 'CancelConversionTask', { ConversionTaskId: byBoto.ConversionTaskId, ReasonMessage: 'all of them' });
+    const after = (await boto3Call(endpoint, aliceCreds, 'DescribeConversionTasks', { ConversionTaskIds: [byBoto.ConversionTaskId] })).ConversionTasks[0];
+    expect(after).toMatchObject({ State: 'cancelled', StatusMessage: 'all of them' });
+    expect(after.ImportInstance.Volumes.map((v: any) => v.Status)).toEqual(['cancelled', 'cancelled', 'cancelled']);
+  });
+
+  test('refused: 27 disks, none, a bad architecture, Platform Solaris (boto3 and client-ec2)', async () => {
     const cases: [any, string, RegExp][] = [
-      [{ LaunchSpecification: launch, DiskImages: [diskImage(), diskImage()] }, 'InvalidParameterValue', /only one disk per ImportInstance is supported here/],
+      [{ LaunchSpecification: launch, DiskImages: Array.from({ length: 27 }, () => diskImage()) }, 'InvalidParameterValue', /at most 26/],
       [{ Platform: 'Windows', LaunchSpecification: launch }, 'MissingParameter', /DiskImage\.1\.Image\.Format/],
       [{ LaunchSpecification: { ...launch, Architecture: 'sparc64' }, DiskImages: [diskImage()] }, 'InvalidParameterValue', /LaunchSpecification\.Architecture/],
-      [{ Platform: 'Linux', DiskImages: [diskImage()] }, 'InvalidParameterValue', /leave Platform out/],
+      [{ Platform: 'Solaris', DiskImages: [diskImage()] }, 'InvalidParameterValue', /Windows or Linux/],
       [{ DiskImages: [diskImage({ Url: 'http://169.254.169.254/m' })] }, 'InvalidParameterValue', /DiskImage\.1\.Image\.ImportManifestUrl.*not an object-storage endpoint/],
     ];
     const outcomes = await boto3Calls(endpoint, cases.map(([params]) => ({ creds: aliceCreds, operation: 'ImportInstance', params })));
@@ -405,6 +429,47 @@ describe('errors as real clients see them', () => {
 
   test('an unsigned request → AuthFailure (boto3 UNSIGNED)', async () => {
     await expect(boto3Call(endpoint, null, 'DescribeConversionTasks', {})).rejects.toMatchObject({ code: 'AuthFailure', httpStatus: 401 });
+  });
+
+  test('two accounts: Bob can neither describe, cancel nor tag any of Alice’s tasks (answered as missing ones), and hers are untouched', async () => {
+    const userBucket = { S3Bucket: 'alice-bucket', S3Key: 'disk.raw' };
+    const [volume, instance, image, snapshot] = (await boto3Calls(endpoint, [
+      { creds: aliceCreds, operation: 'ImportVolume', params: importParams() },
+      { creds: aliceCreds, operation: 'ImportInstance', params: { DiskImages: [importParams(), importParams()].map((p) => ({ Image: p.Image, Volume: p.Volume })) } },
+      { creds: aliceCreds, operation: 'ImportImage', params: { DiskContainers: [{ Format: 'RAW', UserBucket: userBucket }] } },
+      { creds: aliceCreds, operation: 'ImportSnapshot', params: { DiskContainer: { Format: 'RAW', UserBucket: userBucket } } },
+    ])).map((o) => (o as any).response);
+    const volumeTask = volume.ConversionTask.ConversionTaskId;
+    const instanceTask = instance.ConversionTask.ConversionTaskId;
+    const [diskTask] = (await store.get(instanceTask))!.request.instance!.volumeTaskIds!;
+    const conversionIds = [volumeTask, instanceTask, diskTask];
+    const outcomes = await boto3Calls(endpoint, [
+      ...conversionIds.map((id) => ({ creds: bobCreds, operation: 'DescribeConversionTasks', params: { ConversionTaskIds: [id] } })),
+      ...conversionIds.map((id) => ({ creds: bobCreds, operation: 'CancelConversionTask', params: { ConversionTaskId: id } })),
+      { creds: bobCreds, operation: 'DescribeImportImageTasks', params: { ImportTaskIds: [image.ImportTaskId] } },
+      { creds: bobCreds, operation: 'DescribeImportSnapshotTasks', params: { ImportTaskIds: [snapshot.ImportTaskId] } },
+      { creds: bobCreds, operation: 'CancelImportTask', params: { ImportTaskId: image.ImportTaskId } },
+      { creds: bobCreds, operation: 'CancelImportTask', params: { ImportTaskId: snapshot.ImportTaskId } },
+      { creds: bobCreds, operation: 'CreateTags', params: { Resources: [image.ImportTaskId], Tags: [{ Key: 'mine', Value: 'now' }] } },
+      { creds: bobCreds, operation: 'DescribeImportImageTasks', params: {} },
+      { creds: bobCreds, operation: 'DescribeImportSnapshotTasks', params: {} },
+      { creds: bobCreds, operation: 'DescribeConversionTasks', params: {} },
+    ]);
+    expect(outcomes.map((o) => (o.ok ? 'ok' : o.error.code))).toEqual([
+      ...conversionIds.map(() => 'InvalidConversionTaskId'),
+      ...conversionIds.map(() => 'InvalidConversionTaskId'),
+      'InvalidConversionTaskId', 'InvalidConversionTaskId', 'InvalidConversionTaskId', 'InvalidConversionTaskId',
+      'InvalidID', 'ok', 'ok', 'ok',
+    ]);
+    // The same words as for an id nobody has: nothing tells Bob that Alice's exists.
+    const nobody = await boto3Call(endpoint, bobCreds, 'DescribeConversionTasks', { ConversionTaskIds: ['import-vol-00000000'] }).catch((e) => e);
+    expect((outcomes[0] as any).error.message).toBe(nobody.message.replace('import-vol-00000000', volumeTask));
+    const listed = (outcomes.slice(-3) as any[]).flatMap((o) => [...(o.response.ImportImageTasks ?? []), ...(o.response.ImportSnapshotTasks ?? []), ...(o.response.ConversionTasks ?? [])]);
+    expect(listed.map((t: any) => t.ImportTaskId ?? t.ConversionTaskId)).toEqual(expect.not.arrayContaining([...conversionIds, image.ImportTaskId, snapshot.ImportTaskId]));
+    for (const id of [...conversionIds, image.ImportTaskId, snapshot.ImportTaskId]) {
+      const doc = (await store.get(id))!;
+      expect([id, doc.accountId, doc.state, doc.cancelRequested, doc.tags]).toEqual([id, ALICE.accountId, 'pending-upload', undefined, undefined]);
+    }
   });
 
   test('Bob sees none of Alice’s tasks', async () => {

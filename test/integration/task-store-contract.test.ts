@@ -252,6 +252,32 @@ function contract(factory: StoreFactory): void {
     expect(listed[0]).toEqual(await store.get('import-i-aaaaaaa2'));
   });
 
+  test('list pages: limit, and a keyset cursor (before) that orders ties in creation time by id', async () => {
+    const mine = '111122223333';
+    // Two at the same instant, to see the id break the tie.
+    for (const [id, minute] of [['import-vol-c0000001', 1], ['import-vol-c0000002', 2], ['import-vol-c0000003', 2], ['import-vol-c0000004', 4], ['import-vol-c0000005', 5]] as const) {
+      await store.create(taskFixture(id, { accountId: mine, createdAt: at(minute) }));
+    }
+    await store.create(taskFixture('import-vol-c0000009', { accountId: '999988887777', createdAt: at(3) }));
+    const ids = (docs: TaskDocument[]) => docs.map((d) => d.id);
+    const all = ['import-vol-c0000005', 'import-vol-c0000004', 'import-vol-c0000003', 'import-vol-c0000002', 'import-vol-c0000001'];
+    expect(ids(await store.list({ accountId: mine }))).toEqual(all);
+    expect(ids(await store.list({ accountId: mine, limit: 2 }))).toEqual(all.slice(0, 2));
+    expect(await store.list({ accountId: mine, limit: 0 })).toEqual([]);
+    // Page by page from the last task of each page: every task once, in order.
+    const paged: string[] = [];
+    let before: { createdAt: string; id: string } | undefined;
+    for (;;) {
+      const page = await store.list({ accountId: mine, kinds: ['import-volume'], limit: 2, ...(before ? { before } : {}) });
+      paged.push(...ids(page));
+      if (page.length < 2) break;
+      before = { createdAt: page[page.length - 1].createdAt, id: page[page.length - 1].id };
+    }
+    expect(paged).toEqual(all);
+    expect(ids(await store.list({ accountId: mine, before: { createdAt: at(2), id: 'import-vol-c0000003' } }))).toEqual(['import-vol-c0000002', 'import-vol-c0000001']);
+    expect(ids(await store.list({ before: { createdAt: at(4), id: 'import-vol-c0000004' }, limit: 2 }))).toEqual(['import-vol-c0000009', 'import-vol-c0000003']);
+  });
+
   test('compareAndSet writes once for a version; a stale version writes nothing', async () => {
     const task = taskFixture('import-vol-0000cas1', { cancelRequested: { at: at(5) } });
     await store.create(task);

@@ -1,4 +1,5 @@
-import { applyFilters, matchesAny, page, parseFilters, parseTags, parseTagSpecifications } from '../../../gateway/actions/describe-common';
+import { applyFilters, matchesAny, page, pageOfTasks, parseFilters, parseTags, parseTagSpecifications } from '../../../gateway/actions/describe-common';
+import { SqliteTaskStore } from '../../../tasks/sqlite-store';
 import { Ec2Error } from '../../../gateway/errors';
 import { QueryParams } from '../../../gateway/query-request';
 
@@ -58,4 +59,53 @@ test('tags and tag specifications: keys required, aws: refused, duplicates and l
   const specs = parseTagSpecifications(params({ 'TagSpecification.1.ResourceType': 'image', 'TagSpecification.1.Tag.1.Key': 'k', 'TagSpecification.1.Tag.1.Value': 'v' }), ['image']);
   expect([...specs]).toEqual([['image', [{ key: 'k', value: 'v' }]]]);
   expect(codeOf(() => parseTagSpecifications(params({ 'TagSpecification.1.ResourceType': 'vpc' }), ['image']))).toBe('InvalidParameterValue');
+});
+
+describe('pageOfTasks: keyset pages read from the store', () => {
+  const T0 = Date.parse('2026-02-01T00:00:00Z');
+  const task = (n: number, state: 'completed' | 'failed', accountId = '111111111111') => ({
+    id: `import-ami-${String(n).padStart(17, '0')}`, kind: 'import-image' as const, accountId, state, statusMessage: '', progress: 0, bytesConverted: 0,
+    request: { format: 'RAW' as const, bytes: 1, manifestUrl: '', volumeSizeGiB: 1 }, artifacts: {}, history: [],
+    // Pairs share a creation time, so ties are broken by id across page boundaries.
+    createdAt: new Date(T0 + Math.floor(n / 2) * 1000).toISOString(), updatedAt: new Date(T0).toISOString(), expiresAt: new Date(T0 + 1e9).toISOString(), version: 0,
+  });
+  let store: SqliteTaskStore;
+  beforeEach(async () => {
+    store = SqliteTaskStore.open(':memory:');
+    // 40 tasks of the caller, every third one failed; 40 of another account in between.
+    for (let n = 0; n < 40; n++) {
+      await store.create(task(n, n % 3 === 0 ? 'failed' : 'completed'));
+      await store.create(task(100 + n, 'completed', '222222222222'));
+    }
+  });
+  afterEach(() => store.close());
+
+  test('pages of a filtered listing hold every match once, in order, even where a filter empties a whole batch', async () => {
+    const query = { accountId: '111111111111', kinds: ['import-image' as const] };
+    const keep = (t: { state: string }) => t.state === 'failed';
+    const expected = (await store.list(query)).filter(keep).map((t) => t.id);
+    expect(expected).toHaveLength(14);
+    const seen: string[] = [];
+    let nextToken: string | undefined;
+    let pages = 0;
+    do {
+      const out = await pageOfTasks(store, query, keep, { maxResults: 3, ...(nextToken ? { nextToken } : {}) }, 'q');
+      expect(out.items.length).toBeLessThanOrEqual(3);
+      seen.push(...out.items.map((t) => t.id));
+      nextToken = out.nextToken;
+      pages++;
+    } while (nextToken);
+    expect(seen).toEqual(expected);
+    expect(pages).toBe(5);
+    // Unpaged: all of them at once.
+    expect((await pageOfTasks(store, query, keep, {}, 'q')).items.map((t) => t.id)).toEqual(expected);
+  });
+
+  test('a token is bound to its query; a forged or foreign one is InvalidPaginationToken', async () => {
+    const query = { accountId: '111111111111', kinds: ['import-image' as const] };
+    const first = await pageOfTasks(store, query, () => true, { maxResults: 5 }, 'query A');
+    expect(first.nextToken).toBeDefined();
+    await expect(pageOfTasks(store, query, () => true, { maxResults: 5, nextToken: first.nextToken }, 'query B')).rejects.toMatchObject({ code: 'InvalidPaginationToken' });
+    await expect(pageOfTasks(store, query, () => true, { nextToken: 'bm9wZQ' }, 'query A')).rejects.toMatchObject({ code: 'InvalidPaginationToken' });
+  });
 });

@@ -1,9 +1,9 @@
-/** ImportInstance on a real (in-memory SQLite) task store: parsing, the one-disk rule, the shared disk checks, rendering. */
+/** ImportInstance on a real (in-memory SQLite) task store: parsing, several disks, the shared disk checks, rendering, cancelling. */
 import type { CloudEvent } from 'cloudevents';
 import type { ActionContext } from '../../../gateway/actions/action';
 import { conversionTaskXml } from '../../../gateway/actions/conversion-task-xml';
 import { describeConversionTasks } from '../../../gateway/actions/describe-conversion-tasks';
-import { importInstance } from '../../../gateway/actions/import-instance';
+import { importInstance, MAX_DISK_IMAGES } from '../../../gateway/actions/import-instance';
 import { importVolume } from '../../../gateway/actions/import-volume';
 import { runAction } from '../../../gateway/actions';
 import { QueryParams } from '../../../gateway/query-request';
@@ -105,7 +105,7 @@ test('every LaunchSpecification field is kept; the instance id is allocated and 
 test('a Linux import: Platform and the launch specification left out; defaults filled in', async () => {
   const input = await importInstance.validate(params(disk()), ctx);
   expect(input).toEqual({
-    disk: { format: 'VMDK', bytes: 1048576, manifestUrl: MANIFEST, volumeSizeGiB: 2, availabilityZone: 'us-west-2a' },
+    disks: [{ format: 'VMDK', bytes: 1048576, manifestUrl: MANIFEST, volumeSizeGiB: 2, availabilityZone: 'us-west-2a' }],
     instance: { architecture: 'x86_64' },
   });
   const out: any = await importInstance.run(input, ctx);
@@ -113,11 +113,12 @@ test('a Linux import: Platform and the launch specification left out; defaults f
   expect(out.conversionTask.importInstance.instanceId).toMatch(/^i-[0-9a-f]{17}$/);
 });
 
-test('Platform is case-insensitive Windows; anything else is refused with a way out', async () => {
+test('Platform is Windows or Linux, case-insensitive (Linux is what leaving it out means); anything else is refused', async () => {
   expect((await importInstance.validate(params({ ...disk(), Platform: 'windows' }), ctx)).instance.platform).toBe('Windows');
-  await expect(importInstance.validate(params({ ...disk(), Platform: 'Linux' }), ctx)).rejects.toMatchObject({
+  expect((await importInstance.validate(params({ ...disk(), Platform: 'Linux' }), ctx)).instance.platform).toBeUndefined();
+  await expect(importInstance.validate(params({ ...disk(), Platform: 'Solaris' }), ctx)).rejects.toMatchObject({
     code: 'InvalidParameterValue',
-    message: expect.stringMatching(/Platform.*only platform is Windows; leave Platform out for a Linux instance/),
+    message: expect.stringMatching(/Platform.*Windows or Linux/),
   });
 });
 
@@ -128,7 +129,7 @@ test('each call allocates a new instance id', async () => {
   expect(a.conversionTask.importInstance.instanceId).not.toBe(b.conversionTask.importInstance.instanceId);
 });
 
-describe('exactly one disk image', () => {
+describe('disk images', () => {
   test('none → MissingParameter naming DiskImage.1', async () => {
     await expect(call({ Platform: 'Windows', 'LaunchSpecification.Architecture': 'x86_64' })).rejects.toMatchObject({
       code: 'MissingParameter',
@@ -136,17 +137,51 @@ describe('exactly one disk image', () => {
     });
   });
 
-  test('two → InvalidParameterValue: only one disk per ImportInstance; nothing stored or published', async () => {
-    await expect(call({ ...disk(1), ...disk(2) })).rejects.toMatchObject({
-      code: 'InvalidParameterValue',
-      message: expect.stringMatching(/2 disk images \(DiskImage\.1, DiskImage\.2\); only one disk per ImportInstance is supported here/),
-    });
+  test('three: one conversion task; DiskImage.1 is the instance task, the others volume tasks named by it and naming it; all published', async () => {
+    const out = await call({ ...disk(1), ...disk(3, { 'DiskImage.3.Description': 'logs', 'DiskImage.3.Volume.Size': '5' }), ...disk(2, { 'DiskImage.2.Image.Format': 'RAW' }) });
+    const id = out.conversionTask.conversionTaskId;
+    const stored = (await store.get(id))!;
+    const memberIds = stored.request.instance!.volumeTaskIds!;
+    expect(memberIds).toHaveLength(2);
+    const [second, third] = await Promise.all(memberIds.map((m) => store.get(m)));
+    expect(second).toMatchObject({ kind: 'import-volume', state: 'pending-upload', request: { format: 'RAW', partOf: { taskId: id, diskIndex: 2 }, availabilityZone: 'us-west-2a' } });
+    expect(third).toMatchObject({ kind: 'import-volume', request: { format: 'VMDK', volumeSizeGiB: 5, description: 'logs', partOf: { taskId: id, diskIndex: 3 } } });
+    expect(events.map((e: any) => e.data.taskId).sort()).toEqual([id, ...memberIds].sort());
+    expect(out.conversionTask.importInstance.volumes.map((v: any) => [v.image.format, v.volume.size, v.status])).toEqual([['VMDK', 2, 'active'], ['RAW', 2, 'active'], ['VMDK', 5, 'active']]);
+    // One conversion task: the volume tasks are shown only as the instance's volumes.
+    const listed = await describeConversionTasks.validate(params({}), ctx);
+    expect(listed.tasks.map((t) => t.id)).toEqual([id]);
+    await expect(describeConversionTasks.validate(params({ 'ConversionTaskId.1': memberIds[0] }), ctx)).rejects.toMatchObject({ code: 'InvalidConversionTaskId' });
+    await expect(runAction('CancelConversionTask', params({ ConversionTaskId: memberIds[0] }), ctx)).rejects.toMatchObject({ code: 'InvalidConversionTaskId' });
+  });
+
+  test('the instance shows every disk; one disk failing makes it cancelled with that disk\'s message; cancelling ends them all', async () => {
+    const out = await call({ ...disk(1), ...disk(2) });
+    const id = out.conversionTask.conversionTaskId;
+    const [memberId] = (await store.get(id))!.request.instance!.volumeTaskIds!;
+    await updateTask(store, memberId, (doc) => ({ ...doc, state: 'failed', statusMessage: 'ClientError: not a VMDK' }));
+    const described = await describeConversionTasks.validate(params({ 'ConversionTaskId.1': id }), ctx);
+    const [item] = ((await describeConversionTasks.run(described, ctx)) as any).conversionTasks;
+    expect(item).toMatchObject({ state: 'cancelled', statusMessage: 'ClientError: not a VMDK' });
+    expect(item.importInstance.volumes.map((v: any) => v.status)).toEqual(['active', 'cancelled']);
+
+    const other = await call({ ...disk(1), ...disk(2) });
+    const otherId = other.conversionTask.conversionTaskId;
+    await runAction('CancelConversionTask', params({ ConversionTaskId: otherId, ReasonMessage: 'wrong disks' }), ctx);
+    const ids = [otherId, ...(await store.get(otherId))!.request.instance!.volumeTaskIds!];
+    for (const t of ids) expect(await store.get(t)).toMatchObject({ state: 'cancelled', statusMessage: 'wrong disks' });
+  });
+
+  test(`more than ${MAX_DISK_IMAGES} → InvalidParameterValue; a bad further disk names its DiskImage.N; nothing stored or published`, async () => {
+    const many = Object.assign({}, ...Array.from({ length: MAX_DISK_IMAGES + 1 }, (_, i) => disk(i + 1)));
+    await expect(call(many)).rejects.toMatchObject({ code: 'InvalidParameterValue', message: expect.stringMatching(/at most 26/) });
+    await expect(call({ ...disk(1), ...disk(2, { 'DiskImage.2.Volume.Size': '0' }) })).rejects.toMatchObject({ message: expect.stringMatching(/DiskImage\.2\.Volume\.Size/) });
     expect(await store.list({ accountId: '555555555555' })).toEqual([]);
     expect(events).toEqual([]);
   });
 
-  test('a lone DiskImage.3 is the one disk; its errors name DiskImage.3', async () => {
-    expect((await importInstance.validate(params(disk(3)), ctx)).disk.volumeSizeGiB).toBe(2);
+  test('a lone DiskImage.3 is the boot disk; its errors name DiskImage.3', async () => {
+    expect((await importInstance.validate(params(disk(3)), ctx)).disks[0].volumeSizeGiB).toBe(2);
     await expect(importInstance.validate(params(disk(3, { 'DiskImage.3.Image.Format': 'QCOW2' })), ctx)).rejects.toMatchObject({
       message: expect.stringMatching(/parameter DiskImage\.3\.Image\.Format is invalid/),
     });
@@ -207,7 +242,8 @@ describe('launch specification checks', () => {
 
 test('DryRun validates and creates nothing', async () => {
   await expect(call({ ...disk(), DryRun: 'true' })).rejects.toMatchObject({ code: 'DryRunOperation' });
-  await expect(call({ ...disk(1), ...disk(2), DryRun: 'true' })).rejects.toMatchObject({ code: 'InvalidParameterValue' });
+  await expect(call({ ...disk(1), ...disk(2), DryRun: 'true' })).rejects.toMatchObject({ code: 'DryRunOperation' });
+  await expect(call({ ...disk(1), ...disk(2, { 'DiskImage.2.Image.Format': 'ISO' }), DryRun: 'true' })).rejects.toMatchObject({ code: 'InvalidParameterValue' });
   expect(await store.list({ accountId: '555555555555' })).toEqual([]);
   expect(events).toEqual([]);
 });
@@ -223,9 +259,9 @@ test('Describe renders importInstance with the volume id, checksum and extension
     bytesConverted: 2 * 1024 ** 3,
     artifacts: { image: { bucket: 'imgs', key: `images/${id}/disk.raw`, size: 2 * 1024 ** 3, sha256: 'cd'.repeat(32) }, volumeId: 'vol-0123456789abcdef0' },
   }));
-  const tasks = await describeConversionTasks.validate(params({ 'ConversionTaskId.1': id }), ctx);
-  const [item] = ((await describeConversionTasks.run(tasks, ctx)) as any).conversionTasks;
-  expect(item).toEqual(conversionTaskXml(tasks[0]));
+  const described = await describeConversionTasks.validate(params({ 'ConversionTaskId.1': id }), ctx);
+  const [item] = ((await describeConversionTasks.run(described, ctx)) as any).conversionTasks;
+  expect(item).toEqual(conversionTaskXml(described.tasks[0]));
   expect(item.state).toBe('completed');
   expect(item.importInstance).toEqual({
     description: 'inst',
