@@ -93,7 +93,7 @@ test('an insert recorded just as the store goes away: the call answers Unavailab
   expect(outcome).toBe('Unavailable');
   proxy.up();
   // The insert did land: the gateway finds it once the store answers, and retires it.
-  const deadline = Date.now() + 20_000;
+  const deadline = Date.now() + 45_000;
   let recorded;
   do {
     await new Promise((r) => setTimeout(r, 250));
