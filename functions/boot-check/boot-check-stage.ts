@@ -54,14 +54,18 @@ export const bootCheckStage = taskStage('boot-check', {
     try {
       const disk = join(scratch, 'disk.raw');
       await copyToSparseFile(ctx, image, disk);
-      // The delivery and the task's lease stay ours while the guest runs: taskStage heartbeats.
+      // taskStage keeps the delivery and the lease; a running guest is progress for the phase
+      // deadline (the boot has its own time limit), and a lost lease stops the guest.
       const report = await bootCheck(disk, {
         timeoutMs: config.timeoutMs,
         accelerator: config.accelerator,
         memoryMiB: config.memoryMiB,
         keepLines: KEEP_LINES,
         ...(task.request.bootCheck?.marker ? { marker: task.request.bootCheck.marker } : {}),
+        onTick: () => ctx.delivery.working(),
+        ...(ctx.signal ? { signal: ctx.signal } : {}),
       });
+      if (ctx.signal?.aborted) throw new Error(`task ${taskId}: the boot check was stopped (this attempt lost the task)`);
       // qemu that cannot start at all is this host's fault, not the image's: retried elsewhere.
       if (report.reached === 'none' && /^qemu could not start/.test(report.message)) throw new Error(report.message);
       result = { booted: report.booted, reached: report.reached, message: report.message, accelerator: report.accelerator, elapsedMs: report.elapsedMs, console: report.console };
@@ -97,6 +101,7 @@ async function copyToSparseFile(ctx: StageContext, image: StoredObject, path: st
         if (!isZero(block)) await file.write(block, 0, block.length, position + at);
       }
       position += bytes.length;
+      ctx.delivery.working();
     }
     if (position !== image.size) throw new Error(`the image store returned ${position} bytes of ${image.bucket}/${image.key}, expected ${image.size}`);
     await file.truncate(position);

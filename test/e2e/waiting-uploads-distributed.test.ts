@@ -20,7 +20,7 @@ import { fileSha256, upload, waitForTask, type Endpoints } from './import-driver
 jest.setTimeout(240_000);
 
 const DIST = join(__dirname, '../../dist');
-const STAGES = ['manifest', 'decrypt', 'convert', 'validate', 'register'];
+const STAGES = ['manifest', 'decrypt', 'convert', 'validate', 'boot-check', 'register'];
 const creds = { accessKeyId: 'AKIAWAITINGUPLOAD1', secretAccessKey: 'waiting-upload-secret-key-012345', region: 'us-east-1' };
 
 let nats: RunningNatsServer;

@@ -35,8 +35,10 @@ export interface BootCheckOptions {
    * /dev/kvm is there but slow (nested virtualisation) may be faster with tcg.
    */
   accelerator?: 'auto' | 'kvm' | 'tcg';
-  /** Called about once a second while the guest runs (a stage keeps its delivery alive with it). */
+  /** Called about once a second while the guest runs (a stage shows its progress with it). */
   onTick?: (reached: BootStage) => void;
+  /** Stops the guest early (the caller gave up: its lease is lost, its deadline passed). */
+  signal?: AbortSignal;
 }
 
 export interface BootCheckReport {
@@ -132,7 +134,7 @@ export async function bootCheck(rawDisk: string, options: BootCheckOptions = {})
     let ticked = started;
     while (Date.now() < deadline) {
       const done = await Promise.race([exited.then((c) => ({ exit: c })), new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 250))]);
-      if (judge()) break;
+      if (judge() || options.signal?.aborted) break;
       if (options.onTick && Date.now() - ticked >= 1000) {
         ticked = Date.now();
         options.onTick(reached);
