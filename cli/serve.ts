@@ -28,6 +28,7 @@ import { hostOf } from '../toolkit/io/url-policy';
 import { CREDENTIALS_FILE, type BootstrapCredentials } from './credentials';
 import { startEmbeddedS3, type EmbeddedS3 } from './embedded-s3';
 import { typedSettings, type ServeSettings } from './settings';
+import { applyProcessLimits } from '../ops/process-limits';
 
 export interface RunningService {
   ec2Endpoint: string;
@@ -118,8 +119,11 @@ export async function startService(settings: ServeSettings, options: { logToStde
       allowedObjectHosts,
       uploadPollMs: typed.uploadPollMs,
       memoryLimitBytes: typed.memoryLimitMb * 2 ** 20,
+      maxImageBytes: typed.maxImageBytes,
+      readsInFlight: typed.readsInFlight,
       leaseMs: typed.leaseMs,
     };
+    applyProcessLimits(typed);
     const subscriptions: Subscription[] = [];
     // Each stage consumes as its row in the pipeline table says (runStageOnBus reads it).
     for (const stage of ALL_STAGES) {
@@ -144,6 +148,7 @@ export async function startService(settings: ServeSettings, options: { logToStde
       region: settings.region,
       allowedObjectHosts,
       taskLifetimeMs: typed.taskLifetimeHours * 3600_000,
+      maxImageBytes: typed.maxImageBytes,
       log: log.child({ part: 'gateway' }),
       onRequest: gatewayRequestObserver(metrics, Object.keys(ACTIONS)),
     });

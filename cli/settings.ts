@@ -39,6 +39,12 @@ export interface ServeSettings {
   taskLifetimeHours: string;
   logLevel: string;
   adminPort: string;
+  maxImageBytes: string;
+  scratchDir: string;
+  scratchLimitMb: string;
+  scratchWhenFull: string;
+  workerThreads: string;
+  readsInFlight: string;
 }
 
 export const SERVE_SETTINGS: SettingSpec[] = settingsReadBy('serve')

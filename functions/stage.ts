@@ -17,6 +17,10 @@ export interface StageConfig {
   uploadPollMs: number;
   /** Memory bound for conversion, bytes. */
   memoryLimitBytes: number;
+  /** Largest virtual disk accepted (IMAGING_MAX_IMAGE_BYTES); unset, only the request's own bound. */
+  maxImageBytes?: number;
+  /** Source reads one conversion keeps in flight (IMAGING_READS_IN_FLIGHT); the toolkit's default when unset. */
+  readsInFlight?: number;
   /** How long a stage's claim on a task lasts without renewal (default 60 s). */
   leaseMs?: number;
 }

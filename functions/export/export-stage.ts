@@ -13,6 +13,7 @@ import { convertImage, outputSizeBound } from '../../toolkit/convert/convert-ima
 import type { DiskImageWriter } from '../../toolkit/formats/format';
 import { S3MultipartSink } from '../../toolkit/io/s3-multipart-sink';
 import { S3ObjectSource } from '../../toolkit/io/s3-object-source';
+import { CountingSource } from '../../toolkit/io/counting-source';
 import { rowOf } from '../../pipeline/table';
 import { ClientError } from '../errors';
 import { holdsLease } from '../lease';
@@ -40,7 +41,7 @@ export const exportStage = taskStage('export', {
   async work(task, { taskId }, ctx) {
     const request = task.request.export;
     if (!request) throw new Error(`task ${taskId} reached export without an export request`);
-    const source = await openExportSource(ctx.s3, request);
+    const source = new CountingSource(await openExportSource(ctx.s3, request));
     const userS3 = await accountS3Client(ctx, task.accountId);
     try {
       await checkWritableBucket(userS3, request.s3Bucket);
@@ -64,6 +65,7 @@ export const exportStage = taskStage('export', {
           claimedFormat: 'raw',
           maxVirtualSize: source.size,
           memoryLimitBytes: ctx.config.memoryLimitBytes,
+          readConcurrency: ctx.config.readsInFlight,
           onProgress: (done, total) => progress.report(done, total),
           // Cancelled by the user, or the lease lost to a newer attempt (which writes the same key).
           signal: ctx.signal ? AbortSignal.any([progress.abort.signal, ctx.signal]) : progress.abort.signal,
@@ -77,7 +79,7 @@ export const exportStage = taskStage('export', {
       }
       const exported = { bucket: request.s3Bucket, key: request.s3Key, size: result.bytesWritten };
       await progress.flush(source.size, source.size);
-      ctx.recordTransfer?.({ bytesRead: source.size, bytesWritten: result.bytesWritten });
+      ctx.recordTransfer?.({ bytesRead: source.bytesRead, bytesWritten: result.bytesWritten });
       await advanceToNext(ctx, 'export', taskId, (doc) => ({ artifacts: { ...doc.artifacts, exported }, bytesConverted: source.size }));
     } finally {
       userS3.destroy();

@@ -58,6 +58,8 @@ function stageConfigOf(settings: Settings): StageConfig {
     allowedObjectHosts: settings.allowedObjectHosts ?? [hostOf(endpoint)],
     uploadPollMs: settings.uploadPollMs,
     memoryLimitBytes: settings.memoryLimitMb * 1024 * 1024,
+    maxImageBytes: settings.maxImageBytes,
+    readsInFlight: settings.readsInFlight,
     leaseMs: settings.leaseMs,
   };
 }

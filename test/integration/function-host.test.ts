@@ -343,6 +343,9 @@ describe('configuration from the environment', () => {
       allowedObjectHosts: ['s3.internal:9000'],
       uploadPollMs: 5000,
       memoryLimitBytes: 256 * 1024 * 1024,
+      // 16 TiB, EC2's largest volume; eight reads in flight.
+      maxImageBytes: 16 * 1024 ** 4,
+      readsInFlight: 8,
       leaseMs: 60_000,
     });
   });

@@ -21,6 +21,8 @@ export interface ConvertImageOptions {
   output: DiskImageWriter['name'];
   claimedFormat?: FormatName;
   maxVirtualSize?: number;
+  /** The setting maxVirtualSize comes from, named in the refusal so an operator knows what bounds it. */
+  maxVirtualSizeSetting?: string;
   /** Bound on fetched-but-not-yet-written bytes. Default 256 MiB. */
   memoryLimitBytes?: number;
   /** Source reads in flight at once. Default 8. */
@@ -59,13 +61,21 @@ export async function convertImage(options: ConvertImageOptions): Promise<Conver
     reader = await openImage(options.source, { claimedFormat: options.claimedFormat, maxVirtualSize: options.maxVirtualSize ?? DEFAULT_MAX_VIRTUAL_SIZE });
   } catch (error) {
     await options.sink.abort().catch(() => undefined);
-    throw error;
+    throw namingSizeSetting(error, options.maxVirtualSizeSetting);
   }
   try {
     return await convertOpenedImage(reader, options);
+  } catch (error) {
+    throw namingSizeSetting(error, options.maxVirtualSizeSetting);
   } finally {
     await reader.close();
   }
+}
+
+/** A size refusal names the setting the limit came from, so an operator knows what bounds it. */
+function namingSizeSetting(error: unknown, setting: string | undefined): unknown {
+  if (!setting || !(error instanceof ImageFormatError) || !/virtual-size-(limit|too-large)$|^qcow2\.virtual-size$/.test(error.check)) return error;
+  return new ImageFormatError(error.check, `${error.message} (${setting})`);
 }
 
 /** The conversion itself, for a caller that already holds an opened reader of `options.source`. */

@@ -79,6 +79,25 @@ class PooledWorker<Reply extends WorkerReply> {
   }
 }
 
+/** Set by limitWorkerThreads: the most threads any one pool starts (the process's CPU parallelism). */
+let threadLimit: number | undefined;
+
+/** Caps every pool of this process at `threads` workers (from the next message on). */
+export function limitWorkerThreads(threads: number | undefined): void {
+  if (threads !== undefined && (!Number.isSafeInteger(threads) || threads < 1)) throw new RangeError(`worker thread limit must be a positive integer, not ${threads}`);
+  threadLimit = threads;
+}
+
+/** Every pool of the process, for workerThreadsStarted. */
+const pools = new Set<{ readonly name: string; readonly started: number }>();
+
+/** Worker threads alive now in every pool of this process, by pool name. */
+export function workerThreadsStarted(): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const pool of pools) out[pool.name] = (out[pool.name] ?? 0) + pool.started;
+  return out;
+}
+
 export class WorkerPool<Reply extends WorkerReply> {
   private readonly workers: PooledWorker<Reply>[] = [];
 
@@ -88,22 +107,30 @@ export class WorkerPool<Reply extends WorkerReply> {
    * `startAll`: the first call starts the whole pool, so the workers warm up in parallel.
    */
   constructor(
-    private readonly name: string,
+    readonly name: string,
     private readonly modulePath: string,
     readonly size: number,
     private readonly startAll = false,
-  ) {}
+  ) {
+    pools.add(this);
+  }
 
   /** Sends `message` to the least busy worker; `transfer` moves those buffers to it. */
   run(message: object, transfer: readonly ArrayBuffer[] = []): Promise<Reply> {
     return this.leastBusy().run(message, transfer);
   }
 
+  /** Workers alive now (started on demand, up to the pool's size under the process's limit). */
+  get started(): number {
+    return this.workers.filter((worker) => !worker.dead).length;
+  }
+
   private leastBusy(): PooledWorker<Reply> {
     const { workers } = this;
     for (let i = workers.length - 1; i >= 0; i--) if (workers[i].dead) workers.splice(i, 1);
-    if (this.startAll && workers.length === 0) while (workers.length < this.size) workers.push(new PooledWorker<Reply>(this.modulePath, this.name));
-    while (workers.length < this.size && workers.every((worker) => worker.pending.size > 0)) workers.push(new PooledWorker<Reply>(this.modulePath, this.name));
+    const size = Math.min(this.size, threadLimit ?? this.size);
+    if (this.startAll && workers.length === 0) while (workers.length < size) workers.push(new PooledWorker<Reply>(this.modulePath, this.name));
+    while (workers.length < size && workers.every((worker) => worker.pending.size > 0)) workers.push(new PooledWorker<Reply>(this.modulePath, this.name));
     return workers.reduce((best, worker) => (worker.pending.size < best.pending.size ? worker : best));
   }
 }
