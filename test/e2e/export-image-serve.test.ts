@@ -111,22 +111,20 @@ test('an exported VMDK imported again through ImportImage gives the same bytes',
 });
 
 const cli = awsCliPath();
-(cli ? test : test.skip)('AWS CLI v2: export-image as VMDK, VHD and RAW; describe-export-image-tasks', async () => {
-  for (const format of ['VMDK', 'VHD', 'RAW'] as const) {
-    const created = await awsCli(cli!, endpoints.ec2, endpoints.creds, [
-      'export-image', '--image-id', imageId, '--disk-image-format', format, '--s3-export-location', `S3Bucket=${BUCKET},S3Prefix=cli/`,
-    ]);
-    expect(created.stderr).toBe('');
-    const task = JSON.parse(created.stdout);
-    expect(task).toMatchObject({ ImageId: imageId, DiskImageFormat: format, S3ExportLocation: { S3Bucket: BUCKET, S3Prefix: 'cli/' } });
-    await waitForExportEnd(endpoints.ec2, endpoints.creds, task.ExportImageTaskId);
-    const described = await awsCli(cli!, endpoints.ec2, endpoints.creds, ['describe-export-image-tasks', '--export-image-task-ids', task.ExportImageTaskId]);
-    expect(JSON.parse(described.stdout).ExportImageTasks[0]).toMatchObject({ ExportImageTaskId: task.ExportImageTaskId, Status: 'completed', ImageId: imageId });
-    const path = join(dir, `cli-image.${format.toLowerCase()}`);
-    writeFileSync(path, await objectBytes(service.s3, BUCKET, `cli/${task.ExportImageTaskId}.${format.toLowerCase()}`));
-    if (format === 'VHD') expect(vhdDiskType(path)).toBe('dynamic');
-    expectSameDisk(path, format === 'VHD' ? 'vpc' : format === 'VMDK' ? 'vmdk' : 'raw', reference);
-  }
+(cli ? test.each : test.skip.each)(['VMDK', 'VHD', 'RAW'] as const)('AWS CLI v2: export-image --disk-image-format %s; describe-export-image-tasks', async (format) => {
+  const created = await awsCli(cli!, endpoints.ec2, endpoints.creds, [
+    'export-image', '--image-id', imageId, '--disk-image-format', format, '--s3-export-location', `S3Bucket=${BUCKET},S3Prefix=cli/`,
+  ]);
+  expect(created.stderr).toBe('');
+  const task = JSON.parse(created.stdout);
+  expect(task).toMatchObject({ ImageId: imageId, DiskImageFormat: format, S3ExportLocation: { S3Bucket: BUCKET, S3Prefix: 'cli/' } });
+  await waitForExportEnd(endpoints.ec2, endpoints.creds, task.ExportImageTaskId);
+  const described = await awsCli(cli!, endpoints.ec2, endpoints.creds, ['describe-export-image-tasks', '--export-image-task-ids', task.ExportImageTaskId]);
+  expect(JSON.parse(described.stdout).ExportImageTasks[0]).toMatchObject({ ExportImageTaskId: task.ExportImageTaskId, Status: 'completed', ImageId: imageId });
+  const path = join(dir, `cli-image.${format.toLowerCase()}`);
+  writeFileSync(path, await objectBytes(service.s3, BUCKET, `cli/${task.ExportImageTaskId}.${format.toLowerCase()}`));
+  if (format === 'VHD') expect(vhdDiskType(path)).toBe('dynamic');
+  expectSameDisk(path, format === 'VHD' ? 'vpc' : format === 'VMDK' ? 'vmdk' : 'raw', reference);
 });
 
 test('imaging CLI: export-image --vhd-type fixed --wait --json, describe-export-image-tasks --json', async () => {

@@ -20,7 +20,7 @@ import { awsCli, awsCliPath, boto3Call, boto3Calls, sdkClient } from '../helpers
 import { objectBytes, runCli, sha256, startTestService, upload, waitForTask, type Endpoints } from './import-driver';
 import { makeGuestDisk, vhdDiskType } from './export-driver';
 
-jest.setTimeout(120_000);
+jest.setTimeout(180_000);
 
 const BUCKET = 'user-exports';
 let service: RunningService;
@@ -203,43 +203,41 @@ test('cancel mid-way: the task ends cancelled and nothing is left in the bucket'
 });
 
 const cli = awsCliPath();
-(cli ? test : test.skip)('AWS CLI v2: create-instance-export-task as VMDK, VHD (dynamic, fixed), RAW and OVA; describe-export-tasks', async () => {
-  const cases = [
-    { env: 'vmware', spec: 'DiskImageFormat=VMDK', ext: 'vmdk', qemu: 'vmdk' },
-    { env: 'citrix', spec: 'DiskImageFormat=VHD', ext: 'vhd', qemu: 'vpc', vhd: 'dynamic' },
-    { env: 'microsoft', spec: 'DiskImageFormat=VHD', ext: 'vhd', qemu: 'vpc', vhd: 'fixed' },
-    { env: 'citrix', spec: 'DiskImageFormat=RAW', ext: 'raw', qemu: 'raw' },
-    { env: 'vmware', spec: 'DiskImageFormat=VMDK,ContainerFormat=ova', ext: 'ova', qemu: 'ova' },
-  ] as const;
-  for (const c of cases) {
-    const created = await awsCli(cli!, endpoints.ec2, endpoints.creds, [
-      'create-instance-export-task', '--instance-id', instanceId, '--target-environment', c.env,
-      '--export-to-s3-task', `${c.spec},S3Bucket=${BUCKET},S3Prefix=cli/`,
-    ]);
-    expect(created.stderr).toBe('');
-    const task = JSON.parse(created.stdout).ExportTask;
-    expect(task.ExportToS3Task.S3Key).toBe(`cli/${task.ExportTaskId}.${c.ext}`);
-    const done = await waitForExport(task.ExportTaskId);
-    expect(done.State).toBe('completed');
-    const described = await awsCli(cli!, endpoints.ec2, endpoints.creds, ['describe-export-tasks', '--export-task-ids', task.ExportTaskId]);
-    expect(JSON.parse(described.stdout).ExportTasks[0]).toMatchObject({ ExportTaskId: task.ExportTaskId, State: 'completed', InstanceExportDetails: { InstanceId: instanceId, TargetEnvironment: c.env } });
-    const path = join(dir, `cli-${c.env}.${c.ext}`);
-    writeFileSync(path, await objectBytes(service.s3, BUCKET, task.ExportToS3Task.S3Key));
-    if (c.qemu === 'ova') {
-      const unpacked = join(dir, 'cli-ova');
-      mkdirSync(unpacked);
-      execFileSync('tar', ['-xf', path, '-C', unpacked]);
-      const ovf = parseOvf(readFileSync(join(unpacked, execFileSync('tar', ['-tf', path], { encoding: 'utf8' }).split('\n')[0]), 'utf8'));
-      expect(ovf.disks[0].capacityBytes).toBe(reference.length);
-      expectSameDisk(join(unpacked, ovf.disks[0].file.href), 'vmdk');
-      continue;
-    }
-    if ('vhd' in c) {
-      expect(vhdDiskType(path)).toBe(c.vhd);
-      if (c.vhd === 'fixed') expect(readFileSync(path).length).toBe(reference.length + 512);
-    }
-    expectSameDisk(path, c.qemu);
+const CLI_CASES = [
+  { env: 'vmware', spec: 'DiskImageFormat=VMDK', ext: 'vmdk', qemu: 'vmdk' },
+  { env: 'citrix', spec: 'DiskImageFormat=VHD', ext: 'vhd', qemu: 'vpc', vhd: 'dynamic' },
+  { env: 'microsoft', spec: 'DiskImageFormat=VHD', ext: 'vhd', qemu: 'vpc', vhd: 'fixed' },
+  { env: 'citrix', spec: 'DiskImageFormat=RAW', ext: 'raw', qemu: 'raw' },
+  { env: 'vmware', spec: 'DiskImageFormat=VMDK,ContainerFormat=ova', ext: 'ova', qemu: 'ova' },
+] as const;
+(cli ? test.each : test.skip.each)(CLI_CASES)('AWS CLI v2: create-instance-export-task --target-environment $env --export-to-s3-task $spec; describe-export-tasks', async (c) => {
+  const created = await awsCli(cli!, endpoints.ec2, endpoints.creds, [
+    'create-instance-export-task', '--instance-id', instanceId, '--target-environment', c.env,
+    '--export-to-s3-task', `${c.spec},S3Bucket=${BUCKET},S3Prefix=cli/`,
+  ]);
+  expect(created.stderr).toBe('');
+  const task = JSON.parse(created.stdout).ExportTask;
+  expect(task.ExportToS3Task.S3Key).toBe(`cli/${task.ExportTaskId}.${c.ext}`);
+  const done = await waitForExport(task.ExportTaskId);
+  expect(done.State).toBe('completed');
+  const described = await awsCli(cli!, endpoints.ec2, endpoints.creds, ['describe-export-tasks', '--export-task-ids', task.ExportTaskId]);
+  expect(JSON.parse(described.stdout).ExportTasks[0]).toMatchObject({ ExportTaskId: task.ExportTaskId, State: 'completed', InstanceExportDetails: { InstanceId: instanceId, TargetEnvironment: c.env } });
+  const path = join(dir, `cli-${c.env}-${task.ExportTaskId}.${c.ext}`);
+  writeFileSync(path, await objectBytes(service.s3, BUCKET, task.ExportToS3Task.S3Key));
+  if (c.qemu === 'ova') {
+    const unpacked = join(dir, 'cli-ova');
+    mkdirSync(unpacked);
+    execFileSync('tar', ['-xf', path, '-C', unpacked]);
+    const ovf = parseOvf(readFileSync(join(unpacked, execFileSync('tar', ['-tf', path], { encoding: 'utf8' }).split('\n')[0]), 'utf8'));
+    expect(ovf.disks[0].capacityBytes).toBe(reference.length);
+    expectSameDisk(join(unpacked, ovf.disks[0].file.href), 'vmdk');
+    return;
   }
+  if ('vhd' in c) {
+    expect(vhdDiskType(path)).toBe(c.vhd);
+    if (c.vhd === 'fixed') expect(readFileSync(path).length).toBe(reference.length + 512);
+  }
+  expectSameDisk(path, c.qemu);
 });
 
 test('imaging CLI: export-instance --vhd-type fixed (the extension parameter) --wait --json, describe-export-tasks --json', async () => {
