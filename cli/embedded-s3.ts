@@ -51,6 +51,11 @@ export interface EmbeddedS3Options {
   /** The image store: readable and writable by the service's keys only, whoever its record names. */
   imageBucket?: string;
   connectionLimits?: Partial<ConnectionLimits>;
+  /**
+   * Buckets recorded as the service's (other than the image store) become this account's: a
+   * store from before the service had a key of its own, when an account's key served as both.
+   */
+  formerServiceBucketsOwner?: string;
 }
 
 /** Uploads are long; an S3 request has no whole-request deadline, only header and idle ones. */
@@ -60,15 +65,7 @@ const IN_MEMORY_BODY_BYTES = 1024 * 1024;
 const OWNERS_FILE = '.imaging-bucket-owners.json';
 const SERVICE_ACCOUNT = 'service';
 
-/**
- * `startEmbeddedS3(options)`, or the older `startEmbeddedS3(host, port, directory, keys)`, where
- * every key given is a service key (the single-account `imaging serve`, whose bootstrap account
- * is also the service).
- */
-export async function startEmbeddedS3(options: EmbeddedS3Options): Promise<EmbeddedS3>;
-export async function startEmbeddedS3(host: string, port: number, directory: string, keys: S3Key[]): Promise<EmbeddedS3>;
-export async function startEmbeddedS3(first: EmbeddedS3Options | string, port?: number, directory?: string, keys?: S3Key[]): Promise<EmbeddedS3> {
-  const options: EmbeddedS3Options = typeof first === 'string' ? { host: first, port: port!, directory: directory!, serviceKeys: keys! } : first;
+export async function startEmbeddedS3(options: EmbeddedS3Options): Promise<EmbeddedS3> {
   const { host } = options;
   // Objects are the users' disk images and the service's outputs: private to the service's user.
   // s3rver takes no file mode, so the process umask is narrowed; existing files are narrowed too.
@@ -82,6 +79,7 @@ export async function startEmbeddedS3(first: EmbeddedS3Options | string, port?: 
   const serviceKeys = new Map(options.serviceKeys.map((k) => [k.accessKeyId, { accountId: SERVICE_ACCOUNT, secretAccessKey: k.secretAccessKey }]));
   const lookup: S3KeyLookup = async (id) => serviceKeys.get(id) ?? (await options.lookupKey?.(id));
   const owners = new BucketOwners(join(options.directory, OWNERS_FILE));
+  if (options.formerServiceBucketsOwner !== undefined) owners.reassign(SERVICE_ACCOUNT, options.formerServiceBucketsOwner, options.imageBucket);
 
   const s3 = new S3rver({ silent: true, directory: options.directory, vhostBuckets: false, allowMismatchedSignatures: true });
   const verifiedBodies = new WeakMap<IncomingMessage, Readable>();
@@ -220,6 +218,14 @@ class BucketOwners {
   set(bucket: string, accountId: string): void {
     this.owners.set(bucket, accountId);
     this.save();
+  }
+
+  /** Gives `from`'s buckets, and the buckets with no record, to `to` (all but `except`). */
+  reassign(from: string, to: string, except: string | undefined): void {
+    const unrecorded = readdirSync(this.root, { withFileTypes: true }).filter((e) => e.isDirectory() && !this.owners.has(e.name)).map((e) => e.name);
+    const moved = [...[...this.owners].filter(([, owner]) => owner === from).map(([bucket]) => bucket), ...unrecorded].filter((bucket) => bucket !== except);
+    for (const bucket of moved) this.owners.set(bucket, to);
+    if (moved.length) this.save();
   }
 
   delete(bucket: string): void {
