@@ -12,7 +12,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'http';
 import type { AddressInfo } from 'net';
 import { join } from 'path';
 import { Readable } from 'stream';
-import { applyConnectionLimits, type ConnectionLimits, connectionLimitsFromEnv, DEFAULT_CONNECTION_LIMITS } from '../gateway/connection-limits';
+import { applyConnectionLimits, type ConnectionLimits, connectionLimitsFromEnv } from '../gateway/connection-limits';
 import type { RawRequest } from '../gateway/query-request';
 import { authenticateS3, S3Error, type S3Caller, type S3KeyLookup } from './s3-auth';
 
@@ -58,8 +58,6 @@ export interface EmbeddedS3Options {
   formerServiceBucketsOwner?: string;
 }
 
-/** Uploads are long; an S3 request has no whole-request deadline, only header and idle ones. */
-const S3_CONNECTION_DEFAULTS: ConnectionLimits = { ...DEFAULT_CONNECTION_LIMITS, requestTimeoutMs: 0 };
 /** Bodies up to this size are checked in memory; larger ones are spooled to a private file. */
 const IN_MEMORY_BODY_BYTES = 1024 * 1024;
 const OWNERS_FILE = '.imaging-bucket-owners.json';
@@ -131,7 +129,7 @@ export async function startEmbeddedS3(options: EmbeddedS3Options): Promise<Embed
   const server = createServer((req, res) => {
     serve(req, res).catch((err) => sendError(req, res, err));
   });
-  applyConnectionLimits(server, { ...connectionLimitsFromEnv('IMAGING_S3', S3_CONNECTION_DEFAULTS), ...options.connectionLimits });
+  applyConnectionLimits(server, { ...connectionLimitsFromEnv('s3'), ...options.connectionLimits });
   let address: AddressInfo;
   try {
     await new Promise<void>((resolve, reject) => {

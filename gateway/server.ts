@@ -104,7 +104,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
 
   async function listen(port: number, host = '127.0.0.1') {
     const server = createServer(handle);
-    applyConnectionLimits(server, { ...connectionLimitsFromEnv('IMAGING_EC2'), ...deps.connectionLimits });
+    applyConnectionLimits(server, { ...connectionLimitsFromEnv('ec2'), ...deps.connectionLimits });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, host, () => {
