@@ -51,6 +51,7 @@ export async function startGatewayProcess(settings: ServeSettings): Promise<{ ur
     region: settings.region,
     allowedObjectHosts,
     taskLifetimeMs: typed.taskLifetimeHours * 3600_000,
+    maxOpenTasksPerAccount: typed.maxOpenTasksPerAccount,
     log,
     onRequest: gatewayRequestObserver(metrics, Object.keys(ACTIONS)),
   });

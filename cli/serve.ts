@@ -154,6 +154,7 @@ export async function startService(settings: ServeSettings, options: { logToStde
       allowedObjectHosts,
       uploadPollMs: typed.uploadPollMs,
       memoryLimitBytes: typed.memoryLimitMb * 2 ** 20,
+      accountStorageQuotaBytes: Math.floor(typed.accountStorageQuotaGib * 2 ** 30),
     };
     const subscriptions: Subscription[] = [];
     // Each stage consumes as its row in the pipeline table says (runStageOnBus reads it).
@@ -174,6 +175,7 @@ export async function startService(settings: ServeSettings, options: { logToStde
       region: settings.region,
       allowedObjectHosts,
       taskLifetimeMs: typed.taskLifetimeHours * 3600_000,
+      maxOpenTasksPerAccount: typed.maxOpenTasksPerAccount,
       log: log.child({ part: 'gateway' }),
       onRequest: gatewayRequestObserver(metrics, Object.keys(ACTIONS)),
     });

@@ -16,6 +16,8 @@ export interface StageConfig {
   uploadPollMs: number;
   /** Memory bound for conversion, bytes. */
   memoryLimitBytes: number;
+  /** Image-store bytes one account may hold; absent, no quota. */
+  accountStorageQuotaBytes?: number;
 }
 
 export interface Logger {

@@ -35,6 +35,7 @@ export type Ec2ErrorCode =
   | 'InvalidSnapshot.InUse'
   | 'NotExportable'
   | 'InvalidExportTaskID.NotFound'
+  | 'ResourceLimitExceeded'
   | 'InternalError';
 
 const DEFAULT_STATUS: Record<Ec2ErrorCode, number> = {
@@ -69,6 +70,7 @@ const DEFAULT_STATUS: Record<Ec2ErrorCode, number> = {
   'InvalidSnapshot.InUse': 400,
   NotExportable: 400,
   'InvalidExportTaskID.NotFound': 400,
+  ResourceLimitExceeded: 400,
   InternalError: 500,
 };
 

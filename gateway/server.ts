@@ -35,6 +35,8 @@ export interface GatewayDeps {
   /** How long a task may take before it expires; 7 days by default. */
   taskLifetimeMs?: number;
   log?: GatewayLog;
+  /** Import tasks one account may have pending or active at once (ResourceLimitExceeded beyond); absent, no cap. */
+  maxOpenTasksPerAccount?: number;
   /** Timeouts and connection caps; by default DEFAULT_CONNECTION_LIMITS under IMAGING_EC2_* overrides. */
   connectionLimits?: Partial<ConnectionLimits>;
   /** Called once per answered request (metrics); `action` is 'unknown' when the request named none we could read. */
@@ -78,6 +80,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
         taskLifetimeMs,
         now: () => new Date(),
         ...(deps.deleteImageObject ? { deleteImageObject: deps.deleteImageObject } : {}),
+        ...(deps.maxOpenTasksPerAccount !== undefined ? { maxOpenTasksPerAccount: deps.maxOpenTasksPerAccount } : {}),
       };
       const body = await runAction(request.action, request.params, ctx);
       send(res, 200, renderResponse(request.action, requestId, body), requestId);

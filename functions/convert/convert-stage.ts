@@ -10,7 +10,9 @@ import { ensureBucket } from '../../toolkit/io/object-storage';
 import { HttpRangeSource } from '../../toolkit/io/http-range-source';
 import { HashingSink } from '../../toolkit/io/hashing-sink';
 import { S3MultipartSink } from '../../toolkit/io/s3-multipart-sink';
-import { convertImage } from '../../toolkit/convert/convert-image';
+import { convertOpenedImage } from '../../toolkit/convert/convert-image';
+import { openImage } from '../../toolkit/formats/registry';
+import { AccountStorageQuota } from './storage-quota';
 import type { FormatName } from '../../toolkit/formats/format';
 import { assertAllowedUrl } from '../object-fetch';
 import { rowOf } from '../../pipeline/table';
@@ -35,28 +37,36 @@ export const convertStage = taskStage('convert', {
     await ensureBucket(ctx.s3, bucket);
     // Parts held by the upload, (queue 4 + 1) × partSize, are a fixed share of the memory bound: 5/32 of it.
     const partSize = Math.max(5 * MiB, Math.min(16 * MiB, Math.floor(ctx.config.memoryLimitBytes / 32)));
-    const sink = new HashingSink(new S3MultipartSink(ctx.s3, bucket, key, { partSize, queueSize: 4, expectedSize: task.request.importImage ? undefined : task.request.volumeSizeGiB * GiB }));
+    const quota = ctx.config.accountStorageQuotaBytes !== undefined ? new AccountStorageQuota(ctx.tasks, task, ctx.config.accountStorageQuotaBytes) : undefined;
+    const hashing = new HashingSink(new S3MultipartSink(ctx.s3, bucket, key, { partSize, queueSize: 4, expectedSize: task.request.importImage ? undefined : task.request.volumeSizeGiB * GiB }));
+    const sink = quota ? quota.watching(hashing) : hashing;
     const progress = new TaskProgress(ctx, taskId, rowOf('convert').progress);
     let result;
     const started = process.hrtime.bigint();
     try {
-      result = await convertImage({
-        source,
-        sink,
-        output: 'raw',
-        claimedFormat: CLAIMED[described.format],
-        maxVirtualSize: task.request.volumeSizeGiB * GiB,
-        memoryLimitBytes: ctx.config.memoryLimitBytes,
-        onProgress: (done, total) => progress.report(done, total),
-        signal: progress.abort.signal,
-      });
+      const reader = await openImage(source, { claimedFormat: CLAIMED[described.format], maxVirtualSize: task.request.volumeSizeGiB * GiB });
+      try {
+        // The raw output is as large as the virtual disk, however small the upload: refused before a byte is written.
+        await quota?.check(reader.info.virtualSize, `the image's virtual disk is`);
+        result = await convertOpenedImage(reader, {
+          source,
+          sink,
+          output: 'raw',
+          maxVirtualSize: task.request.volumeSizeGiB * GiB,
+          memoryLimitBytes: ctx.config.memoryLimitBytes,
+          onProgress: (done, total) => progress.report(done, total),
+          signal: progress.abort.signal,
+        });
+      } finally {
+        await reader.close();
+      }
     } catch (err) {
       await sink.abort().catch(() => undefined);
       throw err;
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     ctx.recordTransfer?.({ bytesWritten: result.bytesWritten, conversion: { format: described.format.toLowerCase(), virtualBytes: result.info.virtualSize, seconds } });
-    const image = { bucket, key, size: result.bytesWritten, sha256: sink.digestHex() };
+    const image = { bucket, key, size: result.bytesWritten, sha256: hashing.digestHex() };
     await progress.flush(result.bytesWritten, result.bytesWritten);
     await advanceToNext(
       ctx, 'convert', taskId,

@@ -55,5 +55,6 @@ function stageConfigOf(settings: Settings): StageConfig {
     allowedObjectHosts: settings.allowedObjectHosts ?? [hostOf(endpoint)],
     uploadPollMs: settings.uploadPollMs,
     memoryLimitBytes: settings.memoryLimitMb * 1024 * 1024,
+    accountStorageQuotaBytes: Math.floor(settings.accountStorageQuotaGib * 1024 ** 3),
   };
 }

@@ -4,12 +4,13 @@ import { transition, updateTask } from '../../tasks/state-machine';
 import { TaskExistsError } from '../../tasks/store';
 import type { TaskDocument, TaskKind, TaskRequest } from '../../tasks/task';
 import type { ActionContext } from './action';
+import { withinOpenTaskCap } from './open-task-cap';
 
 export const PENDING_UPLOAD_MESSAGE = 'Pending import-image upload';
 
 /** Creates the task (waiting for its upload) and emits import.requested; resolves to the stored task. */
 export async function startImportTask(kind: TaskKind, newTaskId: () => string, request: TaskRequest, ctx: ActionContext, extra: Pick<TaskDocument, 'tags'> = {}): Promise<TaskDocument> {
-  const task = await createTask(kind, newTaskId, request, ctx, extra);
+  const task = await withinOpenTaskCap(ctx, () => createTask(kind, newTaskId, request, ctx, extra));
   await announceTask(ctx, task, 'io.imaging.import.requested', 'import');
   return task;
 }
