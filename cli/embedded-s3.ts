@@ -8,7 +8,8 @@
  */
 import { createHash, randomUUID } from 'crypto';
 import { chmodSync, createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, type WriteStream } from 'fs';
-import { createServer, type IncomingMessage, type ServerResponse } from 'http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'http';
+import { createServer as createHttpsServer } from 'https';
 import type { AddressInfo } from 'net';
 import { join } from 'path';
 import { Readable } from 'stream';
@@ -51,6 +52,8 @@ export interface EmbeddedS3Options {
   /** The image store: readable and writable by the service's keys only, whoever its record names. */
   imageBucket?: string;
   connectionLimits?: Partial<ConnectionLimits>;
+  /** A certificate (chain) and its key, PEM: the endpoint serves HTTPS; absent, plain HTTP. */
+  tls?: { cert: string | Buffer; key: string | Buffer };
   /**
    * Buckets recorded as the service's (other than the image store) become this account's: a
    * store from before the service had a key of its own, when an account's key served as both.
@@ -126,9 +129,11 @@ export async function startEmbeddedS3(options: EmbeddedS3Options): Promise<Embed
     s3rverHandle(req, res);
   }
 
-  const server = createServer((req, res) => {
+  const handle = (req: IncomingMessage, res: ServerResponse) => {
     serve(req, res).catch((err) => sendError(req, res, err));
-  });
+  };
+  // An https server has the http server's timeouts and events; only the sockets are TLS.
+  const server: Server = options.tls ? (createHttpsServer({ cert: options.tls.cert, key: options.tls.key }, handle) as unknown as Server) : createServer(handle);
   applyConnectionLimits(server, { ...connectionLimitsFromEnv('s3'), ...options.connectionLimits });
   let address: AddressInfo;
   try {
@@ -145,7 +150,7 @@ export async function startEmbeddedS3(options: EmbeddedS3Options): Promise<Embed
   }
   const shownHost = host.includes(':') ? `[${host}]` : host;
   return {
-    endpoint: `http://${shownHost}:${address.port}`,
+    endpoint: `${options.tls ? 'https' : 'http'}://${shownHost}:${address.port}`,
     async stop() {
       await new Promise<void>((resolve) => {
         server.close(() => resolve());

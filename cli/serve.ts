@@ -27,6 +27,7 @@ import { hostOf } from '../toolkit/io/url-policy';
 import { CREDENTIALS_FILE, type BootstrapCredentials } from './credentials';
 import { startEmbeddedS3, type EmbeddedS3, type S3Key } from './embedded-s3';
 import { typedSettings, type ServeSettings } from './settings';
+import { serverTlsFiles, trustS3CaBundle } from './tls-settings';
 
 export interface RunningService {
   ec2Endpoint: string;
@@ -81,6 +82,8 @@ export async function startService(settings: ServeSettings, options: { logToStde
   const dataDir = resolve(settings.dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const credentials = bootstrapCredentials(settings, dataDir);
+  const tls = serverTlsFiles(settings);
+  trustS3CaBundle(settings);
   const stops: (() => Promise<void>)[] = [];
   const stopAll = async () => {
     for (const stop of stops.reverse()) await stop().catch((err) => log.warn({ err: String(err) }, 'shutdown step failed'));
@@ -109,6 +112,7 @@ export async function startService(settings: ServeSettings, options: { logToStde
         serviceKeys: [serviceKey],
         lookupKey: (accessKeyId) => accounts.lookup(accessKeyId),
         imageBucket: settings.imageBucket,
+        ...(tls ? { tls } : {}),
         // Before the service had a key of its own, the bootstrap key was the service's: buckets
         // created with it then were recorded as the service's, and are the bootstrap account's.
         ...(own.created ? { formerServiceBucketsOwner: credentials.accountId } : {}),
@@ -176,6 +180,7 @@ export async function startService(settings: ServeSettings, options: { logToStde
       allowedObjectHosts,
       taskLifetimeMs: typed.taskLifetimeHours * 3600_000,
       maxOpenTasksPerAccount: typed.maxOpenTasksPerAccount,
+      ...(tls ? { tls } : {}),
       log: log.child({ part: 'gateway' }),
       onRequest: gatewayRequestObserver(metrics, Object.keys(ACTIONS)),
     });

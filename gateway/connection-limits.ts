@@ -114,7 +114,8 @@ export function applyConnectionLimits(server: Server, partial: Partial<Connectio
   });
 
   server.on('request', (req, res) => {
-    const socket = req.socket as Socket;
+    // Over TLS the request's socket wraps the TCP socket 'connection' gave us (its _parent).
+    const socket = ((req.socket as Socket & { _parent?: Socket })._parent ?? req.socket) as Socket;
     if (!open.has(socket)) return;
     busy.set(socket, (busy.get(socket) ?? 0) + 1);
     idle.delete(socket);

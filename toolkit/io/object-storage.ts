@@ -1,4 +1,5 @@
 import { CreateBucketCommand, HeadBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { trustingHttpsAgent } from './trusted-ca';
 
 /** How to reach S3-compatible object storage. */
 export interface ObjectStorageConfig {
@@ -21,7 +22,10 @@ export const S3_COMPATIBLE_CHECKSUMS = {
 } as const;
 
 export function makeS3Client(config: ObjectStorageConfig): S3Client {
+  // A private CA of an https endpoint (IMAGING_S3_CA_BUNDLE), when the process trusts one.
+  const httpsAgent = trustingHttpsAgent({ keepAlive: true, maxSockets: 50 });
   return new S3Client({
+    ...(httpsAgent ? { requestHandler: { httpsAgent } } : {}),
     endpoint: config.endpoint,
     region: config.region,
     forcePathStyle: config.forcePathStyle,
