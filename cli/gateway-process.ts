@@ -56,6 +56,7 @@ export async function startGatewayProcess(settings: ServeSettings): Promise<{ ur
     taskLifetimeMs: typed.taskLifetimeHours * 3600_000,
     maxOpenTasksPerAccount: typed.maxOpenTasksPerAccount,
     ...(tls ? { tls } : {}),
+    maxImageBytes: typed.maxImageBytes,
     log,
     onRequest: gatewayRequestObserver(metrics, Object.keys(ACTIONS)),
   });

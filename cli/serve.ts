@@ -21,6 +21,7 @@ import { InProcessBus } from '../events/in-process-bus';
 import { JetStreamBus } from '../events/jetstream-bus';
 import { ALL_STAGES } from '../functions/stages';
 import { runStageOnBus } from '../functions/host/stage-runner';
+import { startSweeper } from '../functions/sweeper';
 import type { StageConfig } from '../functions/stage';
 import { ensureBucket, makeS3Client, type ObjectStorageConfig } from '../toolkit/io/object-storage';
 import { hostOf } from '../toolkit/io/url-policy';
@@ -28,6 +29,7 @@ import { CREDENTIALS_FILE, type BootstrapCredentials } from './credentials';
 import { startEmbeddedS3, type EmbeddedS3, type S3Key } from './embedded-s3';
 import { typedSettings, type ServeSettings } from './settings';
 import { serverTlsFiles, trustS3CaBundle } from './tls-settings';
+import { applyProcessLimits } from '../ops/process-limits';
 
 export interface RunningService {
   ec2Endpoint: string;
@@ -159,7 +161,11 @@ export async function startService(settings: ServeSettings, options: { logToStde
       uploadPollMs: typed.uploadPollMs,
       memoryLimitBytes: typed.memoryLimitMb * 2 ** 20,
       accountStorageQuotaBytes: Math.floor(typed.accountStorageQuotaGib * 2 ** 30),
+      maxImageBytes: typed.maxImageBytes,
+      readsInFlight: typed.readsInFlight,
+      leaseMs: typed.leaseMs,
     };
+    applyProcessLimits(typed);
     const subscriptions: Subscription[] = [];
     // Each stage consumes as its row in the pipeline table says (runStageOnBus reads it).
     for (const stage of ALL_STAGES) {
@@ -168,6 +174,11 @@ export async function startService(settings: ServeSettings, options: { logToStde
     stops.push(async () => {
       await Promise.all(subscriptions.map((s) => s.stop()));
     });
+    const sweeper = startSweeper({ tasks, s3, config, log: log.child({ part: 'sweeper' }) }, (event) => bus.publish(event), {
+      intervalMs: Math.min(typed.sweepIntervalMs, typed.uploadPollMs),
+      idleMs: typed.redriveIdleMs,
+    });
+    stops.push(() => sweeper.stop());
 
     const gateway = createGateway({
       tasks,
@@ -181,6 +192,7 @@ export async function startService(settings: ServeSettings, options: { logToStde
       taskLifetimeMs: typed.taskLifetimeHours * 3600_000,
       maxOpenTasksPerAccount: typed.maxOpenTasksPerAccount,
       ...(tls ? { tls } : {}),
+      maxImageBytes: typed.maxImageBytes,
       log: log.child({ part: 'gateway' }),
       onRequest: gatewayRequestObserver(metrics, Object.keys(ACTIONS)),
     });

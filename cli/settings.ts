@@ -44,6 +44,12 @@ export interface ServeSettings {
   tlsCert: string;
   tlsKey: string;
   s3CaBundle: string;
+  maxImageBytes: string;
+  scratchDir: string;
+  scratchLimitMb: string;
+  scratchWhenFull: string;
+  workerThreads: string;
+  readsInFlight: string;
 }
 
 export const SERVE_SETTINGS: SettingSpec[] = settingsReadBy('serve')

@@ -35,6 +35,8 @@ export interface GatewayDeps {
   deleteImageObject?(bucket: string, key: string): Promise<void>;
   /** How long a task may take before it expires; 7 days by default. */
   taskLifetimeMs?: number;
+  /** Largest disk a request may declare (IMAGING_MAX_IMAGE_BYTES). */
+  maxImageBytes?: number;
   log?: GatewayLog;
   /** A certificate (chain) and its key, PEM: the endpoint serves HTTPS; absent, plain HTTP. */
   tls?: { cert: string | Buffer; key: string | Buffer };
@@ -81,7 +83,9 @@ export function createGateway(deps: GatewayDeps): Gateway {
         region: deps.region,
         allowedObjectHosts: deps.allowedObjectHosts,
         taskLifetimeMs,
+        ...(deps.maxImageBytes !== undefined ? { maxImageBytes: deps.maxImageBytes } : {}),
         now: () => new Date(),
+        log,
         ...(deps.deleteImageObject ? { deleteImageObject: deps.deleteImageObject } : {}),
         ...(deps.maxOpenTasksPerAccount !== undefined ? { maxOpenTasksPerAccount: deps.maxOpenTasksPerAccount } : {}),
       };

@@ -14,3 +14,4 @@ export const newImportSnapshotTaskId = () => newId('import-snap', 17);
 export const newSnapshotId = () => newId('snap', 17);
 export const newImageId = () => newId('ami', 17);
 export const newExportInstanceTaskId = () => newId('export-i', 17);
+export const newExportImageTaskId = () => newId('export-ami', 17);

@@ -51,6 +51,9 @@ function stageConfigOf(settings: Settings): StageConfig {
     accessKeyId: settings.s3AccessKeyId!,
     secretAccessKey: settings.s3SecretAccessKey!,
     forcePathStyle: settings.s3ForcePathStyle,
+    connectionTimeoutMs: settings.s3ConnectTimeoutMs,
+    requestTimeoutMs: settings.s3TimeoutMs,
+    maxAttempts: settings.s3MaxAttempts,
   };
   return {
     storage,
@@ -60,5 +63,8 @@ function stageConfigOf(settings: Settings): StageConfig {
     uploadPollMs: settings.uploadPollMs,
     memoryLimitBytes: settings.memoryLimitMb * 1024 * 1024,
     accountStorageQuotaBytes: Math.floor(settings.accountStorageQuotaGib * 1024 ** 3),
+    maxImageBytes: settings.maxImageBytes,
+    readsInFlight: settings.readsInFlight,
+    leaseMs: settings.leaseMs,
   };
 }

@@ -12,11 +12,14 @@ export interface ActionContext {
   region: string;
   allowedObjectHosts: string[];
   taskLifetimeMs: number;
+  /** Largest disk a request may declare (IMAGING_MAX_IMAGE_BYTES); unset, only EC2's own bounds. */
+  maxImageBytes?: number;
   now(): Date;
   /** Removes an object of the image store (the bytes of a deleted volume or snapshot); absent, bytes stay. */
   deleteImageObject?(bucket: string, key: string): Promise<void>;
   /** Import tasks one account may have pending or active at once; absent, no cap. */
   maxOpenTasksPerAccount?: number;
+  log?: { warn(obj: object, msg?: string): void };
 }
 
 /**
