@@ -8,14 +8,16 @@
  */
 import { createHash, randomUUID } from 'crypto';
 import { chmodSync, createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, type WriteStream } from 'fs';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'http';
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'http';
 import { createServer as createHttpsServer } from 'https';
 import type { AddressInfo } from 'net';
 import { join } from 'path';
 import { Readable } from 'stream';
 import { applyConnectionLimits, type ConnectionLimits, connectionLimitsFromEnv } from '../gateway/connection-limits';
 import type { RawRequest } from '../gateway/query-request';
-import { authenticateS3, S3Error, type S3Caller, type S3KeyLookup } from './s3-auth';
+import { headerValue } from '../gateway/signing-common';
+import { AwsChunkedDecoder, trailerChecksum } from './aws-chunked';
+import { authenticateS3, S3Error, UNSIGNED_PAYLOAD, type S3Caller, type S3KeyLookup } from './s3-auth';
 
 interface S3rverApp {
   callback(): (req: IncomingMessage, res: ServerResponse) => void;
@@ -83,11 +85,11 @@ export async function startEmbeddedS3(options: EmbeddedS3Options): Promise<Embed
   if (options.formerServiceBucketsOwner !== undefined) owners.reassign(SERVICE_ACCOUNT, options.formerServiceBucketsOwner, options.imageBucket);
 
   const s3 = new S3rver({ silent: true, directory: options.directory, vhostBuckets: false, allowMismatchedSignatures: true });
-  const verifiedBodies = new WeakMap<IncomingMessage, Readable>();
+  const verifiedBodies = new WeakMap<IncomingMessage, { body: Readable; headers?: IncomingHttpHeaders }>();
   // Hands s3rver the checked copy of a body instead of the socket stream.
   s3.middleware.unshift(async (ctx, next) => {
-    const body = verifiedBodies.get(ctx.req as IncomingMessage);
-    if (body) ctx.req = Object.assign(body, { headers: (ctx.req as IncomingMessage).headers });
+    const checked = verifiedBodies.get(ctx.req as IncomingMessage);
+    if (checked) ctx.req = Object.assign(checked.body, { headers: checked.headers ?? (ctx.req as IncomingMessage).headers });
     await next();
   });
   const s3rverHandle = s3.callback();
@@ -123,7 +125,8 @@ export async function startEmbeddedS3(options: EmbeddedS3Options): Promise<Embed
         if (res.statusCode === 204) owners.delete(target.bucket!);
       });
     }
-    if (caller.payloadSha256 !== undefined) verifiedBodies.set(req, await checkedBody(req, caller.payloadSha256, spoolDir));
+    if (caller.streamingTrailer) verifiedBodies.set(req, await unchunkedBody(req, spoolDir));
+    else if (caller.payloadSha256 !== undefined) verifiedBodies.set(req, { body: await checkedBody(req, caller.payloadSha256, spoolDir) });
     const secret = (await lookup(caller.accessKeyId))!.secretAccessKey;
     if (!s3rverAccounts.registry.has(caller.accessKeyId)) s3rverAccounts.DUMMY_ACCOUNT.createKeyPair(caller.accessKeyId, secret);
     s3rverHandle(req, res);
@@ -242,39 +245,97 @@ class BucketOwners {
   }
 }
 
-/**
- * Reads the whole body, hashing it, into memory or (past IN_MEMORY_BODY_BYTES) a private spool
- * file, and returns it for s3rver only if its SHA-256 is the one the signature covers.
- */
+/** A request body read whole, in memory or in a private spool file, for s3rver to read again. */
+interface HeldBody {
+  length: number;
+  open(): Readable;
+  discard(): void;
+}
+
+/** Reads `source` whole into memory or (past IN_MEMORY_BODY_BYTES) a private spool file, showing `inspect` every chunk. */
+async function holdBody(source: AsyncIterable<Buffer>, spoolDir: string, inspect: (chunk: Buffer) => void): Promise<HeldBody> {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  let spool: { path: string; stream: WriteStream } | undefined;
+  try {
+    for await (const chunk of source) {
+      inspect(chunk);
+      length += chunk.length;
+      if (!spool && length > IN_MEMORY_BODY_BYTES) {
+        const path = join(spoolDir, randomUUID());
+        spool = { path, stream: createWriteStream(path, { mode: 0o600 }) };
+        for (const c of chunks.splice(0)) spool.stream.write(c);
+      }
+      if (spool) {
+        if (!spool.stream.write(chunk)) await new Promise<void>((r) => spool!.stream.once('drain', () => r()));
+      } else {
+        chunks.push(Buffer.from(chunk));
+      }
+    }
+    if (spool) await new Promise<void>((resolve, reject) => spool!.stream.end((err?: Error | null) => (err ? reject(err) : resolve())));
+  } catch (err) {
+    if (spool) {
+      spool.stream.destroy();
+      rmSync(spool.path, { force: true });
+    }
+    throw err;
+  }
+  const path = spool?.path;
+  return {
+    length,
+    open: () => {
+      if (!path) return Readable.from(chunks.length ? [Buffer.concat(chunks)] : []);
+      const stream = createReadStream(path);
+      stream.once('close', () => rmSync(path, { force: true }));
+      return stream;
+    },
+    discard: () => void (path && rmSync(path, { force: true })),
+  };
+}
+
+/** The body for s3rver, only if its SHA-256 is the one the signature covers. */
 async function checkedBody(req: IncomingMessage, expectedSha256: string, spoolDir: string): Promise<Readable> {
   const hash = createHash('sha256');
-  const chunks: Buffer[] = [];
-  let held = 0;
-  let spool: { path: string; stream: WriteStream } | undefined;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    hash.update(chunk);
-    if (!spool && held + chunk.length > IN_MEMORY_BODY_BYTES) {
-      const path = join(spoolDir, randomUUID());
-      spool = { path, stream: createWriteStream(path, { mode: 0o600 }) };
-      for (const c of chunks.splice(0)) spool.stream.write(c);
-    }
-    if (spool) {
-      if (!spool.stream.write(chunk)) await new Promise<void>((r) => spool!.stream.once('drain', () => r()));
-    } else {
-      chunks.push(chunk);
-      held += chunk.length;
-    }
-  }
-  if (spool) await new Promise<void>((resolve, reject) => spool!.stream.end((err?: Error | null) => (err ? reject(err) : resolve())));
+  const held = await holdBody(req as AsyncIterable<Buffer>, spoolDir, (chunk) => hash.update(chunk));
   if (hash.digest('hex') !== expectedSha256) {
-    if (spool) rmSync(spool.path, { force: true });
+    held.discard();
     throw new S3Error('XAmzContentSHA256Mismatch', "The provided 'x-amz-content-sha256' header does not match what was computed.", 400);
   }
-  if (!spool) return Readable.from(chunks.length ? [Buffer.concat(chunks)] : []);
-  const path = spool.path;
-  const stream = createReadStream(path);
-  stream.once('close', () => rmSync(path, { force: true }));
-  return stream;
+  return held.open();
+}
+
+/**
+ * An aws-chunked body with a checksum trailer, decoded for s3rver (with headers that describe the
+ * decoded bytes), only if its length is the declared one and its checksum the trailer's.
+ */
+async function unchunkedBody(req: IncomingMessage, spoolDir: string): Promise<{ body: Readable; headers: IncomingHttpHeaders }> {
+  const trailerName = headerValue(req.headers, 'x-amz-trailer')?.trim().toLowerCase();
+  const checksum = trailerName ? trailerChecksum(trailerName) : undefined;
+  if (trailerName && !checksum) throw new S3Error('InvalidRequest', `The trailer ${trailerName} is not supported; use x-amz-checksum-crc32, -crc32c, -sha1 or -sha256`, 400);
+  const decoder = new AwsChunkedDecoder();
+  const held = await holdBody(decoder.decode(req as AsyncIterable<Buffer>), spoolDir, (chunk) => checksum?.update(chunk));
+  const refuse = (error: S3Error) => {
+    held.discard();
+    return error;
+  };
+  const declared = headerValue(req.headers, 'x-amz-decoded-content-length');
+  if (declared !== undefined && Number(declared) !== held.length) {
+    throw refuse(new S3Error('IncompleteBody', `The body holds ${held.length} bytes, not the ${declared} x-amz-decoded-content-length declares`, 400));
+  }
+  if (trailerName && checksum) {
+    const sent = decoder.trailers.get(trailerName);
+    if (sent === undefined) throw refuse(new S3Error('InvalidRequest', `The body ended without the trailer ${trailerName} that x-amz-trailer announced`, 400));
+    const computed = checksum.digest();
+    if (sent !== computed) throw refuse(new S3Error('BadDigest', `The ${trailerName} you specified did not match the calculated checksum.`, 400));
+  }
+  const headers: IncomingHttpHeaders = { ...req.headers, 'content-length': String(held.length), 'x-amz-content-sha256': UNSIGNED_PAYLOAD };
+  const encodings = (headerValue(req.headers, 'content-encoding') ?? '').split(',').map((e) => e.trim()).filter((e) => e && e !== 'aws-chunked');
+  if (encodings.length) headers['content-encoding'] = encodings.join(', ');
+  else delete headers['content-encoding'];
+  delete headers['x-amz-decoded-content-length'];
+  delete headers['x-amz-trailer'];
+  delete headers['transfer-encoding'];
+  return { body: held.open(), headers };
 }
 
 function listOwnBuckets(res: ServerResponse, buckets: { name: string; created: Date }[]): void {
