@@ -347,6 +347,8 @@ describe('configuration from the environment', () => {
       maxImageBytes: 16 * 1024 ** 4,
       readsInFlight: 8,
       leaseMs: 60_000,
+      // 1024 GiB per account (IMAGING_ACCOUNT_STORAGE_QUOTA_GIB).
+      accountStorageQuotaBytes: 1024 * 1024 ** 3,
     });
   });
 
