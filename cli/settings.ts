@@ -44,6 +44,18 @@ export interface ServeSettings {
   tlsCert: string;
   tlsKey: string;
   s3CaBundle: string;
+  maxDeliver: string;
+  retryBackoffMs: string;
+  retryBackoffMaxMs: string;
+  drainDeadlineMs: string;
+  guestAllowedOs: string;
+  guestRequireBootloader: string;
+  guestRefuseEncrypted: string;
+  guestRefuseMultiBoot: string;
+  bootCheck: string;
+  bootCheckTimeoutSeconds: string;
+  bootCheckAccelerator: string;
+  bootCheckMemoryMb: string;
   maxImageBytes: string;
   scratchDir: string;
   scratchLimitMb: string;

@@ -36,6 +36,7 @@ export type Ec2ErrorCode =
   | 'NotExportable'
   | 'InvalidExportTaskID.NotFound'
   | 'ResourceLimitExceeded'
+  | 'Unavailable'
   | 'InternalError';
 
 const DEFAULT_STATUS: Record<Ec2ErrorCode, number> = {
@@ -71,6 +72,8 @@ const DEFAULT_STATUS: Record<Ec2ErrorCode, number> = {
   NotExportable: 400,
   'InvalidExportTaskID.NotFound': 400,
   ResourceLimitExceeded: 400,
+  // Retryable: SDKs retry it with back-off.
+  Unavailable: 503,
   InternalError: 500,
 };
 

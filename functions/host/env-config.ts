@@ -11,6 +11,8 @@ import { readFileSync } from 'fs';
 import { readSettings, SettingError, type Settings } from '../../config/settings-schema';
 import { trustCaBundle } from '../../toolkit/io/trusted-ca';
 import type { StageConfig } from '../stage';
+import { guestPolicyOf } from '../validate/guest-policy';
+import { bootCheckConfigOf } from '../boot-check/boot-check-config';
 import type { StageDeps } from './deps';
 
 type Env = Record<string, string | undefined>;
@@ -63,8 +65,13 @@ function stageConfigOf(settings: Settings): StageConfig {
     uploadPollMs: settings.uploadPollMs,
     memoryLimitBytes: settings.memoryLimitMb * 1024 * 1024,
     accountStorageQuotaBytes: Math.floor(settings.accountStorageQuotaGib * 1024 ** 3),
+    guestPolicy: guestPolicyOf(settings),
+    bootCheck: bootCheckConfigOf(settings),
     maxImageBytes: settings.maxImageBytes,
     readsInFlight: settings.readsInFlight,
     leaseMs: settings.leaseMs,
+    phaseDeadlineMs: settings.phaseDeadlineMs,
+    ...(settings.ackWaitMs ? { ackWaitMs: settings.ackWaitMs } : {}),
+    ...(settings.testExitAfterAdvance ? { exitAfterAdvance: settings.testExitAfterAdvance } : {}),
   };
 }

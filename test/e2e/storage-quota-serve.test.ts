@@ -10,11 +10,12 @@ import { CreateBucketCommand, ListObjectsV2Command, PutObjectCommand } from '@aw
 import type { RunningService } from '../../cli/serve';
 import { createAccount, type NewAccount } from '../../gateway/accounts';
 import { makeS3Client } from '../../toolkit/io/object-storage';
-import { makeRawDisk, qemuImg, tempDir } from '../helpers/disk-corpus';
+import { qemuImg, tempDir } from '../helpers/disk-corpus';
+import { makeSystemDisk } from '../helpers/guest-images';
 import { boto3Call, type Ec2Credentials } from '../helpers/ec2-clients';
 import { fileSha256, objectBytes, sha256, startTestService, type Endpoints } from './import-driver';
 
-const QUOTA_GIB = '0.08'; // 81.92 MiB: one 48 MiB disk fits, two do not
+const QUOTA_GIB = '0.08'; // 81.92 MiB: one 58 MiB disk fits, two do not
 const IMAGES = 'imaging-images';
 
 let service: RunningService;
@@ -28,7 +29,8 @@ const credsOf = (account: NewAccount): Ec2Credentials => ({ accessKeyId: account
 
 beforeAll(async () => {
   const dir = tempDir('storage-quota-');
-  raw = makeRawDisk(dir).path;
+  // A bootable system disk (58 MiB): the validate stage refuses an image without an OS.
+  raw = makeSystemDisk(dir).path;
   // A 4 GiB virtual disk in a file of a few hundred KiB.
   qcow2 = join(dir, 'big.qcow2');
   qemuImg('create', '-q', '-f', 'qcow2', qcow2, '4G');
@@ -86,7 +88,7 @@ test("what the account stores counts: alice's first disk fits, her second does n
 
   const second = await importImage(alice, 'alice-bucket', 'disk.raw', 'RAW');
   expect(second.Status).toBe('deleted');
-  expect(second.StatusMessage).toMatch(/^ClientError: the image's virtual disk is 48\.01 MiB, and this account already uses 48\.01 MiB of the image store: together over the account's storage quota of 0\.08 GiB \(IMAGING_ACCOUNT_STORAGE_QUOTA_GIB\)/);
+  expect(second.StatusMessage).toMatch(/^ClientError: the image's virtual disk is 58\.01 MiB, and this account already uses 58\.01 MiB of the image store: together over the account's storage quota of 0\.08 GiB \(IMAGING_ACCOUNT_STORAGE_QUOTA_GIB\)/);
   expect(await imageStoreKeysOf(second.ImportTaskId)).toEqual([]);
 
   const bobs = await importImage(bob, 'bob-bucket', 'disk.raw', 'RAW');

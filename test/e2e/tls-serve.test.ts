@@ -9,7 +9,8 @@ import { execFile, execFileSync, spawn, type ChildProcess } from 'child_process'
 import { readFileSync } from 'fs';
 import { request as httpRequest } from 'http';
 import { join } from 'path';
-import { makeRawDisk, tempDir } from '../helpers/disk-corpus';
+import { tempDir } from '../helpers/disk-corpus';
+import { makeSystemDisk } from '../helpers/guest-images';
 import { fileSha256 } from './import-driver';
 
 let dir: string;
@@ -31,7 +32,7 @@ function makeTestPki(into: string): void {
 beforeAll(async () => {
   dir = tempDir('tls-serve-');
   makeTestPki(dir);
-  disk = makeRawDisk(dir).path;
+  disk = makeSystemDisk(dir).path; // bootable: the validate stage refuses an image without an OS
   serve = spawn('node', [
     join(__dirname, '../../dist/cli/main.js'), 'serve', '--data-dir', join(dir, 'data'), '--port', '0', '--s3-port', '0', '--admin-port', '0',
     '--upload-poll-ms', '200', '--log-level', 'warn', '--tls-cert', pki.cert, '--tls-key', pki.key, '--s3-ca-bundle', pki.ca,

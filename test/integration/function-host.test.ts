@@ -349,6 +349,7 @@ describe('configuration from the environment', () => {
       leaseMs: 60_000,
       // 1024 GiB per account (IMAGING_ACCOUNT_STORAGE_QUOTA_GIB).
       accountStorageQuotaBytes: 1024 * 1024 ** 3,
+      phaseDeadlineMs: 600_000,
     });
   });
 
