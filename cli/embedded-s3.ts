@@ -8,13 +8,16 @@
  */
 import { createHash, randomUUID } from 'crypto';
 import { chmodSync, createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, type WriteStream } from 'fs';
-import { createServer, type IncomingMessage, type ServerResponse } from 'http';
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'http';
+import { createServer as createHttpsServer } from 'https';
 import type { AddressInfo } from 'net';
 import { join } from 'path';
 import { Readable } from 'stream';
-import { applyConnectionLimits, type ConnectionLimits, connectionLimitsFromEnv, DEFAULT_CONNECTION_LIMITS } from '../gateway/connection-limits';
+import { applyConnectionLimits, type ConnectionLimits, connectionLimitsFromEnv } from '../gateway/connection-limits';
 import type { RawRequest } from '../gateway/query-request';
-import { authenticateS3, S3Error, type S3Caller, type S3KeyLookup } from './s3-auth';
+import { headerValue } from '../gateway/signing-common';
+import { AwsChunkedDecoder, trailerChecksum } from './aws-chunked';
+import { authenticateS3, S3Error, UNSIGNED_PAYLOAD, type S3Caller, type S3KeyLookup } from './s3-auth';
 
 interface S3rverApp {
   callback(): (req: IncomingMessage, res: ServerResponse) => void;
@@ -51,24 +54,21 @@ export interface EmbeddedS3Options {
   /** The image store: readable and writable by the service's keys only, whoever its record names. */
   imageBucket?: string;
   connectionLimits?: Partial<ConnectionLimits>;
+  /** A certificate (chain) and its key, PEM: the endpoint serves HTTPS; absent, plain HTTP. */
+  tls?: { cert: string | Buffer; key: string | Buffer };
+  /**
+   * Buckets recorded as the service's (other than the image store) become this account's: a
+   * store from before the service had a key of its own, when an account's key served as both.
+   */
+  formerServiceBucketsOwner?: string;
 }
 
-/** Uploads are long; an S3 request has no whole-request deadline, only header and idle ones. */
-const S3_CONNECTION_DEFAULTS: ConnectionLimits = { ...DEFAULT_CONNECTION_LIMITS, requestTimeoutMs: 0 };
 /** Bodies up to this size are checked in memory; larger ones are spooled to a private file. */
 const IN_MEMORY_BODY_BYTES = 1024 * 1024;
 const OWNERS_FILE = '.imaging-bucket-owners.json';
 const SERVICE_ACCOUNT = 'service';
 
-/**
- * `startEmbeddedS3(options)`, or the older `startEmbeddedS3(host, port, directory, keys)`, where
- * every key given is a service key (the single-account `imaging serve`, whose bootstrap account
- * is also the service).
- */
-export async function startEmbeddedS3(options: EmbeddedS3Options): Promise<EmbeddedS3>;
-export async function startEmbeddedS3(host: string, port: number, directory: string, keys: S3Key[]): Promise<EmbeddedS3>;
-export async function startEmbeddedS3(first: EmbeddedS3Options | string, port?: number, directory?: string, keys?: S3Key[]): Promise<EmbeddedS3> {
-  const options: EmbeddedS3Options = typeof first === 'string' ? { host: first, port: port!, directory: directory!, serviceKeys: keys! } : first;
+export async function startEmbeddedS3(options: EmbeddedS3Options): Promise<EmbeddedS3> {
   const { host } = options;
   // Objects are the users' disk images and the service's outputs: private to the service's user.
   // s3rver takes no file mode, so the process umask is narrowed; existing files are narrowed too.
@@ -82,13 +82,14 @@ export async function startEmbeddedS3(first: EmbeddedS3Options | string, port?: 
   const serviceKeys = new Map(options.serviceKeys.map((k) => [k.accessKeyId, { accountId: SERVICE_ACCOUNT, secretAccessKey: k.secretAccessKey }]));
   const lookup: S3KeyLookup = async (id) => serviceKeys.get(id) ?? (await options.lookupKey?.(id));
   const owners = new BucketOwners(join(options.directory, OWNERS_FILE));
+  if (options.formerServiceBucketsOwner !== undefined) owners.reassign(SERVICE_ACCOUNT, options.formerServiceBucketsOwner, options.imageBucket);
 
   const s3 = new S3rver({ silent: true, directory: options.directory, vhostBuckets: false, allowMismatchedSignatures: true });
-  const verifiedBodies = new WeakMap<IncomingMessage, Readable>();
+  const verifiedBodies = new WeakMap<IncomingMessage, { body: Readable; headers?: IncomingHttpHeaders }>();
   // Hands s3rver the checked copy of a body instead of the socket stream.
   s3.middleware.unshift(async (ctx, next) => {
-    const body = verifiedBodies.get(ctx.req as IncomingMessage);
-    if (body) ctx.req = Object.assign(body, { headers: (ctx.req as IncomingMessage).headers });
+    const checked = verifiedBodies.get(ctx.req as IncomingMessage);
+    if (checked) ctx.req = Object.assign(checked.body, { headers: checked.headers ?? (ctx.req as IncomingMessage).headers });
     await next();
   });
   const s3rverHandle = s3.callback();
@@ -124,16 +125,19 @@ export async function startEmbeddedS3(first: EmbeddedS3Options | string, port?: 
         if (res.statusCode === 204) owners.delete(target.bucket!);
       });
     }
-    if (caller.payloadSha256 !== undefined) verifiedBodies.set(req, await checkedBody(req, caller.payloadSha256, spoolDir));
+    if (caller.streamingTrailer) verifiedBodies.set(req, await unchunkedBody(req, spoolDir));
+    else if (caller.payloadSha256 !== undefined) verifiedBodies.set(req, { body: await checkedBody(req, caller.payloadSha256, spoolDir) });
     const secret = (await lookup(caller.accessKeyId))!.secretAccessKey;
     if (!s3rverAccounts.registry.has(caller.accessKeyId)) s3rverAccounts.DUMMY_ACCOUNT.createKeyPair(caller.accessKeyId, secret);
     s3rverHandle(req, res);
   }
 
-  const server = createServer((req, res) => {
+  const handle = (req: IncomingMessage, res: ServerResponse) => {
     serve(req, res).catch((err) => sendError(req, res, err));
-  });
-  applyConnectionLimits(server, { ...connectionLimitsFromEnv('IMAGING_S3', S3_CONNECTION_DEFAULTS), ...options.connectionLimits });
+  };
+  // An https server has the http server's timeouts and events; only the sockets are TLS.
+  const server: Server = options.tls ? (createHttpsServer({ cert: options.tls.cert, key: options.tls.key }, handle) as unknown as Server) : createServer(handle);
+  applyConnectionLimits(server, { ...connectionLimitsFromEnv('s3'), ...options.connectionLimits });
   let address: AddressInfo;
   try {
     await new Promise<void>((resolve, reject) => {
@@ -149,7 +153,7 @@ export async function startEmbeddedS3(first: EmbeddedS3Options | string, port?: 
   }
   const shownHost = host.includes(':') ? `[${host}]` : host;
   return {
-    endpoint: `http://${shownHost}:${address.port}`,
+    endpoint: `${options.tls ? 'https' : 'http'}://${shownHost}:${address.port}`,
     async stop() {
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
@@ -222,6 +226,14 @@ class BucketOwners {
     this.save();
   }
 
+  /** Gives `from`'s buckets, and the buckets with no record, to `to` (all but `except`). */
+  reassign(from: string, to: string, except: string | undefined): void {
+    const unrecorded = readdirSync(this.root, { withFileTypes: true }).filter((e) => e.isDirectory() && !this.owners.has(e.name)).map((e) => e.name);
+    const moved = [...[...this.owners].filter(([, owner]) => owner === from).map(([bucket]) => bucket), ...unrecorded].filter((bucket) => bucket !== except);
+    for (const bucket of moved) this.owners.set(bucket, to);
+    if (moved.length) this.save();
+  }
+
   delete(bucket: string): void {
     if (this.owners.delete(bucket)) this.save();
   }
@@ -233,39 +245,97 @@ class BucketOwners {
   }
 }
 
-/**
- * Reads the whole body, hashing it, into memory or (past IN_MEMORY_BODY_BYTES) a private spool
- * file, and returns it for s3rver only if its SHA-256 is the one the signature covers.
- */
+/** A request body read whole, in memory or in a private spool file, for s3rver to read again. */
+interface HeldBody {
+  length: number;
+  open(): Readable;
+  discard(): void;
+}
+
+/** Reads `source` whole into memory or (past IN_MEMORY_BODY_BYTES) a private spool file, showing `inspect` every chunk. */
+async function holdBody(source: AsyncIterable<Buffer>, spoolDir: string, inspect: (chunk: Buffer) => void): Promise<HeldBody> {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  let spool: { path: string; stream: WriteStream } | undefined;
+  try {
+    for await (const chunk of source) {
+      inspect(chunk);
+      length += chunk.length;
+      if (!spool && length > IN_MEMORY_BODY_BYTES) {
+        const path = join(spoolDir, randomUUID());
+        spool = { path, stream: createWriteStream(path, { mode: 0o600 }) };
+        for (const c of chunks.splice(0)) spool.stream.write(c);
+      }
+      if (spool) {
+        if (!spool.stream.write(chunk)) await new Promise<void>((r) => spool!.stream.once('drain', () => r()));
+      } else {
+        chunks.push(Buffer.from(chunk));
+      }
+    }
+    if (spool) await new Promise<void>((resolve, reject) => spool!.stream.end((err?: Error | null) => (err ? reject(err) : resolve())));
+  } catch (err) {
+    if (spool) {
+      spool.stream.destroy();
+      rmSync(spool.path, { force: true });
+    }
+    throw err;
+  }
+  const path = spool?.path;
+  return {
+    length,
+    open: () => {
+      if (!path) return Readable.from(chunks.length ? [Buffer.concat(chunks)] : []);
+      const stream = createReadStream(path);
+      stream.once('close', () => rmSync(path, { force: true }));
+      return stream;
+    },
+    discard: () => void (path && rmSync(path, { force: true })),
+  };
+}
+
+/** The body for s3rver, only if its SHA-256 is the one the signature covers. */
 async function checkedBody(req: IncomingMessage, expectedSha256: string, spoolDir: string): Promise<Readable> {
   const hash = createHash('sha256');
-  const chunks: Buffer[] = [];
-  let held = 0;
-  let spool: { path: string; stream: WriteStream } | undefined;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    hash.update(chunk);
-    if (!spool && held + chunk.length > IN_MEMORY_BODY_BYTES) {
-      const path = join(spoolDir, randomUUID());
-      spool = { path, stream: createWriteStream(path, { mode: 0o600 }) };
-      for (const c of chunks.splice(0)) spool.stream.write(c);
-    }
-    if (spool) {
-      if (!spool.stream.write(chunk)) await new Promise<void>((r) => spool!.stream.once('drain', () => r()));
-    } else {
-      chunks.push(chunk);
-      held += chunk.length;
-    }
-  }
-  if (spool) await new Promise<void>((resolve, reject) => spool!.stream.end((err?: Error | null) => (err ? reject(err) : resolve())));
+  const held = await holdBody(req as AsyncIterable<Buffer>, spoolDir, (chunk) => hash.update(chunk));
   if (hash.digest('hex') !== expectedSha256) {
-    if (spool) rmSync(spool.path, { force: true });
+    held.discard();
     throw new S3Error('XAmzContentSHA256Mismatch', "The provided 'x-amz-content-sha256' header does not match what was computed.", 400);
   }
-  if (!spool) return Readable.from(chunks.length ? [Buffer.concat(chunks)] : []);
-  const path = spool.path;
-  const stream = createReadStream(path);
-  stream.once('close', () => rmSync(path, { force: true }));
-  return stream;
+  return held.open();
+}
+
+/**
+ * An aws-chunked body with a checksum trailer, decoded for s3rver (with headers that describe the
+ * decoded bytes), only if its length is the declared one and its checksum the trailer's.
+ */
+async function unchunkedBody(req: IncomingMessage, spoolDir: string): Promise<{ body: Readable; headers: IncomingHttpHeaders }> {
+  const trailerName = headerValue(req.headers, 'x-amz-trailer')?.trim().toLowerCase();
+  const checksum = trailerName ? trailerChecksum(trailerName) : undefined;
+  if (trailerName && !checksum) throw new S3Error('InvalidRequest', `The trailer ${trailerName} is not supported; use x-amz-checksum-crc32, -crc32c, -sha1 or -sha256`, 400);
+  const decoder = new AwsChunkedDecoder();
+  const held = await holdBody(decoder.decode(req as AsyncIterable<Buffer>), spoolDir, (chunk) => checksum?.update(chunk));
+  const refuse = (error: S3Error) => {
+    held.discard();
+    return error;
+  };
+  const declared = headerValue(req.headers, 'x-amz-decoded-content-length');
+  if (declared !== undefined && Number(declared) !== held.length) {
+    throw refuse(new S3Error('IncompleteBody', `The body holds ${held.length} bytes, not the ${declared} x-amz-decoded-content-length declares`, 400));
+  }
+  if (trailerName && checksum) {
+    const sent = decoder.trailers.get(trailerName);
+    if (sent === undefined) throw refuse(new S3Error('InvalidRequest', `The body ended without the trailer ${trailerName} that x-amz-trailer announced`, 400));
+    const computed = checksum.digest();
+    if (sent !== computed) throw refuse(new S3Error('BadDigest', `The ${trailerName} you specified did not match the calculated checksum.`, 400));
+  }
+  const headers: IncomingHttpHeaders = { ...req.headers, 'content-length': String(held.length), 'x-amz-content-sha256': UNSIGNED_PAYLOAD };
+  const encodings = (headerValue(req.headers, 'content-encoding') ?? '').split(',').map((e) => e.trim()).filter((e) => e && e !== 'aws-chunked');
+  if (encodings.length) headers['content-encoding'] = encodings.join(', ');
+  else delete headers['content-encoding'];
+  delete headers['x-amz-decoded-content-length'];
+  delete headers['x-amz-trailer'];
+  delete headers['transfer-encoding'];
+  return { body: held.open(), headers };
 }
 
 function listOwnBuckets(res: ServerResponse, buckets: { name: string; created: Date }[]): void {

@@ -16,6 +16,7 @@ import { JetStreamBus } from '../events/jetstream-bus';
 import { hostOf } from '../toolkit/io/url-policy';
 import { settingsReadBy } from '../config/settings-schema';
 import { typedSettings, type ServeSettings } from './settings';
+import { serverTlsFiles, trustS3CaBundle } from './tls-settings';
 
 export async function startGatewayProcess(settings: ServeSettings): Promise<{ url: string; adminUrl: string; stop(): Promise<void> }> {
   const missing = settingsReadBy('gateway')
@@ -24,6 +25,8 @@ export async function startGatewayProcess(settings: ServeSettings): Promise<{ ur
   if (!settings.allowedObjectHosts && !settings.s3Endpoint) missing.push('IMAGING_S3_ENDPOINT or IMAGING_ALLOWED_OBJECT_HOSTS');
   if (missing.length) throw new Error(`the gateway needs ${missing.join(', ')}`);
   const typed = typedSettings(settings, 'gateway');
+  const tls = serverTlsFiles(settings);
+  trustS3CaBundle(settings);
   const log = pino({ level: settings.logLevel || 'info', redact: LOG_REDACTION }, pino.destination(2));
   const store = await openTaskStore(settings.mongodbUri, { mongoDbName: settings.mongodbDb });
   const metrics = createServiceMetrics({ process: 'gateway', taskStateCounts: () => store.countByState() });
@@ -51,6 +54,8 @@ export async function startGatewayProcess(settings: ServeSettings): Promise<{ ur
     region: settings.region,
     allowedObjectHosts,
     taskLifetimeMs: typed.taskLifetimeHours * 3600_000,
+    maxOpenTasksPerAccount: typed.maxOpenTasksPerAccount,
+    ...(tls ? { tls } : {}),
     maxImageBytes: typed.maxImageBytes,
     log,
     onRequest: gatewayRequestObserver(metrics, Object.keys(ACTIONS)),

@@ -37,9 +37,13 @@ export interface S3Caller {
   accessKeyId: string;
   /** The SHA-256 (hex) the body must have, when the signature covers the body. */
   payloadSha256?: string;
+  /** The body is aws-chunked with a checksum trailer (STREAMING-UNSIGNED-PAYLOAD-TRAILER), to be decoded. */
+  streamingTrailer?: boolean;
 }
 
 export const UNSIGNED_PAYLOAD = 'UNSIGNED-PAYLOAD';
+/** aws-chunked body, unsigned, with a checksum trailer (cli/aws-chunked.ts decodes it). */
+export const STREAMING_UNSIGNED_TRAILER = 'STREAMING-UNSIGNED-PAYLOAD-TRAILER';
 /** Longest validity of a presigned URL, SigV4 or SigV2 (AWS caps SigV4 at 7 days; we cap both). */
 export const MAX_PRESIGN_SECONDS = 7 * 24 * 3600;
 
@@ -53,8 +57,8 @@ const S3_SIGV4_PROFILE: SigV4Profile = {
       if (presigned) return [UNSIGNED_PAYLOAD];
       throw new S3Error('InvalidRequest', 'Missing required header for this request: x-amz-content-sha256', 400);
     }
-    if (declared === UNSIGNED_PAYLOAD || /^[0-9a-f]{64}$/i.test(declared)) return [declared];
-    // aws-chunked bodies would be stored with their chunk framing; clients can be told not to use it.
+    if (declared === UNSIGNED_PAYLOAD || declared === STREAMING_UNSIGNED_TRAILER || /^[0-9a-f]{64}$/i.test(declared)) return [declared];
+    // Signed aws-chunked bodies (STREAMING-AWS4-HMAC-SHA256-PAYLOAD...) are not decoded; clients can be told not to use them.
     throw new S3Error('NotImplemented', `x-amz-content-sha256 ${declared} is not supported here; send the body whole (UNSIGNED-PAYLOAD or its SHA-256)`, 501);
   },
 };
@@ -80,8 +84,10 @@ export async function authenticateS3(raw: RawRequest, lookup: S3KeyLookup, now =
 const presignedOrHeader = (authorization: string | undefined) => (authorization === undefined ? 'query' : 'header');
 
 function withPayload(raw: RawRequest, caller: { accountId: string; accessKeyId: string }): S3Caller {
-  const declared = headerValue(raw.headers, 'x-amz-content-sha256')?.trim().toLowerCase();
-  return { ...caller, payloadSha256: declared && declared !== UNSIGNED_PAYLOAD.toLowerCase() ? declared : undefined };
+  const declared = headerValue(raw.headers, 'x-amz-content-sha256')?.trim();
+  if (declared === STREAMING_UNSIGNED_TRAILER) return { ...caller, streamingTrailer: true };
+  const sha256 = declared?.toLowerCase();
+  return { ...caller, payloadSha256: sha256 && sha256 !== UNSIGNED_PAYLOAD.toLowerCase() ? sha256 : undefined };
 }
 
 /** The gateway's verifier speaks EC2; the same failures in S3's words. */

@@ -28,8 +28,9 @@ import type { StageConfig } from '../functions/stage';
 import { ensureBucket, makeS3Client, type ObjectStorageConfig } from '../toolkit/io/object-storage';
 import { hostOf } from '../toolkit/io/url-policy';
 import { CREDENTIALS_FILE, type BootstrapCredentials } from './credentials';
-import { startEmbeddedS3, type EmbeddedS3 } from './embedded-s3';
+import { startEmbeddedS3, type EmbeddedS3, type S3Key } from './embedded-s3';
 import { typedSettings, type ServeSettings } from './settings';
+import { serverTlsFiles, trustS3CaBundle } from './tls-settings';
 import { guestPolicyOf } from '../functions/validate/guest-policy';
 import { bootCheckConfigOf } from '../functions/boot-check/boot-check-config';
 import { applyProcessLimits } from '../ops/process-limits';
@@ -62,6 +63,24 @@ function bootstrapCredentials(settings: ServeSettings, dataDir: string): Bootstr
   return credentials;
 }
 
+const SERVICE_S3_KEY_FILE = 'service-s3-key.json';
+
+/**
+ * The service's own key for the embedded S3, generated once and kept in the data dir (0600);
+ * `created` says it was made just now.
+ */
+function serviceS3Key(dataDir: string): { key: S3Key; created: boolean } {
+  const path = join(dataDir, SERVICE_S3_KEY_FILE);
+  if (existsSync(path)) {
+    const stored = JSON.parse(readFileSync(path, 'utf8')) as S3Key;
+    return { key: { accessKeyId: stored.accessKeyId, secretAccessKey: stored.secretAccessKey }, created: false };
+  }
+  const key = { accessKeyId: `AKIS${randomBytes(8).toString('hex').toUpperCase()}`, secretAccessKey: randomBytes(30).toString('base64').replace(/[+/=]/g, '').slice(0, 40) };
+  writeFileSync(path, JSON.stringify(key, null, 2) + '\n', { mode: 0o600 });
+  chmodSync(path, 0o600);
+  return { key, created: true };
+}
+
 export async function startService(settings: ServeSettings, options: { logToStderr?: boolean } = {}): Promise<RunningService> {
   // Refuse a wrong value before anything starts.
   const typed = typedSettings(settings, 'serve');
@@ -69,27 +88,53 @@ export async function startService(settings: ServeSettings, options: { logToStde
   const dataDir = resolve(settings.dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const credentials = bootstrapCredentials(settings, dataDir);
+  const tls = serverTlsFiles(settings);
+  trustS3CaBundle(settings);
   const stops: (() => Promise<void>)[] = [];
   const stopAll = async () => {
     for (const stop of stops.reverse()) await stop().catch((err) => log.warn({ err: String(err) }, 'shutdown step failed'));
   };
   try {
+    // The task store first: the embedded S3 knows accounts' keys from it.
+    const store = await openTaskStore(settings.mongodbUri || `sqlite:${join(dataDir, 'tasks.db')}`, { mongoDbName: settings.mongodbDb });
+    stops.push(() => store.close());
+    // Accounts live in the task store; the bootstrap account is its first administrator.
+    await ensureBootstrapAccount(store, credentials);
+    const accounts = new StoreAccountDirectory(store);
+
     let embedded: EmbeddedS3 | undefined;
     let s3Endpoint = settings.s3Endpoint;
+    let serviceKey: S3Key;
     if (!s3Endpoint) {
+      // The embedded S3 knows every account's keys; the service has a key of its own (the only
+      // one that reaches the image store), so the bootstrap account is an account like others there.
+      const own = settings.s3AccessKeyId ? { key: { accessKeyId: settings.s3AccessKeyId, secretAccessKey: settings.s3SecretAccessKey }, created: false } : serviceS3Key(dataDir);
+      serviceKey = own.key;
       mkdirSync(join(dataDir, 's3'), { recursive: true });
-      embedded = await startEmbeddedS3(settings.host, typed.s3Port, join(dataDir, 's3'), [
-        credentials,
-        ...(settings.s3AccessKeyId ? [{ accessKeyId: settings.s3AccessKeyId, secretAccessKey: settings.s3SecretAccessKey }] : []),
-      ]);
+      embedded = await startEmbeddedS3({
+        host: settings.host,
+        port: typed.s3Port,
+        directory: join(dataDir, 's3'),
+        serviceKeys: [serviceKey],
+        lookupKey: (accessKeyId) => accounts.lookup(accessKeyId),
+        imageBucket: settings.imageBucket,
+        ...(tls ? { tls } : {}),
+        // Before the service had a key of its own, the bootstrap key was the service's: buckets
+        // created with it then were recorded as the service's, and are the bootstrap account's.
+        ...(own.created ? { formerServiceBucketsOwner: credentials.accountId } : {}),
+      });
       stops.push(() => embedded!.stop());
       s3Endpoint = embedded.endpoint;
+    } else {
+      serviceKey = {
+        accessKeyId: settings.s3AccessKeyId || credentials.accessKeyId,
+        secretAccessKey: settings.s3SecretAccessKey || credentials.secretAccessKey,
+      };
     }
     const storage: ObjectStorageConfig = {
       endpoint: s3Endpoint,
       region: settings.s3Region,
-      accessKeyId: settings.s3AccessKeyId || credentials.accessKeyId,
-      secretAccessKey: settings.s3SecretAccessKey || credentials.secretAccessKey,
+      ...serviceKey,
       forcePathStyle: true,
     };
     const s3 = makeS3Client(storage);
@@ -99,12 +144,8 @@ export async function startService(settings: ServeSettings, options: { logToStde
       : [hostOf(s3Endpoint), ...(embedded && ['127.0.0.1', '0.0.0.0'].includes(settings.host) ? [`localhost:${new URL(s3Endpoint).port}`] : [])];
     await ensureBucket(s3, settings.imageBucket);
 
-    const store = await openTaskStore(settings.mongodbUri || `sqlite:${join(dataDir, 'tasks.db')}`, { mongoDbName: settings.mongodbDb });
-    stops.push(() => store.close());
     const metrics = createServiceMetrics({ process: 'serve', taskStateCounts: () => store.countByState() });
     const tasks = observedTaskStore(store, metrics, log);
-    // Accounts live in the task store; the bootstrap account is its first administrator.
-    await ensureBootstrapAccount(tasks, credentials);
     const retryDelayMs = retryDelays({ firstMs: typed.retryBackoffMs, maxMs: typed.retryBackoffMaxMs });
     const jetstream = settings.natsUrl ? await JetStreamBus.connect({ servers: settings.natsUrl, log, retryDelayMs }) : undefined;
     const bus: EventBus = jetstream ?? new InProcessBus({ retryDelayMs });
@@ -124,6 +165,7 @@ export async function startService(settings: ServeSettings, options: { logToStde
       allowedObjectHosts,
       uploadPollMs: typed.uploadPollMs,
       memoryLimitBytes: typed.memoryLimitMb * 2 ** 20,
+      accountStorageQuotaBytes: Math.floor(typed.accountStorageQuotaGib * 2 ** 30),
       guestPolicy: guestPolicyOf(typed),
       bootCheck: bootCheckConfigOf(typed),
       maxImageBytes: typed.maxImageBytes,
@@ -154,13 +196,15 @@ export async function startService(settings: ServeSettings, options: { logToStde
     const gateway = createGateway({
       tasks,
       publish: (event) => bus.publish(event),
-      accounts: new StoreAccountDirectory(tasks),
+      accounts,
       deleteImageObject: async (bucket, key) => {
         await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
       },
       region: settings.region,
       allowedObjectHosts,
       taskLifetimeMs: typed.taskLifetimeHours * 3600_000,
+      maxOpenTasksPerAccount: typed.maxOpenTasksPerAccount,
+      ...(tls ? { tls } : {}),
       maxImageBytes: typed.maxImageBytes,
       log: log.child({ part: 'gateway' }),
       onRequest: gatewayRequestObserver(metrics, Object.keys(ACTIONS)),

@@ -39,6 +39,11 @@ export interface ServeSettings {
   taskLifetimeHours: string;
   logLevel: string;
   adminPort: string;
+  maxOpenTasksPerAccount: string;
+  accountStorageQuotaGib: string;
+  tlsCert: string;
+  tlsKey: string;
+  s3CaBundle: string;
   maxDeliver: string;
   retryBackoffMs: string;
   retryBackoffMaxMs: string;

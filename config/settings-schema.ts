@@ -17,6 +17,8 @@ export type SettingType =
   /** TCP port; 0 picks a free one. */
   | { kind: 'port' }
   | { kind: 'positiveInteger'; unit: string }
+  /** 0 allowed (e.g. "no timeout"). */
+  | { kind: 'nonNegativeInteger'; unit: string }
   /** Fractions allowed (e.g. hours). */
   | { kind: 'positiveNumber'; unit: string }
   | { kind: 'boolean' }
@@ -55,8 +57,8 @@ export const SETTINGS = [
   { key: 'mongodbDb', env: 'IMAGING_MONGODB_DB', flag: '--mongodb-db', type: { kind: 'string' }, default: 'imaging', readBy: ALL, meaning: 'MongoDB database name.' },
   { key: 's3Endpoint', env: 'IMAGING_S3_ENDPOINT', flag: '--s3-endpoint', type: { kind: 'url' }, unset: '(embedded)', readBy: ALL, requiredBy: ['stage'], meaning: 'External S3-compatible endpoint; when set, no S3 server is embedded.' },
   { key: 's3Region', env: 'IMAGING_S3_REGION', flag: '--s3-region', type: { kind: 'string' }, default: 'us-east-1', readBy: ['serve', 'stage'], meaning: 'Region used to sign requests to the S3 endpoint.' },
-  { key: 's3AccessKeyId', env: 'IMAGING_S3_ACCESS_KEY_ID', flag: '--s3-access-key-id', type: { kind: 'string' }, unset: '(the bootstrap key)', readBy: ['serve', 'stage'], requiredBy: ['stage'], meaning: "The service's own key for the S3 endpoint." },
-  { key: 's3SecretAccessKey', env: 'IMAGING_S3_SECRET_ACCESS_KEY', flag: '--s3-secret-access-key', type: { kind: 'string' }, unset: '(the bootstrap secret)', readBy: ['serve', 'stage'], requiredBy: ['stage'], meaning: "The service's own secret for the S3 endpoint." },
+  { key: 's3AccessKeyId', env: 'IMAGING_S3_ACCESS_KEY_ID', flag: '--s3-access-key-id', type: { kind: 'string' }, unset: '(embedded S3: a key generated once, kept in the data dir; else the bootstrap key)', readBy: ['serve', 'stage'], requiredBy: ['stage'], meaning: "The service's own key for the S3 endpoint." },
+  { key: 's3SecretAccessKey', env: 'IMAGING_S3_SECRET_ACCESS_KEY', flag: '--s3-secret-access-key', type: { kind: 'string' }, unset: '(embedded S3: generated once, kept in the data dir; else the bootstrap secret)', readBy: ['serve', 'stage'], requiredBy: ['stage'], meaning: "The service's own secret for the S3 endpoint." },
   { key: 's3ForcePathStyle', env: 'IMAGING_S3_FORCE_PATH_STYLE', type: { kind: 'boolean' }, default: 'true', readBy: ['stage'], meaning: 'Address buckets as a path of the S3 endpoint rather than as a host name.' },
   { key: 's3ConnectTimeoutMs', env: 'IMAGING_S3_CONNECT_TIMEOUT_MS', type: { kind: 'positiveInteger', unit: 'milliseconds' }, default: '5000', readBy: ['stage'], meaning: 'Longest wait for a connection to the S3 endpoint.' },
   { key: 's3TimeoutMs', env: 'IMAGING_S3_TIMEOUT_MS', type: { kind: 'positiveInteger', unit: 'milliseconds' }, default: '60000', readBy: ['stage'], meaning: 'Longest an S3 request may go without sending or receiving a byte before it is abandoned (and retried).' },
@@ -81,6 +83,23 @@ export const SETTINGS = [
   { key: 'taskLifetimeHours', env: 'IMAGING_TASK_LIFETIME_HOURS', flag: '--task-lifetime-hours', type: { kind: 'positiveNumber', unit: 'hours' }, default: '168', readBy: ['serve', 'gateway'], meaning: 'How long a task may wait for its upload before it expires.' },
   { key: 'logLevel', env: 'IMAGING_LOG_LEVEL', flag: '--log-level', type: { kind: 'enum', values: LOG_LEVELS }, default: 'info', readBy: ALL, meaning: 'Log level (fatal, error, warn, info, debug).' },
   { key: 'adminPort', env: 'IMAGING_ADMIN_PORT', flag: '--admin-port', type: { kind: 'port' }, default: '8775', readBy: ALL, meaning: 'Port of the admin endpoint: /healthz, /readyz and Prometheus /metrics (listens on all interfaces).' },
+  { key: 'maxOpenTasksPerAccount', env: 'IMAGING_MAX_OPEN_TASKS_PER_ACCOUNT', flag: '--max-open-tasks-per-account', type: { kind: 'positiveInteger', unit: 'tasks' }, default: '20', readBy: ['serve', 'gateway'], meaning: 'Import tasks one account may have pending or active at once; ImportVolume, ImportImage, ImportInstance and ImportSnapshot beyond it answer ResourceLimitExceeded.' },
+  { key: 'accountStorageQuotaGib', env: 'IMAGING_ACCOUNT_STORAGE_QUOTA_GIB', flag: '--account-storage-quota-gib', type: { kind: 'positiveNumber', unit: 'GiB' }, default: '1024', readBy: ['serve', 'stage'], meaning: "Image-store bytes one account may hold (its images, volumes and snapshots, and conversions under way); a conversion that would pass it fails with a ClientError naming the quota, before it writes (the image's virtual size) and while it writes." },
+  { key: 'tlsCert', env: 'IMAGING_TLS_CERT', flag: '--tls-cert', type: { kind: 'string' }, unset: '(plain HTTP)', readBy: ['serve', 'gateway'], meaning: 'PEM certificate (chain) file; with IMAGING_TLS_KEY the EC2 endpoint and the embedded S3 endpoint serve HTTPS.' },
+  { key: 'tlsKey', env: 'IMAGING_TLS_KEY', flag: '--tls-key', type: { kind: 'string' }, unset: '(plain HTTP)', readBy: ['serve', 'gateway'], meaning: 'PEM private key file of IMAGING_TLS_CERT.' },
+  { key: 's3CaBundle', env: 'IMAGING_S3_CA_BUNDLE', flag: '--s3-ca-bundle', type: { kind: 'string' }, unset: "(Node's bundled CAs)", readBy: ALL, meaning: 'PEM file of the certificate authorities the service trusts for an https S3 endpoint (and for manifest and part URLs on it), added to the bundled ones.' },
+  { key: 'ec2MaxConnections', env: 'IMAGING_EC2_MAX_CONNECTIONS', type: { kind: 'positiveInteger', unit: 'connections' }, default: '1024', readBy: ['serve', 'gateway'], meaning: 'EC2 endpoint: open connections at most, all addresses together; at the cap the connection idle longest is closed (a newcomer is refused only when all are busy).' },
+  { key: 'ec2MaxConnectionsPerAddress', env: 'IMAGING_EC2_MAX_CONNECTIONS_PER_ADDRESS', type: { kind: 'positiveInteger', unit: 'connections' }, default: '256', readBy: ['serve', 'gateway'], meaning: 'EC2 endpoint: open connections at most from one remote address.' },
+  { key: 'ec2HeadersTimeoutMs', env: 'IMAGING_EC2_HEADERS_TIMEOUT_MS', type: { kind: 'positiveInteger', unit: 'milliseconds' }, default: '20000', readBy: ['serve', 'gateway'], meaning: 'EC2 endpoint: time allowed to receive the headers of a request.' },
+  { key: 'ec2RequestTimeoutMs', env: 'IMAGING_EC2_REQUEST_TIMEOUT_MS', type: { kind: 'nonNegativeInteger', unit: 'milliseconds' }, default: '60000', readBy: ['serve', 'gateway'], meaning: 'EC2 endpoint: time allowed to receive a whole request, body included; 0 for none.' },
+  { key: 'ec2KeepAliveTimeoutMs', env: 'IMAGING_EC2_KEEP_ALIVE_TIMEOUT_MS', type: { kind: 'positiveInteger', unit: 'milliseconds' }, default: '55000', readBy: ['serve', 'gateway'], meaning: 'EC2 endpoint: how long a kept-alive connection waits for its next request.' },
+  { key: 'ec2IdleTimeoutMs', env: 'IMAGING_EC2_IDLE_TIMEOUT_MS', type: { kind: 'positiveInteger', unit: 'milliseconds' }, default: '60000', readBy: ['serve', 'gateway'], meaning: 'EC2 endpoint: a connection with no traffic at all for this long is closed.' },
+  { key: 's3MaxConnections', env: 'IMAGING_S3_MAX_CONNECTIONS', type: { kind: 'positiveInteger', unit: 'connections' }, default: '1024', readBy: ['serve'], meaning: 'Embedded S3 endpoint: open connections at most, all addresses together; at the cap the connection idle longest is closed (a newcomer is refused only when all are busy).' },
+  { key: 's3MaxConnectionsPerAddress', env: 'IMAGING_S3_MAX_CONNECTIONS_PER_ADDRESS', type: { kind: 'positiveInteger', unit: 'connections' }, default: '256', readBy: ['serve'], meaning: 'Embedded S3 endpoint: open connections at most from one remote address.' },
+  { key: 's3HeadersTimeoutMs', env: 'IMAGING_S3_HEADERS_TIMEOUT_MS', type: { kind: 'positiveInteger', unit: 'milliseconds' }, default: '20000', readBy: ['serve'], meaning: 'Embedded S3 endpoint: time allowed to receive the headers of a request.' },
+  { key: 's3RequestTimeoutMs', env: 'IMAGING_S3_REQUEST_TIMEOUT_MS', type: { kind: 'nonNegativeInteger', unit: 'milliseconds' }, default: '0', readBy: ['serve'], meaning: 'Embedded S3 endpoint: time allowed to receive a whole request, body included; 0 for none.' },
+  { key: 's3KeepAliveTimeoutMs', env: 'IMAGING_S3_KEEP_ALIVE_TIMEOUT_MS', type: { kind: 'positiveInteger', unit: 'milliseconds' }, default: '55000', readBy: ['serve'], meaning: 'Embedded S3 endpoint: how long a kept-alive connection waits for its next request.' },
+  { key: 's3IdleTimeoutMs', env: 'IMAGING_S3_IDLE_TIMEOUT_MS', type: { kind: 'positiveInteger', unit: 'milliseconds' }, default: '60000', readBy: ['serve'], meaning: 'Embedded S3 endpoint: a connection with no traffic at all for this long is closed.' },
   { key: 'guestAllowedOs', env: 'IMAGING_GUEST_ALLOWED_OS', flag: '--guest-allowed-os', type: { kind: 'enumList', values: ['linux', 'windows'] }, default: 'linux,windows', readBy: ['serve', 'stage'], meaning: 'Operating system families an image or instance import may carry (validate stage); "none" refuses every system disk.' },
   { key: 'guestRequireBootloader', env: 'IMAGING_GUEST_REQUIRE_BOOTLOADER', flag: '--guest-require-bootloader', type: { kind: 'boolean' }, default: 'true', readBy: ['serve', 'stage'], meaning: 'Refuse an image or instance disk with neither BIOS boot code nor a UEFI loader.' },
   { key: 'guestRefuseEncrypted', env: 'IMAGING_GUEST_REFUSE_ENCRYPTED', flag: '--guest-refuse-encrypted', type: { kind: 'boolean' }, default: 'true', readBy: ['serve', 'stage'], meaning: 'Refuse an image or instance disk holding a LUKS or BitLocker volume (else a warning); data volumes are never refused for it.' },
@@ -108,7 +127,7 @@ export const SETTINGS = [
 type Spec = (typeof SETTINGS)[number];
 export type SettingKey = Spec['key'];
 
-type ValueOfType<T extends SettingType> = T extends { kind: 'port' | 'positiveInteger' | 'positiveNumber' }
+type ValueOfType<T extends SettingType> = T extends { kind: 'port' | 'positiveInteger' | 'nonNegativeInteger' | 'positiveNumber' }
   ? number
   : T extends { kind: 'boolean' }
     ? boolean
@@ -144,6 +163,8 @@ export function accepts(type: SettingType): string {
       return 'a port number (0-65535)';
     case 'positiveInteger':
       return `a positive integer (${type.unit})`;
+    case 'nonNegativeInteger':
+      return `a whole number, 0 or more (${type.unit})`;
     case 'positiveNumber':
       return `a positive number (${type.unit})`;
     case 'boolean':
@@ -182,6 +203,10 @@ export function parseSettingValue(spec: SettingSpec, raw: string): string | numb
     case 'positiveInteger': {
       const n = Number(raw);
       return Number.isSafeInteger(n) && n > 0 ? n : refuse();
+    }
+    case 'nonNegativeInteger': {
+      const n = Number(raw);
+      return /^\d+$/.test(raw) && Number.isSafeInteger(n) ? n : refuse();
     }
     case 'positiveNumber': {
       const n = Number(raw);

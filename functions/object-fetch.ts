@@ -2,6 +2,9 @@
  * Fetching manifest and part URLs: only from allowed object-storage hosts, never following
  * redirects (a redirect could point anywhere), with bounded bodies.
  */
+import { request as httpsRequest } from 'https';
+import { Readable } from 'stream';
+import { trustedCa } from '../toolkit/io/trusted-ca';
 import { checkObjectUrl } from '../toolkit/io/url-policy';
 import { ClientError, ServerError } from './errors';
 
@@ -74,7 +77,7 @@ function redirectRefused(url: string, res: Response): ClientError {
 export async function fetchSmallObject(url: string, maxBytes: number): Promise<FetchOutcome<Buffer>> {
   let res: Response;
   try {
-    res = await fetch(url, { redirect: 'manual', signal: AbortSignal.timeout(TIMEOUT_MS) });
+    res = await fetchObject(url, 'GET');
   } catch (err) {
     return { kind: 'unavailable', reason: (err as Error).message };
   }
@@ -109,7 +112,7 @@ export async function fetchSmallObject(url: string, maxBytes: number): Promise<F
 export async function headObjectSize(url: string): Promise<FetchOutcome<number>> {
   let res: Response;
   try {
-    res = await fetch(url, { method: 'HEAD', redirect: 'manual', signal: AbortSignal.timeout(TIMEOUT_MS) });
+    res = await fetchObject(url, 'HEAD');
   } catch (err) {
     return { kind: 'unavailable', reason: (err as Error).message };
   }
@@ -119,4 +122,25 @@ export async function headObjectSize(url: string): Promise<FetchOutcome<number>>
   const length = Number(res.headers.get('content-length'));
   if (!Number.isSafeInteger(length) || length < 0) return { kind: 'unavailable', reason: 'no Content-Length' };
   return { kind: 'ok', value: length };
+}
+
+/**
+ * fetch() without following redirects; an https URL is fetched with node's https when the
+ * process trusts an added CA bundle (IMAGING_S3_CA_BUNDLE), which fetch() cannot be told of.
+ */
+function fetchObject(url: string, method: 'GET' | 'HEAD'): Promise<Response> {
+  const ca = trustedCa();
+  const signal = AbortSignal.timeout(TIMEOUT_MS);
+  if (!ca || !url.startsWith('https:')) return fetch(url, { method, redirect: 'manual', signal });
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(url, { method, ca, signal }, (res) => {
+      const headers = new Headers();
+      for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) headers.append(res.rawHeaders[i], res.rawHeaders[i + 1]);
+      const empty = method === 'HEAD' || res.statusCode === 204 || res.statusCode === 304;
+      if (empty) res.resume();
+      resolve(new Response(empty ? null : (Readable.toWeb(res) as ReadableStream<Uint8Array>), { status: res.statusCode, headers }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
 }

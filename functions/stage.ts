@@ -18,6 +18,8 @@ export interface StageConfig {
   uploadPollMs: number;
   /** Memory bound for conversion, bytes. */
   memoryLimitBytes: number;
+  /** Image-store bytes one account may hold; absent, no quota. */
+  accountStorageQuotaBytes?: number;
   /** What the validate stage refuses on a system disk (IMAGING_GUEST_*); unset: DEFAULT_GUEST_POLICY. */
   guestPolicy?: GuestPolicy;
   /** The boot-check stage's settings (IMAGING_BOOT_CHECK*); unset: on request, DEFAULT_BOOT_CHECK. */

@@ -11,6 +11,7 @@
  */
 import type { Server } from 'http';
 import type { Socket } from 'net';
+import { parseSettingValue, settingSpec, type SettingKey } from '../config/settings-schema';
 
 export interface ConnectionLimits {
   /** Open connections at most, all addresses together. */
@@ -27,43 +28,36 @@ export interface ConnectionLimits {
   idleTimeoutMs: number;
 }
 
-export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
-  maxConnections: 1024,
-  maxConnectionsPerAddress: 256,
-  headersTimeoutMs: 20_000,
-  requestTimeoutMs: 60_000,
-  // Longer than clients poll (SDK waiters: 15 s): a socket closed as a request goes out on it resets that request.
-  keepAliveTimeoutMs: 55_000,
-  idleTimeoutMs: 60_000,
-};
 
-const ENV_NAMES: Record<keyof ConnectionLimits, string> = {
-  maxConnections: 'MAX_CONNECTIONS',
-  maxConnectionsPerAddress: 'MAX_CONNECTIONS_PER_ADDRESS',
-  headersTimeoutMs: 'HEADERS_TIMEOUT_MS',
-  requestTimeoutMs: 'REQUEST_TIMEOUT_MS',
-  keepAliveTimeoutMs: 'KEEP_ALIVE_TIMEOUT_MS',
-  idleTimeoutMs: 'IDLE_TIMEOUT_MS',
+const SETTING_SUFFIXES: Record<keyof ConnectionLimits, string> = {
+  maxConnections: 'MaxConnections',
+  maxConnectionsPerAddress: 'MaxConnectionsPerAddress',
+  headersTimeoutMs: 'HeadersTimeoutMs',
+  requestTimeoutMs: 'RequestTimeoutMs',
+  keepAliveTimeoutMs: 'KeepAliveTimeoutMs',
+  idleTimeoutMs: 'IdleTimeoutMs',
 };
 
 /**
- * Limits from the environment over defaults: `${prefix}_MAX_CONNECTIONS` and so on, e.g.
- * IMAGING_EC2_MAX_CONNECTIONS. Until the settings schema carries them, this is where they are read.
+ * The limits of the EC2 endpoint or of the embedded S3 endpoint, from their rows of the settings
+ * schema (IMAGING_EC2_MAX_CONNECTIONS, IMAGING_S3_REQUEST_TIMEOUT_MS, ...): the environment over
+ * the rows' defaults, a wrong value refused in the schema's words.
  */
-export function connectionLimitsFromEnv(prefix: string, defaults: ConnectionLimits = DEFAULT_CONNECTION_LIMITS, env: NodeJS.ProcessEnv = process.env): ConnectionLimits {
-  const limits = { ...defaults };
-  for (const key of Object.keys(ENV_NAMES) as (keyof ConnectionLimits)[]) {
-    const name = `${prefix}_${ENV_NAMES[key]}`;
-    const text = env[name];
-    if (text === undefined || text === '') continue;
-    const value = Number(text);
-    if (!Number.isSafeInteger(value) || value < 0 || (value === 0 && key.startsWith('max'))) {
-      throw new Error(`${name} must be a whole number${key.startsWith('max') ? ' of at least 1' : ' of milliseconds (0 for none)'}, not "${text}"`);
-    }
-    limits[key] = value;
+export function connectionLimitsFromEnv(endpoint: 'ec2' | 's3', env: NodeJS.ProcessEnv = process.env): ConnectionLimits {
+  const limits = {} as ConnectionLimits;
+  for (const field of Object.keys(SETTING_SUFFIXES) as (keyof ConnectionLimits)[]) {
+    const spec = settingSpec(`${endpoint}${SETTING_SUFFIXES[field]}` as SettingKey);
+    const text = env[spec.env]?.trim();
+    limits[field] = parseSettingValue(spec, text ? text : spec.default!) as number;
   }
   return limits;
 }
+
+/**
+ * The EC2 endpoint's defaults, from the settings schema. Keep-alive is longer than clients poll
+ * (SDK waiters: 15 s): a socket closed as a request goes out on it resets that request.
+ */
+export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = connectionLimitsFromEnv('ec2', {});
 
 /** Applies the limits to a server before it listens. */
 export function applyConnectionLimits(server: Server, partial: Partial<ConnectionLimits> = {}): void {
@@ -120,7 +114,8 @@ export function applyConnectionLimits(server: Server, partial: Partial<Connectio
   });
 
   server.on('request', (req, res) => {
-    const socket = req.socket as Socket;
+    // Over TLS the request's socket wraps the TCP socket 'connection' gave us (its _parent).
+    const socket = ((req.socket as Socket & { _parent?: Socket })._parent ?? req.socket) as Socket;
     if (!open.has(socket)) return;
     busy.set(socket, (busy.get(socket) ?? 0) + 1);
     idle.delete(socket);

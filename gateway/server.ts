@@ -4,7 +4,8 @@
  * quoting it can be matched to what happened.
  */
 import { randomUUID } from 'crypto';
-import { createServer, type IncomingMessage, type ServerResponse } from 'http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'http';
+import { createServer as createHttpsServer } from 'https';
 import type { CloudEvent } from 'cloudevents';
 import type { TaskStore } from '../tasks/store';
 import type { AccountDirectory } from './accounts';
@@ -37,6 +38,10 @@ export interface GatewayDeps {
   /** Largest disk a request may declare (IMAGING_MAX_IMAGE_BYTES). */
   maxImageBytes?: number;
   log?: GatewayLog;
+  /** A certificate (chain) and its key, PEM: the endpoint serves HTTPS; absent, plain HTTP. */
+  tls?: { cert: string | Buffer; key: string | Buffer };
+  /** Import tasks one account may have pending or active at once (ResourceLimitExceeded beyond); absent, no cap. */
+  maxOpenTasksPerAccount?: number;
   /** Timeouts and connection caps; by default DEFAULT_CONNECTION_LIMITS under IMAGING_EC2_* overrides. */
   connectionLimits?: Partial<ConnectionLimits>;
   /** Called once per answered request (metrics); `action` is 'unknown' when the request named none we could read. */
@@ -82,6 +87,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
         now: () => new Date(),
         log,
         ...(deps.deleteImageObject ? { deleteImageObject: deps.deleteImageObject } : {}),
+        ...(deps.maxOpenTasksPerAccount !== undefined ? { maxOpenTasksPerAccount: deps.maxOpenTasksPerAccount } : {}),
       };
       const body = await runAction(request.action, request.params, ctx);
       send(res, 200, renderResponse(request.action, requestId, body), requestId);
@@ -107,8 +113,9 @@ export function createGateway(deps: GatewayDeps): Gateway {
   };
 
   async function listen(port: number, host = '127.0.0.1') {
-    const server = createServer(handle);
-    applyConnectionLimits(server, { ...connectionLimitsFromEnv('IMAGING_EC2'), ...deps.connectionLimits });
+    // An https server has the http server's timeouts and events; only the sockets are TLS.
+    const server: Server = deps.tls ? (createHttpsServer({ cert: deps.tls.cert, key: deps.tls.key }, handle) as unknown as Server) : createServer(handle);
+    applyConnectionLimits(server, { ...connectionLimitsFromEnv('ec2'), ...deps.connectionLimits });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, host, () => {
@@ -120,7 +127,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
     const boundPort = typeof address === 'object' && address ? address.port : port;
     const urlHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
     return {
-      url: `http://${urlHost}:${boundPort}/`,
+      url: `${deps.tls ? 'https' : 'http'}://${urlHost}:${boundPort}/`,
       close: () =>
         new Promise<void>((resolve, reject) => {
           server.close((err) => (err ? reject(err) : resolve()));

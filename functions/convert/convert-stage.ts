@@ -12,6 +12,7 @@ import { HashingSink } from '../../toolkit/io/hashing-sink';
 import { CountingSource } from '../../toolkit/io/counting-source';
 import { S3MultipartSink } from '../../toolkit/io/s3-multipart-sink';
 import { convertImage } from '../../toolkit/convert/convert-image';
+import { AccountStorageQuota } from './storage-quota';
 import type { FormatName } from '../../toolkit/formats/format';
 import { assertAllowedUrl, objectUrlPolicy } from '../object-fetch';
 import { rowOf } from '../../pipeline/table';
@@ -41,7 +42,9 @@ export const convertStage = taskStage('convert', {
     await clearPredecessors(ctx, taskId);
     // Parts held by the upload, (queue 4 + 1) × partSize, are a fixed share of the memory bound: 5/32 of it.
     const partSize = Math.max(5 * MiB, Math.min(16 * MiB, Math.floor(ctx.config.memoryLimitBytes / 32)));
-    const sink = new HashingSink(new S3MultipartSink(ctx.s3, bucket, key, { partSize, queueSize: 4, expectedSize: task.request.importImage ? undefined : task.request.volumeSizeGiB * GiB }));
+    const quota = ctx.config.accountStorageQuotaBytes !== undefined ? new AccountStorageQuota(ctx.tasks, task, ctx.config.accountStorageQuotaBytes) : undefined;
+    const hashing = new HashingSink(new S3MultipartSink(ctx.s3, bucket, key, { partSize, queueSize: 4, expectedSize: task.request.importImage ? undefined : task.request.volumeSizeGiB * GiB }));
+    const sink = quota ? quota.watching(hashing) : hashing;
     const progress = new TaskProgress(ctx, taskId, rowOf('convert').progress);
     // Handed back on shutdown: the upload is aborted now, not when the converter next looks up
     // (it may be waiting for a slow part upload), so the clean-up fits in the drain deadline.
@@ -61,6 +64,8 @@ export const convertStage = taskStage('convert', {
         readConcurrency: ctx.config.readsInFlight,
         onProgress: (done, total) => progress.report(done, total),
         signal: progress.abort.signal,
+        // The raw output is as large as the virtual disk, however small the upload: refused before a byte is written.
+        beforeConvert: quota ? (info) => quota.check(info.virtualSize, "the image's virtual disk is").then(() => undefined) : undefined,
       });
     } catch (err) {
       await sink.abort().catch(() => undefined);
@@ -70,7 +75,7 @@ export const convertStage = taskStage('convert', {
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     ctx.recordTransfer?.({ bytesRead: source.bytesRead, bytesWritten: result.bytesWritten, conversion: { format: described.format.toLowerCase(), virtualBytes: result.info.virtualSize, seconds } });
-    const image = { bucket, key, size: result.bytesWritten, sha256: sink.digestHex() };
+    const image = { bucket, key, size: result.bytesWritten, sha256: hashing.digestHex() };
     await progress.flush(result.bytesWritten, result.bytesWritten);
     await advanceToNext(
       ctx, 'convert', taskId,

@@ -7,7 +7,9 @@ import { LOG_REDACTION } from '../../ops/log-redaction';
 import { openTaskStore } from '../../tasks/open-store';
 import { makeS3Client, type ObjectStorageConfig } from '../../toolkit/io/object-storage';
 import { hostOf } from '../../toolkit/io/url-policy';
+import { readFileSync } from 'fs';
 import { readSettings, SettingError, type Settings } from '../../config/settings-schema';
+import { trustCaBundle } from '../../toolkit/io/trusted-ca';
 import type { StageConfig } from '../stage';
 import { guestPolicyOf } from '../validate/guest-policy';
 import { bootCheckConfigOf } from '../boot-check/boot-check-config';
@@ -26,6 +28,8 @@ export function stageSettingsFromEnv(env: Env = process.env): Settings {
 export async function stageDepsFromEnv(env: Env = process.env): Promise<StageDeps> {
   const settings = stageSettingsFromEnv(env);
   const config = stageConfigOf(settings);
+  // A private CA of an https S3 endpoint: trusted by every path to object storage in this process.
+  if (settings.s3CaBundle) trustCaBundle(readFileSync(settings.s3CaBundle, 'utf8'), `IMAGING_S3_CA_BUNDLE (${settings.s3CaBundle})`);
   const tasks = await openTaskStore(settings.mongodbUri!, { mongoDbName: settings.mongodbDb });
   return {
     tasks,
@@ -60,6 +64,7 @@ function stageConfigOf(settings: Settings): StageConfig {
     allowedObjectHosts: settings.allowedObjectHosts ?? [hostOf(endpoint)],
     uploadPollMs: settings.uploadPollMs,
     memoryLimitBytes: settings.memoryLimitMb * 1024 * 1024,
+    accountStorageQuotaBytes: Math.floor(settings.accountStorageQuotaGib * 1024 ** 3),
     guestPolicy: guestPolicyOf(settings),
     bootCheck: bootCheckConfigOf(settings),
     maxImageBytes: settings.maxImageBytes,

@@ -17,6 +17,8 @@ export interface ActionContext {
   now(): Date;
   /** Removes an object of the image store (the bytes of a deleted volume or snapshot); absent, bytes stay. */
   deleteImageObject?(bucket: string, key: string): Promise<void>;
+  /** Import tasks one account may have pending or active at once; absent, no cap. */
+  maxOpenTasksPerAccount?: number;
   log?: { warn(obj: object, msg?: string): void };
 }
 

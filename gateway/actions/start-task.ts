@@ -5,6 +5,7 @@ import { isTerminal, transition, updateTask } from '../../tasks/state-machine';
 import { Ec2Error } from '../errors';
 import type { TaskDocument, TaskKind, TaskRequest } from '../../tasks/task';
 import type { ActionContext } from './action';
+import { withinOpenTaskCap } from './open-task-cap';
 
 type StartEventType = 'io.imaging.import.requested' | 'io.imaging.export.requested';
 
@@ -12,7 +13,7 @@ export const PENDING_UPLOAD_MESSAGE = 'Pending import-image upload';
 
 /** Creates the task (waiting for its upload) and emits import.requested; resolves to the stored task. */
 export async function startImportTask(kind: TaskKind, newTaskId: () => string, request: TaskRequest, ctx: ActionContext, extra: Pick<TaskDocument, 'tags'> = {}): Promise<TaskDocument> {
-  const task = await createTask(kind, newTaskId, request, ctx, extra);
+  const task = await withinOpenTaskCap(ctx, () => createTask(kind, newTaskId, request, ctx, extra));
   await announceTask(ctx, task);
   return task;
 }

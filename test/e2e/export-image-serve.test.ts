@@ -19,7 +19,7 @@ import type { ImageRecord, SnapshotRecord } from '../../tasks/task';
 import { qemuImg, qemuToRaw, tempDir } from '../helpers/disk-corpus';
 import { awsCli, awsCliPath, boto3Call, boto3Calls, sdkClient, type Ec2Credentials } from '../helpers/ec2-clients';
 import { expectSameDisk, makeGuestDisk, vhdDiskType, waitForExportEnd } from './export-driver';
-import { objectBytes, runCli, sha256, startTestService, type Endpoints } from './import-driver';
+import { clientFor, objectBytes, runCli, sha256, startTestService, type Endpoints } from './import-driver';
 
 jest.setTimeout(180_000);
 
@@ -58,9 +58,12 @@ beforeAll(async () => {
   reference = qemuToRaw(disk.vmdk, join(dir, 'reference.raw'));
   expect(reference.equals(readFileSync(disk.raw))).toBe(true);
   ({ service, endpoints } = await startTestService(dir));
-  await service.s3.send(new CreateBucketCommand({ Bucket: SOURCE_BUCKET }));
-  await service.s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
-  await service.s3.send(new PutObjectCommand({ Bucket: SOURCE_BUCKET, Key: 'guest.vmdk', Body: readFileSync(disk.vmdk) }));
+  // The user's buckets, made with the user's key: the embedded S3 gives each account its own buckets.
+  const user = await clientFor(endpoints);
+  await user.s3.send(new CreateBucketCommand({ Bucket: SOURCE_BUCKET }));
+  await user.s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
+  await user.s3.send(new PutObjectCommand({ Bucket: SOURCE_BUCKET, Key: 'guest.vmdk', Body: readFileSync(disk.vmdk) }));
+  user.s3.destroy();
   const imported = await importImage(SOURCE_BUCKET, 'guest.vmdk', 'VMDK');
   expect([imported.Status, imported.StatusMessage]).toEqual(['completed', undefined]);
   imageId = imported.ImageId;

@@ -17,7 +17,7 @@ import { parseOvf } from '../../toolkit/formats/ova/ovf-descriptor';
 import { qemuImg, qemuToRaw, tempDir } from '../helpers/disk-corpus';
 import { DescribeExportTasksCommand } from '@aws-sdk/client-ec2';
 import { awsCli, awsCliPath, boto3Call, boto3Calls, sdkClient } from '../helpers/ec2-clients';
-import { objectBytes, runCli, sha256, startTestService, upload, waitForTask, type Endpoints } from './import-driver';
+import { clientFor, objectBytes, runCli, sha256, startTestService, upload, waitForTask, type Endpoints } from './import-driver';
 import { makeGuestDisk, vhdDiskType } from './export-driver';
 
 jest.setTimeout(180_000);
@@ -43,7 +43,10 @@ beforeAll(async () => {
   const done = await waitForTask(endpoints, out.ConversionTask.ConversionTaskId);
   expect(done.State).toBe('completed');
   instanceId = out.ConversionTask.ImportInstance.InstanceId;
-  await service.s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
+  // The user's bucket, made with the user's key: the embedded S3 gives each account its own buckets.
+  const user = await clientFor(endpoints);
+  await user.s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
+  user.s3.destroy();
 });
 
 afterAll(async () => {

@@ -347,6 +347,11 @@ describe('configuration from the environment', () => {
       maxImageBytes: 16 * 1024 ** 4,
       readsInFlight: 8,
       leaseMs: 60_000,
+      // 1024 GiB per account (IMAGING_ACCOUNT_STORAGE_QUOTA_GIB).
+      accountStorageQuotaBytes: 1024 * 1024 ** 3,
+      // The validate and boot-check stages' defaults (IMAGING_GUEST_*, IMAGING_BOOT_CHECK*).
+      guestPolicy: { allowedFamilies: ['linux', 'windows'], refuseEncrypted: true, refuseMultiBoot: true, requireBootloader: true },
+      bootCheck: { mode: 'on-request', accelerator: 'auto', memoryMiB: 512, timeoutMs: 300_000 },
       phaseDeadlineMs: 600_000,
     });
   });

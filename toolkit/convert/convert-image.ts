@@ -23,6 +23,11 @@ export interface ConvertImageOptions {
   maxVirtualSize?: number;
   /** The setting maxVirtualSize comes from, named in the refusal so an operator knows what bounds it. */
   maxVirtualSizeSetting?: string;
+  /**
+   * Called once the image is opened, before a byte is written: a caller's own check of what the
+   * header declares (e.g. a storage quota against the virtual size). A throw ends the conversion.
+   */
+  beforeConvert?(info: ImageInfo): Promise<void> | void;
   /** Bound on fetched-but-not-yet-written bytes. Default 256 MiB. */
   memoryLimitBytes?: number;
   /** Source reads in flight at once. Default 8. */
@@ -64,6 +69,14 @@ export async function convertImage(options: ConvertImageOptions): Promise<Conver
     throw namingSizeSetting(error, options.maxVirtualSizeSetting);
   }
   try {
+    if (options.beforeConvert) {
+      try {
+        await options.beforeConvert(reader.info);
+      } catch (error) {
+        await options.sink.abort().catch(() => undefined);
+        throw error;
+      }
+    }
     return await convertOpenedImage(reader, options);
   } catch (error) {
     throw namingSizeSetting(error, options.maxVirtualSizeSetting);

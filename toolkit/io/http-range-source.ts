@@ -1,5 +1,6 @@
 import { checkRange } from './file-source';
 import { RangeGetClient, type RangeResponseInfo } from './range-get-client';
+import { trustedCa } from './trusted-ca';
 import { isFirstByteOnly } from './range-quirks';
 import { withRetries } from './retry';
 import type { RandomAccessSource } from './source';
@@ -19,7 +20,8 @@ let sharedClient: RangeGetClient | undefined;
 
 /** The process's range client: sockets kept alive across sources and conversions. */
 export function sharedRangeGetClient(): RangeGetClient {
-  sharedClient ??= new RangeGetClient();
+  // Created at first use: a CA bundle the process trusts (set at start) applies to its sockets.
+  sharedClient ??= new RangeGetClient({ ca: trustedCa() });
   return sharedClient;
 }
 

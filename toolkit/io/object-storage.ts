@@ -1,4 +1,5 @@
 import { CreateBucketCommand, HeadBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { trustingHttpsAgent } from './trusted-ca';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 
 /** How to reach S3-compatible object storage. */
@@ -32,6 +33,8 @@ export const S3_COMPATIBLE_CHECKSUMS = {
 } as const;
 
 export function makeS3Client(config: ObjectStorageConfig): S3Client {
+  // A private CA of an https endpoint (IMAGING_S3_CA_BUNDLE), when the process trusts one.
+  const httpsAgent = trustingHttpsAgent({ keepAlive: true, maxSockets: 50 });
   return new S3Client({
     endpoint: config.endpoint,
     region: config.region,
@@ -45,6 +48,7 @@ export function makeS3Client(config: ObjectStorageConfig): S3Client {
       // The socket's idle timeout (smithy's requestTimeout bounds a whole request and only warns
       // by default; a whole-request bound would also cut long part uploads that are progressing).
       socketTimeout: config.requestTimeoutMs ?? DEFAULT_S3_REQUEST_TIMEOUT_MS,
+      ...(httpsAgent ? { httpsAgent } : {}),
     }),
     maxAttempts: config.maxAttempts ?? DEFAULT_S3_MAX_ATTEMPTS,
     retryMode: 'standard',

@@ -29,7 +29,7 @@ export class IdleSocketLostError extends BrokenResponseError {}
 export interface ConnectionOptions {
   timeoutMs: number;
   readBufferBytes: number;
-  ca: string | Buffer | undefined;
+  ca: string | Buffer | (string | Buffer)[] | undefined;
   /** The response was complete and the server keeps the socket open: it may carry another request. */
   release(connection: Connection): void;
   /** The socket closed, failed or received bytes nobody asked for while it had no request. */

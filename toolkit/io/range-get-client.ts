@@ -19,7 +19,7 @@ export interface RangeGetClientOptions {
   /** Bytes of each socket's fixed read buffer (default 256 KiB). */
   readBufferBytes?: number;
   /** Certificate authorities trusted for https: instead of Node's bundled ones (e.g. a test's self-signed certificate). */
-  ca?: string | Buffer;
+  ca?: string | Buffer | (string | Buffer)[];
 }
 
 const DEFAULT_TIMEOUT_MS = 120_000;
@@ -42,7 +42,7 @@ const DEFAULT_READ_BUFFER_BYTES = 256 * 1024;
 export class RangeGetClient {
   private readonly timeoutMs: number;
   private readonly readBufferBytes: number;
-  private readonly ca: string | Buffer | undefined;
+  private readonly ca: string | Buffer | (string | Buffer)[] | undefined;
   private readonly pool: OriginPool<Connection>;
 
   constructor(options: RangeGetClientOptions = {}) {

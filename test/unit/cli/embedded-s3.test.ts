@@ -5,6 +5,7 @@
  */
 import { execFile } from 'child_process';
 import { createHash } from 'crypto';
+import { crc32 } from 'zlib';
 import { mkdtempSync, readdirSync, rmSync, statSync } from 'fs';
 import { request as httpRequest } from 'http';
 import { tmpdir } from 'os';
@@ -57,7 +58,7 @@ afterAll(async () => {
 });
 
 /** A raw HTTP request with no signature at all. */
-function plain(method: string, path: string, headers: Record<string, string> = {}, body = ''): Promise<{ status: number; body: string }> {
+function plain(method: string, path: string, headers: Record<string, string> = {}, body: string | Buffer = ''): Promise<{ status: number; body: string }> {
   const url = new URL(s3.endpoint);
   return new Promise((resolve, reject) => {
     const req = httpRequest({ host: url.hostname, port: url.port, method, path, agent: false, headers: { ...headers, 'content-length': Buffer.byteLength(body) } }, (res) => {
@@ -150,6 +151,49 @@ describe('wrongly signed requests are refused for every operation', () => {
     expect(right.status).toBe(200);
     expect(await serviceRead('bucket-a', 'disk.part.0')).toBe(body);
     await clients.a.send(new PutObjectCommand({ Bucket: 'bucket-a', Key: 'disk.part.0', Body: 'part zero of a' }));
+  });
+});
+
+describe('aws-chunked bodies with a checksum trailer (what botocore sends over https)', () => {
+  const crc32Of = (data: Buffer) => {
+    const out = Buffer.alloc(4);
+    out.writeUInt32BE(crc32(data) >>> 0);
+    return out.toString('base64');
+  };
+
+  /** A PutObject as botocore 1.36+ frames it: STREAMING-UNSIGNED-PAYLOAD-TRAILER, chunks, a CRC32 trailer. */
+  async function chunkedPut(key: string, data: Buffer, trailer = crc32Of(data), decodedLength = data.length) {
+    const pieces = [data.subarray(0, 7), data.subarray(7)];
+    const body = Buffer.concat([
+      ...pieces.flatMap((p) => [Buffer.from(`${p.length.toString(16)}\r\n`), p, Buffer.from('\r\n')]),
+      Buffer.from(`0\r\nx-amz-checksum-crc32:${trailer}\r\n\r\n`),
+    ]);
+    const signer = new SignatureV4({ service: 's3', region: 'us-east-1', credentials: A, sha256: Sha256, uriEscapePath: false });
+    const url = new URL(s3.endpoint);
+    const signed: any = await signer.sign({
+      method: 'PUT', protocol: 'http:', hostname: url.hostname, port: Number(url.port), path: `/bucket-a/${key}`, query: {},
+      headers: {
+        host: url.host, 'x-amz-content-sha256': 'STREAMING-UNSIGNED-PAYLOAD-TRAILER', 'content-encoding': 'aws-chunked',
+        'x-amz-decoded-content-length': String(decodedLength), 'x-amz-trailer': 'x-amz-checksum-crc32', 'content-length': String(body.length),
+      },
+    } as any);
+    return plain('PUT', `/bucket-a/${key}`, signed.headers as Record<string, string>, body);
+  }
+
+  test('stored as the decoded bytes, not the framing', async () => {
+    const data = Buffer.from('a body sent in aws-chunked framing with a CRC32 trailer');
+    const res = await chunkedPut('chunked', data);
+    expect(res.status).toBe(200);
+    expect(await serviceRead('bucket-a', 'chunked')).toBe(data.toString());
+  });
+
+  test('a wrong trailing checksum → BadDigest, a wrong decoded length → IncompleteBody; nothing stored', async () => {
+    const data = Buffer.from('the bytes the checksum does not match');
+    const bad = await chunkedPut('bad-digest', data, crc32Of(Buffer.from('other bytes')));
+    expect([bad.status, /<Code>(\w+)<\/Code>/.exec(bad.body)?.[1]]).toEqual([400, 'BadDigest']);
+    const short = await chunkedPut('bad-length', data, undefined, data.length + 1);
+    expect([short.status, /<Code>(\w+)<\/Code>/.exec(short.body)?.[1]]).toEqual([400, 'IncompleteBody']);
+    for (const key of ['bad-digest', 'bad-length']) expect(await codeOf(clients.service.send(new HeadObjectCommand({ Bucket: 'bucket-a', Key: key })))).toMatch(/NotFound|http-404/);
   });
 });
 

@@ -121,10 +121,14 @@ test('an idle connection is closed after the idle timeout', async () => {
   }
 });
 
-test('limits from the environment; a nonsense value is refused by name', () => {
-  expect(connectionLimitsFromEnv('IMAGING_EC2', DEFAULT_CONNECTION_LIMITS, { IMAGING_EC2_MAX_CONNECTIONS: '10', IMAGING_EC2_REQUEST_TIMEOUT_MS: '0' })).toEqual({
+test('limits from the settings schema; a nonsense value is refused by name', () => {
+  expect(connectionLimitsFromEnv('ec2', { IMAGING_EC2_MAX_CONNECTIONS: '10', IMAGING_EC2_REQUEST_TIMEOUT_MS: '0' })).toEqual({
     ...DEFAULT_CONNECTION_LIMITS, maxConnections: 10, requestTimeoutMs: 0,
   });
-  expect(() => connectionLimitsFromEnv('IMAGING_EC2', DEFAULT_CONNECTION_LIMITS, { IMAGING_EC2_MAX_CONNECTIONS: '0' })).toThrow('IMAGING_EC2_MAX_CONNECTIONS must be a whole number of at least 1, not "0"');
-  expect(() => connectionLimitsFromEnv('IMAGING_EC2', DEFAULT_CONNECTION_LIMITS, { IMAGING_EC2_IDLE_TIMEOUT_MS: 'soon' })).toThrow('IMAGING_EC2_IDLE_TIMEOUT_MS');
+  // The embedded S3 takes long uploads: no whole-request deadline by default.
+  expect(connectionLimitsFromEnv('s3', {})).toEqual({ ...DEFAULT_CONNECTION_LIMITS, requestTimeoutMs: 0 });
+  expect(connectionLimitsFromEnv('s3', { IMAGING_S3_MAX_CONNECTIONS_PER_ADDRESS: '7' }).maxConnectionsPerAddress).toBe(7);
+  expect(() => connectionLimitsFromEnv('ec2', { IMAGING_EC2_MAX_CONNECTIONS: '0' })).toThrow('IMAGING_EC2_MAX_CONNECTIONS must be a positive integer (connections), got "0"');
+  expect(() => connectionLimitsFromEnv('ec2', { IMAGING_EC2_IDLE_TIMEOUT_MS: 'soon' })).toThrow('IMAGING_EC2_IDLE_TIMEOUT_MS must be a positive integer (milliseconds), got "soon"');
+  expect(() => connectionLimitsFromEnv('s3', { IMAGING_S3_REQUEST_TIMEOUT_MS: '-1' })).toThrow('IMAGING_S3_REQUEST_TIMEOUT_MS must be a whole number, 0 or more (milliseconds), got "-1"');
 });
