@@ -64,10 +64,9 @@ test('boto3 + @aws-sdk/client-ec2: an imported image, its snapshot, tags, filter
 
   const images = await ec2.send(new DescribeImagesCommand({ ImageIds: [imageId] }));
   expect(images.Images![0]).toMatchObject({
-    ImageId: imageId, State: 'available', Architecture: 'x86_64', Description: 'web', RootDeviceType: 'ebs', RootDeviceName: '/dev/sda1',
-    BootMode: 'legacy-bios', OwnerId: service.credentials.accountId, Tags: [{ Key: 'role', Value: 'web' }],
+    ImageId: imageId, State: 'available', Architecture: 'arm64', Platform: 'windows', Description: 'web', RootDeviceType: 'ebs', RootDeviceName: '/dev/sda1',
+    BootMode: 'uefi', OwnerId: service.credentials.accountId, Tags: [{ Key: 'role', Value: 'web' }],
   });
-  expect(images.Images![0].Platform).toBeUndefined();
   expect(images.Images![0].BlockDeviceMappings![0].Ebs).toMatchObject({ SnapshotId: snapshotId, VolumeSize: 1 });
   const snaps = await ec2.send(new DescribeSnapshotsCommand({ SnapshotIds: [snapshotId] }));
   expect(snaps.Snapshots![0]).toMatchObject({ SnapshotId: snapshotId, State: 'completed', VolumeSize: 1, OwnerId: service.credentials.accountId, Tags: [{ Key: 'role', Value: 'web' }] });
@@ -79,7 +78,7 @@ test('boto3 + @aws-sdk/client-ec2: an imported image, its snapshot, tags, filter
   expect(byTag.Snapshots.map((s: any) => s.SnapshotId)).toEqual([snapshotId]);
   const noneByTag = await boto3Call(endpoints.ec2, endpoints.creds, 'DescribeImages', { Filters: [{ Name: 'tag:role', Values: ['db'] }] });
   expect(noneByTag.Images).toEqual([]);
-  const byFilter = await boto3Call(endpoints.ec2, endpoints.creds, 'DescribeImages', { Owners: ['self'], Filters: [{ Name: 'image-id', Values: [imageId] }, { Name: 'architecture', Values: ['x86_64'] }] });
+  const byFilter = await boto3Call(endpoints.ec2, endpoints.creds, 'DescribeImages', { Owners: ['self'], Filters: [{ Name: 'image-id', Values: [imageId] }, { Name: 'architecture', Values: ['arm64'] }] });
   expect(byFilter.Images.map((i: any) => i.ImageId)).toEqual([imageId]);
 
   // The snapshot backs the image: it cannot go first.
