@@ -39,6 +39,18 @@ export interface ServeSettings {
   taskLifetimeHours: string;
   logLevel: string;
   adminPort: string;
+  maxDeliver: string;
+  retryBackoffMs: string;
+  retryBackoffMaxMs: string;
+  drainDeadlineMs: string;
+  guestAllowedOs: string;
+  guestRequireBootloader: string;
+  guestRefuseEncrypted: string;
+  guestRefuseMultiBoot: string;
+  bootCheck: string;
+  bootCheckTimeoutSeconds: string;
+  bootCheckAccelerator: string;
+  bootCheckMemoryMb: string;
   maxImageBytes: string;
   scratchDir: string;
   scratchLimitMb: string;

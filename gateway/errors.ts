@@ -35,6 +35,7 @@ export type Ec2ErrorCode =
   | 'InvalidSnapshot.InUse'
   | 'NotExportable'
   | 'InvalidExportTaskID.NotFound'
+  | 'Unavailable'
   | 'InternalError';
 
 const DEFAULT_STATUS: Record<Ec2ErrorCode, number> = {
@@ -69,6 +70,8 @@ const DEFAULT_STATUS: Record<Ec2ErrorCode, number> = {
   'InvalidSnapshot.InUse': 400,
   NotExportable: 400,
   'InvalidExportTaskID.NotFound': 400,
+  // Retryable: SDKs retry it with back-off.
+  Unavailable: 503,
   InternalError: 500,
 };
 
