@@ -77,8 +77,7 @@ async function main(): Promise<void> {
       IMAGING_SWEEP_INTERVAL_MS: '1000',
       IMAGING_REDRIVE_IDLE_MS: '15000',
       IMAGING_ACK_WAIT_MS: '10000',
-      // The retry budget (#10 item 7) is being made configurable with a larger default elsewhere;
-      // kills and RetryLater both spend deliveries, so the soak allows 20 rather than the rows' 5.
+      // Kills and RetryLater both spend deliveries: the soak allows 20 (the rows' default budget is 12).
       IMAGING_MAX_DELIVER: '20',
       IMAGING_LOG_LEVEL: 'error',
       // 5 MiB parts (memory bound / 32).

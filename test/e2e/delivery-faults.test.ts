@@ -50,7 +50,7 @@ function states(doc: { history: { to: string }[] }): string[] {
   return doc.history.map((h) => h.to);
 }
 
-const COMPLETED_PATH = ['pending-upload', 'manifest-received', 'bundle-decrypted', 'disk-converted', 'validated', 'completed'];
+const COMPLETED_PATH = ['pending-upload', 'manifest-received', 'bundle-decrypted', 'disk-converted', 'validated', 'boot-checked', 'completed'];
 
 describe('a crash between the advance and the publish, then a NATS restart with 20 tasks in flight', () => {
   let cluster: Cluster;

@@ -26,7 +26,7 @@ import { makeS3Client } from '../../toolkit/io/object-storage';
 
 // Compiled code: from test/helpers under ts-jest, from dist/test/helpers when a benchmark runs it.
 const DIST = /[\\/]dist[\\/]test[\\/]helpers$/.test(__dirname) ? join(__dirname, '../..') : join(__dirname, '../../dist');
-export const STAGES = ['manifest', 'decrypt', 'convert', 'validate', 'register'] as const;
+export const STAGES = ['manifest', 'decrypt', 'convert', 'validate', 'boot-check', 'register'] as const;
 export type ClusterStage = (typeof STAGES)[number];
 export const IMAGE_BUCKET = 'imaging-images';
 
