@@ -76,7 +76,9 @@ async function main(): Promise<void> {
       IMAGING_LEASE_MS: '5000',
       IMAGING_SWEEP_INTERVAL_MS: '1000',
       IMAGING_REDRIVE_IDLE_MS: '15000',
-      IMAGING_ACK_WAIT_MS: '5000',
+      IMAGING_ACK_WAIT_MS: '10000',
+      // Kills and RetryLater both spend deliveries: the soak allows 20 (the rows' default budget is 12).
+      IMAGING_MAX_DELIVER: '20',
       IMAGING_LOG_LEVEL: 'error',
       // 5 MiB parts (memory bound / 32).
       IMAGING_MEMORY_LIMIT_MB: '160',

@@ -20,7 +20,7 @@ import { seededBytes, tempDir } from '../helpers/disk-corpus';
 import { IMAGE_BUCKET, startCluster, type Cluster } from '../helpers/pipeline-cluster';
 import { describeWithMoto } from '../helpers/moto-server';
 
-jest.setTimeout(240_000);
+jest.setTimeout(420_000);
 
 const MiB = 2 ** 20;
 
@@ -83,6 +83,8 @@ describe('a crash between the advance and the publish, then a NATS restart with 
   });
 
   test('20 tasks in flight across a NATS kill -9 and restart all complete, each once', async () => {
+    // (A decrypt replica is there when this test runs alone, too.)
+    if (!cluster.stages.some((p) => p.stage === 'decrypt' && p.child.exitCode === null)) await cluster.startStage('decrypt');
     const disks = Array.from({ length: 20 }, (_, i) => smallDisk(dir, 100 + i));
     const ids = await Promise.all(disks.map((disk, i) => cluster.importVolume(disk, `restart-${i}/`)));
     // Restart while they are spread over the stages.
@@ -185,7 +187,12 @@ describeWithMoto('kill -9 of convert halfway through a 1 GiB VMDK, a second repl
     console.log(`convert replica ${victim!.pid} killed with SIGKILL after ${Math.round(convertedAtKill / 2 ** 20)} MiB of 1024 MiB converted`);
     expect(convertedAtKill).toBeLessThan(2 ** 30);
 
-    const [done] = await cluster.waitEnded([id], 180_000);
+    const [done] = await cluster.waitEnded([id], 300_000).catch(async (error: Error) => {
+      // What the survivors said, and where the task stands, to tell a hang from a slow machine.
+      const doc = await cluster.tasks.get(id);
+      const said = cluster.stages.filter((p) => p.stage === 'convert').map((p) => `convert ${p.pid}:\n${p.output().slice(-4000)}`);
+      throw new Error(`${error.message}\ntask: ${JSON.stringify({ state: doc?.state, lease: doc?.lease, bytesConverted: doc?.bytesConverted, updatedAt: doc?.updatedAt })}\n${said.join('\n')}`);
+    });
     expect([done.state, done.statusMessage]).toEqual(['completed', '']);
     expect(states(done)).toEqual(COMPLETED_PATH);
     // The surviving replica's attempt wrote the output, under its own attempt's key.
