@@ -16,6 +16,10 @@ export interface StageConfig {
   uploadPollMs: number;
   /** Memory bound for conversion, bytes. */
   memoryLimitBytes: number;
+  /** The cloud's RSA private key (PEM) that unwraps bundle keys; without it bundles are refused. */
+  cloudPrivateKey?: string;
+  /** Register bundles whose manifest says UNSIGNED. */
+  acceptUnsignedBundles?: boolean;
 }
 
 export interface Logger {

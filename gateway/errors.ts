@@ -35,6 +35,9 @@ export type Ec2ErrorCode =
   | 'InvalidSnapshot.InUse'
   | 'NotExportable'
   | 'InvalidExportTaskID.NotFound'
+  | 'InvalidManifest'
+  | 'InvalidAMIName.Duplicate'
+  | 'InvalidAMIName.Malformed'
   | 'InternalError';
 
 const DEFAULT_STATUS: Record<Ec2ErrorCode, number> = {
@@ -56,6 +59,9 @@ const DEFAULT_STATUS: Record<Ec2ErrorCode, number> = {
   InvalidPaginationToken: 400,
   InvalidFilter: 400,
   'InvalidAMIID.NotFound': 400,
+  InvalidManifest: 400,
+  'InvalidAMIName.Duplicate': 400,
+  'InvalidAMIName.Malformed': 400,
   'InvalidAMIID.Malformed': 400,
   'InvalidSnapshot.NotFound': 400,
   'InvalidSnapshotID.Malformed': 400,

@@ -32,6 +32,8 @@ export interface GatewayDeps {
   allowedObjectHosts: string[];
   /** Removes an object of the image store, for DeleteVolume / DeleteSnapshot. */
   deleteImageObject?(bucket: string, key: string): Promise<void>;
+  /** Reads a small object with an account's own key (bundle manifests for RegisterImage). */
+  readUserObject?(accountId: string, bucket: string, key: string, maxBytes: number): Promise<Buffer | undefined>;
   /** How long a task may take before it expires; 7 days by default. */
   taskLifetimeMs?: number;
   log?: GatewayLog;
@@ -78,6 +80,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
         taskLifetimeMs,
         now: () => new Date(),
         ...(deps.deleteImageObject ? { deleteImageObject: deps.deleteImageObject } : {}),
+        ...(deps.readUserObject ? { readUserObject: deps.readUserObject } : {}),
       };
       const body = await runAction(request.action, request.params, ctx);
       send(res, 200, renderResponse(request.action, requestId, body), requestId);

@@ -10,6 +10,7 @@ import { hostOf } from '../../toolkit/io/url-policy';
 import { readSettings, SettingError, type Settings } from '../../config/settings-schema';
 import type { StageConfig } from '../stage';
 import type { StageDeps } from './deps';
+import { readCloudKey } from '../../toolkit/bundle/cloud-key';
 
 type Env = Record<string, string | undefined>;
 
@@ -55,5 +56,7 @@ function stageConfigOf(settings: Settings): StageConfig {
     allowedObjectHosts: settings.allowedObjectHosts ?? [hostOf(endpoint)],
     uploadPollMs: settings.uploadPollMs,
     memoryLimitBytes: settings.memoryLimitMb * 1024 * 1024,
+    ...(settings.cloudKeyFile ? { cloudPrivateKey: readCloudKey(settings.cloudKeyFile) } : {}),
+    acceptUnsignedBundles: settings.acceptUnsignedBundles,
   };
 }

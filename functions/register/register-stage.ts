@@ -7,10 +7,12 @@ import { updateTask } from '../../tasks/state-machine';
 import type { InstanceRecord, TaskDocument } from '../../tasks/task';
 import { advanceToNext, taskStage } from '../task-step';
 import { registerImport } from './register-import';
+import { registerBundle } from './register-bundle';
 
 export const registerStage = taskStage('register', {
   async work(task, { taskId, accountId }, ctx) {
     if (task.request.importImage) return registerImport(task, ctx);
+    if (task.request.bundle) return registerBundle(task, ctx);
     const image = task.artifacts.image;
     if (!image) throw new Error(`task ${taskId} reached register without an image`);
     if (task.kind === 'import-instance' && !task.request.instance) throw new Error(`import-instance task ${taskId} has no instance in its request`);

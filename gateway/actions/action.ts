@@ -15,6 +15,12 @@ export interface ActionContext {
   now(): Date;
   /** Removes an object of the image store (the bytes of a deleted volume or snapshot); absent, bytes stay. */
   deleteImageObject?(bucket: string, key: string): Promise<void>;
+  /**
+   * Reads a small object of the caller's with that account's own object-storage key (a bundle
+   * manifest for RegisterImage); undefined when it is missing or unreadable for that account.
+   * Absent when the gateway has no object storage configured.
+   */
+  readUserObject?(accountId: string, bucket: string, key: string, maxBytes: number): Promise<Buffer | undefined>;
 }
 
 /**

@@ -11,6 +11,7 @@ import { importImage, importSnapshot } from './import-image';
 import { createTags, deleteSnapshot, deleteVolume, deregisterImage, describeImages, describeSnapshots, describeTags, describeVolumes } from './resources';
 import { cancelImportTask, describeImportImageTasks, describeImportSnapshotTasks } from './import-tasks';
 import { cancelExportTask, createInstanceExportTask, describeExportTasks } from './export-tasks';
+import { registerImage } from './register-image';
 
 export const ACTIONS: Record<string, ActionHandler<any>> = {
   ImportVolume: importVolume,
@@ -34,13 +35,17 @@ export const ACTIONS: Record<string, ActionHandler<any>> = {
   CreateInstanceExportTask: createInstanceExportTask,
   DescribeExportTasks: describeExportTasks,
   CancelExportTask: cancelExportTask,
+  // Bundles (issue 14).
+  RegisterImage: registerImage,
 };
 
 /** VM Import/Export actions this service is meant to have but does not have yet. */
 export const PLANNED_ACTIONS: readonly string[] = [
   'ExportImage',
   'DescribeExportImageTasks',
-  'RegisterImage',
+  'BundleInstance',
+  'DescribeBundleTasks',
+  'CancelBundleTask',
 ];
 
 /** Validates and runs `action`; DryRun stops after validation, as EC2 does. */
