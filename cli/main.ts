@@ -16,6 +16,7 @@ import type { ImportVolumeOptions } from './commands/import-volume';
 // Registration only: these modules load what their commands need when the commands run.
 import { registerAccountCommands } from './commands/accounts';
 import { registerImportTaskCommands } from './commands/import-tasks';
+import { registerBundleCommands } from './commands/bundles';
 
 function fail(err: unknown): never {
   const message = err instanceof Error ? err.message : String(err);
@@ -346,6 +347,7 @@ registerAccountCommands(program, fail);
 // --- end accounts ---
 // --- Import tasks: ImportImage / ImportSnapshot and friends, delete-disk-image (cli/commands/import-tasks.ts) ---
 registerImportTaskCommands(program, fail, withClientFlags, async (flags) => (await import('./client-options')).clientContext(flags));
+registerBundleCommands(program, fail, withClientFlags, async (flags) => (await import('./client-options')).clientContext(flags));
 // --- end import tasks ---
 
 // ---- operator commands: dead letters and task retries (commands/operator.ts) ----

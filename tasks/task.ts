@@ -122,6 +122,13 @@ export interface TaskRequest extends ImportVolumeRequest {
   export?: ExportRequest;
   /** Present exactly when the task's kind is register-bundle (RegisterImage of an EC2 bundle). */
   bundle?: BundleRegistration;
+  /**
+   * The kernel (and ramdisk) a machine image boots with, where the validate stage reads them: a
+   * partition image (artifacts.layout "partition", a bare filesystem) with a kernel associated
+   * needs no boot loader of its own. Set by RegisterImage (the same as bundle.kernelId/ramdiskId).
+   */
+  kernelId?: string;
+  ramdiskId?: string;
 }
 
 export type BundleImageType = 'machine' | 'kernel' | 'ramdisk';

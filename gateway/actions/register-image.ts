@@ -156,6 +156,8 @@ export const registerImage: ActionHandler<RegisterImageInput> = {
         manifestUrl: `s3://${bundle.bucket}/${bundle.manifestKey}`,
         volumeSizeGiB: Math.max(1, Math.ceil(manifest.size / GiB)),
         ...(bundle.description ? { description: bundle.description } : {}),
+        ...(bundle.kernelId ? { kernelId: bundle.kernelId } : {}),
+        ...(bundle.ramdiskId ? { ramdiskId: bundle.ramdiskId } : {}),
         bundle,
       },
       artifacts: {},

@@ -151,6 +151,7 @@ describeWithMoto('RegisterImage of EC2 bundles (serve on moto_server)', () => {
     // The task carries what the validate stage needs to accept a bare filesystem.
     const task = await service.tasks.get(record.taskId);
     expect([task!.request.bundle!.kernelId, task!.request.bundle!.ramdiskId, task!.artifacts.layout]).toEqual([kernelId, ramdiskId, 'partition']);
+    expect([task!.request.kernelId, task!.request.ramdiskId]).toEqual([kernelId, ramdiskId]);
     expect((await boto3Call(endpoints.ec2, endpoints.creds, 'DescribeImages', { Filters: [{ Name: 'kernel-id', Values: [kernelId] }] })).Images.map((i: any) => i.ImageId)).toEqual([imageId]);
 
     // A machine image named as kernel, a kernel named as ramdisk: refused at the call, nothing recorded.
