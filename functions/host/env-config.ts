@@ -57,6 +57,6 @@ function stageConfigOf(settings: Settings): StageConfig {
     uploadPollMs: settings.uploadPollMs,
     memoryLimitBytes: settings.memoryLimitMb * 1024 * 1024,
     ...(settings.cloudKeyFile ? { cloudPrivateKey: readCloudKey(settings.cloudKeyFile) } : {}),
-    acceptUnsignedBundles: settings.acceptUnsignedBundles,
+    ...(settings.acceptUnsignedBundles ? { acceptUnsignedBundles: true } : {}),
   };
 }

@@ -11,6 +11,7 @@ import { join } from 'path';
 import { cloudCertificate, CloudKeyError, ensureCloudKey, readCloudKey } from '../../../toolkit/bundle/cloud-key';
 import { unwrapBundleKey } from '../../../toolkit/bundle/bundle-keys';
 import { CertificateError, signingCertificateRecord } from '../../../tasks/signing-certificates';
+import { stageConfigFromEnv } from '../../../functions/host/env-config';
 import { tempDir } from '../../helpers/disk-corpus';
 import { makeKeyPair } from '../../helpers/euca-bundle';
 
@@ -65,4 +66,13 @@ test('signing certificates: an RSA certificate is recorded by its fingerprint; a
   const ecCert = join(dir, 'ec-cert.pem');
   execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, 'ec-key.pem'), '-out', ecCert, '-subj', '/CN=ec', '-days', '1'], { stdio: 'ignore' });
   expect(() => signingCertificateRecord('123456789012', readFileSync(ecCert, 'utf8'))).toThrow(/the certificate's key is ec; bundles are signed with RSA keys/);
+});
+
+test('a stage process reads the cloud key from IMAGING_CLOUD_KEY_FILE and IMAGING_ACCEPT_UNSIGNED_BUNDLES; a bad key file stops it by name', () => {
+  const minimal = { IMAGING_MONGODB_URI: 'mongodb://db:27017', IMAGING_S3_ENDPOINT: 'http://s3.internal:9000', IMAGING_S3_ACCESS_KEY_ID: 'AKIA', IMAGING_S3_SECRET_ACCESS_KEY: 'secret' };
+  const keyFile = join(dir, 'stage-key.pem');
+  const pem = ensureCloudKey(keyFile);
+  expect(stageConfigFromEnv(minimal)).not.toHaveProperty('cloudPrivateKey');
+  expect(stageConfigFromEnv({ ...minimal, IMAGING_CLOUD_KEY_FILE: keyFile, IMAGING_ACCEPT_UNSIGNED_BUNDLES: 'true' })).toMatchObject({ cloudPrivateKey: pem, acceptUnsignedBundles: true });
+  expect(() => stageConfigFromEnv({ ...minimal, IMAGING_CLOUD_KEY_FILE: join(dir, 'nowhere.pem') })).toThrow(/the cloud key file .*nowhere\.pem cannot be read/);
 });
