@@ -8,7 +8,7 @@
  * http module: a body is appended to a file (the page cache) as it arrives, and read back from it.
  *
  * What it does: path-style requests (http://host/bucket/key), exactly the calls our S3 source
- * and sink, lib-storage's Upload and `aws s3 cp` make: CreateBucket, PutObject, HeadObject,
+ * and sink, lib-storage's Upload and `aws s3 cp` make: CreateBucket, HeadBucket, PutObject, HeadObject,
  * GetObject (whole, or one `Range: bytes=a-b` → 206), CreateMultipartUpload, UploadPart,
  * UploadPartCopy (our sink copies zero parts from a zero object), CompleteMultipartUpload,
  * AbortMultipartUpload, DeleteObject; errors as S3 XML. A completed multipart object is the
@@ -148,8 +148,12 @@ class ObjectStore {
     throw new S3Error(501, 'NotImplemented', `${req.method} ${url.search || 'object'} is not implemented`);
   }
 
-  /** CreateBucket; creating one that exists succeeds, as in us-east-1. */
+  /** CreateBucket; creating one that exists succeeds, as in us-east-1. HeadBucket (the export stage checks its bucket). */
   private async createBucket(req: IncomingMessage, res: ServerResponse, bucket: string): Promise<void> {
+    if (req.method === 'HEAD') {
+      if (!this.buckets.has(bucket)) throw new S3Error(404, 'NoSuchBucket', `bucket ${bucket} does not exist`);
+      return void res.writeHead(200).end();
+    }
     if (req.method !== 'PUT') throw new S3Error(501, 'NotImplemented', `${req.method} on a bucket is not implemented`);
     req.resume(); // a CreateBucketConfiguration body, if any, says nothing we need
     if (!this.buckets.has(bucket)) this.buckets.set(bucket, new Map());

@@ -53,6 +53,7 @@ export async function startGatewayProcess(settings: ServeSettings): Promise<{ ur
     region: settings.region,
     allowedObjectHosts,
     taskLifetimeMs: typed.taskLifetimeHours * 3600_000,
+    maxImageBytes: typed.maxImageBytes,
     log,
     onRequest: gatewayRequestObserver(metrics, Object.keys(ACTIONS)),
   });

@@ -17,6 +17,7 @@ import type { ImportVolumeOptions } from './commands/import-volume';
 import { registerAccountCommands } from './commands/accounts';
 import { registerImportTaskCommands } from './commands/import-tasks';
 import { registerBundleCommands } from './commands/bundles';
+import { registerExportImageCommands } from './commands/export-image';
 
 function fail(err: unknown): never {
   const message = err instanceof Error ? err.message : String(err);
@@ -280,7 +281,7 @@ withClientFlags(program.command('describe-export-tasks [ids...]').description('s
     }
   });
 
-withClientFlags(program.command('cancel-export-task <id>').description('cancel an export task; its partial upload is removed'))
+withClientFlags(program.command('cancel-export-task <id>').description('cancel an export task (export-i-… or export-ami-…); its partial upload is removed'))
   .action(async (id: string, opts: ClientFlags) => {
     try {
       const { clientContext } = await import('./client-options');
@@ -347,6 +348,9 @@ registerAccountCommands(program, fail);
 // --- end accounts ---
 // --- Import tasks: ImportImage / ImportSnapshot and friends, delete-disk-image (cli/commands/import-tasks.ts) ---
 registerImportTaskCommands(program, fail, withClientFlags, async (flags) => (await import('./client-options')).clientContext(flags));
+
+// --- Export image tasks: ExportImage / DescribeExportImageTasks (cli/commands/export-image.ts) ---
+registerExportImageCommands(program, fail, withClientFlags, async (flags) => (await import('./client-options')).clientContext(flags));
 registerBundleCommands(program, fail, withClientFlags, async (flags) => (await import('./client-options')).clientContext(flags));
 // --- end import tasks ---
 

@@ -23,12 +23,14 @@ import { InProcessBus } from '../events/in-process-bus';
 import { JetStreamBus } from '../events/jetstream-bus';
 import { ALL_STAGES } from '../functions/stages';
 import { runStageOnBus } from '../functions/host/stage-runner';
+import { startSweeper } from '../functions/sweeper';
 import type { StageConfig } from '../functions/stage';
 import { ensureBucket, makeS3Client, type ObjectStorageConfig } from '../toolkit/io/object-storage';
 import { hostOf } from '../toolkit/io/url-policy';
 import { CREDENTIALS_FILE, type BootstrapCredentials } from './credentials';
 import { startEmbeddedS3, type EmbeddedS3 } from './embedded-s3';
 import { typedSettings, type ServeSettings } from './settings';
+import { applyProcessLimits } from '../ops/process-limits';
 
 export interface RunningService {
   ec2Endpoint: string;
@@ -124,7 +126,11 @@ export async function startService(settings: ServeSettings, options: { logToStde
       // Bundles are wrapped for the cloud's key: the configured secret, else one made once here.
       cloudPrivateKey: typed.cloudKeyFile ? readCloudKey(typed.cloudKeyFile) : ensureCloudKey(join(dataDir, CLOUD_KEY_FILE)),
       acceptUnsignedBundles: typed.acceptUnsignedBundles,
+      maxImageBytes: typed.maxImageBytes,
+      readsInFlight: typed.readsInFlight,
+      leaseMs: typed.leaseMs,
     };
+    applyProcessLimits(typed);
     const subscriptions: Subscription[] = [];
     // Each stage consumes as its row in the pipeline table says (runStageOnBus reads it).
     for (const stage of ALL_STAGES) {
@@ -133,6 +139,11 @@ export async function startService(settings: ServeSettings, options: { logToStde
     stops.push(async () => {
       await Promise.all(subscriptions.map((s) => s.stop()));
     });
+    const sweeper = startSweeper({ tasks, s3, config, log: log.child({ part: 'sweeper' }) }, (event) => bus.publish(event), {
+      intervalMs: Math.min(typed.sweepIntervalMs, typed.uploadPollMs),
+      idleMs: typed.redriveIdleMs,
+    });
+    stops.push(() => sweeper.stop());
 
     const gateway = createGateway({
       tasks,
@@ -145,6 +156,7 @@ export async function startService(settings: ServeSettings, options: { logToStde
       region: settings.region,
       allowedObjectHosts,
       taskLifetimeMs: typed.taskLifetimeHours * 3600_000,
+      maxImageBytes: typed.maxImageBytes,
       log: log.child({ part: 'gateway' }),
       onRequest: gatewayRequestObserver(metrics, Object.keys(ACTIONS)),
     });

@@ -41,6 +41,12 @@ export interface ServeSettings {
   adminPort: string;
   cloudKeyFile: string;
   acceptUnsignedBundles: string;
+  maxImageBytes: string;
+  scratchDir: string;
+  scratchLimitMb: string;
+  scratchWhenFull: string;
+  workerThreads: string;
+  readsInFlight: string;
 }
 
 export const SERVE_SETTINGS: SettingSpec[] = settingsReadBy('serve')

@@ -12,6 +12,21 @@ export interface Delivery {
   working(): void;
 }
 
+/**
+ * Thrown by a handler that cannot act on an event yet, through no fault (another replica holds
+ * the task): the bus offers the event again after `delayMs`, and never counts it as a failure
+ * that leads to giving up.
+ */
+export class RetryLater extends Error {
+  constructor(
+    readonly delayMs: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'RetryLater';
+  }
+}
+
 export type EventHandler = (event: CloudEvent<unknown>, delivery: Delivery) => Promise<void>;
 
 export interface SubscribeOptions {

@@ -10,7 +10,7 @@
  * process cannot crash without taking the bus with it.
  */
 import type { CloudEvent, CloudEventV1 } from 'cloudevents';
-import type { Delivery, EventBus, EventHandler, SubscribeOptions, Subscription } from './bus';
+import { RetryLater, type Delivery, type EventBus, type EventHandler, type SubscribeOptions, type Subscription } from './bus';
 import { fromNatsMessage, toNatsMessage, type NatsMessage } from './nats-binding';
 import { consumerNameFor } from './subjects';
 
@@ -163,6 +163,10 @@ export class InProcessBus implements EventBus {
     try {
       await subscriber.handler(event, delivery);
     } catch (error) {
+      if (error instanceof RetryLater) {
+        this.retryLater(durable, pending, error.delayMs);
+        return;
+      }
       const maxDeliver = subscriber.options.maxDeliver ?? DEFAULT_MAX_DELIVER;
       if (pending.attempt >= maxDeliver) {
         await this.giveUp(subscriber, event, error);
@@ -182,13 +186,13 @@ export class InProcessBus implements EventBus {
     }
   }
 
-  private retryLater(durable: Durable, pending: Pending): void {
+  private retryLater(durable: Durable, pending: Pending, delayMs = this.retryDelayMs(pending.attempt - 1)): void {
     if (this.closed) return;
     const timer = setTimeout(() => {
       this.retryTimers.delete(timer);
       durable.backlog.push(pending);
       this.dispatch(durable);
-    }, this.retryDelayMs(pending.attempt - 1));
+    }, delayMs);
     this.retryTimers.add(timer);
   }
 }

@@ -6,6 +6,7 @@
  * A worker pulls one message at a time (no prefetch): a replica busy converting a large image
  * must not sit on events another replica could take.
  */
+import { eventLogIds } from './log-fields';
 import type { CloudEvent, CloudEventV1 } from 'cloudevents';
 import {
   AckPolicy,
@@ -21,7 +22,7 @@ import {
   type MsgHdrs,
   type NatsConnection,
 } from 'nats';
-import type { Delivery, EventBus, EventHandler, SubscribeOptions, Subscription } from './bus';
+import { RetryLater, type Delivery, type EventBus, type EventHandler, type SubscribeOptions, type Subscription } from './bus';
 import { fromNatsMessage, toNatsMessage } from './nats-binding';
 import {
   DEAD_LETTER_HEADERS,
@@ -138,7 +139,7 @@ export class JetStreamBus implements EventBus {
         try {
           await this.deadLetter(subscribed.durable, event, error);
         } catch (deadError) {
-          this.log.error({ err: deadError, eventId: event.id, stage: subscribed.durable }, 'could not copy a given-up event to the dead-letter stream');
+          this.log.error({ err: deadError, ...eventLogIds(event), stage: subscribed.durable }, 'could not copy a given-up event to the dead-letter stream');
         }
         await subscribed.onGiveUp?.(event, error);
       },
@@ -335,6 +336,12 @@ class PullLoop {
     try {
       await this.handler(event, delivery);
     } catch (error) {
+      if (error instanceof RetryLater) {
+        // Not a failure: offered again later. Past the last delivery the sweeper re-drives the task.
+        if (attempt >= this.maxDeliver) message.term();
+        else message.nak(error.delayMs);
+        return;
+      }
       if (attempt >= this.maxDeliver) {
         await this.giveUp(event, error);
         message.term();
@@ -347,7 +354,7 @@ class PullLoop {
       // Wait for the server to confirm, so a stop() that follows never loses the ack.
       await message.ackAck();
     } catch (error) {
-      this.log.warn({ err: error, eventId: event.id }, 'ack not confirmed; the event may be delivered again');
+      this.log.warn({ err: error, ...eventLogIds(event), stage: this.name }, 'ack not confirmed; the event may be delivered again');
     }
   }
 
@@ -355,7 +362,7 @@ class PullLoop {
     try {
       await this.options.onGiveUp?.(event, error);
     } catch (giveUpError) {
-      this.log.error({ err: giveUpError, eventId: event.id, type: event.type }, 'onGiveUp failed');
+      this.log.error({ err: giveUpError, ...eventLogIds(event), stage: this.name, type: event.type }, 'onGiveUp failed');
     }
   }
 }

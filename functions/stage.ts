@@ -4,6 +4,7 @@ import type { TaskStore } from '../tasks/store';
 import type { Delivery } from '../events/bus';
 import type { ObjectStorageConfig } from '../toolkit/io/object-storage';
 import type { StageName } from '../pipeline/table';
+import type { Attempt } from './lease';
 
 /** Settings every stage sees. */
 export interface StageConfig {
@@ -20,6 +21,12 @@ export interface StageConfig {
   cloudPrivateKey?: string;
   /** Register bundles whose manifest says UNSIGNED. */
   acceptUnsignedBundles?: boolean;
+  /** Largest virtual disk accepted (IMAGING_MAX_IMAGE_BYTES); unset, only the request's own bound. */
+  maxImageBytes?: number;
+  /** Source reads one conversion keeps in flight (IMAGING_READS_IN_FLIGHT); the toolkit's default when unset. */
+  readsInFlight?: number;
+  /** How long a stage's claim on a task lasts without renewal (default 60 s). */
+  leaseMs?: number;
 }
 
 export interface Logger {
@@ -38,6 +45,10 @@ export interface StageContext {
   log: Logger;
   /** Reports image bytes moved (metrics); absent where nothing records them. */
   recordTransfer?(transfer: StageTransfer): void;
+  /** The attempt this handler is making at the task (set once it holds the task's lease). */
+  attempt?: Attempt;
+  /** Aborted when the attempt loses its lease to another replica. */
+  signal?: AbortSignal;
 }
 
 /** Image bytes a stage moved: written to object storage, and a finished conversion's pace. */

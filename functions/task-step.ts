@@ -14,29 +14,58 @@ import type { EventDataByType, EventType, TaskEventData } from '../events/types'
 import { parseEventData } from '../events/schema';
 import { makeEvent } from '../events/make-event';
 import { rowConsuming, rowOf, type ConsumedBy, type EmittedBy, type PipelineRow, type StageName } from '../pipeline/table';
+import { RetryLater } from '../events/bus';
+import { claimTask, holdsLease, releaseLease, renewLease, type Attempt } from './lease';
+import { republishOutbox } from './outbox';
+import { clearPrefix } from './leftovers';
 
-/** The task if this stage should work on it now; undefined when the event is to be dropped. */
-export async function beginStep(ctx: StageContext, taskId: string, expected: TaskState, stage: string): Promise<TaskDocument | undefined> {
-  const task = await ctx.tasks.get(taskId);
+/**
+ * What to do with an event whose task this stage cannot claim: an unknown or ended task drops
+ * it; a cancelled one is ended now; a task already past this step means the event is a
+ * redelivery after the step was done, so the step's outcome (its outbox event, which may have
+ * been lost with a crash or a failed publish) is published again under its own id.
+ */
+async function settleUnclaimed(ctx: StageContext, taskId: string, task: TaskDocument | undefined, expected: TaskState, stage: string): Promise<void> {
   if (!task) {
     ctx.log.warn({ taskId, stage }, 'event for an unknown task dropped');
-    return undefined;
+    return;
   }
-  if (isTerminal(task.state)) return undefined;
+  if (isTerminal(task.state)) return;
   if (task.cancelRequested) {
     await cancelTask(ctx, taskId);
-    return undefined;
+    return;
   }
   if (task.state !== expected) {
-    ctx.log.info({ taskId, stage, state: task.state, expected }, 'redelivered or out-of-order event dropped');
-    return undefined;
+    ctx.log.info({ taskId, stage, state: task.state, expected }, 'redelivered or out-of-order event: its step is done; publishing the step\'s outcome again');
+    await republishOutbox(ctx.publish, task);
   }
-  return task;
 }
 
 /** Key prefix under which a task's outputs live in the image store. */
 export function imagePrefix(taskId: string): string {
   return `images/${taskId}/`;
+}
+
+/** Where one attempt writes its outputs: a stale attempt never writes over a newer one's. */
+export function attemptPrefix(taskId: string, attempt: Attempt | undefined): string {
+  return `${imagePrefix(taskId)}attempt-${attempt?.epoch ?? 0}/`;
+}
+
+/**
+ * Removes what an ended task left in the image store: under its prefix every object and
+ * multipart upload of every attempt, and its converted output unless `keepImage` (a failed
+ * task keeps it, so that `imaging tasks retry` can go on from a later stage). Best effort:
+ * logged, never thrown.
+ */
+export async function clearTaskOutputs(ctx: Pick<StageContext, 's3' | 'config' | 'log'>, done: TaskDocument, keepImage = false): Promise<void> {
+  const image = done.artifacts.image;
+  try {
+    if (image && !keepImage) await ctx.s3.send(new DeleteObjectCommand({ Bucket: image.bucket, Key: image.key }));
+    const kept = keepImage && image?.bucket === ctx.config.imageBucket ? image.key : undefined;
+    await clearPrefix(ctx.s3, ctx.config.imageBucket, imagePrefix(done.id), kept === undefined ? undefined : (key) => key === kept);
+  } catch (err) {
+    ctx.log.warn({ taskId: done.id, err: String(err) }, 'could not remove the outputs of an ended task');
+  }
 }
 
 /** Ends a task as cancelled (by the user, or by expiry), removing any converted output. */
@@ -45,14 +74,27 @@ export async function cancelTask(ctx: StageContext, taskId: string, message?: st
     if (isTerminal(doc.state)) return undefined;
     return transition(doc, 'cancelled', message ?? doc.cancelRequested?.reason ?? 'Canceled by user');
   });
-  const image = done?.artifacts.image;
-  if (image && done?.state === 'cancelled') {
-    await ctx.s3.send(new DeleteObjectCommand({ Bucket: image.bucket, Key: image.key })).catch(() => undefined);
-  }
+  if (done?.state === 'cancelled') await clearTaskOutputs(ctx, done);
 }
 
+/** Ends a task as failed, removing whatever its attempts wrote to the image store. */
 export async function failTask(ctx: StageContext, taskId: string, statusMessage: string): Promise<void> {
-  await updateTask(ctx.tasks, taskId, (doc) => (isTerminal(doc.state) ? undefined : transition(doc, 'failed', statusMessage)));
+  const done = await updateTask(ctx.tasks, taskId, (doc) => (isTerminal(doc.state) ? undefined : transition(doc, 'failed', statusMessage)));
+  if (done?.state === 'failed') await clearTaskOutputs(ctx, done, true);
+}
+
+/**
+ * Before an attempt writes, the multipart uploads and objects of earlier attempts at the task
+ * (a killed or superseded replica's) are aborted and deleted. The first attempt has none.
+ */
+export async function clearPredecessors(ctx: StageContext, taskId: string): Promise<void> {
+  const attempt = ctx.attempt;
+  if (!attempt || attempt.epoch <= 1) return;
+  const mine = attemptPrefix(taskId, attempt);
+  const cleared = await clearPrefix(ctx.s3, ctx.config.imageBucket, imagePrefix(taskId), (key) => key.startsWith(mine));
+  if (cleared.abortedUploads + cleared.deletedObjects > 0) {
+    ctx.log.info({ taskId, epoch: attempt.epoch, ...cleared }, 'removed what earlier attempts left behind');
+  }
 }
 
 /** Errors that are the image's or the request's fault: the task fails now, with the reason. */
@@ -72,6 +114,11 @@ export async function runStep(ctx: StageContext, taskId: string, work: () => Pro
     await work();
   } catch (err) {
     if ((err as Error)?.name === 'ConversionCancelledError') {
+      // Aborted because another replica took the task over: leave the task to it.
+      if (ctx.signal?.aborted) {
+        ctx.log.warn({ taskId }, 'lease lost while working; the newer attempt carries on');
+        return;
+      }
       await cancelTask(ctx, taskId);
       return;
     }
@@ -104,18 +151,30 @@ export async function advanceToNext<S extends StageName>(
   const row: PipelineRow = rowOf(stage);
   // The task's next status is what the stage that takes it over shows; past the last stage, none.
   const statusMessage = rowConsuming(row.emits)?.statusMessage ?? '';
+  const attempt = ctx.attempt;
+  let event: ReturnType<typeof makeEvent> | undefined;
   const moved = await advanceTask(
     ctx.tasks,
     taskId,
     [row.expects as TaskState],
     row.movesTo as TaskState,
-    (doc) => ({ ...patch(doc), progress: Math.max(doc.progress, row.progress[1]) }),
+    (doc) => {
+      const data = { taskId, accountId: doc.accountId, ...(extra[0] ?? {}) } as EventDataByType[EventType];
+      // The id names the step, so every publication of this outcome is one JetStream message.
+      event = makeEvent(row.emits as EventType, data, stage, `${taskId}/${row.movesTo}`);
+      return {
+        ...patch(doc),
+        progress: Math.max(doc.progress, row.progress[1]),
+        outbox: { id: event.id, type: event.type, source: event.source, data: data as unknown as Record<string, unknown> },
+        lease: undefined,
+        wakeAt: undefined,
+      };
+    },
     statusMessage,
+    // Only the holder of the lease commits: a stale attempt's result is dropped.
+    (doc) => !attempt || holdsLease(doc, attempt),
   );
-  if (moved) {
-    const data = { taskId, accountId: moved.accountId, ...(extra[0] ?? {}) } as EventDataByType[EventType];
-    await ctx.publish(makeEvent(row.emits as EventType, data, stage));
-  }
+  if (moved && event) await ctx.publish(event);
   return moved;
 }
 
@@ -134,9 +193,39 @@ export function taskStage<S extends StageName>(
     consumes: row.consumes,
     async handle(event, ctx) {
       const data = parseEventData(event, row.consumes as EventType) as EventDataByType[ConsumedBy<S>];
-      const task = await beginStep(ctx, data.taskId, row.expects as TaskState, name);
-      if (!task) return;
-      await runStep(ctx, data.taskId, () => spec.work(task, data, ctx));
+      const leaseMs = ctx.config.leaseMs ?? DEFAULT_LEASE_MS;
+      const claim = await claimTask(ctx.tasks, data.taskId, name, row.expects as TaskState, leaseMs);
+      if (claim.kind === 'busy') {
+        throw new RetryLater(Math.max(1000, claim.until - Date.now()), `task ${data.taskId} is being worked on by ${claim.holder}`);
+      }
+      if (claim.kind === 'not-here') {
+        await settleUnclaimed(ctx, data.taskId, claim.task, row.expects as TaskState, name);
+        return;
+      }
+      const lost = new AbortController();
+      const attemptCtx: StageContext = { ...ctx, attempt: claim.attempt, signal: lost.signal };
+      // Heartbeat through every phase of the work, not only while progress is reported: the
+      // delivery stays ours (JetStream in-progress) and so does the lease.
+      const beat = setInterval(() => {
+        ctx.delivery.working();
+        renewLease(ctx.tasks, data.taskId, claim.attempt, leaseMs).then(
+          (held) => {
+            if (!held && !lost.signal.aborted) lost.abort();
+          },
+          (err) => ctx.log.warn({ taskId: data.taskId, stage: name, err: String(err) }, 'lease renewal failed; will try again'),
+        );
+      }, Math.max(200, Math.min(leaseMs, row.ackWaitMs) / 3));
+      try {
+        await runStep(attemptCtx, data.taskId, () => spec.work(claim.task, data, attemptCtx));
+      } catch (err) {
+        await releaseLease(ctx.tasks, data.taskId, claim.attempt).catch(() => undefined);
+        throw err;
+      } finally {
+        clearInterval(beat);
+      }
     },
   };
 }
+
+/** How long a claim lasts without renewal (renewed every third of it while the work goes on). */
+export const DEFAULT_LEASE_MS = 60_000;

@@ -36,6 +36,8 @@ export interface GatewayDeps {
   readUserObject?(accountId: string, bucket: string, key: string, maxBytes: number): Promise<Buffer | undefined>;
   /** How long a task may take before it expires; 7 days by default. */
   taskLifetimeMs?: number;
+  /** Largest disk a request may declare (IMAGING_MAX_IMAGE_BYTES). */
+  maxImageBytes?: number;
   log?: GatewayLog;
   /** Timeouts and connection caps; by default DEFAULT_CONNECTION_LIMITS under IMAGING_EC2_* overrides. */
   connectionLimits?: Partial<ConnectionLimits>;
@@ -78,7 +80,9 @@ export function createGateway(deps: GatewayDeps): Gateway {
         region: deps.region,
         allowedObjectHosts: deps.allowedObjectHosts,
         taskLifetimeMs,
+        ...(deps.maxImageBytes !== undefined ? { maxImageBytes: deps.maxImageBytes } : {}),
         now: () => new Date(),
+        log,
         ...(deps.deleteImageObject ? { deleteImageObject: deps.deleteImageObject } : {}),
         ...(deps.readUserObject ? { readUserObject: deps.readUserObject } : {}),
       };

@@ -4,6 +4,7 @@
  * only moves the series that concern it. Node's default process metrics come along.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { workerThreadsStarted } from '../toolkit/workers/worker-pool';
 
 export interface ServiceMetrics {
   registry: Registry;
@@ -20,6 +21,8 @@ export interface ServiceMetrics {
   stateChanges: Counter<'to'>;
   httpRequests: Counter<'action' | 'code'>;
   httpDuration: Histogram<'action'>;
+  workerThreads: Gauge<'pool'>;
+  limitRefusals: Counter<'limit'>;
 }
 
 /**
@@ -75,5 +78,15 @@ export function createServiceMetrics(options: { process: string; taskStateCounts
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5],
       registers: [registry],
     }),
+    workerThreads: new Gauge({
+      name: 'imaging_worker_threads',
+      help: "The toolkit's (de)compression worker threads alive now, by pool (IMAGING_WORKER_THREADS caps each).",
+      labelNames: ['pool'],
+      registers: [registry],
+      collect() {
+        for (const [pool, count] of Object.entries(workerThreadsStarted())) this.set({ pool }, count);
+      },
+    }),
+    limitRefusals: counter('imaging_limit_refusals_total', 'Work refused or failed by a configured limit (concurrency, scratch space, image size).', ['limit']),
   };
 }

@@ -62,7 +62,21 @@ export interface StateChangeLog {
  * previous state is the one this process read at the expected version (a CAS needs that read).
  */
 export function observedTaskStore(store: TaskStore, metrics: ServiceMetrics, log?: StateChangeLog): TaskStore {
-  const seen = new Map<string, string>();
+  return observing(store, metrics, log, new Map<string, string>());
+}
+
+const LOGGING_TO = Symbol('observed task store: the same store logging to another logger');
+
+/**
+ * The same observed store, logging its state changes to `log` (a logger carrying the ids of the
+ * event being handled); a store that is not observed comes back as it is.
+ */
+export function taskStoreLoggingTo(store: TaskStore, log: StateChangeLog): TaskStore {
+  const relog = (store as TaskStore & { [LOGGING_TO]?: (log: StateChangeLog) => TaskStore })[LOGGING_TO];
+  return relog ? relog(log) : store;
+}
+
+function observing(store: TaskStore, metrics: ServiceMetrics, log: StateChangeLog | undefined, seen: Map<string, string>): TaskStore {
   const remember = (doc: TaskDocument | undefined) => {
     if (!doc) return;
     if (seen.size > 10_000) seen.clear();
@@ -90,6 +104,7 @@ export function observedTaskStore(store: TaskStore, metrics: ServiceMetrics, log
     }
     return written;
   };
+  Object.defineProperty(observed, LOGGING_TO, { value: (other: StateChangeLog) => observing(store, metrics, other, seen) });
   return observed;
 }
 

@@ -53,6 +53,7 @@ export class MongoTaskStore implements TaskStore {
       await tasks.createIndex({ accountId: 1, createdAt: -1 });
       await tasks.createIndex({ expiresAt: 1 });
       await tasks.createIndex({ createdAt: -1 });
+      await tasks.createIndex({ state: 1, createdAt: 1 });
       const resources = db.collection<StoredResource>('resources');
       await resources.createIndex({ accountId: 1, kind: 1, createdAt: 1 });
       await resources.createIndex({ kind: 1, createdAt: 1 });
@@ -102,6 +103,11 @@ export class MongoTaskStore implements TaskStore {
   async countByState(): Promise<Record<string, number>> {
     const groups = await this.tasks.aggregate<{ _id: string; n: number }>([{ $group: { _id: '$state', n: { $sum: 1 } } }]).toArray();
     return Object.fromEntries(groups.map((g) => [g._id, g.n]));
+  }
+
+  async listUnfinished(limit: number): Promise<TaskDocument[]> {
+    const found = await this.tasks.find({ state: { $nin: [...TERMINAL_STATES] } }).sort({ createdAt: 1 }).limit(limit).toArray();
+    return found.map(taskOf);
   }
 
   async compareAndSet(next: TaskDocument, expectedVersion: number): Promise<boolean> {

@@ -28,6 +28,7 @@ export class SqliteTaskStore implements TaskStore {
       listExpired: db.prepare(
         `SELECT doc FROM tasks WHERE expires_at < ? AND state NOT IN (${terminal}) ORDER BY expires_at`,
       ),
+      listUnfinished: db.prepare(`SELECT doc FROM tasks WHERE state NOT IN (${terminal}) ORDER BY created_at LIMIT ?`),
       compareAndSet: db.prepare(
         `UPDATE tasks SET account_id = @accountId, kind = @kind, state = @state, created_at = @createdAt,
            expires_at = @expiresAt, version = @version, doc = @doc
@@ -72,6 +73,7 @@ export class SqliteTaskStore implements TaskStore {
       );
       CREATE INDEX IF NOT EXISTS tasks_account_created ON tasks (account_id, created_at);
       CREATE INDEX IF NOT EXISTS tasks_expires ON tasks (expires_at);
+      CREATE INDEX IF NOT EXISTS tasks_state_created ON tasks (state, created_at);
       CREATE TABLE IF NOT EXISTS resources (
         id TEXT PRIMARY KEY,
         account_id TEXT NOT NULL,
@@ -155,6 +157,11 @@ export class SqliteTaskStore implements TaskStore {
   async countByState(): Promise<Record<string, number>> {
     const rows = this.statements.countByState.all() as { state: string; n: number }[];
     return Object.fromEntries(rows.map((r) => [r.state, Number(r.n)]));
+  }
+
+  async listUnfinished(limit: number): Promise<TaskDocument[]> {
+    const rows = this.statements.listUnfinished.all(...TERMINAL_STATES, limit) as { doc: string }[];
+    return rows.map((r) => JSON.parse(r.doc) as TaskDocument);
   }
 
   async compareAndSet(next: TaskDocument, expectedVersion: number): Promise<boolean> {

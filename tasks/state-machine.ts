@@ -94,10 +94,12 @@ export async function advanceTask(
   to: TaskState,
   patch: (doc: TaskDocument) => Partial<TaskDocument> = () => ({}),
   statusMessage?: string,
+  /** A further condition on the stored task (e.g. that the caller still holds its lease). */
+  guard: (doc: TaskDocument) => boolean = () => true,
 ): Promise<TaskDocument | undefined> {
   let moved = false;
   const result = await updateTask(store, id, (doc) => {
-    moved = from.includes(doc.state);
+    moved = from.includes(doc.state) && guard(doc);
     if (!moved) return undefined;
     return transition({ ...doc, ...patch(doc) }, to, statusMessage);
   });

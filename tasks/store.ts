@@ -34,6 +34,8 @@ export interface TaskStore {
   list(query: TaskQuery): Promise<TaskDocument[]>;
   /** Non-terminal tasks whose expiresAt is before `now` (all accounts), for the expiry sweep. */
   listExpired(now: Date): Promise<TaskDocument[]>;
+  /** Tasks not yet ended (all accounts), oldest first, at most `limit`: what the sweeper looks at. */
+  listUnfinished(limit: number): Promise<TaskDocument[]>;
   /**
    * Replaces the document when its stored version equals `expectedVersion`; the stored
    * version becomes expectedVersion + 1. Returns false (and writes nothing) otherwise.

@@ -13,7 +13,10 @@ export type TaskState = PipelineTaskState | 'cancelling' | 'cancelled' | 'failed
 
 export const TERMINAL_STATES: readonly TaskState[] = ['completed', 'cancelled', 'failed'];
 
-export type TaskKind = 'import-volume' | 'import-instance' | 'import-image' | 'import-snapshot' | 'export-instance' | 'register-bundle';
+export type TaskKind = 'import-volume' | 'import-instance' | 'import-image' | 'import-snapshot' | 'export-instance' | 'export-image' | 'register-bundle';
+
+/** Export tasks: CreateInstanceExportTask's and ExportImage's, both finished by the export stage. */
+export const EXPORT_TASK_KINDS: readonly TaskKind[] = ['export-instance', 'export-image'];
 
 /** Import tasks (ImportImage, ImportSnapshot) as opposed to conversion tasks (ImportVolume, ImportInstance). */
 export const IMPORT_TASK_KINDS: readonly TaskKind[] = ['import-image', 'import-snapshot'];
@@ -88,23 +91,42 @@ export interface ImportInstanceSpec {
 export type ExportTargetEnvironment = 'citrix' | 'vmware' | 'microsoft';
 export type ExportDiskImageFormat = 'VMDK' | 'VHD' | 'RAW';
 
-/** A CreateInstanceExportTask request, parsed once at the gateway, with the source it resolved to. */
-export interface ExportRequest {
-  instanceId: string;
-  /** The instance's root volume, whose raw image is exported. */
-  volumeId: string;
-  /** The volume's raw image in the image store, read by the export stage. */
+/** What every export request has, parsed once at the gateway, with the source it resolved to. */
+interface ExportRequestCommon {
+  /** The raw image in the image store, read by the export stage. */
   source: StoredObject;
-  targetEnvironment: ExportTargetEnvironment;
   diskImageFormat: ExportDiskImageFormat;
   containerFormat?: 'ova';
-  /** For VHD: dynamic by default, fixed for TargetEnvironment microsoft or ExportToS3.X-ImagingVhdType=fixed. */
+  /** For VHD: dynamic by default; fixed for TargetEnvironment microsoft or the X-ImagingVhdType extension. */
   vhdType?: 'dynamic' | 'fixed';
   s3Bucket: string;
   s3Prefix: string;
   /** `<S3Prefix><exportTaskId>.<ova|vmdk|vhd|raw>`, as EC2 names it. */
   s3Key: string;
   description?: string;
+}
+
+/** CreateInstanceExportTask: an imported instance's root volume. */
+export interface InstanceExportRequest extends ExportRequestCommon {
+  instanceId: string;
+  /** The instance's root volume, whose raw image is exported. */
+  volumeId: string;
+  targetEnvironment: ExportTargetEnvironment;
+}
+
+/** ExportImage: an imported image's root snapshot. */
+export interface ImageExportRequest extends ExportRequestCommon {
+  imageId: string;
+  /** The image's root snapshot, whose raw image is exported. */
+  snapshotId: string;
+  /** Accepted and reported as EC2 does; this service writes with the account's own key, not a role's. */
+  roleName?: string;
+}
+
+export type ExportRequest = InstanceExportRequest | ImageExportRequest;
+
+export function isImageExport(request: ExportRequest): request is ImageExportRequest {
+  return 'imageId' in request;
 }
 
 /**
@@ -118,7 +140,7 @@ export interface TaskRequest extends ImportVolumeRequest {
   importImage?: ImportImageSpec;
   /** ClientToken of the request, when the client sent one. */
   clientToken?: string;
-  /** Present exactly when the task's kind is export-instance. */
+  /** Present exactly when the task's kind is export-instance (an InstanceExportRequest) or export-image (an ImageExportRequest). */
   export?: ExportRequest;
   /** Present exactly when the task's kind is register-bundle (RegisterImage of an EC2 bundle). */
   bundle?: BundleRegistration;
@@ -245,6 +267,18 @@ export interface TaskDocument {
   cancelRequested?: { at: string; reason?: string };
   /** Tags of the task itself (CreateTags on an import task id). */
   tags?: Tag[];
+  /**
+   * The event that moved the task into its present state, written in the same compare-and-set
+   * as the state: whoever finds the task without its next step running (a redelivered earlier
+   * event, the sweeper) publishes it again, under its own id so JetStream drops a duplicate.
+   */
+  outbox?: TaskOutboxEvent;
+  /** The replica working on the task now, and until when; others leave the task alone until it expires. */
+  lease?: TaskLease;
+  /** A task waiting (for an upload) is looked at again at this time (ISO), by the sweeper. */
+  wakeAt?: string;
+  /** Upload checks made so far, to space out the next one. */
+  uploadChecks?: number;
   /** Optimistic concurrency: incremented by every write. */
   version: number;
 }
@@ -319,6 +353,22 @@ export interface ImageRecord {
   blockDeviceMappings?: { deviceName: string; virtualName?: string; noDevice?: boolean }[];
   /** An instance-store image's bytes in the image store (raw), set when it becomes available. */
   image?: StoredObject;
+}
+
+export interface TaskOutboxEvent {
+  id: string;
+  type: string;
+  source: string;
+  data: Record<string, unknown>;
+}
+
+export interface TaskLease {
+  /** Which replica holds it (host, process, random). */
+  holder: string;
+  stage: string;
+  /** Counts the attempts at the task; a stage's outputs are written under their attempt's number. */
+  epoch: number;
+  expiresAt: string; // ISO
 }
 
 export interface VolumeRecord {

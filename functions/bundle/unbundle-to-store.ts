@@ -21,7 +21,7 @@ import { rowOf } from '../../pipeline/table';
 import { ClientError } from '../errors';
 import { TaskProgress } from '../progress';
 import type { StageContext } from '../stage';
-import { imagePrefix } from '../task-step';
+import { attemptPrefix, clearPredecessors } from '../task-step';
 import { withAccountS3 } from './account-objects';
 
 const MiB = 1024 ** 2;
@@ -72,8 +72,10 @@ export async function unbundleToStore(ctx: StageContext, task: TaskDocument): Pr
   } as BundleManifest;
 
   const bucket = ctx.config.imageBucket;
-  const key = `${imagePrefix(task.id)}disk.raw`;
+  // Each attempt writes under its own key, after clearing what earlier attempts left.
+  const key = `${attemptPrefix(task.id, ctx.attempt)}disk.raw`;
   await ensureBucket(ctx.s3, bucket);
+  await clearPredecessors(ctx, task.id);
   const partSize = Math.max(5 * MiB, Math.min(16 * MiB, Math.floor(ctx.config.memoryLimitBytes / 32)));
   const sink = new HashingSink(new S3MultipartSink(ctx.s3, bucket, key, { partSize, queueSize: 4, expectedSize: verified.size }));
   const head: Buffer[] = [];
@@ -105,7 +107,8 @@ export async function unbundleToStore(ctx: StageContext, task: TaskDocument): Pr
           },
         },
         onProgress: (done, total) => progress.report(done, total),
-        signal: progress.abort.signal,
+        // Stop on a cancellation, and when the lease is lost to a newer attempt.
+        signal: ctx.signal ? AbortSignal.any([progress.abort.signal, ctx.signal]) : progress.abort.signal,
       }));
     await sink.finish();
   } catch (err) {

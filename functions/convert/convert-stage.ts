@@ -9,13 +9,14 @@ import { ConcatenatedSource } from '../../toolkit/io/concat-source';
 import { ensureBucket } from '../../toolkit/io/object-storage';
 import { HttpRangeSource } from '../../toolkit/io/http-range-source';
 import { HashingSink } from '../../toolkit/io/hashing-sink';
+import { CountingSource } from '../../toolkit/io/counting-source';
 import { S3MultipartSink } from '../../toolkit/io/s3-multipart-sink';
 import { convertImage } from '../../toolkit/convert/convert-image';
 import type { FormatName } from '../../toolkit/formats/format';
 import { assertAllowedUrl } from '../object-fetch';
 import { rowOf } from '../../pipeline/table';
 import { TaskProgress } from '../progress';
-import { advanceToNext, imagePrefix, taskStage } from '../task-step';
+import { advanceToNext, attemptPrefix, clearPredecessors, taskStage } from '../task-step';
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
@@ -32,13 +33,15 @@ export const convertStage = taskStage('convert', {
     const described = task.artifacts.source;
     if (!described) throw new Error(`task ${taskId} reached convert without a described source`);
     described.parts.forEach((p, i) => assertAllowedUrl(p.getUrl, ctx.config.allowedObjectHosts, `part ${i} get`));
-    const source = new ConcatenatedSource(
+    const source = new CountingSource(new ConcatenatedSource(
       described.parts.map((p, i) => new HttpRangeSource(p.getUrl, p.size, `part ${i}`)),
       `the uploaded ${described.format} image`,
-    );
+    ));
     const bucket = ctx.config.imageBucket;
-    const key = `${imagePrefix(taskId)}disk.raw`;
+    // Each attempt writes under its own key, after clearing what earlier attempts left.
+    const key = `${attemptPrefix(taskId, ctx.attempt)}disk.raw`;
     await ensureBucket(ctx.s3, bucket);
+    await clearPredecessors(ctx, taskId);
     // Parts held by the upload, (queue 4 + 1) × partSize, are a fixed share of the memory bound: 5/32 of it.
     const partSize = Math.max(5 * MiB, Math.min(16 * MiB, Math.floor(ctx.config.memoryLimitBytes / 32)));
     const sink = new HashingSink(new S3MultipartSink(ctx.s3, bucket, key, { partSize, queueSize: 4, expectedSize: task.request.importImage ? undefined : task.request.volumeSizeGiB * GiB }));
@@ -51,8 +54,10 @@ export const convertStage = taskStage('convert', {
         sink,
         output: 'raw',
         claimedFormat: CLAIMED[described.format],
-        maxVirtualSize: task.request.volumeSizeGiB * GiB,
+        maxVirtualSize: Math.min(task.request.volumeSizeGiB * GiB, ctx.config.maxImageBytes ?? Infinity),
+        maxVirtualSizeSetting: ctx.config.maxImageBytes !== undefined && ctx.config.maxImageBytes < task.request.volumeSizeGiB * GiB ? 'IMAGING_MAX_IMAGE_BYTES' : undefined,
         memoryLimitBytes: ctx.config.memoryLimitBytes,
+        readConcurrency: ctx.config.readsInFlight,
         onProgress: (done, total) => progress.report(done, total),
         signal: progress.abort.signal,
       });
@@ -61,7 +66,7 @@ export const convertStage = taskStage('convert', {
       throw err;
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    ctx.recordTransfer?.({ bytesWritten: result.bytesWritten, conversion: { format: described.format.toLowerCase(), virtualBytes: result.info.virtualSize, seconds } });
+    ctx.recordTransfer?.({ bytesRead: source.bytesRead, bytesWritten: result.bytesWritten, conversion: { format: described.format.toLowerCase(), virtualBytes: result.info.virtualSize, seconds } });
     const image = { bucket, key, size: result.bytesWritten, sha256: sink.digestHex() };
     await progress.flush(result.bytesWritten, result.bytesWritten);
     await advanceToNext(

@@ -48,6 +48,9 @@ function stageConfigOf(settings: Settings): StageConfig {
     accessKeyId: settings.s3AccessKeyId!,
     secretAccessKey: settings.s3SecretAccessKey!,
     forcePathStyle: settings.s3ForcePathStyle,
+    connectionTimeoutMs: settings.s3ConnectTimeoutMs,
+    requestTimeoutMs: settings.s3TimeoutMs,
+    maxAttempts: settings.s3MaxAttempts,
   };
   return {
     storage,
@@ -58,5 +61,8 @@ function stageConfigOf(settings: Settings): StageConfig {
     memoryLimitBytes: settings.memoryLimitMb * 1024 * 1024,
     ...(settings.cloudKeyFile ? { cloudPrivateKey: readCloudKey(settings.cloudKeyFile) } : {}),
     ...(settings.acceptUnsignedBundles ? { acceptUnsignedBundles: true } : {}),
+    maxImageBytes: settings.maxImageBytes,
+    readsInFlight: settings.readsInFlight,
+    leaseMs: settings.leaseMs,
   };
 }

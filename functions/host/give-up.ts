@@ -2,8 +2,10 @@ import type { CloudEvent } from 'cloudevents';
 import { parseEventData } from '../../events/schema';
 import { isTerminal, transition, updateTask } from '../../tasks/state-machine';
 import type { Stage } from '../stage';
-import { clientErrorMessage } from '../task-step';
 import type { StageDeps } from './deps';
+import { eventLogFields } from './invoke-stage';
+import { clearTaskOutputs, clientErrorMessage } from '../task-step';
+import { leaseIsLive } from '../lease';
 
 /** The status message of a task whose event could not be processed within the retry limit. */
 export function giveUpStatusMessage(error: unknown): string {
@@ -22,10 +24,16 @@ export async function failTaskOfAbandonedEvent(stage: Stage, deps: StageDeps, ev
   try {
     taskId = parseEventData(event).taskId;
   } catch (parseError) {
-    deps.log.error({ stage: stage.name, eventId: event.id, err: parseError }, 'gave up on an event that names no task');
+    deps.log.error({ ...eventLogFields(stage.name, event), err: parseError }, 'gave up on an event that names no task');
     return;
   }
   const statusMessage = giveUpStatusMessage(error).replace(/^ServerError: /, `ServerError: the ${stage.name} stage gave up: `);
-  deps.log.error({ stage: stage.name, eventId: event.id, taskId, reason: statusMessage }, 'gave up on event; failing its task');
-  await updateTask(deps.tasks, taskId, (doc) => (isTerminal(doc.state) ? undefined : transition(doc, 'failed', statusMessage)));
+  deps.log.error({ ...eventLogFields(stage.name, event), taskId, reason: statusMessage }, 'gave up on event; failing its task');
+  const failed = await updateTask(deps.tasks, taskId, (doc) => {
+    if (isTerminal(doc.state)) return undefined;
+    // Another replica holds the task (it took over after this delivery's attempts): its work stands.
+    if (leaseIsLive(doc)) return undefined;
+    return transition(doc, 'failed', statusMessage);
+  });
+  if (failed?.state === 'failed') await clearTaskOutputs(deps, failed, true);
 }

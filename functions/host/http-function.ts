@@ -120,10 +120,25 @@ async function serveEvent(fn: CloudEventFunction<unknown>, stage: Stage, deps: S
   }
 }
 
-/** Serves the stage over HTTP on `port` (0 = any free port). */
-export async function startHttpStage(stage: Stage, deps: StageDeps, port: number, publish?: Publish, host = '0.0.0.0'): Promise<RunningHttpStage> {
+/**
+ * Serves the stage over HTTP on `port` (0 = any free port). `maxInFlight` (IMAGING_CONCURRENCY)
+ * bounds the events worked on at once: one more is answered 429 with a Retry-After, and its
+ * sender delivers it again later (Knative's containerConcurrency should match it).
+ */
+export async function startHttpStage(stage: Stage, deps: StageDeps, port: number, publish?: Publish, host = '0.0.0.0', maxInFlight?: number): Promise<RunningHttpStage> {
   const fn = cloudEventFunction(stage, deps, publish);
+  let inFlight = 0;
   const server = createServer((req, res) => {
+    if (maxInFlight !== undefined && req.method === 'POST' && inFlight >= maxInFlight) {
+      const message = `stage ${stage.name} is working on ${inFlight} events, its limit (IMAGING_CONCURRENCY=${maxInFlight}); send this one again later`;
+      deps.log.warn({ stage: stage.name, inFlight, limit: maxInFlight }, 'refused an event over the concurrency limit');
+      deps.metrics?.limitRefusals.inc({ limit: 'concurrency' });
+      req.resume();
+      res.writeHead(429, { 'content-type': 'text/plain', 'retry-after': '1' }).end(message);
+      return;
+    }
+    inFlight++;
+    res.once('close', () => inFlight--);
     serveEvent(fn, stage, deps, req, res).catch((error) => {
       deps.log.error({ stage: stage.name, err: error }, 'request failed');
       if (!res.headersSent) res.writeHead(500).end();

@@ -1,5 +1,7 @@
 import type { CloudEvent } from 'cloudevents';
 import type { Delivery } from '../../events/bus';
+import { eventLogIds } from '../../events/log-fields';
+import { taskStoreLoggingTo } from '../../ops/process-admin';
 import type { Logger, Stage, StageContext } from '../stage';
 import type { StageDeps } from './deps';
 
@@ -7,9 +9,7 @@ export type Publish = (event: CloudEvent<unknown>) => Promise<void>;
 
 /** The ids every log line about this event carries: read leniently, a malformed event still logs. */
 export function eventLogFields(stage: string, event: CloudEvent<unknown>): Record<string, string | undefined> {
-  const data = (typeof event.data === 'object' && event.data !== null ? event.data : {}) as Record<string, unknown>;
-  const text = (value: unknown) => (typeof value === 'string' && value !== '' ? value : undefined);
-  return { stage, eventId: event.id, taskId: text(data.taskId), accountId: text(data.accountId) };
+  return { stage, ...eventLogIds(event) };
 }
 
 /** A logger whose every line carries `fields` (pino's child when there is one). */
@@ -37,7 +37,8 @@ export async function invokeStage(stage: Stage, deps: StageDeps, publish: Publis
   const log = loggerWith(deps.log, eventLogFields(stage.name, event));
   const metrics = deps.metrics;
   const labels = { stage: stage.name };
-  const ctx: StageContext = { tasks: deps.tasks, s3: deps.s3, config: deps.config, publish, delivery, log };
+  // State changes made while handling this event are logged with its ids (stage, event, task, account).
+  const ctx: StageContext = { tasks: taskStoreLoggingTo(deps.tasks, log), s3: deps.s3, config: deps.config, publish, delivery, log };
   if (metrics) {
     ctx.recordTransfer = ({ bytesRead, bytesWritten, conversion }) => {
       if (bytesRead) metrics.bytesRead.inc(labels, bytesRead);
@@ -56,6 +57,7 @@ export async function invokeStage(stage: Stage, deps: StageDeps, publish: Publis
     stopTimer?.({ outcome: 'handled' });
   } catch (error) {
     metrics?.eventsFailed.inc(labels);
+    if ((error as Error)?.name === 'ScratchSpaceError') metrics?.limitRefusals.inc({ limit: 'scratch-space' });
     stopTimer?.({ outcome: 'failed' });
     // Logged here with the attempt because the host's reaction (redelivery) happens elsewhere.
     log.warn({ type: event.type, attempt: delivery.attempt, err: error }, 'stage failed on this delivery');

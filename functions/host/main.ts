@@ -1,7 +1,8 @@
 /**
  * Process entrypoint of a stage container: `node dist/functions/host/main.js`.
  *   IMAGING_STAGE      a stage of the pipeline table (pipeline/table.ts)
- *   IMAGING_HOST_MODE  jetstream (default; IMAGING_NATS_URL) | http (IMAGING_HTTP_PORT, default 8080)
+ *   IMAGING_HOST_MODE  jetstream (default; IMAGING_NATS_URL) | http (IMAGING_HTTP_PORT, default 8080;
+ *                      next events to K_SINK, else to IMAGING_NATS_URL)
  *   IMAGING_ADMIN_PORT (default 8775): /healthz, /readyz and /metrics
  *   IMAGING_CONCURRENCY, IMAGING_MAX_DELIVER, IMAGING_ACK_WAIT_MS  (jetstream mode; defaults
  *   from the stage's row in pipeline/table.ts)
@@ -10,12 +11,16 @@
  */
 import { JetStreamBus } from '../../events/jetstream-bus';
 import { createServiceMetrics } from '../../ops/metrics';
+import { applyProcessLimits } from '../../ops/process-limits';
+import { toolCapabilityChecks } from '../../ops/tool-capabilities';
 import { natsCheck, objectStorageCheck, observedTaskStore, startProcessAdmin, taskStoreCheck, type ProcessAdmin } from '../../ops/process-admin';
+import { ensureBucket } from '../../toolkit/io/object-storage';
 import { stageByName } from '../stages';
 import type { StageDeps } from './deps';
 import { ConfigError, stageDepsFromEnv, stageSettingsFromEnv } from './env-config';
 import { startHttpStage } from './http-function';
 import { runStageOnBus } from './stage-runner';
+import { startSweeper } from '../sweeper';
 
 type Env = Record<string, string | undefined>;
 
@@ -30,21 +35,31 @@ export async function startStageProcess(env: Env = process.env): Promise<{ descr
   const natsUrl = settings.natsUrl;
   const port = settings.httpPort;
 
+  applyProcessLimits(settings);
   const opened: StageDeps = await stageDepsFromEnv(env);
   const metrics = createServiceMetrics({ process: `stage-${stage.name}`, taskStateCounts: () => opened.tasks.countByState() });
   const deps: StageDeps = { ...opened, tasks: observedTaskStore(opened.tasks, metrics, opened.log), metrics };
+  // A fresh install has no image bucket yet: made here (as `imaging serve` does), not by the first
+  // conversion, so that /readyz can pass before any work arrives. Unreachable storage is /readyz's to report.
+  await ensureBucket(deps.s3, deps.config.imageBucket).catch((error: Error) =>
+    deps.log.warn({ stage: stage.name, bucket: deps.config.imageBucket, err: error }, 'could not make sure the image bucket exists'),
+  );
   const storeChecks = [taskStoreCheck(deps.tasks), objectStorageCheck(deps.s3, deps.config.imageBucket)];
   const startAdmin = (checks: Parameters<typeof startProcessAdmin>[0]['checks']): Promise<ProcessAdmin> =>
-    startProcessAdmin({ process: `stage-${stage.name}`, port: settings.adminPort, metrics, checks: [...storeChecks, ...checks] });
+    startProcessAdmin({ process: `stage-${stage.name}`, port: settings.adminPort, metrics, checks: [...storeChecks, ...checks], capabilities: toolCapabilityChecks(stage.name, env.PATH) });
   if (mode === 'http') {
-    const server = await startHttpStage(stage, deps, port);
-    const admin = await startAdmin([]);
+    // The next event goes to Knative's K_SINK when one is injected, else onto the pipeline's
+    // JetStream stream (the Broker is fed from it), else nowhere (the stage fails the delivery).
+    const sinkBus = !env.K_SINK && natsUrl ? await JetStreamBus.connect({ servers: natsUrl, name: `imaging-${stage.name}`, log: deps.log }) : undefined;
+    const server = await startHttpStage(stage, deps, port, sinkBus ? (event) => sinkBus.publish(event) : undefined, '0.0.0.0', settings.concurrency);
+    const admin = await startAdmin(sinkBus ? [natsCheck(sinkBus)] : []);
     return {
       describe: `stage ${stage.name} serving CloudEvents on ${server.url}; admin on ${admin.server.url}`,
       adminUrl: admin.server.url,
       shutdown: async () => {
         await server.close();
         await admin.server.close();
+        await sinkBus?.close();
         await deps.tasks.close();
       },
     };
@@ -57,10 +72,16 @@ export async function startStageProcess(env: Env = process.env): Promise<{ descr
     ackWaitMs: settings.ackWaitMs,
   });
   const admin = await startAdmin([natsCheck(bus)]);
+  // Every replica sweeps: re-drives publish under shared ids, so replicas sweeping together publish once.
+  const sweeper = startSweeper(deps, (event) => bus.publish(event), {
+    intervalMs: Math.min(settings.sweepIntervalMs, settings.uploadPollMs),
+    idleMs: settings.redriveIdleMs,
+  });
   return {
     describe: `stage ${stage.name} consuming ${stage.consumes} from ${natsUrl}; admin on ${admin.server.url}`,
     adminUrl: admin.server.url,
     shutdown: async () => {
+      await sweeper.stop();
       await subscription.stop();
       await admin.server.close();
       await bus.close();

@@ -37,25 +37,34 @@ export async function redriveTask(tasks: TaskStore, taskId: string, stage: strin
   if (!isStageName(stage)) throw new RedriveError(`${JSON.stringify(stage)} is not a stage of the pipeline`);
   const row: PipelineRow = rowOf(stage);
   let refused: string | undefined;
+  let moved: CloudEvent<unknown> | undefined;
   const doc = await updateTask(tasks, taskId, (current) => {
     refused = undefined;
+    moved = undefined;
     if (current.state === row.expects) return undefined;
     if (current.state !== 'failed') {
       refused = `task ${taskId} is ${current.state}; only a failed task (or one waiting for the ${stage} stage) is re-driven`;
       return undefined;
     }
     const at = new Date().toISOString();
+    const restored = { ...current, state: row.expects as TaskState };
+    const event = makeEvent(row.consumes as EventType, (data ?? eventDataFromTask(restored, row)) as never, actor);
+    moved = event;
     return {
-      ...current,
-      state: row.expects as TaskState,
+      ...restored,
       statusMessage: row.statusMessage,
       updatedAt: at,
       history: [...current.history, { at, from: 'failed' as TaskState, to: row.expects as TaskState, message: `re-driven from the ${stage} stage by ${actor}` }],
+      // The failed attempt's lease is over (its epoch is kept, so the next attempt's outputs get a
+      // new key), and the event is the task's outbox: if its publish is lost, the sweeper sends it.
+      ...(current.lease ? { lease: { ...current.lease, expiresAt: new Date(0).toISOString() } } : {}),
+      outbox: { id: event.id, type: event.type, source: event.source, data: event.data as unknown as Record<string, unknown> },
+      wakeAt: undefined,
     };
   });
   if (!doc) throw new RedriveError(`no task ${taskId}`);
   if (refused) throw new RedriveError(refused);
-  return makeEvent(row.consumes as EventType, (data ?? eventDataFromTask(doc, row)) as never, actor) as CloudEvent<unknown>;
+  return (moved ?? makeEvent(row.consumes as EventType, (data ?? eventDataFromTask(doc, row)) as never, actor)) as CloudEvent<unknown>;
 }
 
 /** The payload of the event `row` consumes, rebuilt from the task (its ids, and the converted image where that event carries it). */

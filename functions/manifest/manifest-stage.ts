@@ -5,7 +5,8 @@
  */
 import type { StageContext } from '../stage';
 import type { TaskDocument } from '../../tasks/task';
-import { isTerminal } from '../../tasks/state-machine';
+import { updateTask } from '../../tasks/state-machine';
+import { holdsLease } from '../lease';
 import { MAX_MANIFEST_BYTES, parseImportManifest, type ImportManifest } from '../../toolkit/bundle/import-manifest';
 import { mapLimit } from '../../toolkit/map-limit';
 import { assertAllowedUrl, fetchSmallObject, headObjectSize } from '../object-fetch';
@@ -35,27 +36,38 @@ async function checkUpload(ctx: StageContext, task: TaskDocument): Promise<Uploa
   return { complete: true, manifest };
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** Longest wait between two checks of an upload that is still missing. */
+const MAX_UPLOAD_POLL_MS = 60_000;
 
-/** The manifest once everything is uploaded; undefined if the task ended while waiting. */
-async function waitForUpload(ctx: StageContext, taskId: string): Promise<ImportManifest | undefined> {
-  for (;;) {
-    const task = await ctx.tasks.get(taskId);
-    if (!task || isTerminal(task.state) || task.state !== 'pending-upload') return undefined;
-    if (task.cancelRequested) {
-      await cancelTask(ctx, taskId);
-      return undefined;
-    }
-    const check = await checkUpload(ctx, task);
-    if (check.complete) return check.manifest;
-    const remaining = Date.parse(task.expiresAt) - Date.now();
-    if (remaining <= 0) {
-      await cancelTask(ctx, taskId, `ClientError: the upload was not complete when the task expired at ${task.expiresAt}; still missing ${check.waitingFor}`);
-      return undefined;
-    }
-    ctx.delivery.working();
-    await sleep(Math.min(ctx.config.uploadPollMs, remaining));
+/**
+ * The next check of a missing upload: soon at first, then spaced out (×1.5 a check) up to a
+ * minute, or ten poll intervals when the poll interval is short, and never past expiry.
+ */
+function nextUploadCheckMs(pollMs: number, checks: number, remainingMs: number): number {
+  const cap = Math.max(pollMs, Math.min(MAX_UPLOAD_POLL_MS, pollMs * 10));
+  return Math.max(0, Math.min(pollMs * 1.5 ** Math.min(checks, 30), cap, remainingMs));
+}
+
+/**
+ * The manifest once everything is uploaded. Otherwise the task is set to wake up later (the
+ * sweeper publishes its event again then) and undefined is returned: waiting holds no worker.
+ */
+async function checkOrWait(ctx: StageContext, task: TaskDocument): Promise<ImportManifest | undefined> {
+  const check = await checkUpload(ctx, task);
+  if (check.complete) return check.manifest;
+  const remaining = Date.parse(task.expiresAt) - Date.now();
+  if (remaining <= 0) {
+    await cancelTask(ctx, task.id, `ClientError: the upload was not complete when the task expired at ${task.expiresAt}; still missing ${check.waitingFor}`);
+    return undefined;
   }
+  const checks = (task.uploadChecks ?? 0) + 1;
+  const wakeAt = new Date(Date.now() + nextUploadCheckMs(ctx.config.uploadPollMs, checks - 1, remaining)).toISOString();
+  const attempt = ctx.attempt;
+  await updateTask(ctx.tasks, task.id, (doc) => {
+    if (doc.state !== 'pending-upload' || (attempt && !holdsLease(doc, attempt))) return undefined;
+    return { ...doc, wakeAt, uploadChecks: checks, lease: undefined };
+  });
+  return undefined;
 }
 
 export const manifestStage = taskStage('manifest', {
@@ -72,7 +84,7 @@ export const manifestStage = taskStage('manifest', {
       await advanceToNext(ctx, 'manifest', taskId, (doc) => ({ artifacts: { ...doc.artifacts, manifest: described }, request: { ...doc.request, bytes: described.size } }));
       return;
     }
-    const manifest = await waitForUpload(ctx, taskId);
+    const manifest = await checkOrWait(ctx, task);
     if (!manifest) return;
     if (manifest.fileFormat !== task.request.format) {
       throw new ClientError(`the import manifest says the file format is ${manifest.fileFormat} but the request said ${task.request.format}`);

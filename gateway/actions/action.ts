@@ -12,6 +12,8 @@ export interface ActionContext {
   region: string;
   allowedObjectHosts: string[];
   taskLifetimeMs: number;
+  /** Largest disk a request may declare (IMAGING_MAX_IMAGE_BYTES); unset, only EC2's own bounds. */
+  maxImageBytes?: number;
   now(): Date;
   /** Removes an object of the image store (the bytes of a deleted volume or snapshot); absent, bytes stay. */
   deleteImageObject?(bucket: string, key: string): Promise<void>;
@@ -21,6 +23,7 @@ export interface ActionContext {
    * Absent when the gateway has no object storage configured.
    */
   readUserObject?(accountId: string, bucket: string, key: string, maxBytes: number): Promise<Buffer | undefined>;
+  log?: { warn(obj: object, msg?: string): void };
 }
 
 /**

@@ -18,7 +18,8 @@ export const MAX_DESCRIPTION_CHARS = 255;
 export type DiskImageRequest = Omit<ImportVolumeRequest, 'availabilityZone'>;
 
 /** `prefix` is '' for ImportVolume and 'DiskImage.N.' for ImportInstance. */
-export function validateDiskImage(params: QueryParams, prefix: string, allowedObjectHosts: string[]): DiskImageRequest {
+/** `maxImageBytes` (IMAGING_MAX_IMAGE_BYTES) bounds the disk a request may declare. */
+export function validateDiskImage(params: QueryParams, prefix: string, allowedObjectHosts: string[], maxImageBytes?: number): DiskImageRequest {
   const name = (suffix: string) => `${prefix}${suffix}`;
   const formatText = params.requiredString(name('Image.Format'));
   const format = formatText.toUpperCase() as ImageFormat;
@@ -31,6 +32,11 @@ export function validateDiskImage(params: QueryParams, prefix: string, allowedOb
   const volumeSizeGiB = params.requiredPositiveInteger(name('Volume.Size'));
   if (volumeSizeGiB > MAX_VOLUME_GIB) {
     throw invalidValue(name('Volume.Size'), String(volumeSizeGiB), `Volumes can be at most ${MAX_VOLUME_GIB} GiB.`);
+  }
+  if (maxImageBytes !== undefined) {
+    const limit = `This service accepts disks of at most ${maxImageBytes} bytes (IMAGING_MAX_IMAGE_BYTES).`;
+    if (bytes > maxImageBytes) throw invalidValue(name('Image.Bytes'), String(bytes), limit);
+    if (volumeSizeGiB * GIB > maxImageBytes) throw invalidValue(name('Volume.Size'), String(volumeSizeGiB), `${limit} Ask for a ${name('Volume.Size')} of at most ${Math.floor(maxImageBytes / GIB)} GiB.`);
   }
   // A raw image is the disk itself, so its size is known now; other formats are checked once converted.
   if (format === 'RAW' && bytes > volumeSizeGiB * GIB) {

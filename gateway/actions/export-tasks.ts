@@ -1,7 +1,8 @@
 /**
  * CreateInstanceExportTask, DescribeExportTasks and CancelExportTask: an export is a task of kind
  * export-instance that starts in `export-requested` and is finished by the export stage alone
- * (pipeline/table.ts). Rendered as EC2's ExportTask structure.
+ * (pipeline/table.ts). Rendered as EC2's ExportTask structure. CancelExportTask also cancels
+ * ExportImage's tasks (export-ami-…), as in EC2.
  *
  * Extension (not in EC2's model, so SDKs that validate parameters cannot send it; the Query API
  * and our CLI can): ExportToS3.X-ImagingVhdType=dynamic|fixed picks the VHD subformat. Without
@@ -10,35 +11,23 @@
  */
 import { newExportInstanceTaskId } from '../../tasks/ids';
 import { ec2ConversionState, isTerminal, updateTask } from '../../tasks/state-machine';
-import type { ExportDiskImageFormat, ExportRequest, ExportTargetEnvironment, TaskDocument } from '../../tasks/task';
+import { EXPORT_TASK_KINDS, isImageExport, type ExportDiskImageFormat, type ExportTargetEnvironment, type InstanceExportRequest, type TaskDocument } from '../../tasks/task';
 import { Ec2Error } from '../errors';
 import type { QueryParams } from '../query-request';
 import type { XmlObject } from '../xml';
-import type { ActionContext, ActionHandler } from './action';
-import { announceTask, createWithFreshId } from './start-task';
-
-export const EXPORT_REQUESTED_MESSAGE = 'Exporting';
-export const CANCELED_BY_USER = 'Canceled by user';
+import type { ActionHandler } from './action';
+import { CANCELED_BY_USER, createExportTask, exportDescription, oneOf, s3Location, vhdTypeOf, type ExportRequestDraft } from './export-request';
+import { announceTask } from './start-task';
 
 const TARGET_ENVIRONMENTS: readonly ExportTargetEnvironment[] = ['citrix', 'vmware', 'microsoft'];
-const DISK_FORMATS: readonly ExportDiskImageFormat[] = ['VMDK', 'VHD', 'RAW'];
+export const DISK_FORMATS: readonly ExportDiskImageFormat[] = ['VMDK', 'VHD', 'RAW'];
 /** What each hypervisor family takes when the request names no disk format. */
 const DEFAULT_FORMAT: Record<ExportTargetEnvironment, ExportDiskImageFormat> = { vmware: 'VMDK', citrix: 'VHD', microsoft: 'VHD' };
 const INSTANCE_ID = /^i-([0-9a-f]{8}|[0-9a-f]{17})$/;
+/** CancelExportTask takes both kinds: export-i-… (CreateInstanceExportTask) and export-ami-… (ExportImage). */
 const EXPORT_TASK_ID = /^export-(i|ami)-[0-9a-f]{8,17}$/;
-/** S3 bucket names: 3–63 lowercase letters, digits, dots and hyphens. */
-const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
 
-type CreateInput = Omit<ExportRequest, 's3Key'> & { sizeGiB: number };
-
-function oneOf<T extends string>(params: QueryParams, name: string, allowed: readonly T[]): T | undefined {
-  const value = params.string(name);
-  if (value === undefined || value === '') return undefined;
-  if (!(allowed as readonly string[]).includes(value)) {
-    throw new Ec2Error('InvalidParameterValue', `Value (${value}) for parameter ${name} is invalid. Valid values: ${allowed.join(', ')}`);
-  }
-  return value as T;
-}
+type CreateInput = Omit<InstanceExportRequest, 's3Key'> & { sizeGiB: number };
 
 /** Another account's instance is reported exactly like a missing one. */
 const instanceNotFound = (id: string) => new Ec2Error('InvalidInstanceID.NotFound', `The instance ID '${id}' does not exist`);
@@ -54,15 +43,9 @@ export const createInstanceExportTask: ActionHandler<CreateInput> = {
     if (containerFormat === 'ova' && diskImageFormat !== 'VMDK') {
       throw new Ec2Error('InvalidParameterValue', `ContainerFormat ova holds a VMDK disk; DiskImageFormat ${diskImageFormat} cannot be put in an OVA`);
     }
-    const vhdType = oneOf(params, 'ExportToS3.X-ImagingVhdType', ['dynamic', 'fixed'] as const);
-    if (vhdType && diskImageFormat !== 'VHD') throw new Ec2Error('InvalidParameterValue', 'ExportToS3.X-ImagingVhdType applies only to DiskImageFormat VHD');
-    const s3Bucket = params.requiredString('ExportToS3.S3Bucket');
-    if (!BUCKET.test(s3Bucket)) throw new Ec2Error('InvalidParameterValue', `Value (${s3Bucket}) for parameter ExportToS3.S3Bucket is not a valid S3 bucket name`);
-    const s3Prefix = params.string('ExportToS3.S3Prefix') ?? '';
-    // eslint-disable-next-line no-control-regex
-    if (s3Prefix.length > 512 || /[\x00-\x1f]/.test(s3Prefix)) throw new Ec2Error('InvalidParameterValue', 'ExportToS3.S3Prefix must be at most 512 printable characters');
-    const description = params.string('Description') || undefined;
-    if (description !== undefined && description.length > 255) throw new Ec2Error('InvalidParameterValue', 'Description can be at most 255 characters');
+    const vhdType = vhdTypeOf(params, 'ExportToS3.X-ImagingVhdType', diskImageFormat);
+    const { s3Bucket, s3Prefix } = s3Location(params, 'ExportToS3.');
+    const description = exportDescription(params);
 
     const instance = await ctx.tasks.getResource(instanceId);
     if (!instance || instance.kind !== 'instance' || instance.accountId !== ctx.caller.accountId) throw instanceNotFound(instanceId);
@@ -87,50 +70,19 @@ export const createInstanceExportTask: ActionHandler<CreateInput> = {
     };
   },
 
-  async run(input, ctx) {
-    const task = await createExportTask(input, ctx);
-    await announceTask(ctx, task, 'io.imaging.export.requested', 'export');
+  async run({ sizeGiB, ...request }, ctx) {
+    const task = await createExportTask(ctx, { kind: 'export-instance', newTaskId: newExportInstanceTaskId, request: request as ExportRequestDraft, volumeSizeGiB: sizeGiB });
+    await announceTask(ctx, task);
     return { exportTask: exportTaskXml(task) };
   },
 };
-
-function extensionOf(request: Pick<ExportRequest, 'diskImageFormat' | 'containerFormat'>): string {
-  return request.containerFormat === 'ova' ? 'ova' : request.diskImageFormat.toLowerCase();
-}
-
-async function createExportTask({ sizeGiB, ...input }: CreateInput, ctx: ActionContext): Promise<TaskDocument> {
-  const now = ctx.now();
-  const at = now.toISOString();
-  return createWithFreshId(ctx, newExportInstanceTaskId, (id) => ({
-    id,
-    kind: 'export-instance',
-    accountId: ctx.caller.accountId,
-    state: 'export-requested',
-    statusMessage: EXPORT_REQUESTED_MESSAGE,
-    progress: 0,
-    bytesConverted: 0,
-    request: {
-      format: 'RAW',
-      bytes: input.source.size,
-      manifestUrl: '',
-      volumeSizeGiB: sizeGiB,
-      export: { ...input, s3Key: `${input.s3Prefix}${id}.${extensionOf(input)}` },
-    },
-    artifacts: {},
-    history: [{ at, from: null, to: 'export-requested', message: EXPORT_REQUESTED_MESSAGE }],
-    createdAt: at,
-    updatedAt: at,
-    expiresAt: new Date(now.getTime() + ctx.taskLifetimeMs).toISOString(),
-    version: 0,
-  }));
-}
 
 /**
  * EC2's ExportTask. `progress` and `bytesConverted` are ours (EC2's model has no progress for
  * export tasks): SDKs skip unknown elements, and our CLI reads them.
  */
 export function exportTaskXml(task: TaskDocument): XmlObject {
-  const request = task.request.export!;
+  const request = task.request.export as InstanceExportRequest;
   return {
     description: request.description,
     exportTaskId: task.id,
@@ -159,7 +111,7 @@ interface Filter { name: string; values: string[] }
 const FILTERS: Record<string, (task: TaskDocument) => string | undefined> = {
   'export-task-id': (task) => task.id,
   state: (task) => ec2ConversionState(task),
-  'instance-id': (task) => task.request.export?.instanceId,
+  'instance-id': (task) => (task.request.export as InstanceExportRequest | undefined)?.instanceId,
   's3-bucket': (task) => task.request.export?.s3Bucket,
 };
 
@@ -181,7 +133,7 @@ export const describeExportTasks: ActionHandler<TaskDocument[]> = {
     ids.forEach(checkExportTaskId);
     const filters = parseFilters(params);
     const found = await ctx.tasks.list({ accountId: ctx.caller.accountId, kinds: ['export-instance'], ...(ids.length ? { ids } : {}) });
-    const owned = found.filter((task) => task.accountId === ctx.caller.accountId && task.request.export);
+    const owned = found.filter((task) => task.accountId === ctx.caller.accountId && task.request.export && !isImageExport(task.request.export));
     const missing = ids.filter((id) => !owned.some((task) => task.id === id));
     if (missing.length) throw unknownExportTasks(missing);
     return owned.filter((task) => filters.every((f) => f.values.length === 0 || f.values.includes(FILTERS[f.name](task) ?? '')));
@@ -197,7 +149,7 @@ export const cancelExportTask: ActionHandler<string> = {
     const id = params.requiredString('ExportTaskId');
     checkExportTaskId(id);
     const task = await ctx.tasks.get(id);
-    if (!task || task.accountId !== ctx.caller.accountId || task.kind !== 'export-instance') throw unknownExportTasks([id]);
+    if (!task || task.accountId !== ctx.caller.accountId || !EXPORT_TASK_KINDS.includes(task.kind)) throw unknownExportTasks([id]);
     if (isTerminal(task.state)) throw new Ec2Error('IncorrectState', `Export task ${id} has already finished (${ec2ConversionState(task)}); only an active task can be cancelled`);
     return id;
   },

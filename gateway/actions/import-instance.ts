@@ -34,7 +34,7 @@ export interface ImportInstanceInput {
 export const importInstance: ActionHandler<ImportInstanceInput> = {
   async validate(params: QueryParams, ctx: ActionContext): Promise<ImportInstanceInput> {
     const index = theOneDiskImageIndex(params);
-    const disk = validateDiskImage(params, `DiskImage.${index}.`, ctx.allowedObjectHosts);
+    const disk = validateDiskImage(params, `DiskImage.${index}.`, ctx.allowedObjectHosts, ctx.maxImageBytes);
     const availabilityZone = params.string(`${LS}.Placement.AvailabilityZone`) || `${ctx.region}a`;
     return { disk: { ...disk, availabilityZone }, instance: launchSpecification(params) };
   },

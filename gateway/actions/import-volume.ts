@@ -11,7 +11,7 @@ export { PENDING_UPLOAD_MESSAGE } from './start-task';
 
 export const importVolume: ActionHandler<ImportVolumeRequest> = {
   async validate(params: QueryParams, ctx: ActionContext): Promise<ImportVolumeRequest> {
-    const disk = validateDiskImage(params, '', ctx.allowedObjectHosts);
+    const disk = validateDiskImage(params, '', ctx.allowedObjectHosts, ctx.maxImageBytes);
     return { ...disk, availabilityZone: params.string('AvailabilityZone') || `${ctx.region}a` };
   },
 

@@ -12,6 +12,7 @@ import { createTags, deleteSnapshot, deleteVolume, deregisterImage, describeImag
 import { cancelImportTask, describeImportImageTasks, describeImportSnapshotTasks } from './import-tasks';
 import { cancelExportTask, createInstanceExportTask, describeExportTasks } from './export-tasks';
 import { registerImage } from './register-image';
+import { describeExportImageTasks, exportImage } from './export-image';
 
 export const ACTIONS: Record<string, ActionHandler<any>> = {
   ImportVolume: importVolume,
@@ -37,12 +38,12 @@ export const ACTIONS: Record<string, ActionHandler<any>> = {
   CancelExportTask: cancelExportTask,
   // Bundles (issue 14).
   RegisterImage: registerImage,
+  ExportImage: exportImage,
+  DescribeExportImageTasks: describeExportImageTasks,
 };
 
 /** VM Import/Export actions this service is meant to have but does not have yet. */
 export const PLANNED_ACTIONS: readonly string[] = [
-  'ExportImage',
-  'DescribeExportImageTasks',
   'BundleInstance',
   'DescribeBundleTasks',
   'CancelBundleTask',

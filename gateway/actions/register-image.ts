@@ -15,7 +15,7 @@ import { Ec2Error, invalidValue } from '../errors';
 import type { QueryParams } from '../query-request';
 import type { ActionContext, ActionHandler } from './action';
 import { optionalDescription } from './disk-image';
-import { announceTask, createWithFreshId, PENDING_UPLOAD_MESSAGE } from './start-task';
+import { announceTask, createWithFreshId, PENDING_UPLOAD_MESSAGE, withStartEvent } from './start-task';
 
 const GiB = 1024 ** 3;
 const ARCHITECTURES = ['i386', 'x86_64', 'arm64'];
@@ -142,7 +142,7 @@ export const registerImage: ActionHandler<RegisterImageInput> = {
     const bundle = { ...registration, imageId };
     const now = ctx.now();
     const at = now.toISOString();
-    const task = await createWithFreshId(ctx, newRegisterBundleTaskId, (id): TaskDocument => ({
+    const task = await createWithFreshId(ctx, newRegisterBundleTaskId, (id): TaskDocument => withStartEvent({
       id,
       kind: 'register-bundle',
       accountId: ctx.caller.accountId,
@@ -166,7 +166,7 @@ export const registerImage: ActionHandler<RegisterImageInput> = {
       updatedAt: at,
       expiresAt: new Date(now.getTime() + ctx.taskLifetimeMs).toISOString(),
       version: 0,
-    }));
+    }, 'io.imaging.import.requested'));
     // The record exists before any stage can finish the task, so the register stage only ever replaces it.
     const record: ImageRecord = {
       id: imageId,
@@ -190,7 +190,7 @@ export const registerImage: ActionHandler<RegisterImageInput> = {
       blockDeviceMappings: bundle.blockDeviceMappings,
     };
     await ctx.tasks.putResource(record);
-    await announceTask(ctx, task, 'io.imaging.import.requested', 'registration');
+    await announceTask(ctx, task);
     return { imageId };
   },
 };

@@ -1,29 +1,38 @@
 /** Recording a new import task and announcing it to the pipeline: the same for every import action. */
 import { makeEvent } from '../../events/make-event';
-import { transition, updateTask } from '../../tasks/state-machine';
 import { TaskExistsError } from '../../tasks/store';
 import type { TaskDocument, TaskKind, TaskRequest } from '../../tasks/task';
 import type { ActionContext } from './action';
+
+type StartEventType = 'io.imaging.import.requested' | 'io.imaging.export.requested';
 
 export const PENDING_UPLOAD_MESSAGE = 'Pending import-image upload';
 
 /** Creates the task (waiting for its upload) and emits import.requested; resolves to the stored task. */
 export async function startImportTask(kind: TaskKind, newTaskId: () => string, request: TaskRequest, ctx: ActionContext, extra: Pick<TaskDocument, 'tags'> = {}): Promise<TaskDocument> {
   const task = await createTask(kind, newTaskId, request, ctx, extra);
-  await announceTask(ctx, task, 'io.imaging.import.requested', 'import');
+  await announceTask(ctx, task);
   return task;
 }
 
+/** The event that starts a new task's pipeline, kept in the task's outbox from its first write. */
+export function withStartEvent(task: TaskDocument, type: StartEventType): TaskDocument {
+  return { ...task, outbox: { id: `${task.id}/${task.state}`, type, source: '/imaging/gateway', data: { taskId: task.id, accountId: task.accountId } } };
+}
+
 /**
- * Emits the event that starts a new task's pipeline. Without it no stage would ever pick the
- * task up, so a failed publish fails the task now rather than let it hang, and the call fails.
+ * Emits the event that starts a new task's pipeline (the one in its outbox, under its id). The
+ * task is already recorded with that event: when the publish fails, the call still returns the
+ * task, and the sweeper publishes the event once the bus is back (a copy that did get through
+ * is dropped by JetStream as a duplicate of the same id).
  */
-export async function announceTask(ctx: ActionContext, task: TaskDocument, type: 'io.imaging.import.requested' | 'io.imaging.export.requested', what: string): Promise<void> {
+export async function announceTask(ctx: ActionContext, task: TaskDocument): Promise<void> {
+  const outbox = task.outbox;
+  if (!outbox) throw new Error(`task ${task.id} was created without its start event`);
   try {
-    await ctx.publish(makeEvent(type, { taskId: task.id, accountId: task.accountId }, 'gateway'));
+    await ctx.publish(makeEvent(outbox.type as StartEventType, outbox.data as { taskId: string; accountId: string }, 'gateway', outbox.id));
   } catch (err) {
-    await updateTask(ctx.tasks, task.id, (doc) => transition(doc, 'failed', `The ${what} could not be started; submit it again`, ctx.now())).catch(() => undefined);
-    throw err;
+    ctx.log?.warn({ taskId: task.id, err: String(err) }, `${outbox.type} not published; the sweeper will publish it`);
   }
 }
 
@@ -44,7 +53,7 @@ export async function createWithFreshId(ctx: ActionContext, newTaskId: () => str
 async function createTask(kind: TaskKind, newTaskId: () => string, request: TaskRequest, ctx: ActionContext, extra: Pick<TaskDocument, 'tags'>): Promise<TaskDocument> {
   const now = ctx.now();
   const at = now.toISOString();
-  return createWithFreshId(ctx, newTaskId, (id) => ({
+  return createWithFreshId(ctx, newTaskId, (id) => withStartEvent({
     id,
     kind,
     accountId: ctx.caller.accountId,
@@ -60,5 +69,5 @@ async function createTask(kind: TaskKind, newTaskId: () => string, request: Task
     expiresAt: new Date(now.getTime() + ctx.taskLifetimeMs).toISOString(),
     ...(extra.tags && extra.tags.length ? { tags: extra.tags } : {}),
     version: 0,
-  }));
+  }, 'io.imaging.import.requested'));
 }

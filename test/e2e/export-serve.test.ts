@@ -1,7 +1,8 @@
 /**
- * Export through `imaging serve` in-process: a disk made with sfdisk + mkfs.ext4 is imported as a
- * VMDK (ImportInstance through boto3), then exported with boto3's CreateInstanceExportTask as
- * VMDK, VHD (dynamic and fixed), RAW and OVA into a bucket of the caller. qemu-img must accept
+ * Export through `imaging serve` in-process: a bootable guest disk made with sfdisk + mkfs.ext4 -d
+ * is imported as a VMDK (ImportInstance through boto3), then exported with boto3's and the AWS
+ * CLI v2's CreateInstanceExportTask as VMDK, VHD (dynamic and fixed), RAW and OVA into a bucket
+ * of the caller. qemu-img must accept
  * every exported file and convert it back to the imported raw bytes exactly; the OVA's OVF must
  * parse and name the disk's capacity. Another account's instance cannot be exported, and a
  * cancel mid-way leaves no object (and no multipart upload) behind.
@@ -13,10 +14,11 @@ import { join } from 'path';
 import { CreateBucketCommand, HeadObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import type { RunningService } from '../../cli/serve';
 import { parseOvf } from '../../toolkit/formats/ova/ovf-descriptor';
-import { makeRawDisk, qemuImg, qemuToRaw, tempDir } from '../helpers/disk-corpus';
+import { qemuImg, qemuToRaw, tempDir } from '../helpers/disk-corpus';
 import { DescribeExportTasksCommand } from '@aws-sdk/client-ec2';
 import { awsCli, awsCliPath, boto3Call, boto3Calls, sdkClient } from '../helpers/ec2-clients';
 import { objectBytes, runCli, sha256, startTestService, upload, waitForTask, type Endpoints } from './import-driver';
+import { makeGuestDisk, vhdDiskType } from './export-driver';
 
 jest.setTimeout(120_000);
 
@@ -29,9 +31,8 @@ let instanceId: string;
 
 beforeAll(async () => {
   dir = tempDir('e2e-export-');
-  const disk = makeRawDisk(dir);
-  const vmdk = join(dir, 'disk.vmdk');
-  execFileSync('qemu-img', ['convert', '-O', 'vmdk', '-o', 'subformat=streamOptimized', disk.path, vmdk]);
+  // A system disk validation accepts (another account's OS-less disk would be refused).
+  const { vmdk } = makeGuestDisk(dir);
   reference = qemuToRaw(vmdk, join(dir, 'reference.raw'));
   ({ service, endpoints } = await startTestService(dir));
   const up = await upload(endpoints, vmdk, 'export-source', { format: 'VMDK' });
@@ -105,12 +106,13 @@ test('boto3: VMDK (vmware default), VHD (citrix dynamic, microsoft fixed), RAW c
 
   const vhd = await exportAs({ DiskImageFormat: 'VHD' }, 'citrix', 'out.vhd');
   expect(vhd.task.ExportToS3Task.S3Key).toBe(`exports/${vhd.task.ExportTaskId}.vhd`);
-  expect(JSON.parse(qemuImg('info', '--output=json', '-f', 'vpc', vhd.path))['format-specific']?.data?.type ?? 'dynamic').not.toBe('fixed');
+  expect(vhdDiskType(vhd.path)).toBe('dynamic');
   expectSameDisk(vhd.path, 'vpc');
 
   const fixed = await exportAs({ DiskImageFormat: 'VHD' }, 'microsoft', 'out-fixed.vhd');
   // A fixed VHD is the disk followed by a 512-byte footer.
   expect(readFileSync(fixed.path).length).toBe(reference.length + 512);
+  expect(vhdDiskType(fixed.path)).toBe('fixed');
   expectSameDisk(fixed.path, 'vpc');
 
   const raw = await exportAs({ DiskImageFormat: 'RAW' }, 'citrix', 'out.raw');
@@ -201,21 +203,43 @@ test('cancel mid-way: the task ends cancelled and nothing is left in the bucket'
 });
 
 const cli = awsCliPath();
-(cli ? test : test.skip)('AWS CLI v2: create-instance-export-task and describe-export-tasks', async () => {
-  const created = await awsCli(cli!, endpoints.ec2, endpoints.creds, [
-    'create-instance-export-task', '--instance-id', instanceId, '--target-environment', 'vmware',
-    '--export-to-s3-task', `DiskImageFormat=VMDK,S3Bucket=${BUCKET},S3Prefix=cli/`,
-  ]);
-  expect(created.stderr).toBe('');
-  const task = JSON.parse(created.stdout).ExportTask;
-  expect(task.ExportToS3Task.S3Key).toBe(`cli/${task.ExportTaskId}.vmdk`);
-  const done = await waitForExport(task.ExportTaskId);
-  expect(done.State).toBe('completed');
-  const described = await awsCli(cli!, endpoints.ec2, endpoints.creds, ['describe-export-tasks', '--export-task-ids', task.ExportTaskId]);
-  expect(JSON.parse(described.stdout).ExportTasks[0]).toMatchObject({ ExportTaskId: task.ExportTaskId, State: 'completed', InstanceExportDetails: { InstanceId: instanceId } });
-  const path = join(dir, 'cli.vmdk');
-  writeFileSync(path, await objectBytes(service.s3, BUCKET, task.ExportToS3Task.S3Key));
-  expectSameDisk(path, 'vmdk');
+(cli ? test : test.skip)('AWS CLI v2: create-instance-export-task as VMDK, VHD (dynamic, fixed), RAW and OVA; describe-export-tasks', async () => {
+  const cases = [
+    { env: 'vmware', spec: 'DiskImageFormat=VMDK', ext: 'vmdk', qemu: 'vmdk' },
+    { env: 'citrix', spec: 'DiskImageFormat=VHD', ext: 'vhd', qemu: 'vpc', vhd: 'dynamic' },
+    { env: 'microsoft', spec: 'DiskImageFormat=VHD', ext: 'vhd', qemu: 'vpc', vhd: 'fixed' },
+    { env: 'citrix', spec: 'DiskImageFormat=RAW', ext: 'raw', qemu: 'raw' },
+    { env: 'vmware', spec: 'DiskImageFormat=VMDK,ContainerFormat=ova', ext: 'ova', qemu: 'ova' },
+  ] as const;
+  for (const c of cases) {
+    const created = await awsCli(cli!, endpoints.ec2, endpoints.creds, [
+      'create-instance-export-task', '--instance-id', instanceId, '--target-environment', c.env,
+      '--export-to-s3-task', `${c.spec},S3Bucket=${BUCKET},S3Prefix=cli/`,
+    ]);
+    expect(created.stderr).toBe('');
+    const task = JSON.parse(created.stdout).ExportTask;
+    expect(task.ExportToS3Task.S3Key).toBe(`cli/${task.ExportTaskId}.${c.ext}`);
+    const done = await waitForExport(task.ExportTaskId);
+    expect(done.State).toBe('completed');
+    const described = await awsCli(cli!, endpoints.ec2, endpoints.creds, ['describe-export-tasks', '--export-task-ids', task.ExportTaskId]);
+    expect(JSON.parse(described.stdout).ExportTasks[0]).toMatchObject({ ExportTaskId: task.ExportTaskId, State: 'completed', InstanceExportDetails: { InstanceId: instanceId, TargetEnvironment: c.env } });
+    const path = join(dir, `cli-${c.env}.${c.ext}`);
+    writeFileSync(path, await objectBytes(service.s3, BUCKET, task.ExportToS3Task.S3Key));
+    if (c.qemu === 'ova') {
+      const unpacked = join(dir, 'cli-ova');
+      mkdirSync(unpacked);
+      execFileSync('tar', ['-xf', path, '-C', unpacked]);
+      const ovf = parseOvf(readFileSync(join(unpacked, execFileSync('tar', ['-tf', path], { encoding: 'utf8' }).split('\n')[0]), 'utf8'));
+      expect(ovf.disks[0].capacityBytes).toBe(reference.length);
+      expectSameDisk(join(unpacked, ovf.disks[0].file.href), 'vmdk');
+      continue;
+    }
+    if ('vhd' in c) {
+      expect(vhdDiskType(path)).toBe(c.vhd);
+      if (c.vhd === 'fixed') expect(readFileSync(path).length).toBe(reference.length + 512);
+    }
+    expectSameDisk(path, c.qemu);
+  }
 });
 
 test('imaging CLI: export-instance --vhd-type fixed (the extension parameter) --wait --json, describe-export-tasks --json', async () => {

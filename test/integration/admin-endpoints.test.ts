@@ -5,6 +5,7 @@
  * import through `imaging serve` the metrics count it.
  */
 import { spawn, type ChildProcess } from 'child_process';
+import { symlinkSync, writeFileSync } from 'fs';
 import { join } from 'path';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { ImportVolumeCommand } from '@aws-sdk/client-ec2';
@@ -82,6 +83,12 @@ describe('imaging serve (in-process)', () => {
       expect(sample(metrics, 'imaging_http_request_duration_seconds_count', { action: 'ImportVolume' })).toBe(1);
       expect(sample(metrics, 'imaging_tasks', { state: 'completed' })).toBe(1);
       expect(sample(metrics, 'imaging_bytes_written_total', { stage: 'convert' })).toBe(disk.size);
+      // A RAW source over HTTP cannot tell its holes: every byte is read once, plus the format
+      // sniffing's reads of the head and the tail (under 1 MiB).
+      const read = sample(metrics, 'imaging_bytes_read_total', { stage: 'convert' })!;
+      expect(read).toBeGreaterThanOrEqual(disk.size);
+      expect(read).toBeLessThan(disk.size + 1024 * 1024);
+      expect(sample(metrics, 'imaging_conversion_throughput_bytes_per_second_sum', { format: 'raw' })).toBeGreaterThan(0);
       expect(sample(metrics, 'imaging_conversion_throughput_bytes_per_second_count', { format: 'raw' })).toBe(1);
       expect(sample(metrics, 'imaging_task_state_changes_total', { to: 'completed' })).toBe(1);
       expect(sample(metrics, 'imaging_task_state_changes_total', { to: 'pending-upload' })).toBe(1);
@@ -145,6 +152,26 @@ describe('processes spawned from dist/', () => {
     await expectAdminAnswers(url);
     const checks = JSON.parse((await get(url, '/readyz')).text).checks.map((c: { name: string }) => c.name);
     expect(checks.sort()).toEqual(['nats', 'task-store']);
+  });
+
+  test('a stage whose tool is missing is not ready for that capability only', async () => {
+    // A PATH with node but without qemu-system-x86_64.
+    const bare = tempDir('admin-bare-path-');
+    symlinkSync(process.execPath, join(bare, 'node'));
+    const without = await start([join(DIST, 'functions/host/main.js')], { ...common(), IMAGING_STAGE: 'validate', PATH: bare });
+    const whole = await get(without, '/readyz');
+    expect(whole.status).toBe(200);
+    const capability = JSON.parse(whole.text).checks.find((c: { name: string }) => c.name === 'dynamic-validation');
+    expect(capability).toEqual({ name: 'dynamic-validation', ready: false, capability: true, error: 'qemu-system-x86_64 is not installed (not on PATH): this stage cannot do dynamic-validation' });
+    const only = await get(without, '/readyz/dynamic-validation');
+    expect(only.status).toBe(503);
+
+    // With an executable of that name on PATH the capability is ready (the check looks for the
+    // tool, it does not run it; test-setup need not install qemu-system for this).
+    const withTool = tempDir('admin-qemu-path-');
+    writeFileSync(join(withTool, 'qemu-system-x86_64'), '#!/bin/sh\nexit 0\n', { mode: 0o755 });
+    const ready = await start([join(DIST, 'functions/host/main.js')], { ...common(), IMAGING_STAGE: 'validate', PATH: `${bare}:${withTool}` });
+    expect((await get(ready, '/readyz/dynamic-validation')).status).toBe(200);
   });
 
   test('a stage host answers, and /readyz follows its NATS connection', async () => {

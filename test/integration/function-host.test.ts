@@ -335,11 +335,18 @@ describe('configuration from the environment', () => {
 
   test('fills in the documented defaults', () => {
     expect(stageConfigFromEnv(minimal)).toEqual({
-      storage: { endpoint: 'http://s3.internal:9000', region: 'us-east-1', accessKeyId: 'AKIA', secretAccessKey: 'secret', forcePathStyle: true },
+      storage: {
+        endpoint: 'http://s3.internal:9000', region: 'us-east-1', accessKeyId: 'AKIA', secretAccessKey: 'secret', forcePathStyle: true,
+        connectionTimeoutMs: 5000, requestTimeoutMs: 60_000, maxAttempts: 5,
+      },
       imageBucket: 'imaging-images',
       allowedObjectHosts: ['s3.internal:9000'],
       uploadPollMs: 5000,
       memoryLimitBytes: 256 * 1024 * 1024,
+      // 16 TiB, EC2's largest volume; eight reads in flight.
+      maxImageBytes: 16 * 1024 ** 4,
+      readsInFlight: 8,
+      leaseMs: 60_000,
     });
   });
 
@@ -352,8 +359,14 @@ describe('configuration from the environment', () => {
       IMAGING_ALLOWED_OBJECT_HOSTS: 'a.example:9000, B.example',
       IMAGING_UPLOAD_POLL_MS: '250',
       IMAGING_MEMORY_LIMIT_MB: '1024',
+      IMAGING_LEASE_MS: '15000',
+      IMAGING_S3_TIMEOUT_MS: '2500',
+      IMAGING_S3_MAX_ATTEMPTS: '9',
     });
+    expect(config.storage.requestTimeoutMs).toBe(2500);
+    expect(config.storage.maxAttempts).toBe(9);
     expect(config.storage.region).toBe('eu-west-1');
+    expect(config.leaseMs).toBe(15_000);
     expect(config.storage.forcePathStyle).toBe(false);
     expect(config.imageBucket).toBe('images');
     expect(config.allowedObjectHosts).toEqual(['a.example:9000', 'b.example']);

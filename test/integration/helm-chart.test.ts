@@ -4,6 +4,7 @@ import { tmpdir } from 'os';
 import { join } from 'path';
 import * as jsYaml from 'js-yaml';
 import { PIPELINE, STAGE_NAMES } from '../../pipeline/table';
+import { SETTINGS, type SettingReader, type SettingSpec } from '../../config/settings-schema';
 import { installHelm, type Helm } from '../helpers/helm';
 
 /**
@@ -19,24 +20,33 @@ const CHART = join(ROOT, 'charts/imaging');
 /** The pipeline's stages: the rows of the pipeline table. */
 const STAGES = STAGE_NAMES;
 const WORKLOADS = ['gateway', ...STAGES] as const;
-/** Settings every workload gets (ConfigMap and shared Secrets). */
+/** Settings every workload gets (the ConfigMap imaging-config, the admin port and the task store's Secret). */
 const SHARED_ENV = [
   'IMAGING_ADMIN_PORT',
   'IMAGING_NATS_URL',
   'IMAGING_MONGODB_URI',
   'IMAGING_MONGODB_DB',
   'IMAGING_S3_ENDPOINT',
+  'IMAGING_ALLOWED_OBJECT_HOSTS',
+  'IMAGING_LOG_LEVEL',
+  'IMAGING_MAX_IMAGE_BYTES',
+];
+/** Read by the function host only (functions/host/main.ts): the ConfigMap imaging-stage-config, the S3 key pair and the stage's own. */
+const STAGE_ONLY_ENV = [
+  'IMAGING_STAGE',
+  'IMAGING_HOST_MODE',
   'IMAGING_S3_REGION',
   'IMAGING_S3_ACCESS_KEY_ID',
   'IMAGING_S3_SECRET_ACCESS_KEY',
   'IMAGING_IMAGE_BUCKET',
-  'IMAGING_ALLOWED_OBJECT_HOSTS',
   'IMAGING_MEMORY_LIMIT_MB',
   'IMAGING_UPLOAD_POLL_MS',
   'IMAGING_HTTP_PORT',
+  'IMAGING_SCRATCH_DIR',
+  'IMAGING_SCRATCH_LIMIT_MB',
+  'IMAGING_SCRATCH_WHEN_FULL',
+  'IMAGING_READS_IN_FLIGHT',
 ];
-/** Read by the function host only (functions/host/main.ts). */
-const STAGE_ONLY_ENV = ['IMAGING_STAGE', 'IMAGING_HOST_MODE'];
 /** Read by `imaging gateway` only (cli/settings.ts, cli/gateway-process.ts); the account keys stay off the stages. */
 const GATEWAY_ONLY_ENV = [
   'IMAGING_HOST',
@@ -47,8 +57,8 @@ const GATEWAY_ONLY_ENV = [
   'IMAGING_SECRET_ACCESS_KEY',
 ];
 const ACCOUNT_ENV = ['IMAGING_ACCOUNT_ID', 'IMAGING_ACCESS_KEY_ID', 'IMAGING_SECRET_ACCESS_KEY'];
-/** Every environment variable the code reads; nothing else should be set. */
-const KNOWN_ENV = new Set([...SHARED_ENV, ...STAGE_ONLY_ENV, ...GATEWAY_ONLY_ENV]);
+/** The settings a process of this kind reads (config/settings-schema.ts); nothing else should be set. */
+const readBy = (reader: SettingReader) => new Set((SETTINGS as readonly SettingSpec[]).filter((s) => s.readBy.includes(reader)).map((s) => s.env));
 /** The gateway refuses to start without its bootstrap account, so the chart requires one; most tests name a Secret. */
 const ACCOUNT_ID = '123456789012';
 const ACCOUNT = [`stages.gateway.account.accountId=${ACCOUNT_ID}`, 'stages.gateway.account.existingSecret=imaging-account'];
@@ -123,6 +133,21 @@ describe('helm chart', () => {
     const result = helm(['template', 'imaging', CHART, '--set', 'stages.convert.keda.lagThreshold=0']);
     expect(result.status).not.toBe(0);
     expect(result.stderr).toMatch(/lagThreshold/);
+    // Each limit is refused outside what its setting accepts, naming the value's place.
+    for (const [set, named] of [
+      ['config.limits.scratchWhenFull=sometimes', /scratchWhenFull/],
+      ['config.limits.readsInFlight=0', /readsInFlight/],
+      ['config.limits.maxImageBytes=-1', /maxImageBytes/],
+      ['config.limits.scratchLimitMb=lots', /scratchLimitMb/],
+      ['config.limits.workerThreads=1.5', /workerThreads/],
+      ['config.limits.scratchSize=1', /scratchSize/],
+      ['config.logLevel=loud', /logLevel/],
+    ] as const) {
+      const refused = helm(['template', 'imaging', CHART, ...ACCOUNT.flatMap((a) => ['--set', a]), '--set', set]);
+      expect([set, refused.status === 0]).toEqual([set, false]);
+      expect(refused.stderr).toMatch(named);
+      expect(helm(['lint', CHART, ...ACCOUNT.flatMap((a) => ['--set', a]), '--set', set]).status).not.toBe(0);
+    }
   });
 
   test('deployment mode: a Deployment per workload, the gateway behind a Service, no KEDA or Knative', () => {
@@ -159,21 +184,48 @@ describe('helm chart', () => {
     }
   });
 
-  test('every workload gets the whole configuration, and only variables the code reads', () => {
+  test('every workload gets the configuration its process reads, and only settings it reads', () => {
     for (const mode of ['deployment', 'knative']) {
-      const objects = render(`mode=${mode}`, 'config.s3.accessKeyId=AK', 'config.s3.secretAccessKey=SK');
-      const config = named(objects, 'ConfigMap', 'imaging-config');
+      const objects = render(`mode=${mode}`, 'config.s3.accessKeyId=AK', 'config.s3.secretAccessKey=SK', 'config.limits.workerThreads=2');
+      const configMaps = new Map(ofKind(objects, 'ConfigMap').map((c) => [c.metadata.name, c.data as Record<string, string>]));
       const workloads = [...ofKind(objects, 'Deployment'), ...ofKind(objects, 'Service', 'serving.knative.dev')];
       expect(workloads).toHaveLength(WORKLOADS.length);
       for (const workload of workloads) {
         const container = workload.spec.template.spec.containers[0];
-        expect(container.envFrom).toEqual([{ configMapRef: { name: 'imaging-config' } }]);
-        const names = [...Object.keys(config.data), ...envOf(container).keys()];
-        for (const name of names) expect(KNOWN_ENV).toContain(name);
-        const own = workload.metadata.name === 'imaging-gateway' ? GATEWAY_ONLY_ENV : STAGE_ONLY_ENV;
-        expect(new Set(names)).toEqual(new Set([...SHARED_ENV, ...own]));
+        const gateway = workload.metadata.name === 'imaging-gateway';
+        // The gateway is not given what only the stages read.
+        expect(container.envFrom).toEqual(gateway ? [{ configMapRef: { name: 'imaging-config' } }] : [{ configMapRef: { name: 'imaging-config' } }, { configMapRef: { name: 'imaging-stage-config' } }]);
+        const names = [...container.envFrom.flatMap((f: { configMapRef: { name: string } }) => Object.keys(configMaps.get(f.configMapRef.name)!)), ...envOf(container).keys()];
+        const reads = readBy(gateway ? 'gateway' : 'stage');
+        for (const name of names) expect([workload.metadata.name, name, reads.has(name)]).toEqual([workload.metadata.name, name, true]);
+        const own = gateway ? GATEWAY_ONLY_ENV : [...STAGE_ONLY_ENV, 'IMAGING_WORKER_THREADS', ...(mode === 'knative' ? ['IMAGING_CONCURRENCY'] : [])];
+        // At least these (a stage may get more of the settings it reads, e.g. its drain deadline).
+        for (const name of [...SHARED_ENV, ...own]) expect([workload.metadata.name, name, names.includes(name)]).toEqual([workload.metadata.name, name, true]);
+        // What only the other kind of process reads is never given.
+        const others = gateway ? STAGE_ONLY_ENV : GATEWAY_ONLY_ENV;
+        for (const name of others) expect([workload.metadata.name, name, names.includes(name)]).toEqual([workload.metadata.name, name, false]);
       }
     }
+  });
+
+  test('the limits reach the stages; knative stages refuse more events at once than their containerConcurrency', () => {
+    const objects = render('mode=knative', 'config.limits.maxImageBytes=1073741824', 'config.limits.scratchLimitMb=512', 'config.limits.scratchWhenFull=fail', 'config.limits.readsInFlight=3', 'stages.convert.knative.containerConcurrency=2');
+    expect(named(objects, 'ConfigMap', 'imaging-config').data.IMAGING_MAX_IMAGE_BYTES).toBe('1073741824');
+    expect(named(objects, 'ConfigMap', 'imaging-stage-config').data).toMatchObject({
+      IMAGING_SCRATCH_DIR: '/tmp',
+      IMAGING_SCRATCH_LIMIT_MB: '512',
+      IMAGING_SCRATCH_WHEN_FULL: 'fail',
+      IMAGING_READS_IN_FLIGHT: '3',
+    });
+    // Unset (0), the worker threads follow the CPUs: the variable is left out.
+    expect(named(objects, 'ConfigMap', 'imaging-stage-config').data).not.toHaveProperty('IMAGING_WORKER_THREADS');
+    const convert = named(objects, 'Service', 'imaging-convert').spec.template.spec.containers[0];
+    expect(envOf(convert).get('IMAGING_CONCURRENCY')?.value).toBe('2');
+    // /tmp, where the scratch space is, is an emptyDir sized to the scratch limit plus 1 GiB.
+    const volumes = named(objects, 'Service', 'imaging-convert').spec.template.spec.volumes;
+    expect(volumes).toEqual([{ name: 'tmp', emptyDir: { sizeLimit: `${512 + 1024}Mi` } }]);
+    // The default 16 TiB comes out digit for digit, not as a float.
+    expect(named(render(), 'ConfigMap', 'imaging-config').data.IMAGING_MAX_IMAGE_BYTES).toBe('17592186044416');
   });
 
   test('credentials come from the chart Secret, or from existing Secrets when named', () => {
@@ -191,7 +243,10 @@ describe('helm chart', () => {
     expect(ofKind(external, 'Secret')).toEqual([]);
     const externalEnv = envOf(named(external, 'Deployment', 'imaging-gateway').spec.template.spec.containers[0]);
     expect(externalEnv.get('IMAGING_MONGODB_URI')?.valueFrom?.secretKeyRef).toEqual({ name: 'mongo', key: 'mongodb-uri' });
-    expect(externalEnv.get('IMAGING_S3_ACCESS_KEY_ID')?.valueFrom?.secretKeyRef).toEqual({ name: 's3keys', key: 'id' });
+    // The gateway reads objects with each account's own key, never the service's S3 pair.
+    expect(externalEnv.has('IMAGING_S3_ACCESS_KEY_ID')).toBe(false);
+    const externalStageEnv = envOf(named(external, 'Deployment', 'imaging-convert').spec.template.spec.containers[0]);
+    expect(externalStageEnv.get('IMAGING_S3_ACCESS_KEY_ID')?.valueFrom?.secretKeyRef).toEqual({ name: 's3keys', key: 'id' });
 
     // No key pair anywhere: the SDK's default credential chain applies, nothing is injected.
     const none = envOf(named(render(), 'Deployment', 'imaging-convert').spec.template.spec.containers[0]);
@@ -281,7 +336,9 @@ describe('helm chart', () => {
       expect(env.get('IMAGING_ACCOUNT_ID')?.value).toBe(ACCOUNT_ID);
       expect(env.get('IMAGING_ACCESS_KEY_ID')?.valueFrom?.secretKeyRef).toEqual({ name: 'imaging-credentials', key: 'account-access-key-id' });
       expect(env.get('IMAGING_SECRET_ACCESS_KEY')?.valueFrom?.secretKeyRef).toEqual({ name: 'imaging-credentials', key: 'account-secret-access-key' });
-      expect(env.get('IMAGING_S3_ACCESS_KEY_ID')?.valueFrom?.secretKeyRef).toEqual({ name: 'imaging-credentials', key: 'access-key-id' });
+      expect(env.has('IMAGING_S3_ACCESS_KEY_ID')).toBe(false);
+      const stageEnv = envOf(inline.find((o) => o.metadata.name === 'imaging-convert' && (o.kind === 'Deployment' || o.kind === 'Service'))!.spec.template.spec.containers[0]);
+      expect(stageEnv.get('IMAGING_S3_ACCESS_KEY_ID')?.valueFrom?.secretKeyRef).toEqual({ name: 'imaging-credentials', key: 'access-key-id' });
       if (mode === 'deployment') stagesHaveNoAccount(inline);
     }
 
@@ -328,12 +385,11 @@ describe('helm chart', () => {
       'config.memoryLimitMb=300',
       'stages.validate.env.IMAGING_UPLOAD_POLL_MS=42',
     );
-    const data = named(objects, 'ConfigMap', 'imaging-config').data;
-    expect(data).toMatchObject({
+    expect(named(objects, 'ConfigMap', 'imaging-config').data).toMatchObject({
       IMAGING_NATS_URL: 'nats://bus:4222',
       IMAGING_ALLOWED_OBJECT_HOSTS: 's3.a:9000,s3.b',
-      IMAGING_MEMORY_LIMIT_MB: '300',
     });
+    expect(named(objects, 'ConfigMap', 'imaging-stage-config').data).toMatchObject({ IMAGING_MEMORY_LIMIT_MB: '300' });
     const convertEnv = envOf(named(objects, 'Deployment', 'imaging-convert').spec.template.spec.containers[0]);
     expect(convertEnv.get('IMAGING_MEMORY_LIMIT_MB')?.value).toBe(String(valuesYaml().stages.convert.env.IMAGING_MEMORY_LIMIT_MB));
     const validateEnv = envOf(named(objects, 'Deployment', 'imaging-validate').spec.template.spec.containers[0]);
@@ -460,6 +516,13 @@ describe('helm chart', () => {
     expect(template([...ACCOUNT, 'metrics.serviceMonitor.interval=often']).status).not.toBe(0);
   });
 
+  test('an optional ConfigMap carries the Grafana dashboard for the sidecar', () => {
+    expect(ofKind(render(), 'ConfigMap').map((c) => c.metadata.name)).not.toContain('imaging-dashboard');
+    const map = named(render('metrics.grafanaDashboard.enabled=true'), 'ConfigMap', 'imaging-dashboard');
+    expect(map.metadata.labels?.grafana_dashboard).toBe('1');
+    expect(JSON.parse(map.data['imaging.json'])).toEqual(JSON.parse(readFileSync(join(CHART, 'dashboards/imaging.json'), 'utf8')));
+  });
+
   test('helm test: a hook pod calls the gateway through its Service', () => {
     const objects = render();
     const pod = named(objects, 'Pod', 'imaging-test-gateway');
@@ -491,8 +554,9 @@ describe('stack.yml (OpenFaaS)', () => {
     for (const [name, f] of functions) {
       expect(name).toBe(`imaging-${f.environment.IMAGING_STAGE}`);
       const env = Object.keys(f.environment);
-      for (const key of env) expect(KNOWN_ENV).toContain(key);
-      expect(new Set(env)).toEqual(new Set([...SHARED_ENV, ...STAGE_ONLY_ENV]));
+      // Only settings a stage reads (test/e2e/chart-contract.test.ts runs them and checks each is read).
+      for (const key of env) expect(readBy('stage')).toContain(key);
+      for (const key of ['IMAGING_STAGE', 'IMAGING_HOST_MODE', 'IMAGING_NATS_URL', 'IMAGING_MONGODB_URI', 'IMAGING_S3_ENDPOINT', 'IMAGING_ADMIN_PORT']) expect(env).toContain(key);
       for (const value of Object.values(f.environment)) expect(typeof value).toBe('string');
     }
   });

@@ -193,6 +193,10 @@ function fullyPopulatedTask(id: string): TaskDocument {
       { at: at(2), from: 'manifest-received', to: 'bundle-decrypted' },
     ],
     cancelRequested: { at: at(3), reason: 'user asked' },
+    outbox: { id: `${id}/validated`, type: 'imaging.disk.validated', source: 'validate', data: { taskId: id, accountId: '111122223333', nested: { list: [1, 'two'] } } },
+    lease: { holder: 'host-a/123/abcdef', stage: 'register', epoch: 3, expiresAt: at(4) },
+    wakeAt: at(5),
+    uploadChecks: 4,
     version: 7,
   });
 }
@@ -342,6 +346,24 @@ function contract(factory: StoreFactory): void {
     await store.create(taskFixture('import-vol-c0000002', { state: 'pending-upload', accountId: '999988887777' }));
     await store.create(taskFixture('import-vol-c0000003', { state: 'failed' }));
     expect(await store.countByState()).toEqual({ 'pending-upload': 2, failed: 1 });
+  });
+
+  test('listUnfinished returns every non-terminal task across accounts, oldest first, up to the limit', async () => {
+    const make = (id: string, state: TaskState, createdAt: string, accountId = '111122223333') =>
+      store.create(taskFixture(id, { state, createdAt, accountId }));
+    await make('import-vol-u0000003', 'disk-converted', at(3));
+    await make('import-vol-u0000001', 'pending-upload', at(1), '999988887777');
+    await make('import-vol-u0000002', 'cancelling', at(2));
+    await make('import-vol-u0000004', 'completed', at(0));
+    await make('import-vol-u0000005', 'cancelled', at(0));
+    await make('import-vol-u0000006', 'failed', at(0));
+    await make('import-vol-u0000007', 'validated', at(7));
+
+    const ids = (docs: TaskDocument[]) => docs.map((d) => d.id);
+    expect(ids(await store.listUnfinished(100))).toEqual(['import-vol-u0000001', 'import-vol-u0000002', 'import-vol-u0000003', 'import-vol-u0000007']);
+    expect(ids(await store.listUnfinished(2))).toEqual(['import-vol-u0000001', 'import-vol-u0000002']);
+    const [first] = await store.listUnfinished(1);
+    expect(first).toEqual(await store.get('import-vol-u0000001'));
   });
 
   test('putResource then getResource; a second put replaces the record', async () => {

@@ -6,7 +6,7 @@
 import { ImageFormatError } from '../errors';
 import type { DiskImageReader, DiskImageWriter, FormatName, ImageInfo, VirtualChunk } from '../formats/format';
 import { DEFAULT_MAX_VIRTUAL_SIZE } from '../formats/format';
-import { openImage, writerFor } from '../formats/registry';
+import { isWriterName, loadWriter, openImage } from '../formats/registry';
 import type { ByteSink } from '../io/sink';
 import type { RandomAccessSource } from '../io/source';
 import { ConversionCancelledError, throwIfCancelled } from './cancellation';
@@ -21,6 +21,8 @@ export interface ConvertImageOptions {
   output: DiskImageWriter['name'];
   claimedFormat?: FormatName;
   maxVirtualSize?: number;
+  /** The setting maxVirtualSize comes from, named in the refusal so an operator knows what bounds it. */
+  maxVirtualSizeSetting?: string;
   /** Bound on fetched-but-not-yet-written bytes. Default 256 MiB. */
   memoryLimitBytes?: number;
   /** Source reads in flight at once. Default 8. */
@@ -55,17 +57,25 @@ export async function convertImage(options: ConvertImageOptions): Promise<Conver
   let reader: DiskImageReader;
   try {
     throwIfCancelled(options.signal);
-    writerFor(options.output); // an unknown output format fails before any reading
+    if (!isWriterName(options.output)) throw new Error(`no writer for output format ${options.output}`); // before any reading
     reader = await openImage(options.source, { claimedFormat: options.claimedFormat, maxVirtualSize: options.maxVirtualSize ?? DEFAULT_MAX_VIRTUAL_SIZE });
   } catch (error) {
     await options.sink.abort().catch(() => undefined);
-    throw error;
+    throw namingSizeSetting(error, options.maxVirtualSizeSetting);
   }
   try {
     return await convertOpenedImage(reader, options);
+  } catch (error) {
+    throw namingSizeSetting(error, options.maxVirtualSizeSetting);
   } finally {
     await reader.close();
   }
+}
+
+/** A size refusal names the setting the limit came from, so an operator knows what bounds it. */
+function namingSizeSetting(error: unknown, setting: string | undefined): unknown {
+  if (!setting || !(error instanceof ImageFormatError) || !/virtual-size-(limit|too-large)$|^qcow2\.virtual-size$/.test(error.check)) return error;
+  return new ImageFormatError(error.check, `${error.message} (${setting})`);
 }
 
 /** The conversion itself, for a caller that already holds an opened reader of `options.source`. */
@@ -74,7 +84,7 @@ export async function convertOpenedImage(reader: DiskImageReader, options: Omit<
   const sink = new FinishOnceSink(options.sink);
   try {
     throwIfCancelled(signal);
-    const writer = writerFor(options.output);
+    const writer = await loadWriter(options.output);
     const maxVirtualSize = options.maxVirtualSize ?? DEFAULT_MAX_VIRTUAL_SIZE;
     const { virtualSize } = reader.info;
     if (!Number.isSafeInteger(virtualSize) || virtualSize < 0 || virtualSize > maxVirtualSize) {

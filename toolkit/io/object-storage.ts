@@ -1,4 +1,5 @@
 import { CreateBucketCommand, HeadBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
 
 /** How to reach S3-compatible object storage. */
 export interface ObjectStorageConfig {
@@ -8,7 +9,17 @@ export interface ObjectStorageConfig {
   secretAccessKey: string;
   /** Path-style addressing (http://host/bucket/key); s3rver and most self-hosted servers need it. */
   forcePathStyle: boolean;
+  /** Longest wait for a TCP connection to be set up (default 5 s). */
+  connectionTimeoutMs?: number;
+  /** Longest a request's socket may stay silent, sending or receiving (default 60 s). */
+  requestTimeoutMs?: number;
+  /** Attempts per call, with the SDK's capped exponential backoff between them (default 5). */
+  maxAttempts?: number;
 }
+
+export const DEFAULT_S3_CONNECTION_TIMEOUT_MS = 5_000;
+export const DEFAULT_S3_REQUEST_TIMEOUT_MS = 60_000;
+export const DEFAULT_S3_MAX_ATTEMPTS = 5;
 
 /**
  * Checksums only where S3 requires them. By default the SDK sends streamed bodies with
@@ -27,6 +38,16 @@ export function makeS3Client(config: ObjectStorageConfig): S3Client {
     forcePathStyle: config.forcePathStyle,
     credentials: { accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey },
     ...S3_COMPATIBLE_CHECKSUMS,
+    // An endpoint that accepts and never answers must not pin a worker: every call times out,
+    // is retried with backoff, then fails with the cause.
+    requestHandler: new NodeHttpHandler({
+      connectionTimeout: config.connectionTimeoutMs ?? DEFAULT_S3_CONNECTION_TIMEOUT_MS,
+      // The socket's idle timeout (smithy's requestTimeout bounds a whole request and only warns
+      // by default; a whole-request bound would also cut long part uploads that are progressing).
+      socketTimeout: config.requestTimeoutMs ?? DEFAULT_S3_REQUEST_TIMEOUT_MS,
+    }),
+    maxAttempts: config.maxAttempts ?? DEFAULT_S3_MAX_ATTEMPTS,
+    retryMode: 'standard',
   });
 }
 

@@ -6,26 +6,29 @@
  * - Idle workers never keep the process alive; busy ones do until they answer.
  * - A worker that dies fails its pending batches and is replaced by the next call.
  *
- * Memory: a batch makes garbage in the worker (zlib's output buffers, one per unit), all of it
- * external memory that V8 only collects once some 64 MiB of it has piled up, and a worker's
- * JavaScript heap is too small to trigger collection sooner. Per worker that is tens of MiB
- * resident for nothing, so the worker source gets `collectGarbage()`, a young-generation
- * collection (well under a millisecond here) that a worker calls after each batch.
+ * Each worker runs a compiled TypeScript module of its own (workerModulePath); after each batch it
+ * calls collectGarbage (worker-gc.ts) so that a batch's external memory does not pile up.
  */
+import { existsSync } from 'fs';
+import { join, relative, resolve } from 'path';
 import { Worker } from 'worker_threads';
 
+/** The repository root when this module runs from the sources (under ts-jest); unused from dist/. */
+const SOURCE_ROOT = resolve(__dirname, '../..');
+
 /**
- * Prepended to every worker's source. `gc` is reached through a fresh vm context created after
- * --expose-gc is set; without it (a runtime that refuses the flag) collectGarbage does nothing.
+ * The JavaScript file to start a worker from: the compiled module `name` beside the calling module
+ * (`dirname` is its __dirname). Under ts-jest the sources run as .ts and have no .js beside them;
+ * the worker then runs the module's compiled output in dist/, which `npm test` and jest's global
+ * set-up build before any test runs.
  */
-const WORKER_PRELUDE = `
-let collectGarbage = () => {};
-try {
-  require('v8').setFlagsFromString('--expose-gc');
-  const gc = require('vm').runInNewContext('gc');
-  if (typeof gc === 'function') collectGarbage = () => gc({ type: 'minor' });
-} catch {}
-`;
+export function workerModulePath(dirname: string, name: string): string {
+  const beside = join(dirname, `${name}.js`);
+  if (existsSync(beside)) return beside;
+  const compiled = join(SOURCE_ROOT, 'dist', relative(SOURCE_ROOT, dirname), `${name}.js`);
+  if (existsSync(compiled)) return compiled;
+  throw new Error(`worker module ${name} is not built: neither ${beside} nor ${compiled} exists (run npm run build)`);
+}
 
 /** What a worker posts back: its answer to message `id`, or a failure the pool turns into an error. */
 export interface WorkerReply {
@@ -43,10 +46,10 @@ class PooledWorker<Reply extends WorkerReply> {
   private nextId = 0;
   dead = false;
 
-  constructor(source: string, name: string) {
+  constructor(modulePath: string, name: string) {
     // Batches need almost no JavaScript heap (their buffers are external memory); small limits
     // keep each worker's share of the process's resident memory small.
-    this.worker = new Worker(WORKER_PRELUDE + source, { eval: true, resourceLimits: { maxOldGenerationSizeMb: 24, maxYoungGenerationSizeMb: 2 } });
+    this.worker = new Worker(modulePath, { resourceLimits: { maxOldGenerationSizeMb: 24, maxYoungGenerationSizeMb: 2 } });
     this.worker.on('message', (reply: Reply) => {
       const pending = this.pending.get(reply.id);
       if (!pending) return;
@@ -76,31 +79,58 @@ class PooledWorker<Reply extends WorkerReply> {
   }
 }
 
+/** Set by limitWorkerThreads: the most threads any one pool starts (the process's CPU parallelism). */
+let threadLimit: number | undefined;
+
+/** Caps every pool of this process at `threads` workers (from the next message on). */
+export function limitWorkerThreads(threads: number | undefined): void {
+  if (threads !== undefined && (!Number.isSafeInteger(threads) || threads < 1)) throw new RangeError(`worker thread limit must be a positive integer, not ${threads}`);
+  threadLimit = threads;
+}
+
+/** Every pool of the process, for workerThreadsStarted. */
+const pools = new Set<{ readonly name: string; readonly started: number }>();
+
+/** Worker threads alive now in every pool of this process, by pool name. */
+export function workerThreadsStarted(): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const pool of pools) out[pool.name] = (out[pool.name] ?? 0) + pool.started;
+  return out;
+}
+
 export class WorkerPool<Reply extends WorkerReply> {
   private readonly workers: PooledWorker<Reply>[] = [];
 
   /**
-   * `source` is plain JavaScript evaluated in each worker (it works the same from compiled output
-   * and from ts-jest); it answers every message with a reply carrying the message's `id`.
+   * `modulePath` is the worker's compiled module (workerModulePath); it answers every message
+   * with a reply carrying the message's `id`.
    * `startAll`: the first call starts the whole pool, so the workers warm up in parallel.
    */
   constructor(
-    private readonly name: string,
-    private readonly source: string,
+    readonly name: string,
+    private readonly modulePath: string,
     readonly size: number,
     private readonly startAll = false,
-  ) {}
+  ) {
+    pools.add(this);
+  }
 
   /** Sends `message` to the least busy worker; `transfer` moves those buffers to it. */
   run(message: object, transfer: readonly ArrayBuffer[] = []): Promise<Reply> {
     return this.leastBusy().run(message, transfer);
   }
 
+  /** Workers alive now (started on demand, up to the pool's size under the process's limit). */
+  get started(): number {
+    return this.workers.filter((worker) => !worker.dead).length;
+  }
+
   private leastBusy(): PooledWorker<Reply> {
     const { workers } = this;
     for (let i = workers.length - 1; i >= 0; i--) if (workers[i].dead) workers.splice(i, 1);
-    if (this.startAll && workers.length === 0) while (workers.length < this.size) workers.push(new PooledWorker<Reply>(this.source, this.name));
-    while (workers.length < this.size && workers.every((worker) => worker.pending.size > 0)) workers.push(new PooledWorker<Reply>(this.source, this.name));
+    const size = Math.min(this.size, threadLimit ?? this.size);
+    if (this.startAll && workers.length === 0) while (workers.length < size) workers.push(new PooledWorker<Reply>(this.modulePath, this.name));
+    while (workers.length < size && workers.every((worker) => worker.pending.size > 0)) workers.push(new PooledWorker<Reply>(this.modulePath, this.name));
     return workers.reduce((best, worker) => (worker.pending.size < best.pending.size ? worker : best));
   }
 }

@@ -121,6 +121,11 @@ Shared settings come from the ConfigMap (envFrom); entries here win over it, and
   value: {{ .stage | quote }}
 - name: IMAGING_HOST_MODE
   value: {{ .hostMode | quote }}
+{{- if eq .hostMode "http" }}
+{{- /* The stage refuses (429) what Knative should not have sent it. */}}
+- name: IMAGING_CONCURRENCY
+  value: {{ $stageValues.knative.containerConcurrency | toString | quote }}
+{{- end }}
 {{- end }}
 - name: IMAGING_MONGODB_URI
   valueFrom:
@@ -132,7 +137,7 @@ Shared settings come from the ConfigMap (envFrom); entries here win over it, and
       name: {{ include "imaging.secretName" $root }}
       key: mongodb-uri
       {{- end }}
-{{- if or $cfg.s3.existingSecret $cfg.s3.accessKeyId }}
+{{- if and (ne .stage "gateway") (or $cfg.s3.existingSecret $cfg.s3.accessKeyId) }}
 {{- $s3Secret := $cfg.s3.existingSecret | default (include "imaging.secretName" $root) }}
 - name: IMAGING_S3_ACCESS_KEY_ID
   valueFrom:
@@ -204,6 +209,10 @@ command: {{ include "imaging.command" .stage }}
 envFrom:
   - configMapRef:
       name: {{ include "imaging.fullname" $root }}-config
+  {{- if ne .stage "gateway" }}
+  - configMapRef:
+      name: {{ include "imaging.fullname" $root }}-stage-config
+  {{- end }}
 env:
   {{- include "imaging.env" . | trim | nindent 2 }}
 {{- $serves := or (eq .stage "gateway") (eq .hostMode "http") }}
@@ -261,8 +270,11 @@ affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 volumes:
+  # /tmp is also the scratch space (IMAGING_SCRATCH_DIR): sized to the scratch limit plus 1 GiB
+  # for other temporary files, so a runaway writer is evicted rather than filling the node.
   - name: tmp
-    emptyDir: {}
+    emptyDir:
+      sizeLimit: {{ add .Values.config.limits.scratchLimitMb 1024 }}Mi
 {{- end -}}
 
 {{- define "imaging.checkMode" -}}

@@ -98,16 +98,20 @@ describe('hostile VMDKs', () => {
 
   it('the reader modules cannot open files or run programs: they import neither fs nor child_process', () => {
     const dir = join(__dirname, '../../../toolkit/formats/vmdk');
-    const writerModules = ['stream-optimized-writer.ts', 'grain-deflate-pool.ts'];
+    const writerModules = ['stream-optimized-writer.ts', 'grain-deflate-pool.ts', 'grain-deflate-worker.ts'];
     for (const file of fs.readdirSync(dir).filter((f) => f.endsWith('.ts') && !writerModules.includes(f))) {
       const text = fs.readFileSync(join(dir, file), 'utf8');
       expect(text).not.toMatch(/from '(node:)?(fs|fs\/promises|child_process)'/);
       expect(text).not.toMatch(/require\(/);
     }
-    // The writer's deflate workers load nothing but worker_threads and zlib.
-    const pool = fs.readFileSync(join(dir, 'grain-deflate-pool.ts'), 'utf8');
-    expect(pool).not.toMatch(/from '(node:)?(fs|fs\/promises|child_process)'/);
-    expect([...pool.matchAll(/require\('([^']+)'\)/g)].map((m) => m[1]).sort()).toEqual(['worker_threads', 'zlib']);
+    // The writer's deflate workers load nothing but worker_threads, zlib and the worker GC helper
+    // (the pool module's types are erased).
+    const worker = fs.readFileSync(join(dir, 'grain-deflate-worker.ts'), 'utf8');
+    expect(worker).not.toMatch(/require\(/);
+    expect([...worker.matchAll(/^import .* from '([^']+)';$/gm)].map((m) => m[1]).sort()).toEqual(['../../workers/worker-gc', './grain-deflate-pool', 'worker_threads', 'zlib']);
+    expect(worker).toMatch(/^import type \{ GrainBatch \} from '\.\/grain-deflate-pool';$/m);
+    const gc = fs.readFileSync(join(dir, '../../workers/worker-gc.ts'), 'utf8');
+    expect([...gc.matchAll(/^import .* from '([^']+)';$/gm)].map((m) => m[1]).sort()).toEqual(['v8', 'vm']);
   });
 
   it('the unmutated images are accepted (so every refusal below is caused by its mutation)', async () => {

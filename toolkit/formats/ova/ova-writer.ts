@@ -12,12 +12,12 @@
  *   first, then the OVA is streamed: OVF, VMDK header, the scratch file's bytes, end of archive.
  *   This costs scratch disk equal to the VMDK (not the raw disk).
  */
-import { open, mkdtemp, rm } from 'fs/promises';
-import { tmpdir } from 'os';
+import { open } from 'fs/promises';
 import { join } from 'path';
 import { tarFileHeader, tarPadding, TarWriter } from '../../bundle/tar';
 import { FileSink } from '../../io/file-sink';
 import { canPatchHead, type ByteSink, type HeadPatchingSink } from '../../io/sink';
+import { processScratchSpace, ScratchSpace } from '../../io/scratch-space';
 import type { DiskImageWriter, VirtualChunk } from '../format';
 import { StreamOptimizedVmdkWriter, type StreamOptimizedOptions } from '../vmdk/stream-optimized-writer';
 import { buildOvf } from './ovf-descriptor';
@@ -25,6 +25,8 @@ import { buildOvf } from './ovf-descriptor';
 export interface OvaWriterOptions {
   /** Where the scratch VMDK goes; the OS temp directory by default. */
   scratchDir?: string;
+  /** The rationed scratch space to reserve the VMDK's bytes from; the process's by default. */
+  scratch?: ScratchSpace;
   vmdk?: StreamOptimizedOptions;
 }
 
@@ -60,9 +62,11 @@ export class OvaWriter implements DiskImageWriter {
   }
 
   private async writeThroughScratch(input: WriterInput, sink: ByteSink, names: MemberNames): Promise<void> {
-    const scratch = await mkdtemp(join(this.options.scratchDir ?? tmpdir(), 'ova-'));
+    const space = this.options.scratch ?? (this.options.scratchDir ? new ScratchSpace({ dir: this.options.scratchDir, limitBytes: Number.MAX_SAFE_INTEGER, whenFull: 'fail' }) : processScratchSpace());
+    // The VMDK is at most the disk plus its markers and tables (outputSizeBound's margin).
+    const reservation = await space.reserve(Math.ceil(input.virtualSize * 1.02) + 64 * 1024 * 1024, `writing the OVA ${sink.name}`);
     try {
-      const vmdkPath = join(scratch, names.vmdk);
+      const vmdkPath = join(reservation.dir, names.vmdk);
       const vmdkSink = await FileSink.create(vmdkPath, names.vmdk);
       try {
         await new StreamOptimizedVmdkWriter({ ...this.options.vmdk, extentName: names.vmdk }).write(input, vmdkSink);
@@ -77,7 +81,7 @@ export class OvaWriter implements DiskImageWriter {
       await tar.addEntry(names.vmdk, vmdkSize, (out) => copyFile(vmdkPath, vmdkSize, out));
       await tar.finish();
     } finally {
-      await rm(scratch, { recursive: true, force: true });
+      await reservation.release();
     }
   }
 }

@@ -5,18 +5,12 @@
  * extent-map.ts (L2 tables to extents) → reader.ts (composes them).
  */
 import type { DiskFormat } from '../format';
-import { QCOW2_MAGIC } from './header';
+import { sniffQcow2 } from './sniff';
 import { Qcow2Reader } from './reader';
 
 export const qcow2Format: DiskFormat = {
   name: 'qcow2',
-  /**
-   * The magic alone decides: a qcow2 file with an unsupported version must still be recognised
-   * as qcow2 (and refused by open), never fall through to being read as a raw disk.
-   */
-  async sniff(head) {
-    return head.length >= 4 && head.readUInt32BE(0) === QCOW2_MAGIC;
-  },
+  sniff: sniffQcow2,
   open(source, options) {
     return Qcow2Reader.open(source, options);
   },

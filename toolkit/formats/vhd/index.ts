@@ -1,6 +1,7 @@
 /** VHD (Virtual PC / Hyper-V generation 1 virtual disk): reader, sniffing and writers. */
 import type { DiskFormat, DiskImageWriter } from '../format';
-import { openVhd, sniffVhd } from './reader';
+import { openVhd } from './reader';
+import { sniffVhd } from './sniff';
 import { createVhdDynamicWriter, createVhdFixedWriter } from './vhd-writer';
 
 export const vhdFormat: DiskFormat = {
@@ -14,6 +15,7 @@ export const vhdDynamicWriter: DiskImageWriter = createVhdDynamicWriter();
 /** Fixed VHD: the disk bytes followed by the footer. */
 export const vhdFixedWriter: DiskImageWriter = createVhdFixedWriter();
 
-export { openVhd, sniffVhd, VHD_MAX_BAT_ENTRIES } from './reader';
+export { openVhd, VHD_MAX_BAT_ENTRIES } from './reader';
+export { sniffVhd } from './sniff';
 export { createVhdDynamicWriter, createVhdFixedWriter, dynamicVhdLayout, VHD_DYNAMIC_BLOCK_SIZE, type VhdWriterOptions } from './vhd-writer';
 export { vhdVirtualSize, vhdGeometry, vhdChecksum, decodeVhdFooter, VHD_FOOTER_LAYOUT, type VhdFooter } from './vhd-footer';

@@ -13,6 +13,7 @@ import type { ReaderOptions } from '../format';
 import { refusal } from '../safety-checks';
 import { rangesOverlap, type ByteRange } from '../struct-layout';
 import { checkBlockPlacement } from './block-table';
+import { readTrailingFooter, type LocatedFooter } from './sniff';
 import { vhdChecks } from './checks';
 import {
   VHD_DYNAMIC_HEADER_COOKIE,
@@ -30,7 +31,6 @@ import {
   decodeVhdFooter,
   footerChecksumValid,
   vhdVirtualSize,
-  type VhdFooter,
 } from './vhd-footer';
 
 /** A BAT larger than this (16 Mi entries, 64 MiB) is refused rather than loaded. */
@@ -50,27 +50,6 @@ export type VhdLayout =
       /** BAT entries (sector offsets of the blocks, or VHD_BAT_UNALLOCATED), all checked. */
       blockOffsets: Uint32Array;
     };
-
-interface LocatedFooter { footer: VhdFooter; raw: Buffer; offset: number }
-
-/** Finds the footer at EOF−512, or the 511-byte footer of old Virtual PC versions at EOF−511. */
-async function readTrailingFooter(source: RandomAccessSource): Promise<LocatedFooter | null> {
-  for (const length of [VHD_FOOTER_SIZE, VHD_FOOTER_SIZE - 1]) {
-    if (source.size < length) continue;
-    const offset = source.size - length;
-    const bytes = await source.read(offset, length);
-    if (bytes.toString('latin1', 0, 8) !== VHD_FOOTER_COOKIE) continue;
-    const raw = Buffer.alloc(VHD_FOOTER_SIZE);
-    bytes.copy(raw);
-    return { footer: decodeVhdFooter(raw), raw, offset };
-  }
-  return null;
-}
-
-export async function sniffVhd(head: Buffer, source: RandomAccessSource): Promise<boolean> {
-  if (head.length >= 8 && head.toString('latin1', 0, 8) === VHD_FOOTER_COOKIE) return true;
-  return (await readTrailingFooter(source)) !== null;
-}
 
 /** Reads and checks everything a VHD's block map is computed from. */
 export async function readVhdLayout(source: RandomAccessSource, options: ReaderOptions): Promise<VhdLayout> {

@@ -13,7 +13,8 @@ import type { DiskImageReader, Extent, ImageInfo, ReaderOptions } from '../forma
 import { vhdAllocatedBytes, vhdExtents } from './extent-map';
 import { readVhdLayout, type VhdLayout } from './layout';
 
-export { sniffVhd, VHD_MAX_BAT_ENTRIES } from './layout';
+export { VHD_MAX_BAT_ENTRIES } from './layout';
+export { sniffVhd } from './sniff';
 
 export async function openVhd(source: RandomAccessSource, options: ReaderOptions): Promise<DiskImageReader> {
   const layout = await readVhdLayout(source, options);

@@ -1,6 +1,7 @@
 /** VHDX (Hyper-V generation 2 virtual disk): sniffing and reading. */
 import type { DiskFormat } from '../format';
-import { openVhdx, sniffVhdx } from './reader';
+import { openVhdx } from './reader';
+import { sniffVhdx } from './sniff';
 
 export const vhdxFormat: DiskFormat = {
   name: 'vhdx',
@@ -8,6 +9,7 @@ export const vhdxFormat: DiskFormat = {
   open: openVhdx,
 };
 
-export { openVhdx, sniffVhdx } from './reader';
+export { openVhdx } from './reader';
+export { sniffVhdx } from './sniff';
 export { crc32c, vhdxChecksum } from './crc32c';
 export { guidBytes, guidText } from './vhdx-guid';

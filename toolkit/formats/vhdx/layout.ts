@@ -49,10 +49,6 @@ export interface VhdxLayout {
   details: Record<string, string | number>;
 }
 
-export async function sniffVhdx(head: Buffer): Promise<boolean> {
-  return head.length >= 8 && head.toString('latin1', 0, 8) === VHDX_SIGNATURE;
-}
-
 /** The current header: the valid copy with the higher sequence number (MS-VHDX 2.2.2). */
 async function readCurrentHeader(source: RandomAccessSource): Promise<VhdxHeader> {
   const valid: Array<{ header: VhdxHeader; raw: Buffer }> = [];

@@ -9,7 +9,7 @@ import { validateBat, type BatGeometry } from './block-table';
 import { vhdxExtents } from './extent-map';
 import { readVhdxLayout } from './layout';
 
-export { sniffVhdx } from './layout';
+export { sniffVhdx } from './sniff';
 
 export async function openVhdx(source: RandomAccessSource, options: ReaderOptions): Promise<DiskImageReader> {
   const layout = await readVhdxLayout(source, options);

@@ -4,7 +4,8 @@
  * stream-optimized-writer.ts.
  */
 import type { DiskFormat, DiskImageWriter } from '../format';
-import { looksLikeVmdk, VmdkReader } from './reader';
+import { VmdkReader } from './reader';
+import { looksLikeVmdk } from './sniff';
 import { StreamOptimizedVmdkWriter } from './stream-optimized-writer';
 
 export { VmdkReader } from './reader';
@@ -12,9 +13,7 @@ export { StreamOptimizedVmdkWriter } from './stream-optimized-writer';
 
 export const vmdkFormat: DiskFormat = {
   name: 'vmdk',
-  async sniff(head) {
-    return looksLikeVmdk(head);
-  },
+  sniff: async (head) => looksLikeVmdk(head),
   open(source, options) {
     return VmdkReader.open(source, options);
   },

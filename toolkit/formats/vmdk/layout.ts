@@ -9,7 +9,8 @@ import type { RandomAccessSource } from '../../io/source';
 import type { ReaderOptions } from '../format';
 import { refusal } from '../safety-checks';
 import { vmdkChecks } from './checks';
-import { checkDescriptorPolicy, DESCRIPTOR_FILE_SIGNATURE, MAX_DESCRIPTOR_BYTES, parseDescriptor, type AcceptedCreateType } from './descriptor';
+import { looksLikeVmdk } from './sniff';
+import { checkDescriptorPolicy, MAX_DESCRIPTOR_BYTES, parseDescriptor, type AcceptedCreateType } from './descriptor';
 import {
   COMPRESSION_DEFLATE,
   COMPRESSION_NONE,
@@ -33,13 +34,6 @@ const MIN_GRAIN_SECTORS = 8n;
 const MAX_GRAIN_SECTORS = 2048n;
 export const GTES_PER_GT = 512;
 export const GT_BYTES = GTES_PER_GT * 4;
-
-/** Looks like a VMDK: a sparse extent header, or a text descriptor (opened only to be refused with a reason). */
-export function looksLikeVmdk(head: Buffer): boolean {
-  if (head.length >= 4 && head.readUInt32LE(0) === VMDK_MAGIC) return true;
-  const start = head.toString('latin1', 0, Math.min(head.length, 64)).replace(/\s+/g, '').toLowerCase();
-  return start.startsWith(DESCRIPTOR_FILE_SIGNATURE.replace(/\s+/g, '').toLowerCase());
-}
 
 export interface Layout {
   createType: AcceptedCreateType;

@@ -14,7 +14,7 @@ import { vmdkExtents, type GrainTables } from './extent-map';
 import { readAllGrainTables, readGrainDirectory } from './grain-tables';
 import { readVmdkLayout, type Layout } from './layout';
 
-export { looksLikeVmdk } from './layout';
+export { looksLikeVmdk } from './sniff';
 
 /** Grain tables kept in memory after open by default; larger disks re-read them while mapping. */
 const GT_CACHE_BYTES = 64 * 1024 * 1024;
