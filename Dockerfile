@@ -2,9 +2,13 @@
 #   node dist/cli/main.js serve          all-in-one (gateway + every stage, embedded stores)
 #   node dist/cli/main.js gateway        the EC2 API gateway
 #   node dist/functions/host/main.js     one pipeline stage, chosen by IMAGING_STAGE
-#                                        (manifest|decrypt|convert|validate|register) and run as
-#                                        IMAGING_HOST_MODE=jetstream (pull consumer) or http (CloudEvents)
-# Disk images are parsed by the toolkit itself, so the runtime needs no qemu-utils.
+#                                        (manifest|decrypt|convert|validate|boot-check|register|export)
+#                                        and run as IMAGING_HOST_MODE=jetstream (pull consumer) or http
+#                                        (CloudEvents)
+# Disk images are parsed by the toolkit itself, so the runtime needs no qemu-utils. The boot-check
+# stage (dynamic validation, only for imports that ask) boots disks with qemu-system-x86_64, which
+# this image does not carry: run that stage from an image that adds the Debian package
+# qemu-system-x86 (with SeaBIOS), on nodes with /dev/kvm where possible.
 
 ARG NODE_IMAGE=node:20-slim
 

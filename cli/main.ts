@@ -168,6 +168,8 @@ interface ImportInstanceFlags {
   subnetId?: string;
   privateIpAddress?: string;
   shutdownBehavior?: string;
+  bootCheck?: boolean;
+  bootCheckMarker?: string;
 }
 
 withUploadFlags(program.command('import-instance <file>').description('upload a disk image in parts with an import manifest and call ImportInstance (one disk)'))
@@ -180,6 +182,8 @@ withUploadFlags(program.command('import-instance <file>').description('upload a 
   .addOption(new Option('--shutdown-behavior <behavior>', 'what an instance-initiated shutdown does').choices(['stop', 'terminate']))
   .option('--description <text>', 'instance description')
   .option('--disk-description <text>', 'description of the disk (volume)')
+  .option('--boot-check', 'boot the converted disk under qemu before the instance is made (extension parameter BootCheck=true)')
+  .option('--boot-check-marker <text>', 'a serial-console line that means the guest is up (BootCheckMarker) [default: a login prompt or cloud-init]')
   .action(async (file: string, opts: UploadFlags & ImportInstanceFlags) => {
     try {
       const { clientContext } = await import('./client-options');
@@ -195,6 +199,8 @@ withUploadFlags(program.command('import-instance <file>').description('upload a 
         subnetId: opts.subnetId,
         privateIpAddress: opts.privateIpAddress,
         shutdownBehavior: opts.shutdownBehavior,
+        bootCheck: opts.bootCheck,
+        bootCheckMarker: opts.bootCheckMarker,
       });
       await reportNewTask(ctx, opts, result, `${result.conversionTaskId}\t${result.instanceId}`);
     } catch (err) {

@@ -21,15 +21,19 @@ import type { TaskStore } from '../tasks/store';
 import type { EventBus, Subscription } from '../events/bus';
 import { InProcessBus } from '../events/in-process-bus';
 import { JetStreamBus } from '../events/jetstream-bus';
+import { retryDelays } from '../events/retry-backoff';
 import { ALL_STAGES } from '../functions/stages';
 import { runStageOnBus } from '../functions/host/stage-runner';
 import { startSweeper } from '../functions/sweeper';
+import { startJanitor } from '../functions/janitor';
 import type { StageConfig } from '../functions/stage';
 import { ensureBucket, makeS3Client, type ObjectStorageConfig } from '../toolkit/io/object-storage';
 import { hostOf } from '../toolkit/io/url-policy';
 import { CREDENTIALS_FILE, type BootstrapCredentials } from './credentials';
 import { startEmbeddedS3, type EmbeddedS3 } from './embedded-s3';
 import { typedSettings, type ServeSettings } from './settings';
+import { guestPolicyOf } from '../functions/validate/guest-policy';
+import { bootCheckConfigOf } from '../functions/boot-check/boot-check-config';
 import { applyProcessLimits } from '../ops/process-limits';
 
 export interface RunningService {
@@ -105,8 +109,9 @@ export async function startService(settings: ServeSettings, options: { logToStde
     const tasks = observedTaskStore(store, metrics, log);
     // Accounts live in the task store; the bootstrap account is its first administrator.
     await ensureBootstrapAccount(tasks, credentials);
-    const jetstream = settings.natsUrl ? await JetStreamBus.connect({ servers: settings.natsUrl, log }) : undefined;
-    const bus: EventBus = jetstream ?? new InProcessBus();
+    const retryDelayMs = retryDelays({ firstMs: typed.retryBackoffMs, maxMs: typed.retryBackoffMaxMs });
+    const jetstream = settings.natsUrl ? await JetStreamBus.connect({ servers: settings.natsUrl, log, retryDelayMs }) : undefined;
+    const bus: EventBus = jetstream ?? new InProcessBus({ retryDelayMs });
     stops.push(() => bus.close());
     const admin = await startProcessAdmin({
       process: 'serve',
@@ -126,24 +131,32 @@ export async function startService(settings: ServeSettings, options: { logToStde
       // Bundles are wrapped for the cloud's key: the configured secret, else one made once here.
       cloudPrivateKey: typed.cloudKeyFile ? readCloudKey(typed.cloudKeyFile) : ensureCloudKey(join(dataDir, CLOUD_KEY_FILE)),
       acceptUnsignedBundles: typed.acceptUnsignedBundles,
+      guestPolicy: guestPolicyOf(typed),
+      bootCheck: bootCheckConfigOf(typed),
       maxImageBytes: typed.maxImageBytes,
       readsInFlight: typed.readsInFlight,
       leaseMs: typed.leaseMs,
+      phaseDeadlineMs: typed.phaseDeadlineMs,
     };
     applyProcessLimits(typed);
     const subscriptions: Subscription[] = [];
     // Each stage consumes as its row in the pipeline table says (runStageOnBus reads it).
     for (const stage of ALL_STAGES) {
-      subscriptions.push(await runStageOnBus(stage, { tasks, s3, config, log, metrics }, bus));
+      subscriptions.push(await runStageOnBus(stage, { tasks, s3, config, log, metrics }, bus, { maxDeliver: typed.maxDeliver }));
     }
     stops.push(async () => {
-      await Promise.all(subscriptions.map((s) => s.stop()));
+      await Promise.all(subscriptions.map((s) => s.stop({ deadlineMs: typed.drainDeadlineMs })));
     });
     const sweeper = startSweeper({ tasks, s3, config, log: log.child({ part: 'sweeper' }) }, (event) => bus.publish(event), {
       intervalMs: Math.min(typed.sweepIntervalMs, typed.uploadPollMs),
       idleMs: typed.redriveIdleMs,
     });
     stops.push(() => sweeper.stop());
+    const janitor = startJanitor({ tasks, s3, bucket: config.imageBucket, log: log.child({ part: 'janitor' }) }, {
+      intervalMs: typed.janitorIntervalMs,
+      ageMs: typed.leftoverAgeMs,
+    });
+    stops.push(() => janitor.stop());
 
     const gateway = createGateway({
       tasks,

@@ -41,6 +41,18 @@ export interface ServeSettings {
   adminPort: string;
   cloudKeyFile: string;
   acceptUnsignedBundles: string;
+  maxDeliver: string;
+  retryBackoffMs: string;
+  retryBackoffMaxMs: string;
+  drainDeadlineMs: string;
+  guestAllowedOs: string;
+  guestRequireBootloader: string;
+  guestRefuseEncrypted: string;
+  guestRefuseMultiBoot: string;
+  bootCheck: string;
+  bootCheckTimeoutSeconds: string;
+  bootCheckAccelerator: string;
+  bootCheckMemoryMb: string;
   maxImageBytes: string;
   scratchDir: string;
   scratchLimitMb: string;

@@ -21,6 +21,8 @@ export type SettingType =
   | { kind: 'positiveNumber'; unit: string }
   | { kind: 'boolean' }
   | { kind: 'enum'; values: readonly string[] }
+  /** Comma-separated, each one of `values`; may be empty (`none`). */
+  | { kind: 'enumList'; values: readonly string[] }
   /** Comma-separated host[:port] list. */
   | { kind: 'hostList' };
 
@@ -68,19 +70,34 @@ export const SETTINGS = [
   { key: 'allowedObjectHosts', env: 'IMAGING_ALLOWED_OBJECT_HOSTS', flag: '--allowed-object-hosts', type: { kind: 'hostList' }, unset: '(the S3 endpoint)', readBy: ALL, meaning: 'Comma-separated host:port list from which manifest and part URLs may be fetched.' },
   { key: 'memoryLimitMb', env: 'IMAGING_MEMORY_LIMIT_MB', flag: '--memory-limit-mb', type: { kind: 'positiveInteger', unit: 'MiB' }, default: '256', readBy: ['serve', 'stage'], meaning: 'Memory bound of one conversion.' },
   { key: 'uploadPollMs', env: 'IMAGING_UPLOAD_POLL_MS', flag: '--upload-poll-ms', type: { kind: 'positiveInteger', unit: 'milliseconds' }, default: '5000', readBy: ['serve', 'stage'], meaning: 'How often a task waiting for its upload checks again.' },
+  { key: 'phaseDeadlineMs', env: 'IMAGING_PHASE_DEADLINE_MS', type: { kind: 'positiveInteger', unit: 'milliseconds' }, default: '600000', readBy: ['serve', 'stage'], meaning: 'Longest a stage may work without a sign of progress (a progress report, or the end of a short step); past it the attempt is abandoned as a ServerError naming the stage, and retried.' },
+  { key: 'drainDeadlineMs', env: 'IMAGING_DRAIN_DEADLINE_MS', flag: '--drain-deadline-ms', type: { kind: 'positiveInteger', unit: 'milliseconds' }, default: '5000', readBy: ['serve', 'stage'], meaning: "After SIGTERM or SIGINT, how long work in flight may go on; then it is handed back (to another replica, at once) and what it wrote is removed. Keep it under the pod's terminationGracePeriodSeconds (the chart sets it so)." },
   { key: 'leaseMs', env: 'IMAGING_LEASE_MS', type: { kind: 'positiveInteger', unit: 'milliseconds' }, default: '60000', readBy: ['serve', 'stage'], meaning: "How long a stage's claim on a task lasts unless renewed (renewed every third of it while the work goes on); another replica takes the task over after it." },
   { key: 'sweepIntervalMs', env: 'IMAGING_SWEEP_INTERVAL_MS', type: { kind: 'positiveInteger', unit: 'milliseconds' }, default: '5000', readBy: ['serve', 'stage'], meaning: 'How often the sweeper looks for tasks to move on: due upload re-checks, lost events, cancellations no stage picked up.' },
   { key: 'redriveIdleMs', env: 'IMAGING_REDRIVE_IDLE_MS', type: { kind: 'positiveInteger', unit: 'milliseconds' }, default: '600000', readBy: ['serve', 'stage'], meaning: 'A task untouched this long, with no stage holding it, gets its last event published again.' },
+  { key: 'janitorIntervalMs', env: 'IMAGING_JANITOR_INTERVAL_MS', type: { kind: 'positiveInteger', unit: 'milliseconds' }, default: '600000', readBy: ['serve', 'stage'], meaning: "How often the janitor (in imaging serve and every convert replica) looks under the image store's task prefixes for leftovers." },
+  { key: 'leftoverAgeMs', env: 'IMAGING_LEFTOVER_AGE_MS', type: { kind: 'positiveInteger', unit: 'milliseconds' }, default: '86400000', readBy: ['serve', 'stage'], meaning: "A multipart upload or partial object under the image store's task prefixes this old, that no live attempt owns and no task keeps as its output, is aborted or deleted by the janitor." },
+  { key: 'testExitAfterAdvance', env: 'IMAGING_TEST_EXIT_AFTER_ADVANCE', type: { kind: 'enum', values: STAGE_NAMES }, unset: '(never)', readBy: ['stage'], meaning: 'Test hook for fault tests: the stage process exits (code 86) right after it advances a task and before it publishes the next event.' },
   { key: 'taskLifetimeHours', env: 'IMAGING_TASK_LIFETIME_HOURS', flag: '--task-lifetime-hours', type: { kind: 'positiveNumber', unit: 'hours' }, default: '168', readBy: ['serve', 'gateway'], meaning: 'How long a task may wait for its upload before it expires.' },
   { key: 'cloudKeyFile', env: 'IMAGING_CLOUD_KEY_FILE', flag: '--cloud-key-file', type: { kind: 'string' }, unset: { serve: '(generated once: <data-dir>/cloud-key.pem)', stage: '(bundles are refused)' }, readBy: ['serve', 'stage'], meaning: "The cloud's RSA private key (PEM file, a secret) that unwraps bundle keys; `imaging cloud-cert` prints the certificate bundlers encrypt for." },
   { key: 'acceptUnsignedBundles', env: 'IMAGING_ACCEPT_UNSIGNED_BUNDLES', flag: '--accept-unsigned-bundles', type: { kind: 'boolean' }, default: 'false', readBy: ['serve', 'stage'], meaning: 'Register bundles whose manifest says UNSIGNED (by default they are refused).' },
   { key: 'logLevel', env: 'IMAGING_LOG_LEVEL', flag: '--log-level', type: { kind: 'enum', values: LOG_LEVELS }, default: 'info', readBy: ALL, meaning: 'Log level (fatal, error, warn, info, debug).' },
   { key: 'adminPort', env: 'IMAGING_ADMIN_PORT', flag: '--admin-port', type: { kind: 'port' }, default: '8775', readBy: ALL, meaning: 'Port of the admin endpoint: /healthz, /readyz and Prometheus /metrics (listens on all interfaces).' },
+  { key: 'guestAllowedOs', env: 'IMAGING_GUEST_ALLOWED_OS', flag: '--guest-allowed-os', type: { kind: 'enumList', values: ['linux', 'windows'] }, default: 'linux,windows', readBy: ['serve', 'stage'], meaning: 'Operating system families an image or instance import may carry (validate stage); "none" refuses every system disk.' },
+  { key: 'guestRequireBootloader', env: 'IMAGING_GUEST_REQUIRE_BOOTLOADER', flag: '--guest-require-bootloader', type: { kind: 'boolean' }, default: 'true', readBy: ['serve', 'stage'], meaning: 'Refuse an image or instance disk with neither BIOS boot code nor a UEFI loader.' },
+  { key: 'guestRefuseEncrypted', env: 'IMAGING_GUEST_REFUSE_ENCRYPTED', flag: '--guest-refuse-encrypted', type: { kind: 'boolean' }, default: 'true', readBy: ['serve', 'stage'], meaning: 'Refuse an image or instance disk holding a LUKS or BitLocker volume (else a warning); data volumes are never refused for it.' },
+  { key: 'guestRefuseMultiBoot', env: 'IMAGING_GUEST_REFUSE_MULTI_BOOT', flag: '--guest-refuse-multi-boot', type: { kind: 'boolean' }, default: 'true', readBy: ['serve', 'stage'], meaning: 'Refuse an image or instance disk with more than one operating system (else the first is reported).' },
+  { key: 'bootCheck', env: 'IMAGING_BOOT_CHECK', flag: '--boot-check', type: { kind: 'enum', values: ['off', 'on-request', 'always'] }, default: 'on-request', readBy: ['serve', 'stage'], meaning: 'Dynamic validation (boot-check stage): on-request boots only the image and instance imports that ask with BootCheck=true; always boots every one; off boots none.' },
+  { key: 'bootCheckTimeoutSeconds', env: 'IMAGING_BOOT_CHECK_TIMEOUT_SECONDS', flag: '--boot-check-timeout-seconds', type: { kind: 'positiveInteger', unit: 'seconds' }, default: '300', readBy: ['serve', 'stage'], meaning: 'How long the boot check lets a guest run before it judges how far it got.' },
+  { key: 'bootCheckAccelerator', env: 'IMAGING_BOOT_CHECK_ACCELERATOR', flag: '--boot-check-accelerator', type: { kind: 'enum', values: ['auto', 'kvm', 'tcg'] }, default: 'auto', readBy: ['serve', 'stage'], meaning: 'qemu accelerator of the boot check: auto uses KVM when /dev/kvm is usable, else tcg (software emulation).' },
+  { key: 'bootCheckMemoryMb', env: 'IMAGING_BOOT_CHECK_MEMORY_MB', flag: '--boot-check-memory-mb', type: { kind: 'positiveInteger', unit: 'MiB' }, default: '512', readBy: ['serve', 'stage'], meaning: 'Guest memory of the boot check.' },
   { key: 'stage', env: 'IMAGING_STAGE', type: { kind: 'enum', values: STAGE_NAMES }, unset: '(required)', readBy: ['stage'], meaning: 'The stage this process runs: a row of the pipeline table (pipeline/table.ts).' },
   { key: 'hostMode', env: 'IMAGING_HOST_MODE', type: { kind: 'enum', values: ['jetstream', 'http'] }, default: 'jetstream', readBy: ['stage'], meaning: 'jetstream: a pull consumer of IMAGING_NATS_URL; http: a CloudEvents HTTP function (Knative).' },
   { key: 'httpPort', env: 'IMAGING_HTTP_PORT', type: { kind: 'port' }, default: '8080', readBy: ['stage'], meaning: 'Port the stage host listens on in http mode.' },
   { key: 'concurrency', env: 'IMAGING_CONCURRENCY', type: { kind: 'positiveInteger', unit: 'deliveries' }, unset: "(the stage's row in pipeline/table.ts)", readBy: ['stage'], meaning: 'Deliveries one stage process works on at once: its consumer pulls no more (jetstream mode); more requests at once are answered 429 (http mode).' },
-  { key: 'maxDeliver', env: 'IMAGING_MAX_DELIVER', type: { kind: 'positiveInteger', unit: 'attempts' }, unset: "(the stage's row in pipeline/table.ts)", readBy: ['stage'], meaning: 'Attempts at one event before its task is failed (jetstream mode).' },
+  { key: 'maxDeliver', env: 'IMAGING_MAX_DELIVER', flag: '--max-deliver', type: { kind: 'positiveInteger', unit: 'attempts' }, unset: "(the stage's row in pipeline/table.ts)", readBy: ['serve', 'stage'], meaning: 'Attempts at one event before its task is failed; the default (12) with the default back-off rides out a 5-minute outage of S3, NATS or MongoDB.' },
+  { key: 'retryBackoffMs', env: 'IMAGING_RETRY_BACKOFF_MS', flag: '--retry-backoff-ms', type: { kind: 'positiveInteger', unit: 'milliseconds' }, default: '1000', readBy: ['serve', 'stage'], meaning: 'Wait before the second attempt at a failed event; doubled for each further attempt, up to IMAGING_RETRY_BACKOFF_MAX_MS.' },
+  { key: 'retryBackoffMaxMs', env: 'IMAGING_RETRY_BACKOFF_MAX_MS', flag: '--retry-backoff-max-ms', type: { kind: 'positiveInteger', unit: 'milliseconds' }, default: '60000', readBy: ['serve', 'stage'], meaning: 'Longest wait between two attempts at a failed event.' },
   { key: 'ackWaitMs', env: 'IMAGING_ACK_WAIT_MS', type: { kind: 'positiveInteger', unit: 'milliseconds' }, unset: "(the stage's row in pipeline/table.ts)", readBy: ['stage'], meaning: 'How long a delivery may go without a sign of life before another replica gets it (jetstream mode).' },
   { key: 'maxImageBytes', env: 'IMAGING_MAX_IMAGE_BYTES', flag: '--max-image-bytes', type: { kind: 'positiveInteger', unit: 'bytes' }, default: '17592186044416', readBy: ALL, meaning: "Largest disk accepted, in bytes of its virtual size: a request declaring more is refused at the API (InvalidParameterValue), an image found larger fails at conversion with a ClientError." },
   { key: 'scratchDir', env: 'IMAGING_SCRATCH_DIR', flag: '--scratch-dir', type: { kind: 'string' }, unset: '(the OS temp directory)', readBy: ['serve', 'stage'], meaning: 'Where work that needs local disk (an OVA written into a stream) keeps its scratch files.' },
@@ -101,7 +118,9 @@ type ValueOfType<T extends SettingType> = T extends { kind: 'port' | 'positiveIn
       ? string[]
       : T extends { kind: 'enum'; values: readonly (infer V)[] }
         ? V
-        : string;
+        : T extends { kind: 'enumList'; values: readonly (infer V)[] }
+          ? V[]
+          : string;
 
 /** Typed settings: a setting with a default always has a value; one without may be unset. */
 export type Settings = {
@@ -133,6 +152,8 @@ export function accepts(type: SettingType): string {
       return 'true or false';
     case 'enum':
       return `one of ${type.values.join(', ')}`;
+    case 'enumList':
+      return `a comma-separated list of ${type.values.join(', ')} (or none)`;
     case 'hostList':
       return 'a comma-separated list of host[:port]';
   }
@@ -177,6 +198,11 @@ export function parseSettingValue(spec: SettingSpec, raw: string): string | numb
     case 'enum': {
       const word = raw.toLowerCase();
       return type.values.includes(word) ? word : refuse();
+    }
+    case 'enumList': {
+      if (raw.toLowerCase() === 'none') return [];
+      const words = raw.split(',').map((w) => w.trim().toLowerCase()).filter((w) => w !== '');
+      return words.length > 0 && words.every((w) => type.values.includes(w)) ? [...new Set(words)] : refuse();
     }
     case 'hostList': {
       const hosts = raw.split(',').map((h) => h.trim().toLowerCase()).filter((h) => h !== '');

@@ -10,6 +10,43 @@ export interface Delivery {
   readonly attempt: number;
   /** Keeps the delivery alive while long work goes on (JetStream in-progress ack). */
   working(): void;
+  /**
+   * Aborted when the consumer hands the delivery back unfinished (its drain deadline passed on
+   * shutdown): the handler stops, removes what this attempt wrote, and rejects. The event is
+   * offered to another consumer at once, whatever the handler's outcome.
+   */
+  readonly signal?: AbortSignal;
+}
+
+/** How a subscription or bus stops. */
+export interface StopOptions {
+  /**
+   * How long deliveries in flight may go on before they are handed back (aborted, and offered to
+   * another consumer at once). Without it stop() waits for them however long they take.
+   */
+  deadlineMs?: number;
+}
+
+/** After the drain deadline, how long handed-back handlers get to clean up before stop() resolves anyway. */
+export const HAND_BACK_CLEANUP_MS = 2000;
+
+/** The reason a handed-back delivery's signal carries. */
+export class HandedBack extends Error {
+  constructor(deadlineMs: number) {
+    super(`handed back: still running ${deadlineMs} ms after the consumer began to stop`);
+    this.name = 'HandedBack';
+  }
+}
+
+/** Resolves true if `work` settles within `ms`, false if not (without waiting longer). */
+export async function settlesWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    return await Promise.race([work.then(() => true, () => true), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**
@@ -45,7 +82,8 @@ export interface SubscribeOptions {
 }
 
 export interface Subscription {
-  stop(): Promise<void>;
+  /** Stops taking deliveries and lets those in flight finish, handing them back past the deadline. */
+  stop(options?: StopOptions): Promise<void>;
 }
 
 /**
@@ -55,5 +93,5 @@ export interface Subscription {
 export interface EventBus {
   publish(event: CloudEvent<unknown>): Promise<void>;
   subscribe(options: SubscribeOptions, handler: EventHandler): Promise<Subscription>;
-  close(): Promise<void>;
+  close(options?: StopOptions): Promise<void>;
 }

@@ -10,7 +10,7 @@
  * process cannot crash without taking the bus with it.
  */
 import type { CloudEvent, CloudEventV1 } from 'cloudevents';
-import { RetryLater, type Delivery, type EventBus, type EventHandler, type SubscribeOptions, type Subscription } from './bus';
+import { HAND_BACK_CLEANUP_MS, HandedBack, RetryLater, settlesWithin, type Delivery, type EventBus, type EventHandler, type StopOptions, type SubscribeOptions, type Subscription } from './bus';
 import { fromNatsMessage, toNatsMessage, type NatsMessage } from './nats-binding';
 import { consumerNameFor } from './subjects';
 
@@ -34,7 +34,17 @@ interface Subscriber {
   handler: EventHandler;
   concurrency: number;
   running: Set<Promise<void>>;
+  /** The deliveries behind `running`, to hand back when a drain deadline passes. */
+  inFlight: Set<InFlight>;
   stopped: boolean;
+}
+
+interface InFlight {
+  durable: Durable;
+  pending: Pending;
+  controller: AbortController;
+  handedBack: boolean;
+  requeued?: boolean;
 }
 
 /** One durable consumer: its backlog and the subscribers that share it. */
@@ -86,30 +96,44 @@ export class InProcessBus implements EventBus {
         durable = { type: options.types[index], backlog: [], subscribers: [], nextSubscriber: 0 };
         this.durables.set(name, durable);
       }
-      const subscriber: Subscriber = { options, handler, concurrency: Math.max(1, options.concurrency ?? 1), running: new Set(), stopped: false };
+      const subscriber: Subscriber = { options, handler, concurrency: Math.max(1, options.concurrency ?? 1), running: new Set(), inFlight: new Set(), stopped: false };
       durable.subscribers.push(subscriber);
       this.dispatchSoon(durable);
       return { durable, subscriber };
     });
     const subscription: Subscription = {
-      stop: async () => {
+      stop: async (stopOptions: StopOptions = {}) => {
         for (const { durable, subscriber } of joined) {
           subscriber.stopped = true;
           durable.subscribers = durable.subscribers.filter((s) => s !== subscriber);
         }
         this.subscriptions.delete(subscription);
-        await Promise.allSettled(joined.flatMap(({ subscriber }) => [...subscriber.running]));
+        const finished = Promise.allSettled(joined.flatMap(({ subscriber }) => [...subscriber.running]));
+        if (stopOptions.deadlineMs === undefined) return void (await finished);
+        if (await settlesWithin(finished, stopOptions.deadlineMs)) return;
+        // Past the deadline: abort what still runs; each is offered to the durable's other
+        // subscribers once its handler has cleaned up (handle), or after the clean-up wait.
+        const handedBack: InFlight[] = [];
+        for (const { subscriber } of joined) {
+          for (const entry of subscriber.inFlight) {
+            entry.handedBack = true;
+            entry.controller.abort(new HandedBack(stopOptions.deadlineMs));
+            handedBack.push(entry);
+          }
+        }
+        await settlesWithin(finished, HAND_BACK_CLEANUP_MS);
+        for (const entry of handedBack) this.handBack(entry);
       },
     };
     this.subscriptions.add(subscription);
     return subscription;
   }
 
-  async close(): Promise<void> {
+  async close(options?: StopOptions): Promise<void> {
     this.closed = true;
     for (const timer of this.retryTimers) clearTimeout(timer);
     this.retryTimers.clear();
-    await Promise.all([...this.subscriptions].map((s) => s.stop()));
+    await Promise.all([...this.subscriptions].map((s) => s.stop(options)));
   }
 
   private isDuplicate(id: string): boolean {
@@ -159,10 +183,13 @@ export class InProcessBus implements EventBus {
 
   private async handle(durable: Durable, subscriber: Subscriber, pending: Pending): Promise<void> {
     const event = fromNatsMessage(pending.message);
-    const delivery: Delivery = { attempt: pending.attempt, working: () => undefined };
+    const entry: InFlight = { durable, pending, controller: new AbortController(), handedBack: false };
+    const delivery: Delivery = { attempt: pending.attempt, working: () => undefined, signal: entry.controller.signal };
+    subscriber.inFlight.add(entry);
     try {
       await subscriber.handler(event, delivery);
     } catch (error) {
+      if (entry.handedBack) return this.handBack(entry);
       if (error instanceof RetryLater) {
         this.retryLater(durable, pending, error.delayMs);
         return;
@@ -173,7 +200,17 @@ export class InProcessBus implements EventBus {
       } else {
         this.retryLater(durable, { message: pending.message, attempt: pending.attempt + 1 });
       }
+    } finally {
+      subscriber.inFlight.delete(entry);
     }
+  }
+
+  /** Offers a handed-back delivery to the durable's other subscribers (once), unless the bus is closed. */
+  private handBack(entry: InFlight): void {
+    if (entry.requeued || this.closed) return;
+    entry.requeued = true;
+    entry.durable.backlog.unshift(entry.pending);
+    this.dispatchSoon(entry.durable);
   }
 
   private async giveUp(subscriber: Subscriber, event: CloudEvent<unknown>, error: unknown): Promise<void> {

@@ -22,7 +22,7 @@ import {
   type MsgHdrs,
   type NatsConnection,
 } from 'nats';
-import { RetryLater, type Delivery, type EventBus, type EventHandler, type SubscribeOptions, type Subscription } from './bus';
+import { HAND_BACK_CLEANUP_MS, HandedBack, RetryLater, settlesWithin, type Delivery, type EventBus, type EventHandler, type StopOptions, type SubscribeOptions, type Subscription } from './bus';
 import { fromNatsMessage, toNatsMessage } from './nats-binding';
 import {
   DEAD_LETTER_HEADERS,
@@ -161,10 +161,10 @@ export class JetStreamBus implements EventBus {
     for (const loop of loops) loop.start(Math.max(1, options.concurrency ?? 1));
     const watchers = options.onGiveUp ? names.map((name) => this.watchExhaustedDeliveries(name, options.onGiveUp!)) : [];
     const subscription: Subscription = {
-      stop: async () => {
+      stop: async (stopOptions) => {
         this.subscriptions.delete(subscription);
         for (const watcher of watchers) watcher.unsubscribe();
-        await Promise.all(loops.map((loop) => loop.stop()));
+        await Promise.all(loops.map((loop) => loop.stop(stopOptions)));
       },
     };
     this.subscriptions.add(subscription);
@@ -200,9 +200,12 @@ export class JetStreamBus implements EventBus {
     });
   }
 
-  /** Stops every subscription (in-flight handlers finish and ack), then drains the connection. */
-  async close(): Promise<void> {
-    await Promise.all([...this.subscriptions].map((s) => s.stop()));
+  /**
+   * Stops every subscription (in-flight handlers finish and ack, or are handed back past the
+   * deadline), then drains the connection, which delivers the last acks and naks.
+   */
+  async close(options?: StopOptions): Promise<void> {
+    await Promise.all([...this.subscriptions].map((s) => s.stop(options)));
     if (!this.nc.isClosed()) await this.nc.drain();
   }
 }
@@ -267,10 +270,26 @@ function isNotFound(error: unknown): boolean {
 
 type PullConsumer = Awaited<ReturnType<JetStreamClient['consumers']['get']>>;
 
+/** A delivery a handler is working on; handed back when the drain deadline passes. */
+interface InFlight {
+  message: JsMsg;
+  controller: AbortController;
+  handedBack: boolean;
+  nakked?: boolean;
+}
+
+/** Offers a handed-back delivery to another consumer at once (once). */
+function handBack(entry: InFlight): void {
+  if (entry.nakked) return;
+  entry.nakked = true;
+  entry.message.nak();
+}
+
 /** Workers pulling from one durable consumer and settling each message with the handler's outcome. */
 class PullLoop {
   private stopping = false;
   private readonly pulls = new Set<ConsumerMessages>();
+  private readonly inFlight = new Set<InFlight>();
   private workers: Promise<void>[] = [];
 
   constructor(
@@ -288,11 +307,27 @@ class PullLoop {
     for (let i = 0; i < workers; i++) this.workers.push(this.work());
   }
 
-  /** Ends outstanding pulls, lets in-flight handlers finish and settle their messages. */
-  async stop(): Promise<void> {
+  /**
+   * Ends outstanding pulls and lets in-flight handlers finish and settle their messages. Past
+   * `deadlineMs` each one still running is handed back: its handler's signal is aborted so that
+   * it cleans up, and the message is nak'ed without delay (another replica takes it now, not
+   * after the ack wait) once the handler ends, or after a short clean-up wait regardless.
+   */
+  async stop(options: StopOptions = {}): Promise<void> {
     this.stopping = true;
     for (const pull of this.pulls) pull.stop();
-    await Promise.all(this.workers);
+    const finished = Promise.all(this.workers);
+    if (options.deadlineMs === undefined) return void (await finished);
+    if (await settlesWithin(finished, options.deadlineMs)) return;
+    const handedBack = [...this.inFlight];
+    for (const entry of handedBack) {
+      entry.handedBack = true;
+      entry.controller.abort(new HandedBack(options.deadlineMs));
+      this.log.warn({ consumer: this.name, seq: entry.message.seq }, 'drain deadline passed: delivery handed back to another replica');
+    }
+    await settlesWithin(finished, HAND_BACK_CLEANUP_MS);
+    // Handlers that cleaned up nak'ed as they ended (settle); the rest are nak'ed now regardless.
+    for (const entry of handedBack) handBack(entry);
   }
 
   private async work(): Promise<void> {
@@ -331,11 +366,21 @@ class PullLoop {
       message.term(); // no reason text: nats-server 2.9 does not understand '+TERM <reason>'
       return;
     }
+    if (this.stopping) {
+      // Pulled as the loop began to stop: not started, so handed straight back.
+      message.nak();
+      return;
+    }
     const attempt = message.info.redeliveryCount;
-    const delivery: Delivery = { attempt, working: () => message.working() };
+    const entry: InFlight = { message, controller: new AbortController(), handedBack: false };
+    const delivery: Delivery = { attempt, working: () => message.working(), signal: entry.controller.signal };
+    this.inFlight.add(entry);
     try {
       await this.handler(event, delivery);
     } catch (error) {
+      // Handed back: not a failure of the event. Nak'ed once the handler has cleaned up (its
+      // lease released), so the replica that takes it over finds the task free.
+      if (entry.handedBack) return handBack(entry);
       if (error instanceof RetryLater) {
         // Not a failure: offered again later. Past the last delivery the sweeper re-drives the task.
         if (attempt >= this.maxDeliver) message.term();
@@ -349,7 +394,11 @@ class PullLoop {
         message.nak(this.retryDelayMs(attempt));
       }
       return;
+    } finally {
+      this.inFlight.delete(entry);
     }
+    // A handed-back handler that finished anyway did the work: acked like any other.
+    if (entry.nakked) return;
     try {
       // Wait for the server to confirm, so a stop() that follows never loses the ack.
       await message.ackAck();

@@ -8,3 +8,15 @@ export class ClientError extends Error {
     this.name = 'ClientError';
   }
 }
+
+/**
+ * A fault of the service itself (a wrong setting, an unreachable dependency), never the user's:
+ * the event is retried, the fault is logged at error level for the operator, and a task that
+ * runs out of attempts reads "ServerError: <message>".
+ */
+export class ServerError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ServerError';
+  }
+}

@@ -1,6 +1,7 @@
 /**
  * Reports long work into the task document (progress, bytes converted), keeps the bus delivery
- * alive, and notices a cancellation request while the work goes on.
+ * alive, and notices a cancellation request, or the delivery being handed back, while the work
+ * goes on.
  */
 import type { StageContext } from './stage';
 import { isTerminal, updateTask } from '../tasks/state-machine';
@@ -16,7 +17,12 @@ export class TaskProgress {
     /** The share of overall task progress this stage covers, e.g. [10, 90]. */
     private readonly window: readonly [number, number],
     private readonly intervalMs = 1000,
-  ) {}
+  ) {
+    // A delivery handed back on shutdown stops the work like a cancellation (and its clean-up).
+    const handedBack = ctx.delivery.signal;
+    if (handedBack?.aborted) this.abort.abort();
+    else handedBack?.addEventListener('abort', () => this.abort.abort(), { once: true });
+  }
 
   /** Call as often as you like; writes at most once per interval. */
   report(done: number, total: number): void {

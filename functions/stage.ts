@@ -4,6 +4,7 @@ import type { TaskStore } from '../tasks/store';
 import type { Delivery } from '../events/bus';
 import type { ObjectStorageConfig } from '../toolkit/io/object-storage';
 import type { StageName } from '../pipeline/table';
+import type { GuestPolicy } from '../toolkit/inspect/guest';
 import type { Attempt } from './lease';
 
 /** Settings every stage sees. */
@@ -21,12 +22,31 @@ export interface StageConfig {
   cloudPrivateKey?: string;
   /** Register bundles whose manifest says UNSIGNED. */
   acceptUnsignedBundles?: boolean;
+  /** What the validate stage refuses on a system disk (IMAGING_GUEST_*); unset: DEFAULT_GUEST_POLICY. */
+  guestPolicy?: GuestPolicy;
+  /** The boot-check stage's settings (IMAGING_BOOT_CHECK*); unset: on request, DEFAULT_BOOT_CHECK. */
+  bootCheck?: BootCheckConfig;
   /** Largest virtual disk accepted (IMAGING_MAX_IMAGE_BYTES); unset, only the request's own bound. */
   maxImageBytes?: number;
   /** Source reads one conversion keeps in flight (IMAGING_READS_IN_FLIGHT); the toolkit's default when unset. */
   readsInFlight?: number;
   /** How long a stage's claim on a task lasts without renewal (default 60 s). */
   leaseMs?: number;
+  /** Longest a handler may go without a sign of progress (IMAGING_PHASE_DEADLINE_MS; default 10 min). */
+  phaseDeadlineMs?: number;
+  /** The bus's ack wait when set (else the stage's row's): the heartbeat comes well within it. */
+  ackWaitMs?: number;
+  /** Test hook (IMAGING_TEST_EXIT_AFTER_ADVANCE): this stage's process exits between advancing a task and publishing. */
+  exitAfterAdvance?: string;
+}
+
+/** When and how the boot-check stage boots a converted disk under qemu. */
+export interface BootCheckConfig {
+  /** off: never; on-request: imports with BootCheck=true; always: every image and instance import. */
+  mode: 'off' | 'on-request' | 'always';
+  timeoutMs: number;
+  accelerator: 'auto' | 'kvm' | 'tcg';
+  memoryMiB: number;
 }
 
 export interface Logger {

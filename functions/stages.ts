@@ -4,6 +4,7 @@ import { manifestStage } from './manifest/manifest-stage';
 import { decryptStage } from './decrypt/decrypt-stage';
 import { convertStage } from './convert/convert-stage';
 import { validateStage } from './validate/validate-stage';
+import { bootCheckStage } from './boot-check/boot-check-stage';
 import { registerStage } from './register/register-stage';
 import { exportStage } from './export/export-stage';
 
@@ -16,6 +17,7 @@ const HANDLERS: { readonly [S in StageName]: Stage<S> } = {
   decrypt: decryptStage,
   convert: convertStage,
   validate: validateStage,
+  'boot-check': bootCheckStage,
   register: registerStage,
   export: exportStage,
 };

@@ -15,6 +15,7 @@ import { parseEventData } from '../events/schema';
 import { makeEvent } from '../events/make-event';
 import { rowConsuming, rowOf, type ConsumedBy, type EmittedBy, type PipelineRow, type StageName } from '../pipeline/table';
 import { RetryLater } from '../events/bus';
+import { DEFAULT_PHASE_DEADLINE_MS, PhaseDeadline } from './phase-deadline';
 import { claimTask, holdsLease, releaseLease, renewLease, type Attempt } from './lease';
 import { republishOutbox } from './outbox';
 import { clearPrefix } from './leftovers';
@@ -113,6 +114,8 @@ export async function runStep(ctx: StageContext, taskId: string, work: () => Pro
   try {
     await work();
   } catch (err) {
+    // Handed back on shutdown: another replica takes the event over; the task is neither cancelled nor failed.
+    if (ctx.delivery.signal?.aborted) throw err;
     if ((err as Error)?.name === 'ConversionCancelledError') {
       // Aborted because another replica took the task over: leave the task to it.
       if (ctx.signal?.aborted) {
@@ -174,6 +177,11 @@ export async function advanceToNext<S extends StageName>(
     // Only the holder of the lease commits: a stale attempt's result is dropped.
     (doc) => !attempt || holdsLease(doc, attempt),
   );
+  if (moved && ctx.config.exitAfterAdvance === stage) {
+    // Fault tests: a crash between the write and the publish (the outbox and sweeper recover it).
+    ctx.log.error({ taskId, stage }, 'IMAGING_TEST_EXIT_AFTER_ADVANCE: exiting before the publish');
+    process.exit(86);
+  }
   if (moved && event) await ctx.publish(event);
   return moved;
 }
@@ -203,7 +211,8 @@ export function taskStage<S extends StageName>(
         return;
       }
       const lost = new AbortController();
-      const attemptCtx: StageContext = { ...ctx, attempt: claim.attempt, signal: lost.signal };
+      const deadline = new PhaseDeadline(name, ctx.config.phaseDeadlineMs ?? DEFAULT_PHASE_DEADLINE_MS, ctx.delivery);
+      const attemptCtx: StageContext = { ...ctx, delivery: deadline.delivery, attempt: claim.attempt, signal: lost.signal };
       // Heartbeat through every phase of the work, not only while progress is reported: the
       // delivery stays ours (JetStream in-progress) and so does the lease.
       const beat = setInterval(() => {
@@ -214,14 +223,16 @@ export function taskStage<S extends StageName>(
           },
           (err) => ctx.log.warn({ taskId: data.taskId, stage: name, err: String(err) }, 'lease renewal failed; will try again'),
         );
-      }, Math.max(200, Math.min(leaseMs, row.ackWaitMs) / 3));
+      }, Math.max(200, Math.min(leaseMs, ctx.config.ackWaitMs ?? row.ackWaitMs) / 3));
       try {
-        await runStep(attemptCtx, data.taskId, () => spec.work(claim.task, data, attemptCtx));
+        await deadline.run(runStep(attemptCtx, data.taskId, () => spec.work(claim.task, data, attemptCtx)));
       } catch (err) {
         await releaseLease(ctx.tasks, data.taskId, claim.attempt).catch(() => undefined);
-        throw err;
+        // Past the phase deadline the work's own error (if any) is the abort's echo: name the deadline.
+        throw deadline.expiredError ?? err;
       } finally {
         clearInterval(beat);
+        deadline.end();
       }
     },
   };

@@ -38,6 +38,7 @@ export type Ec2ErrorCode =
   | 'InvalidManifest'
   | 'InvalidAMIName.Duplicate'
   | 'InvalidAMIName.Malformed'
+  | 'Unavailable'
   | 'InternalError';
 
 const DEFAULT_STATUS: Record<Ec2ErrorCode, number> = {
@@ -75,6 +76,8 @@ const DEFAULT_STATUS: Record<Ec2ErrorCode, number> = {
   'InvalidSnapshot.InUse': 400,
   NotExportable: 400,
   'InvalidExportTaskID.NotFound': 400,
+  // Retryable: SDKs retry it with back-off.
+  Unavailable: 503,
   InternalError: 500,
 };
 

@@ -29,7 +29,10 @@ export interface PipelineRow {
   readonly concurrency: number;
   /** How long a delivery may go without a sign of life before another replica gets it (IMAGING_ACK_WAIT_MS). */
   readonly ackWaitMs: number;
-  /** Attempts before the task is failed with the last error (IMAGING_MAX_DELIVER). */
+  /**
+   * Attempts before the task is failed with the last error (IMAGING_MAX_DELIVER). 12 with the
+   * default back-off (events/retry-backoff.ts) rides out a 5-minute outage of S3, NATS or MongoDB.
+   */
   readonly maxDeliver: number;
 }
 
@@ -45,7 +48,7 @@ export const PIPELINE = [
     progress: [0, 5],
     concurrency: 1,
     ackWaitMs: 30_000,
-    maxDeliver: 5,
+    maxDeliver: 12,
   },
   {
     stage: 'decrypt',
@@ -58,7 +61,7 @@ export const PIPELINE = [
     progress: [5, 10],
     concurrency: 1,
     ackWaitMs: 30_000,
-    maxDeliver: 5,
+    maxDeliver: 12,
   },
   {
     stage: 'convert',
@@ -70,7 +73,7 @@ export const PIPELINE = [
     progress: [10, 90],
     concurrency: 1,
     ackWaitMs: 30_000,
-    maxDeliver: 5,
+    maxDeliver: 12,
   },
   {
     stage: 'validate',
@@ -82,19 +85,34 @@ export const PIPELINE = [
     progress: [90, 95],
     concurrency: 1,
     ackWaitMs: 30_000,
-    maxDeliver: 5,
+    maxDeliver: 12,
+  },
+  {
+    // Dynamic validation: boots the disk under qemu when the import asks (or the operator says
+    // always); any other task passes straight through. Its own row so it can have its own nodes.
+    stage: 'boot-check',
+    consumes: 'io.imaging.validated',
+    emits: 'io.imaging.boot-checked',
+    expects: 'validated',
+    movesTo: 'boot-checked',
+    statusMessage: 'Booting',
+    progress: [95, 98],
+    // One guest at a time per process: a boot takes a core and the guest's memory.
+    concurrency: 1,
+    ackWaitMs: 30_000,
+    maxDeliver: 3,
   },
   {
     stage: 'register',
-    consumes: 'io.imaging.validated',
+    consumes: 'io.imaging.boot-checked',
     emits: 'io.imaging.registered',
-    expects: 'validated',
+    expects: 'boot-checked',
     movesTo: 'completed',
     statusMessage: 'Registering',
-    progress: [95, 100],
+    progress: [98, 100],
     concurrency: 1,
     ackWaitMs: 30_000,
-    maxDeliver: 5,
+    maxDeliver: 12,
   },
   {
     // Not chained to the import rows: CreateInstanceExportTask starts it on a task of its own.
@@ -107,7 +125,7 @@ export const PIPELINE = [
     progress: [0, 100],
     concurrency: 1,
     ackWaitMs: 30_000,
-    maxDeliver: 5,
+    maxDeliver: 12,
   },
 ] as const satisfies readonly PipelineRow[];
 

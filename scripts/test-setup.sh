@@ -3,7 +3,8 @@
 #   nats-server; qemu-img and qemu-io (qemu-utils); sfdisk (fdisk); mkfs.ext4 (e2fsprogs); unzip;
 #   the AWS CLI (awscli); g++ and make, to build the sparse-file addon (toolkit/native);
 #   python3 with boto3; for guest inspection's test disks dosfstools, mtools, xfsprogs, ntfs-3g,
-#   fuse3 and cryptsetup-bin.
+#   fuse3 and cryptsetup-bin; for dynamic validation qemu-system-x86 and, for its test disk that
+#   really boots, busybox-static, syslinux, syslinux-common, cpio and linux-image-cloud-amd64.
 # On Debian as root it installs what is missing (apt-get; boto3 with pip). Otherwise it prints
 # exactly what to run and exits non-zero. With everything present it only looks, in well under a
 # second.
@@ -33,7 +34,22 @@ missing_packages() {
   { have mkfs.ntfs && have ntfs-3g; } || packages="$packages ntfs-3g"
   have fusermount3 || packages="$packages fuse3"
   have cryptsetup || packages="$packages cryptsetup-bin"
+  # Dynamic validation boots disks under qemu (toolkit/inspect/boot-check.ts); its test disk
+  # (test/helpers/boot-disk.ts) is SYSLINUX + a Debian kernel + a busybox initramfs made with cpio.
+  have qemu-system-x86_64 || packages="$packages qemu-system-x86"
+  has_static_busybox || packages="$packages busybox-static"
+  have syslinux || packages="$packages syslinux"
+  [ -f /usr/lib/syslinux/mbr/mbr.bin ] || packages="$packages syslinux-common"
+  have cpio || packages="$packages cpio"
+  ls /boot/vmlinuz-* >/dev/null 2>&1 || packages="$packages linux-image-cloud-amd64"
   echo "$packages"
+}
+
+# The busybox package's binary is dynamic and cannot run alone in an initramfs; busybox-static's can.
+has_static_busybox() {
+  [ -x /bin/busybox ] || return 1
+  have dpkg-query || return 0
+  dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'
 }
 
 can_install() { [ "$(id -u)" = 0 ] && have apt-get; }

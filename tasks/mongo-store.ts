@@ -28,6 +28,9 @@ const DUPLICATE_KEY = 11000;
  * Uses only operations that both MongoDB and the jongodb test server implement.
  * Times are ISO strings as written by `Date.toISOString()`, which sort and compare as text.
  */
+/** How long an operation waits for a reachable server before it fails. */
+const SERVER_SELECTION_TIMEOUT_MS = 5000;
+
 export class MongoTaskStore implements TaskStore {
   private readonly tasks: Collection<StoredTask>;
   private readonly resources: Collection<StoredResource>;
@@ -45,7 +48,9 @@ export class MongoTaskStore implements TaskStore {
   static async connect(uri: string, dbName = 'imaging'): Promise<MongoTaskStore> {
     // Without ignoreUndefined the driver writes `undefined` fields as null, and a document
     // would not read back as it was written.
-    const client = new MongoClient(uri, { ignoreUndefined: true });
+    // A call during an outage fails in seconds (and is retried by the caller) instead of
+    // hanging for the driver's default 30 s server selection.
+    const client = new MongoClient(uri, { ignoreUndefined: true, serverSelectionTimeoutMS: SERVER_SELECTION_TIMEOUT_MS });
     await client.connect();
     try {
       const db: Db = client.db(dbName);

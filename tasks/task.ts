@@ -151,6 +151,11 @@ export interface TaskRequest extends ImportVolumeRequest {
    */
   kernelId?: string;
   ramdiskId?: string;
+  /**
+   * Dynamic validation asked for with the extension parameter BootCheck=true (ImportImage,
+   * ImportInstance): the boot-check stage boots the converted disk under qemu.
+   */
+  bootCheck?: BootCheckRequest;
 }
 
 export type BundleImageType = 'machine' | 'kernel' | 'ramdisk';
@@ -195,6 +200,12 @@ export interface VerifiedBundle {
   signedBy: string;
 }
 
+/** What an import asked of the boot check (extension parameters BootCheck and BootCheckMarker). */
+export interface BootCheckRequest {
+  /** A line on the serial console that means the guest is up; default a login prompt or cloud-init. */
+  marker?: string;
+}
+
 /** One part of an import manifest, as parsed from the manifest XML. */
 export interface ManifestPart {
   index: number;
@@ -223,13 +234,47 @@ export interface StoredObject {
   sha256?: string;
 }
 
+/**
+ * What the validate stage found on the converted disk: the guest inspector's report
+ * (toolkit/inspect/guest.ts) in compact form. Plain data, so that tasks/ needs no toolkit types.
+ */
+export interface ValidationReport {
+  sizeBytes: number;
+  partitionTable: 'mbr' | 'gpt' | 'none';
+  /** How the disk was judged: system (an image or instance root: it must boot) or data (a volume, a snapshot). */
+  purpose?: 'system' | 'data';
+  os?: { family: string; distribution?: string; version?: string; prettyName?: string; location: string };
+  kernels?: { path: string; version?: string; architecture?: string; initramfs?: string }[];
+  bootMode?: string;
+  architecture?: string;
+  filesystems?: { type: string; partition?: number; label?: string; uuid?: string; role?: string; mountpoint?: string; encrypted?: boolean }[];
+  findings?: { severity: 'error' | 'warning' | 'info'; code: string; message: string }[];
+  verdict?: { accepted: boolean; message: string };
+  /** Bytes read from the image store to make the report. */
+  bytesRead?: number;
+}
+
+/** The boot-check stage's verdict: how far the guest got under qemu and the last console lines. */
+export interface BootCheckResult {
+  booted: boolean;
+  /** none, firmware, bootloader, kernel, init, marker. */
+  reached: string;
+  message: string;
+  accelerator: string;
+  elapsedMs: number;
+  /** The last lines of the serial console. */
+  console: string[];
+}
+
 export interface TaskArtifacts {
   manifest?: ParsedImportManifest;
   /** The verified source: the manifest's parts in order, with their sizes. */
   source?: { format: ImageFormat; size: number; parts: { getUrl: string; size: number }[] };
   /** The converted raw disk in the image store. */
   image?: StoredObject;
-  validation?: { sizeBytes: number; partitionTable: 'mbr' | 'gpt' | 'none' };
+  validation?: ValidationReport;
+  /** What the boot-check stage saw when it booted the disk (dynamic validation), when it ran. */
+  bootCheck?: BootCheckResult;
   volumeId?: string;
   /** What an import-image / import-snapshot task created. */
   snapshotId?: string;

@@ -1,5 +1,6 @@
 /** describe-conversion-tasks and cancel-conversion-task: EC2 answers turned into plain records and text. */
 import type { Ec2Client } from '../ec2-client';
+import type { BootCheckResult, ValidationReport } from '../../tasks/task';
 
 export interface ConversionTaskView {
   conversionTaskId: string;
@@ -19,10 +20,55 @@ export interface ConversionTaskView {
   instanceId?: string;
   platform?: string;
   volumeDescription?: string;
+  /** What the validate stage found on the disk (its guest report), once it has run. */
+  validation?: ValidationReport;
+  /** How far the disk booted under qemu (the boot-check stage), when it was booted. */
+  bootCheck?: BootCheckResult;
 }
 
 const num = (v: unknown) => (v === undefined || v === '' ? undefined : Number(v));
 const str = (v: unknown) => (v === undefined || v === '' ? undefined : String(v));
+const items = (v: any): Record<string, any>[] => (Array.isArray(v?.item) ? v.item : []);
+/** The element's text children as they are, leaving out empty ones. */
+const strings = (v: Record<string, any> | undefined): Record<string, string> =>
+  Object.fromEntries(Object.entries(v ?? {}).filter(([, value]) => typeof value === 'string' && value !== ''));
+
+/** The <validation> element back as the report the task keeps (numbers and booleans from their text). */
+export function validationView(v: Record<string, any> | undefined): ValidationReport | undefined {
+  if (!v || typeof v !== 'object') return undefined;
+  const report: ValidationReport = {
+    sizeBytes: num(v.sizeBytes) ?? 0,
+    partitionTable: (str(v.partitionTable) ?? 'none') as ValidationReport['partitionTable'],
+  };
+  if (v.purpose) report.purpose = v.purpose;
+  if (v.os) report.os = strings(v.os) as unknown as ValidationReport['os'];
+  if (v.kernels !== undefined) report.kernels = items(v.kernels).map((k) => strings(k) as unknown as NonNullable<ValidationReport['kernels']>[number]);
+  if (v.bootMode) report.bootMode = String(v.bootMode);
+  if (v.architecture) report.architecture = String(v.architecture);
+  if (v.filesystems !== undefined) {
+    report.filesystems = items(v.filesystems).map((fs) => {
+      const { partition, encrypted, ...rest } = strings(fs);
+      return { ...(rest as { type: string }), ...(partition ? { partition: Number(partition) } : {}), ...(encrypted === 'true' ? { encrypted: true } : {}) };
+    });
+  }
+  if (v.findings !== undefined) report.findings = items(v.findings).map((f) => strings(f) as unknown as NonNullable<ValidationReport['findings']>[number]);
+  if (v.verdict) report.verdict = { accepted: v.verdict.accepted === 'true', message: str(v.verdict.message) ?? '' };
+  if (v.bytesRead !== undefined) report.bytesRead = num(v.bytesRead);
+  return report;
+}
+
+/** The <bootCheck> element back as the task keeps it. */
+export function bootCheckView(v: Record<string, any> | undefined): BootCheckResult | undefined {
+  if (!v || typeof v !== 'object') return undefined;
+  return {
+    booted: v.booted === 'true',
+    reached: str(v.reached) ?? 'none',
+    message: str(v.message) ?? '',
+    accelerator: str(v.accelerator) ?? '',
+    elapsedMs: num(v.elapsedMs) ?? 0,
+    console: (Array.isArray(v.console?.item) ? v.console.item : []).map((line: unknown) => String(line)),
+  };
+}
 
 export function conversionTaskView(item: Record<string, any>): ConversionTaskView {
   const instance = item.importInstance;
@@ -42,6 +88,8 @@ export function conversionTaskView(item: Record<string, any>): ConversionTaskVie
     imageLocation: str(detail.imageLocation),
     imageSha256: str(detail.imageSha256) ?? str(detail.image?.checksum),
     description: instance ? str(instance.description) : str(detail.description),
+    ...(detail.validation ? { validation: validationView(detail.validation) } : {}),
+    ...(detail.bootCheck ? { bootCheck: bootCheckView(detail.bootCheck) } : {}),
     ...(instance
       ? { instanceId: str(instance.instanceId), platform: str(instance.platform), volumeDescription: str(detail.description) }
       : {}),
@@ -69,6 +117,8 @@ export function formatConversionTask(task: ConversionTaskView): string {
   field('volume', task.volumeId && `${task.volumeId} (${task.volumeSizeGiB} GiB)`);
   field('image location', task.imageLocation);
   field('image sha256', task.imageSha256);
+  field('validation', task.validation?.verdict?.message);
+  field('boot check', task.bootCheck?.message);
   field('expires', task.expirationTime);
   return lines.join('\n');
 }

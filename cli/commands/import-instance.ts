@@ -17,6 +17,9 @@ export interface ImportInstanceOptions extends ImportVolumeOptions {
   subnetId?: string;
   privateIpAddress?: string;
   shutdownBehavior?: string;
+  /** Extension parameters: boot the converted disk under qemu (BootCheck), waiting for this line (BootCheckMarker). */
+  bootCheck?: boolean;
+  bootCheckMarker?: string;
 }
 
 export interface ImportInstanceResult {
@@ -41,6 +44,8 @@ export async function importInstance(ctx: ClientContext, file: string, options: 
     'DiskImage.1.Image.ImportManifestUrl': uploaded.manifestUrl,
     'DiskImage.1.Volume.Size': uploaded.volumeSizeGiB,
     'DiskImage.1.Description': options.description,
+    BootCheck: options.bootCheck || options.bootCheckMarker ? 'true' : undefined,
+    BootCheckMarker: options.bootCheckMarker,
   };
   (options.groupNames ?? []).forEach((group, i) => (params[`LaunchSpecification.GroupName.${i + 1}`] = group));
   const response = await ctx.ec2.call('ImportInstance', params);

@@ -9,6 +9,8 @@ import { basename } from 'path';
 import { Command, Option } from 'commander';
 import type { ClientContext, ClientFlags } from '../client-options';
 import type { Ec2Client } from '../ec2-client';
+import type { BootCheckResult, ValidationReport } from '../../tasks/task';
+import { bootCheckView, validationView } from './conversion-tasks';
 
 export interface ImportTaskView {
   importTaskId: string;
@@ -22,12 +24,20 @@ export interface ImportTaskView {
   description?: string;
   source?: string;
   tags?: Record<string, string>;
+  /** An image's Platform, Architecture and BootMode: as requested, filled in from the guest report. */
+  platform?: string;
+  architecture?: string;
+  bootMode?: string;
+  /** What the validate stage found on the disk (its guest report), once it has run. */
+  validation?: ValidationReport;
+  /** How far the disk booted under qemu (the boot-check stage), when it was booted. */
+  bootCheck?: BootCheckResult;
 }
 
 const str = (v: unknown) => (v === undefined || v === '' ? undefined : String(v));
 const num = (v: unknown) => (v === undefined || v === '' ? undefined : Number(v));
 
-function importTaskView(item: Record<string, any>, kind: 'image' | 'snapshot'): ImportTaskView {
+export function importTaskView(item: Record<string, any>, kind: 'image' | 'snapshot'): ImportTaskView {
   const detail = kind === 'image' ? item.snapshotDetailSet?.item?.[0] ?? {} : item.snapshotTaskDetail ?? {};
   const top = kind === 'image' ? item : detail;
   const bucket = detail.userBucket;
@@ -44,6 +54,11 @@ function importTaskView(item: Record<string, any>, kind: 'image' | 'snapshot'): 
     description: str(item.description),
     source: bucket ? `s3://${bucket.s3Bucket}/${bucket.s3Key}` : str(detail.url),
     ...(tags.length ? { tags: Object.fromEntries(tags.map((t) => [t.key, t.value ?? ''])) } : {}),
+    platform: kind === 'image' ? str(item.platform) : undefined,
+    architecture: kind === 'image' ? str(item.architecture) : undefined,
+    bootMode: kind === 'image' ? str(item.bootMode) : undefined,
+    validation: validationView(item.validation),
+    bootCheck: bootCheckView(item.bootCheck),
   };
   return Object.fromEntries(Object.entries(view).filter(([, v]) => v !== undefined)) as unknown as ImportTaskView;
 }
@@ -72,6 +87,11 @@ export function formatImportTask(task: ImportTaskView): string {
   field('format', task.format);
   field('source', task.source);
   field('disk image size', task.diskImageSize);
+  field('platform', task.platform);
+  field('architecture', task.architecture);
+  field('boot mode', task.bootMode);
+  field('validation', task.validation?.verdict?.message);
+  field('boot check', task.bootCheck?.message);
   if (task.tags) field('tags', Object.entries(task.tags).map(([k, v]) => `${k}=${v}`).join(', '));
   return lines.join('\n');
 }
@@ -166,6 +186,8 @@ export function registerImportTaskCommands(
     .addOption(new Option('--platform <platform>', 'guest platform').choices(['Linux', 'Windows']))
     .addOption(new Option('--boot-mode <mode>', 'boot mode').choices(['legacy-bios', 'uefi', 'uefi-preferred']))
     .addOption(new Option('--license-type <type>', 'license type').choices(['AWS', 'BYOL', 'Auto']))
+    .option('--boot-check', 'boot the converted disk under qemu before it becomes an image (extension parameter BootCheck=true)')
+    .option('--boot-check-marker <text>', 'a serial-console line that means the guest is up (BootCheckMarker) [default: a login prompt or cloud-init]')
     .action(async (source: string, opts) => {
       try {
         const ctx = await clientContext(opts as ClientFlags);
@@ -178,6 +200,8 @@ export function registerImportTaskCommands(
           Platform: opts.platform,
           BootMode: opts.bootMode,
           LicenseType: opts.licenseType,
+          BootCheck: opts.bootCheck || opts.bootCheckMarker ? 'true' : undefined,
+          BootCheckMarker: opts.bootCheckMarker,
           ClientToken: opts.clientToken,
           ...tagParams(opts.tag, 'import-image-task'),
         };

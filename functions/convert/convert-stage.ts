@@ -13,7 +13,7 @@ import { CountingSource } from '../../toolkit/io/counting-source';
 import { S3MultipartSink } from '../../toolkit/io/s3-multipart-sink';
 import { convertImage } from '../../toolkit/convert/convert-image';
 import type { FormatName } from '../../toolkit/formats/format';
-import { assertAllowedUrl } from '../object-fetch';
+import { assertAllowedUrl, objectUrlPolicy } from '../object-fetch';
 import { rowOf } from '../../pipeline/table';
 import { TaskProgress } from '../progress';
 import { advanceToNext, attemptPrefix, clearPredecessors, taskStage } from '../task-step';
@@ -32,7 +32,10 @@ export const convertStage = taskStage('convert', {
     }
     const described = task.artifacts.source;
     if (!described) throw new Error(`task ${taskId} reached convert without a described source`);
-    described.parts.forEach((p, i) => assertAllowedUrl(p.getUrl, ctx.config.allowedObjectHosts, `part ${i} get`));
+    // The manifest stage (or the service, presigning) accepted every part URL: a refusal now is
+    // this stage's setting disagreeing with that one, the service's fault.
+    const urls = objectUrlPolicy(ctx.config, described.parts.map((p) => p.getUrl));
+    described.parts.forEach((p, i) => assertAllowedUrl(p.getUrl, urls, `part ${i} get`));
     const source = new CountingSource(new ConcatenatedSource(
       described.parts.map((p, i) => new HttpRangeSource(p.getUrl, p.size, `part ${i}`)),
       `the uploaded ${described.format} image`,
@@ -46,6 +49,10 @@ export const convertStage = taskStage('convert', {
     const partSize = Math.max(5 * MiB, Math.min(16 * MiB, Math.floor(ctx.config.memoryLimitBytes / 32)));
     const sink = new HashingSink(new S3MultipartSink(ctx.s3, bucket, key, { partSize, queueSize: 4, expectedSize: task.request.importImage ? undefined : task.request.volumeSizeGiB * GiB }));
     const progress = new TaskProgress(ctx, taskId, rowOf('convert').progress);
+    // Handed back on shutdown: the upload is aborted now, not when the converter next looks up
+    // (it may be waiting for a slow part upload), so the clean-up fits in the drain deadline.
+    const abortUpload = () => void sink.abort().catch(() => undefined);
+    ctx.delivery.signal?.addEventListener('abort', abortUpload, { once: true });
     let result;
     const started = process.hrtime.bigint();
     try {
@@ -64,6 +71,8 @@ export const convertStage = taskStage('convert', {
     } catch (err) {
       await sink.abort().catch(() => undefined);
       throw err;
+    } finally {
+      ctx.delivery.signal?.removeEventListener('abort', abortUpload);
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     ctx.recordTransfer?.({ bytesRead: source.bytesRead, bytesWritten: result.bytesWritten, conversion: { format: described.format.toLowerCase(), virtualBytes: result.info.virtualSize, seconds } });

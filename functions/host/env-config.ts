@@ -9,6 +9,8 @@ import { makeS3Client, type ObjectStorageConfig } from '../../toolkit/io/object-
 import { hostOf } from '../../toolkit/io/url-policy';
 import { readSettings, SettingError, type Settings } from '../../config/settings-schema';
 import type { StageConfig } from '../stage';
+import { guestPolicyOf } from '../validate/guest-policy';
+import { bootCheckConfigOf } from '../boot-check/boot-check-config';
 import type { StageDeps } from './deps';
 import { readCloudKey } from '../../toolkit/bundle/cloud-key';
 
@@ -61,8 +63,13 @@ function stageConfigOf(settings: Settings): StageConfig {
     memoryLimitBytes: settings.memoryLimitMb * 1024 * 1024,
     ...(settings.cloudKeyFile ? { cloudPrivateKey: readCloudKey(settings.cloudKeyFile) } : {}),
     ...(settings.acceptUnsignedBundles ? { acceptUnsignedBundles: true } : {}),
+    guestPolicy: guestPolicyOf(settings),
+    bootCheck: bootCheckConfigOf(settings),
     maxImageBytes: settings.maxImageBytes,
     readsInFlight: settings.readsInFlight,
     leaseMs: settings.leaseMs,
+    phaseDeadlineMs: settings.phaseDeadlineMs,
+    ...(settings.ackWaitMs ? { ackWaitMs: settings.ackWaitMs } : {}),
+    ...(settings.testExitAfterAdvance ? { exitAfterAdvance: settings.testExitAfterAdvance } : {}),
   };
 }

@@ -4,6 +4,7 @@ import { eventLogIds } from '../../events/log-fields';
 import { taskStoreLoggingTo } from '../../ops/process-admin';
 import type { Logger, Stage, StageContext } from '../stage';
 import type { StageDeps } from './deps';
+import { ServerError } from '../errors';
 
 export type Publish = (event: CloudEvent<unknown>) => Promise<void>;
 
@@ -60,7 +61,9 @@ export async function invokeStage(stage: Stage, deps: StageDeps, publish: Publis
     if ((error as Error)?.name === 'ScratchSpaceError') metrics?.limitRefusals.inc({ limit: 'scratch-space' });
     stopTimer?.({ outcome: 'failed' });
     // Logged here with the attempt because the host's reaction (redelivery) happens elsewhere.
-    log.warn({ type: event.type, attempt: delivery.attempt, err: error }, 'stage failed on this delivery');
+    // The service's own fault (a wrong setting) is the operator's to fix: error level.
+    if (error instanceof ServerError) log.error({ type: event.type, attempt: delivery.attempt, err: error }, 'stage failed on this delivery: a fault of the service, not of the request');
+    else log.warn({ type: event.type, attempt: delivery.attempt, err: error }, 'stage failed on this delivery');
     throw error;
   } finally {
     metrics?.inFlight.dec(labels);

@@ -5,11 +5,13 @@
  *                      next events to K_SINK, else to IMAGING_NATS_URL)
  *   IMAGING_ADMIN_PORT (default 8775): /healthz, /readyz and /metrics
  *   IMAGING_CONCURRENCY, IMAGING_MAX_DELIVER, IMAGING_ACK_WAIT_MS  (jetstream mode; defaults
- *   from the stage's row in pipeline/table.ts)
- * plus the other settings a stage reads (config/settings-schema.ts). SIGTERM/SIGINT stop intake, let in-flight work
- * finish, and exit 0, so a rolling update never cuts a conversion short on purpose.
+ *   from the stage's row in pipeline/table.ts), IMAGING_RETRY_BACKOFF_MS / _MAX_MS (back-off)
+ * plus the other settings a stage reads (config/settings-schema.ts). SIGTERM/SIGINT stop intake and let in-flight
+ * work finish for up to IMAGING_DRAIN_DEADLINE_MS; what still runs then is handed back (nak'ed, so another
+ * replica takes it at once), cleans up what it wrote, and the process exits 0.
  */
 import { JetStreamBus } from '../../events/jetstream-bus';
+import { retryDelays } from '../../events/retry-backoff';
 import { createServiceMetrics } from '../../ops/metrics';
 import { applyProcessLimits } from '../../ops/process-limits';
 import { toolCapabilityChecks } from '../../ops/tool-capabilities';
@@ -21,6 +23,7 @@ import { ConfigError, stageDepsFromEnv, stageSettingsFromEnv } from './env-confi
 import { startHttpStage } from './http-function';
 import { runStageOnBus } from './stage-runner';
 import { startSweeper } from '../sweeper';
+import { startJanitor } from '../janitor';
 
 type Env = Record<string, string | undefined>;
 
@@ -64,7 +67,8 @@ export async function startStageProcess(env: Env = process.env): Promise<{ descr
       },
     };
   }
-  const bus = await JetStreamBus.connect({ servers: natsUrl!, name: `imaging-${stage.name}`, log: deps.log });
+  const retryDelayMs = retryDelays({ firstMs: settings.retryBackoffMs, maxMs: settings.retryBackoffMaxMs });
+  const bus = await JetStreamBus.connect({ servers: natsUrl!, name: `imaging-${stage.name}`, log: deps.log, retryDelayMs });
   // Unset, each falls back to the stage's row in the pipeline table.
   const subscription = await runStageOnBus(stage, deps, bus, {
     concurrency: settings.concurrency,
@@ -77,12 +81,17 @@ export async function startStageProcess(env: Env = process.env): Promise<{ descr
     intervalMs: Math.min(settings.sweepIntervalMs, settings.uploadPollMs),
     idleMs: settings.redriveIdleMs,
   });
+  // Convert writes the image store, so its replicas also clear what killed attempts left there.
+  const janitor = stage.name === 'convert'
+    ? startJanitor({ tasks: deps.tasks, s3: deps.s3, bucket: deps.config.imageBucket, log: deps.log }, { intervalMs: settings.janitorIntervalMs, ageMs: settings.leftoverAgeMs })
+    : undefined;
   return {
     describe: `stage ${stage.name} consuming ${stage.consumes} from ${natsUrl}; admin on ${admin.server.url}`,
     adminUrl: admin.server.url,
     shutdown: async () => {
       await sweeper.stop();
-      await subscription.stop();
+      await janitor?.stop();
+      await subscription.stop({ deadlineMs: settings.drainDeadlineMs });
       await admin.server.close();
       await bus.close();
       await deps.tasks.close();

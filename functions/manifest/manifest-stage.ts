@@ -9,7 +9,7 @@ import { updateTask } from '../../tasks/state-machine';
 import { holdsLease } from '../lease';
 import { MAX_MANIFEST_BYTES, parseImportManifest, type ImportManifest } from '../../toolkit/bundle/import-manifest';
 import { mapLimit } from '../../toolkit/map-limit';
-import { assertAllowedUrl, fetchSmallObject, headObjectSize } from '../object-fetch';
+import { assertAllowedUrl, fetchSmallObject, headObjectSize, objectUrlPolicy } from '../object-fetch';
 import { cancelTask, advanceToNext, taskStage } from '../task-step';
 import { ClientError } from '../errors';
 import { rowOf } from '../../pipeline/table';
@@ -21,7 +21,8 @@ export const PENDING_UPLOAD_MESSAGE = rowOf('manifest').statusMessage;
 type UploadCheck = { complete: true; manifest: ImportManifest } | { complete: false; waitingFor: string };
 
 async function checkUpload(ctx: StageContext, task: TaskDocument): Promise<UploadCheck> {
-  const allowed = ctx.config.allowedObjectHosts;
+  // The gateway accepted the manifest URL: its host is one the service stands behind.
+  const allowed = objectUrlPolicy(ctx.config, [task.request.manifestUrl]);
   assertAllowedUrl(task.request.manifestUrl, allowed, 'import manifest');
   const fetched = await fetchSmallObject(task.request.manifestUrl, MAX_MANIFEST_BYTES);
   if (fetched.kind !== 'ok') return { complete: false, waitingFor: 'the import manifest' };

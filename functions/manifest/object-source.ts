@@ -10,7 +10,7 @@ import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { ParsedImportManifest, TaskDocument } from '../../tasks/task';
 import { makeS3Client } from '../../toolkit/io/object-storage';
 import { ClientError } from '../errors';
-import { assertAllowedUrl, headObjectSize } from '../object-fetch';
+import { assertAllowedUrl, headObjectSize, objectUrlPolicy } from '../object-fetch';
 import type { StageContext } from '../stage';
 
 /** SigV4 presigned URLs live at most 7 days. */
@@ -26,7 +26,8 @@ export async function describeObjectSource(ctx: StageContext, task: TaskDocument
   let getUrl: string;
   let key: string;
   if ('url' in source) {
-    assertAllowedUrl(source.url, ctx.config.allowedObjectHosts, 'disk image');
+    // The gateway accepted this URL: a refusal here is the service's setting.
+    assertAllowedUrl(source.url, objectUrlPolicy(ctx.config, [source.url]), 'disk image');
     const head = await headObjectSize(source.url);
     if (head.kind === 'missing') throw new ClientError(`the disk image at ${new URL(source.url).pathname} does not exist or cannot be read (HTTP ${head.status})`);
     if (head.kind === 'unavailable') throw new Error(`HEAD ${new URL(source.url).host}: ${head.reason}`); // transient: retried

@@ -6,10 +6,14 @@
 import { newImageId, newSnapshotId } from '../../tasks/ids';
 import { updateTask } from '../../tasks/state-machine';
 import type { ImageRecord, SnapshotRecord, TaskDocument } from '../../tasks/task';
+import { rowOf } from '../../pipeline/table';
+import { importedGuestFacts } from '../../tasks/guest-facts';
 import { advanceToNext } from '../task-step';
 import type { StageContext } from '../stage';
 
 const GiB = 1024 ** 3;
+/** The state register works on (its row of the pipeline table). */
+const REGISTER_EXPECTS = rowOf('register').expects;
 
 export async function registerImport(task: TaskDocument, ctx: StageContext): Promise<void> {
   const image = task.artifacts.image;
@@ -17,7 +21,7 @@ export async function registerImport(task: TaskDocument, ctx: StageContext): Pro
   if (!image || !spec) throw new Error(`task ${task.id} reached register without an image or its import request`);
   const wantsImage = task.kind === 'import-image';
   const fixed = await updateTask(ctx.tasks, task.id, (doc) => {
-    if (doc.state !== 'validated' || (doc.artifacts.snapshotId && (!wantsImage || doc.artifacts.imageId))) return undefined;
+    if (doc.state !== REGISTER_EXPECTS || (doc.artifacts.snapshotId && (!wantsImage || doc.artifacts.imageId))) return undefined;
     return {
       ...doc,
       artifacts: {
@@ -27,7 +31,7 @@ export async function registerImport(task: TaskDocument, ctx: StageContext): Pro
       },
     };
   });
-  if (!fixed || fixed.state !== 'validated' || !fixed.artifacts.snapshotId) return; // finished or ended elsewhere
+  if (!fixed || fixed.state !== REGISTER_EXPECTS || !fixed.artifacts.snapshotId) return; // finished or ended elsewhere
   const { snapshotId, imageId } = fixed.artifacts;
   const createdAt = new Date().toISOString();
   const sizeGiB = Math.max(1, Math.ceil(image.size / GiB));
@@ -45,6 +49,7 @@ export async function registerImport(task: TaskDocument, ctx: StageContext): Pro
   };
   await ctx.tasks.putResource(snapshot);
   if (wantsImage && imageId) {
+    const facts = importedGuestFacts(task);
     const record: ImageRecord = {
       id: imageId,
       kind: 'image',
@@ -52,9 +57,10 @@ export async function registerImport(task: TaskDocument, ctx: StageContext): Pro
       taskId: task.id,
       name: task.id,
       ...(spec.description ? { description: spec.description } : {}),
-      architecture: spec.architecture ?? 'x86_64',
-      ...(spec.platform === 'Windows' ? { platform: 'Windows' as const } : {}),
-      ...(spec.bootMode ? { bootMode: spec.bootMode } : {}),
+      // What the request said, filled in from what the validate stage found on the disk.
+      architecture: facts.architecture ?? 'x86_64',
+      ...(facts.platform === 'Windows' ? { platform: 'Windows' as const } : {}),
+      ...(facts.bootMode ? { bootMode: facts.bootMode } : {}),
       rootDeviceName: spec.deviceName ?? '/dev/sda1',
       snapshotIds: [snapshotId],
       sizeGiB,

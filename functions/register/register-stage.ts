@@ -5,9 +5,13 @@
 import { newVolumeId } from '../../tasks/ids';
 import { updateTask } from '../../tasks/state-machine';
 import type { InstanceRecord, TaskDocument } from '../../tasks/task';
+import { rowOf } from '../../pipeline/table';
 import { advanceToNext, taskStage } from '../task-step';
 import { registerImport } from './register-import';
 import { registerBundle } from './register-bundle';
+
+/** The state register works on (its row of the pipeline table). */
+const REGISTER_EXPECTS = rowOf('register').expects;
 
 export const registerStage = taskStage('register', {
   async work(task, { taskId, accountId }, ctx) {
@@ -21,9 +25,9 @@ export const registerStage = taskStage('register', {
     // when the request was accepted. Records are written with put (replace), so writing them
     // again on a redelivery changes nothing.
     const fixed = await updateTask(ctx.tasks, taskId, (doc) =>
-      doc.artifacts.volumeId || doc.state !== 'validated' ? undefined : { ...doc, artifacts: { ...doc.artifacts, volumeId: newVolumeId() } });
+      doc.artifacts.volumeId || doc.state !== REGISTER_EXPECTS ? undefined : { ...doc, artifacts: { ...doc.artifacts, volumeId: newVolumeId() } });
     const volumeId = fixed?.artifacts.volumeId;
-    if (!volumeId || fixed.state !== 'validated') return; // someone else finished or ended the task
+    if (!volumeId || fixed.state !== REGISTER_EXPECTS) return; // someone else finished or ended the task
     const createdAt = new Date().toISOString();
     await ctx.tasks.putResource({
       id: volumeId,

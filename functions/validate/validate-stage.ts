@@ -1,15 +1,88 @@
 /**
- * Stage 4: check the converted disk: it must fit the requested volume, and we record whether it
- * carries an MBR or GPT partition table (guest inspection grows here).
+ * Stage 4: check the converted disk. It must fit the requested volume; then the guest inspector
+ * (toolkit/inspect/guest.ts) reads it in place in the image store, with bounded ranged reads and
+ * no scratch copy, and its report is kept on the task (artifacts.validation).
+ *
+ * What is judged depends on what the disk is to become. An image or an instance's root
+ * (ImportImage, ImportInstance) is a system disk: it must hold one operating system that can
+ * boot, as the operator's policy (IMAGING_GUEST_*) and the request's Architecture / BootMode say,
+ * and a refusal fails the task with the report's message. A volume or a snapshot (ImportVolume,
+ * ImportSnapshot) is data: it is reported, never refused for what a guest would need.
  */
-import { GetObjectCommand } from '@aws-sdk/client-s3';
-import { detectPartitionTable } from '../../toolkit/inspect/partitions';
+import { S3ObjectSource } from '../../toolkit/io/s3-object-source';
+import { DEFAULT_GUEST_POLICY, inspectGuest, type Architecture, type GuestReport, type InspectGuestOptions, type RequestedBootMode } from '../../toolkit/inspect/guest';
+import { ReadBudgetExceededError } from '../../toolkit/inspect/inspection-source';
+import { transition, updateTask } from '../../tasks/state-machine';
+import type { TaskDocument, ValidationReport } from '../../tasks/task';
 import { advanceToNext, taskStage } from '../task-step';
 import { ClientError } from '../errors';
 
 const GiB = 1024 ** 3;
-/** Enough for the MBR, the GPT header and its first partition entries. */
-const HEAD_BYTES = 34 * 512;
+const MiB = 1024 ** 2;
+/** The most the inspector may read of one disk; its reads are small and few (see test/integration/validate-stage.test.ts). */
+export const VALIDATE_MAX_BYTES_READ = 256 * MiB;
+
+const ARCHITECTURES: readonly string[] = ['i386', 'x86_64', 'arm64'];
+const BOOT_MODES: readonly string[] = ['legacy-bios', 'uefi', 'uefi-preferred'];
+
+/** The task kinds whose disk is data, not a system to boot. */
+const DATA_KINDS: readonly string[] = ['import-volume', 'import-snapshot'];
+
+/** The ImportImage half of a request, read as far as this stage needs it (present on import-image tasks). */
+interface RequestedImage {
+  architecture?: string;
+  bootMode?: string;
+}
+
+/**
+ * Whether the request associates a kernel with the disk (KernelId, with its RamdiskId): a bundle's
+ * RegisterImage, or an import that names them. Read wherever the request carries them, so that
+ * a partition image (a bare filesystem) boots with that kernel instead of one of its own.
+ */
+export function kernelAssociated(request: TaskDocument['request']): boolean {
+  const holders = [request, request.importImage] as ({ kernelId?: unknown } | undefined)[];
+  return holders.some((holder) => typeof holder?.kernelId === 'string' && holder.kernelId !== '');
+}
+
+/** The inspector's options from what the task's request asked for. */
+export function inspectOptionsFor(task: TaskDocument): Pick<InspectGuestOptions, 'purpose' | 'architecture' | 'bootMode' | 'kernelAssociated'> {
+  const kind: string = task.kind;
+  const image = (task.request as { importImage?: RequestedImage }).importImage;
+  const architecture = task.request.instance?.architecture ?? image?.architecture;
+  const bootMode = image?.bootMode;
+  return {
+    // A kernel or ramdisk from a bundle is no disk to boot: its bytes are judged as data.
+    purpose: DATA_KINDS.includes(kind) || (task.request.bundle && task.request.bundle.imageType !== 'machine') ? 'data' : 'system',
+    ...(architecture && ARCHITECTURES.includes(architecture) ? { architecture: architecture as Architecture } : {}),
+    ...(bootMode && BOOT_MODES.includes(bootMode) ? { bootMode: bootMode as RequestedBootMode } : {}),
+    ...(kernelAssociated(task.request) ? { kernelAssociated: true } : {}),
+  };
+}
+
+/** The report as the task keeps it: what a user and the later stages need, not every partition field. */
+export function compactReport(report: GuestReport, purpose: 'system' | 'data'): ValidationReport {
+  return {
+    sizeBytes: report.image.size,
+    partitionTable: report.partitionTable,
+    purpose,
+    ...(report.os ? { os: { ...report.os } } : {}),
+    kernels: report.kernels.map((kernel) => ({ ...kernel })),
+    bootMode: report.bootMode,
+    ...(report.architecture ? { architecture: report.architecture } : {}),
+    filesystems: report.filesystems.map((fs) => ({
+      type: fs.type,
+      ...(fs.partition !== undefined ? { partition: fs.partition } : {}),
+      ...(fs.label ? { label: fs.label } : {}),
+      ...(fs.uuid ? { uuid: fs.uuid } : {}),
+      ...(fs.role ? { role: fs.role } : {}),
+      ...(fs.mountpoint ? { mountpoint: fs.mountpoint } : {}),
+      ...(fs.encrypted ? { encrypted: true } : {}),
+    })),
+    findings: report.findings.map((finding) => ({ ...finding })),
+    verdict: { ...report.verdict },
+    bytesRead: report.bytesRead,
+  };
+}
 
 export const validateStage = taskStage('validate', {
   async work(task, { taskId, image }, ctx) {
@@ -17,14 +90,27 @@ export const validateStage = taskStage('validate', {
     if (image.size > volumeBytes) {
       throw new ClientError(`the disk is ${image.size} bytes, larger than the requested volume of ${task.request.volumeSizeGiB} GiB`);
     }
-    const length = Math.min(HEAD_BYTES, image.size);
-    let head = Buffer.alloc(0);
-    if (length > 0) {
-      const res = await ctx.s3.send(new GetObjectCommand({ Bucket: image.bucket, Key: image.key, Range: `bytes=0-${length - 1}` }));
-      head = Buffer.from(await res.Body!.transformToByteArray());
+    const options = inspectOptionsFor(task);
+    const source = await S3ObjectSource.open(ctx.s3, image.bucket, image.key);
+    let report: GuestReport;
+    try {
+      report = await inspectGuest(source, { ...options, policy: ctx.config.guestPolicy ?? DEFAULT_GUEST_POLICY, maxBytesRead: VALIDATE_MAX_BYTES_READ });
+    } catch (err) {
+      // A disk whose structures send the inspector past its bound is hostile or broken: no retry reads less.
+      if (err instanceof ReadBudgetExceededError) throw new ClientError(`the disk could not be inspected: ${err.message}`);
+      throw err;
+    } finally {
+      await source.close();
     }
-    const table = detectPartitionTable(head);
-    const validation = { sizeBytes: image.size, partitionTable: table.type };
+    const validation = compactReport(report, options.purpose ?? 'system');
+    ctx.log.info({ taskId, verdict: report.verdict.message, bytesRead: report.bytesRead }, 'guest inspected');
+    if (!report.verdict.accepted) {
+      // The report travels with the failure: one write, so a user reads why next to the message.
+      await updateTask(ctx.tasks, taskId, (doc) =>
+        doc.state !== 'disk-converted' ? undefined : transition({ ...doc, artifacts: { ...doc.artifacts, validation } }, 'failed', report.verdict.message),
+      );
+      return;
+    }
     await advanceToNext(
       ctx, 'validate', taskId,
       (doc) => ({ artifacts: { ...doc.artifacts, validation } }),

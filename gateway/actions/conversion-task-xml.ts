@@ -1,11 +1,14 @@
 /**
  * A task document as EC2's ConversionTask structure. Under importVolume (and each
- * importInstance volume item) we also render three elements EC2 does not have (imageLocation,
- * imageSha256, progress): SDKs skip unknown elements, and our own CLI reads them.
+ * importInstance volume item) we also render elements EC2 does not have (imageLocation,
+ * imageSha256, progress, the validate stage's report as validation and the boot check's as
+ * bootCheck): SDKs skip unknown
+ * elements, and our own CLI reads them.
  */
 import { ec2ConversionState } from '../../tasks/state-machine';
 import type { TaskDocument } from '../../tasks/task';
 import type { XmlObject } from '../xml';
+import { bootCheckXml, validationXml } from './guest-report-xml';
 
 export function conversionTaskXml(task: TaskDocument): XmlObject {
   const volume = volumeDetailXml(task);
@@ -45,5 +48,7 @@ function volumeDetailXml(task: TaskDocument): XmlObject {
     imageLocation: image ? `s3://${image.bucket}/${image.key}` : undefined,
     imageSha256: image?.sha256,
     progress: task.progress,
+    validation: task.artifacts.validation ? validationXml(task.artifacts.validation) : undefined,
+    bootCheck: task.artifacts.bootCheck ? bootCheckXml(task.artifacts.bootCheck) : undefined,
   };
 }

@@ -10,6 +10,7 @@ import { isS3Url, parseS3Url } from '../../toolkit/io/s3-url';
 import { Ec2Error, invalidValue } from '../errors';
 import type { QueryParams } from '../query-request';
 import type { ActionContext, ActionHandler } from './action';
+import { bootCheckRequest } from './boot-check-param';
 import { parseTagSpecifications } from './describe-common';
 import { MAX_VOLUME_GIB, optionalDescription } from './disk-image';
 import { importImageTaskXml, importSnapshotTaskXml } from './import-task-xml';
@@ -135,6 +136,8 @@ export const importImage: ActionHandler<ImportImageInput> = {
       resourceTags: [...(tagSpecs.get('image') ?? []), ...(tagSpecs.get('snapshot') ?? [])],
     });
     const request = requestOf(spec, format(params, `${prefix}Format`), clientToken(params));
+    const bootCheck = bootCheckRequest(params);
+    if (bootCheck) request.bootCheck = bootCheck;
     return { kind: 'import-image', request, tags: tagSpecs.get('import-image-task') ?? [] };
   },
   async run(input, ctx) {

@@ -5,9 +5,10 @@
  */
 import { isIPv4 } from 'net';
 import { newImportInstanceTaskId, newInstanceId } from '../../tasks/ids';
-import type { ImportInstanceSpec, ImportVolumeRequest, InstanceArchitecture, TaskRequest } from '../../tasks/task';
+import type { BootCheckRequest, ImportInstanceSpec, ImportVolumeRequest, InstanceArchitecture, TaskRequest } from '../../tasks/task';
 import { Ec2Error, invalidValue } from '../errors';
 import type { QueryParams } from '../query-request';
+import { bootCheckRequest } from './boot-check-param';
 import type { ActionContext, ActionHandler } from './action';
 import { conversionTaskXml } from './conversion-task-xml';
 import { optionalDescription, validateDiskImage } from './disk-image';
@@ -29,6 +30,8 @@ const LS = 'LaunchSpecification';
 export interface ImportInstanceInput {
   disk: ImportVolumeRequest;
   instance: Omit<ImportInstanceSpec, 'instanceId'>;
+  /** The extension parameters BootCheck / BootCheckMarker (gateway/actions/boot-check-param.ts). */
+  bootCheck?: BootCheckRequest;
 }
 
 export const importInstance: ActionHandler<ImportInstanceInput> = {
@@ -36,11 +39,12 @@ export const importInstance: ActionHandler<ImportInstanceInput> = {
     const index = theOneDiskImageIndex(params);
     const disk = validateDiskImage(params, `DiskImage.${index}.`, ctx.allowedObjectHosts, ctx.maxImageBytes);
     const availabilityZone = params.string(`${LS}.Placement.AvailabilityZone`) || `${ctx.region}a`;
-    return { disk: { ...disk, availabilityZone }, instance: launchSpecification(params) };
+    const bootCheck = bootCheckRequest(params);
+    return { disk: { ...disk, availabilityZone }, instance: launchSpecification(params), ...(bootCheck ? { bootCheck } : {}) };
   },
 
-  async run({ disk, instance }, ctx) {
-    const request: TaskRequest = { ...disk, instance: { instanceId: newInstanceId(), ...instance } };
+  async run({ disk, instance, bootCheck }, ctx) {
+    const request: TaskRequest = { ...disk, instance: { instanceId: newInstanceId(), ...instance }, ...(bootCheck ? { bootCheck } : {}) };
     const task = await startImportTask('import-instance', newImportInstanceTaskId, request, ctx);
     return { conversionTask: conversionTaskXml(task) };
   },

@@ -6,7 +6,9 @@
  */
 import type { TaskDocument } from '../../tasks/task';
 import type { XmlObject } from '../xml';
+import { importedGuestFacts } from '../../tasks/guest-facts';
 import { tagSetXml } from './describe-common';
+import { bootCheckXml, validationXml } from './guest-report-xml';
 
 export type ImportTaskStatus = 'active' | 'deleting' | 'deleted' | 'completed';
 
@@ -16,6 +18,7 @@ const STEP_MESSAGE: Partial<Record<TaskDocument['state'], string>> = {
   'bundle-decrypted': 'converting',
   'disk-converted': 'updating',
   validated: 'booting',
+  'boot-checked': 'booting',
 };
 
 export function importTaskStatus(task: TaskDocument): { status: ImportTaskStatus; statusMessage?: string; progress?: string } {
@@ -62,21 +65,26 @@ function diskXml(task: TaskDocument): XmlObject {
 export function importImageTaskXml(task: TaskDocument): XmlObject {
   const spec = task.request.importImage!;
   const { status, statusMessage, progress } = importTaskStatus(task);
+  // Platform, Architecture and BootMode: the request's, filled in from the guest report.
+  const facts = importedGuestFacts(task);
   return {
-    architecture: spec.architecture,
+    architecture: facts.architecture,
     description: spec.description,
     encrypted: false,
     hypervisor: spec.hypervisor,
     imageId: task.artifacts.imageId,
     importTaskId: task.id,
     licenseType: spec.licenseType,
-    platform: spec.platform,
+    platform: facts.platform,
     progress,
     snapshotDetailSet: [diskXml(task)],
     status,
     statusMessage,
     tagSet: tagSetXml(task.tags),
-    bootMode: spec.bootMode,
+    bootMode: facts.bootMode,
+    // Not EC2's: the guest report and the boot check's verdict (SDKs skip them; our CLI shows them).
+    validation: task.artifacts.validation ? validationXml(task.artifacts.validation) : undefined,
+    bootCheck: task.artifacts.bootCheck ? bootCheckXml(task.artifacts.bootCheck) : undefined,
   };
 }
 
@@ -87,5 +95,6 @@ export function importSnapshotTaskXml(task: TaskDocument): XmlObject {
     importTaskId: task.id,
     snapshotTaskDetail: { ...diskXml(task), encrypted: false },
     tagSet: tagSetXml(task.tags),
+    validation: task.artifacts.validation ? validationXml(task.artifacts.validation) : undefined,
   };
 }

@@ -14,8 +14,9 @@ import { DescribeImagesCommand, RegisterImageCommand } from '@aws-sdk/client-ec2
 import type { RunningService } from '../../cli/serve';
 import { addSigningCertificate } from '../../tasks/signing-certificates';
 import type { ImageRecord } from '../../tasks/task';
-import { makeRawDisk, seededBytes, tempDir } from '../helpers/disk-corpus';
+import { seededBytes, tempDir } from '../helpers/disk-corpus';
 import { sdkClient } from '../helpers/ec2-clients';
+import { makeSystemDisk } from '../helpers/guest-images';
 import { makeKeyPair, makeOpensslBundle, type KeyPair } from '../helpers/euca-bundle';
 import { clientFor, objectBytes, runCli, sha256, startTestService, type Endpoints } from './import-driver';
 
@@ -31,7 +32,8 @@ let disk: { path: string; size: number };
 beforeAll(async () => {
   dir = tempDir('e2e-bundle-cli-');
   dataDir = join(dir, 'data');
-  disk = makeRawDisk(dir);
+  // A disk the validate stage accepts as a machine image (boot loader, OS).
+  disk = makeSystemDisk(dir, { name: 'disk.raw' });
   // s3rver assembles a completed multipart upload inside the request: for the 8 GiB image that is
   // minutes of silence on a loaded machine, past the embedded S3 front's 60 s idle timeout.
   process.env.IMAGING_S3_IDLE_TIMEOUT_MS = String(15 * 60_000);
@@ -71,7 +73,7 @@ test('bundle-image, upload-bundle, register-image --wait, describe-images --json
   const cloudCert = join(dir, 'cloud.pem');
   writeFileSync(cloudCert, await cli('cloud-cert', '--data-dir', dataDir));
   const out = join(dir, 'bundled');
-  const made = await cli('bundle-image', disk.path, '--cloud-cert', cloudCert, '--cert', user.certPath, '--private-key', user.keyPath, '-d', out, '--part-size', '3', '--no-progress');
+  const made = await cli('bundle-image', disk.path, '--cloud-cert', cloudCert, '--cert', user.certPath, '--private-key', user.keyPath, '-d', out, '--part-size', '0.25', '--no-progress');
   const manifest = made.split('\t')[0];
   expect(readdirSync(out).filter((f) => f.includes('.part.')).length).toBeGreaterThan(1);
 

@@ -16,6 +16,7 @@ import { addSigningCertificate } from '../../tasks/signing-certificates';
 import type { ImageRecord } from '../../tasks/task';
 import { makeRawDisk, seededBytes, tempDir } from '../helpers/disk-corpus';
 import { boto3Call } from '../helpers/ec2-clients';
+import { makeSystemDisk } from '../helpers/guest-images';
 import { makeKeyPair, makeOpensslBundle, type KeyPair, type OpensslBundle, type OpensslBundleOptions } from '../helpers/euca-bundle';
 import { describeWithMoto, startMotoServer, type RunningMotoServer } from '../helpers/moto-server';
 import { objectBytes, sha256, startTestService, type Endpoints } from './import-driver';
@@ -36,10 +37,12 @@ describeWithMoto('RegisterImage of EC2 bundles (serve on moto_server)', () => {
 
   beforeAll(async () => {
     dir = tempDir('e2e-bundles-');
-    disk = makeRawDisk(dir);
-    // makeRawDisk leaves its bare ext4 filesystem next to the disk: a partition image.
+    // makeRawDisk leaves its bare ext4 filesystem next to its disk: the partition image.
+    makeRawDisk(dir, 'plain.raw');
     fsImage = join(dir, 'root.ext4');
     copyFileSync(join(dir, 'part1.ext4'), fsImage);
+    // A disk the validate stage accepts as a machine image (boot loader, OS).
+    disk = makeSystemDisk(dir, { name: 'disk.raw' });
     moto = await startMotoServer();
     ({ service, endpoints } = await startTestService(dir, { s3Endpoint: moto.endpoint, s3AccessKeyId: 'MOTO', s3SecretAccessKey: 'MOTO' }));
     // The service's cloud certificate, as `imaging cloud-cert` prints it: what bundlers encrypt for.
@@ -97,7 +100,7 @@ describeWithMoto('RegisterImage of EC2 bundles (serve on moto_server)', () => {
   }
 
   test('a disk bundled by openssl + gzip + tar registers pending, then available, byte for byte', async () => {
-    const made = await bundleAndUpload('disk', disk.path);
+    const made = await bundleAndUpload('disk', disk.path, { partSize: 256 * 1024 });
     expect(made.partPaths.length).toBeGreaterThan(1);
     const imageId = await register('disk', { Architecture: 'x86_64', Description: 'a whole disk', RootDeviceName: '/dev/sda1', VirtualizationType: 'hvm' });
     expect(imageId).toMatch(/^emi-[0-9a-f]{17}$/);
@@ -119,7 +122,8 @@ describeWithMoto('RegisterImage of EC2 bundles (serve on moto_server)', () => {
   test('a ciphertext that fills its parts exactly, with its empty last part, registers byte for byte', async () => {
     const image = join(dir, 'odd.img');
     writeFileSync(image, Buffer.concat([seededBytes(3 * MiB + 17, 21), Buffer.alloc(MiB)]));
-    const made = await bundleAndUpload('exact', image, { partSizeFor: (n) => n / 2 });
+    // A kernel: its bytes are not judged as a disk to boot, so random bytes will do.
+    const made = await bundleAndUpload('exact', image, { partSizeFor: (n) => n / 2, imageType: 'kernel' });
     expect(made.ciphertextBytes % made.partSize).toBe(0);
     expect(readFileSync(made.partPaths[made.partPaths.length - 1]).length).toBe(0);
     const imageId = await register('exact');
@@ -172,7 +176,7 @@ describeWithMoto('RegisterImage of EC2 bundles (serve on moto_server)', () => {
     }
 
     test('a tampered part', async () => {
-      const made = await bundleAndUpload('tampered', disk.path);
+      const made = await bundleAndUpload('tampered', disk.path, { partSize: 256 * 1024 });
       // The last part with bytes: every earlier part has already gone into the image store's upload.
       const last = made.partPaths.filter((p) => readFileSync(p).length > 0).pop()!;
       const bytes = readFileSync(last);

@@ -197,9 +197,9 @@ function expectLogContract(started: Started[], taskId: string): void {
   const changes = aboutTasks
     .filter((l) => l.line.taskId === taskId && (l.line.msg === 'task created' || l.line.msg === 'task state changed'))
     .sort((a, b) => (a.line.time as number) - (b.line.time as number));
-  expect(changes.map((l) => l.line.to)).toEqual(['pending-upload', 'manifest-received', 'bundle-decrypted', 'disk-converted', 'validated', 'completed']);
+  expect(changes.map((l) => l.line.to)).toEqual(['pending-upload', 'manifest-received', 'bundle-decrypted', 'disk-converted', 'validated', 'boot-checked', 'completed']);
   // Each change is logged by the process that made it: the gateway creates, each stage moves the task on.
-  expect(changes.map((l) => l.line.stage ?? l.process)).toEqual(['imaging-gateway', 'manifest', 'decrypt', 'convert', 'validate', 'register']);
+  expect(changes.map((l) => l.line.stage ?? l.process)).toEqual(['imaging-gateway', 'manifest', 'decrypt', 'convert', 'validate', 'boot-check', 'register']);
 }
 
 /** One import through the gateway with boto3, to completion, with the bytes checked; resolves to its task id. */

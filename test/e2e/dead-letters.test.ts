@@ -39,7 +39,7 @@ afterAll(async () => {
 async function startServe(extraEnv: Record<string, string> = {}): Promise<string> {
   const args = [CLI, 'serve', '--data-dir', join(dir, 'data'), '--port', '0', '--admin-port', '0', '--nats-url', nats.url, '--upload-poll-ms', '200', '--log-level', 'warn'];
   args.push('--s3-endpoint', s3.endpoint, '--s3-access-key-id', s3.accessKeyId, '--s3-secret-access-key', s3.secretAccessKey);
-  const env = { PATH: process.env.PATH ?? '', TMPDIR: process.env.TMPDIR ?? '/tmp', IMAGING_ACCESS_KEY_ID: creds.accessKeyId, IMAGING_SECRET_ACCESS_KEY: creds.secretAccessKey, IMAGING_ACCOUNT_ID: '123456789012', ...extraEnv };
+  const env = { PATH: process.env.PATH ?? '', TMPDIR: process.env.TMPDIR ?? '/tmp', IMAGING_ACCESS_KEY_ID: creds.accessKeyId, IMAGING_SECRET_ACCESS_KEY: creds.secretAccessKey, IMAGING_ACCOUNT_ID: '123456789012', IMAGING_MAX_DELIVER: '5', ...extraEnv };
   const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   serve = child;
   let output = '';

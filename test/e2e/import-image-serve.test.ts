@@ -11,7 +11,8 @@ import { CreateBucketCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { CancelImportTaskCommand, DescribeImportSnapshotTasksCommand, ImportImageCommand, ImportSnapshotCommand } from '@aws-sdk/client-ec2';
 import type { RunningService } from '../../cli/serve';
 import { createAccount } from '../../gateway/accounts';
-import { makeRawDisk, qemuImg, qemuToRaw, tempDir } from '../helpers/disk-corpus';
+import { qemuImg, qemuToRaw, tempDir } from '../helpers/disk-corpus';
+import { makeSystemDisk } from '../helpers/guest-images';
 import { boto3Call, boto3Calls, boto3Wait, sdkClient, type Ec2Credentials } from '../helpers/ec2-clients';
 import { clientFor, objectBytes, sha256, startTestService, type Endpoints } from './import-driver';
 
@@ -23,7 +24,8 @@ const BUCKET = 'import-image-bucket';
 
 beforeAll(async () => {
   dir = tempDir('e2e-import-image-');
-  disk = makeRawDisk(dir);
+  // A bootable Debian-shaped disk (BIOS and UEFI, x86_64): the validate stage refuses an image without an OS.
+  disk = makeSystemDisk(dir);
   ({ service, endpoints } = await startTestService(dir));
   const { s3 } = await clientFor(endpoints);
   await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));

@@ -15,7 +15,9 @@ import { registerStage } from '../../functions/register/register-stage';
 import type { StageContext } from '../../functions/stage';
 import { makeEvent } from '../../events/make-event';
 import { EVENT_TYPES } from '../../events/types';
-import { makeRawDisk, qemuToRaw, tempDir } from '../helpers/disk-corpus';
+import { statSync } from 'fs';
+import { qemuToRaw, tempDir } from '../helpers/disk-corpus';
+import { UUIDS, debianTree, makeDisk } from '../helpers/guest-images';
 import { boto3Call, sdkClient } from '../helpers/ec2-clients';
 import { clientFor, fileSha256, objectBytes, sha256, upload, waitForTask, type Endpoints, runCli } from './import-driver';
 import { startTestService } from './import-driver';
@@ -30,7 +32,13 @@ let reference: Buffer;
 
 beforeAll(async () => {
   dir = tempDir('e2e-instance-');
-  disk = makeRawDisk(dir);
+  // A system disk the validate stage accepts: Debian-shaped, x86_64 kernel, GRUB-like boot code.
+  const path = makeDisk({ dir, path: (name) => join(dir, name), cleanup: () => undefined }, 'disk', {
+    table: 'mbr',
+    biosBootCode: true,
+    partitions: [{ sizeMiB: 40, bootable: true, fs: { kind: 'ext4', uuid: UUIDS.debianRoot, tree: debianTree() } }],
+  });
+  disk = { path, size: statSync(path).size };
   vmdk = join(dir, 'disk.vmdk');
   execFileSync('qemu-img', ['convert', '-O', 'vmdk', '-o', 'subformat=streamOptimized', disk.path, vmdk]);
   reference = qemuToRaw(vmdk, join(dir, 'reference.raw'));
@@ -114,7 +122,7 @@ test('@aws-sdk/client-ec2: a Linux ImportInstance (no Platform) completes; descr
     const up = await upload(endpoints, vmdk, 'sdk-instance', { format: 'VMDK' });
     const created = await ec2.send(new ImportInstanceCommand({
       Description: 'linux box',
-      LaunchSpecification: { Architecture: 'arm64', InstanceType: 't4g.small' },
+      LaunchSpecification: { Architecture: 'x86_64', InstanceType: 't3.small' },
       DiskImages: [{ Image: { Format: 'VMDK', Bytes: up.size, ImportManifestUrl: up.manifestUrl }, Volume: { Size: up.volumeSizeGiB } }],
     } as any));
     const taskId = created.ConversionTask!.ConversionTaskId!;
@@ -138,7 +146,7 @@ test('@aws-sdk/client-ec2: a Linux ImportInstance (no Platform) completes; descr
 
     const { instance } = await expectImportedInstance(taskId, instanceId, sha256(reference));
     expect(instance.platform).toBeUndefined();
-    expect(instance).toMatchObject({ architecture: 'arm64', instanceType: 't4g.small' });
+    expect(instance).toMatchObject({ architecture: 'x86_64', instanceType: 't3.small' });
 
     await expect(ec2.send(new CancelConversionTaskCommand({ ConversionTaskId: taskId }))).rejects.toMatchObject({ name: 'IncorrectState' });
   } finally {
@@ -211,6 +219,14 @@ test('the imaging CLI: import-instance, then describe-conversion-tasks --json sh
   const [task] = JSON.parse(described.stdout);
   expect(task).toMatchObject({ conversionTaskId: taskId, state: 'completed', instanceId, platform: 'Windows', description: 'from the cli', format: 'VMDK', imageSha256: sha256(reference), bytesConverted: reference.length });
   expect(task.imageLocation).toMatch(new RegExp(`^s3://imaging-images/images/${taskId}/`));
+  // The validate stage's guest report, as the task keeps it.
+  expect(task.validation).toMatchObject({
+    purpose: 'system', partitionTable: 'mbr', bootMode: 'legacy-bios', architecture: 'x86_64',
+    os: { family: 'linux', distribution: 'debian', version: '12' },
+    kernels: [{ path: '/boot/vmlinuz-6.1.0-18-amd64', architecture: 'x86_64' }],
+    filesystems: [{ type: 'ext4', partition: 1, role: 'linux-root', mountpoint: '/' }],
+    verdict: { accepted: true, message: 'accepted: Debian GNU/Linux 12 (bookworm), x86_64, boots with legacy BIOS, kernel 6.1.0-18-amd64' },
+  });
   expect((await waitForTask(endpoints, taskId)).State).toBe('completed');
   const { instance } = await expectImportedInstance(taskId, instanceId, fileSha256(join(dir, 'reference.raw')));
   expect(instance).toMatchObject({ availabilityZone: 'local-1c', instanceType: 'm5.large', platform: 'Windows' });
@@ -220,11 +236,11 @@ test('register: a redelivery after a crash reuses the fixed volume id and writes
   const now = new Date().toISOString();
   const image = { bucket: 'imaging-images', key: 'images/import-i-0000c0de/disk.raw', size: 1024 ** 3, sha256: 'ef'.repeat(32) };
   const task: TaskDocument = {
-    id: 'import-i-0000c0de', kind: 'import-instance', accountId: service.credentials.accountId, state: 'validated', statusMessage: '', progress: 90, bytesConverted: image.size,
+    id: 'import-i-0000c0de', kind: 'import-instance', accountId: service.credentials.accountId, state: 'boot-checked', statusMessage: '', progress: 90, bytesConverted: image.size,
     request: { format: 'RAW', bytes: image.size, manifestUrl: 'http://unused/', volumeSizeGiB: 1, availabilityZone: 'z-1', instance: { instanceId: 'i-0123456789abcdef0', architecture: 'i386', platform: 'Windows' } },
     // As a register stage that crashed after fixing the volume id (and writing the volume) leaves it.
     artifacts: { image, volumeId: 'vol-0000000000000c0de' },
-    history: [{ at: now, from: null, to: 'validated' }], createdAt: now, updatedAt: now, expiresAt: new Date(Date.now() + 3600_000).toISOString(), version: 0,
+    history: [{ at: now, from: null, to: 'boot-checked' }], createdAt: now, updatedAt: now, expiresAt: new Date(Date.now() + 3600_000).toISOString(), version: 0,
   };
   await service.tasks.create(task);
   const published: CloudEvent<unknown>[] = [];
@@ -232,7 +248,7 @@ test('register: a redelivery after a crash reuses the fixed volume id and writes
     tasks: service.tasks, s3: service.s3, config: {} as StageContext['config'], publish: async (e: CloudEvent<unknown>) => void published.push(e),
     delivery: { attempt: 2, working: () => undefined }, log: { info: () => undefined, warn: () => undefined, error: () => undefined },
   } as StageContext;
-  const event = makeEvent(EVENT_TYPES.validated, { taskId: task.id, accountId: task.accountId }, 'validate');
+  const event = makeEvent(EVENT_TYPES.bootChecked, { taskId: task.id, accountId: task.accountId }, 'boot-check');
   await registerStage.handle(event, ctx);
   await registerStage.handle(event, ctx); // and once more: dropped, nothing changes
   expect((await service.tasks.get(task.id))!).toMatchObject({ state: 'completed', artifacts: { volumeId: 'vol-0000000000000c0de' } });

@@ -17,7 +17,7 @@ import type { TaskStore } from '../../tasks/store';
 import { fileSha256, objectBytes, sha256, upload, waitForTask, type Endpoints } from './import-driver';
 
 const DIST = join(__dirname, '../../dist');
-const STAGES = ['manifest', 'decrypt', 'convert', 'validate', 'register'];
+const STAGES = ['manifest', 'decrypt', 'convert', 'validate', 'boot-check', 'register'];
 const creds = { accessKeyId: 'AKIADISTRIBUTED01', secretAccessKey: 'distributed-secret-key-0123456789', region: 'us-east-1' };
 
 let nats: RunningNatsServer;
@@ -99,7 +99,7 @@ test('boto3 over the distributed pipeline: RAW import completes with identical b
   expect([done.State, done.StatusMessage]).toEqual(['completed', '']);
   expect(done.ImportVolume.Image.Checksum).toBe(fileSha256(disk.path));
   const doc = await tasks.get(taskId);
-  expect(doc!.history.map((h) => h.to)).toEqual(['pending-upload', 'manifest-received', 'bundle-decrypted', 'disk-converted', 'validated', 'completed']);
+  expect(doc!.history.map((h) => h.to)).toEqual(['pending-upload', 'manifest-received', 'bundle-decrypted', 'disk-converted', 'validated', 'boot-checked', 'completed']);
   const stored = await objectBytes(s3.s3, doc!.artifacts.image!.bucket, doc!.artifacts.image!.key);
   expect(sha256(stored)).toBe(fileSha256(disk.path));
 });

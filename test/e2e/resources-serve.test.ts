@@ -12,7 +12,8 @@ import { CreateBucketCommand, HeadObjectCommand, PutObjectCommand } from '@aws-s
 import { DescribeImagesCommand, DescribeSnapshotsCommand, DescribeVolumesCommand, DeleteSnapshotCommand, CreateTagsCommand, DescribeTagsCommand } from '@aws-sdk/client-ec2';
 import type { RunningService } from '../../cli/serve';
 import { createAccount } from '../../gateway/accounts';
-import { makeRawDisk, tempDir } from '../helpers/disk-corpus';
+import { tempDir } from '../helpers/disk-corpus';
+import { makeSystemDisk } from '../helpers/guest-images';
 import { awsCli, awsCliPath, boto3Call, boto3Calls, sdkClient, type Ec2Credentials } from '../helpers/ec2-clients';
 import { clientFor, startTestService, upload, waitForTask, type Endpoints } from './import-driver';
 
@@ -36,11 +37,15 @@ async function importImageAndWait(creds: Ec2Credentials, key: string, extra: Rec
 
 beforeAll(async () => {
   dir = tempDir('e2e-resources-');
-  disk = makeRawDisk(dir);
+  // Bootable Debian-shaped disks (the validate stage refuses an image without an OS): x86_64 (the
+  // default Architecture), and arm64 (UEFI) for the import that asks for Architecture arm64.
+  disk = makeSystemDisk(dir);
+  const arm64 = makeSystemDisk(dir, { name: 'arm64.raw', architecture: 'arm64' });
   ({ service, endpoints } = await startTestService(dir));
   const { s3 } = await clientFor(endpoints);
   await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
   await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'disk.raw', Body: readFileSync(disk.path) }));
+  await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'arm64.raw', Body: readFileSync(arm64.path) }));
 }, 120_000);
 
 afterAll(async () => {
@@ -48,7 +53,7 @@ afterAll(async () => {
 });
 
 test('boto3 + @aws-sdk/client-ec2: an imported image, its snapshot, tags, filters, and deletion freeing the bytes', async () => {
-  const task = await importImageAndWait(endpoints.creds, 'disk.raw', {
+  const task = await importImageAndWait(endpoints.creds, 'arm64.raw', {
     Description: 'web', Architecture: 'arm64', Platform: 'Windows', BootMode: 'uefi',
     TagSpecifications: [{ ResourceType: 'image', Tags: [{ Key: 'role', Value: 'web' }] }],
   });

@@ -377,3 +377,59 @@ export function writeAt(file: string, offset: number, bytes: Buffer): void {
 export function readAt(file: string, offset: number, length: number): Buffer {
   return readFileSync(file).subarray(offset, offset + length);
 }
+
+// ---- a system disk for pipeline tests ---------------------------------------------------------
+
+export interface SystemDiskOptions {
+  /** File name in `dir`; default disk.raw. */
+  name?: string;
+  /** x86_64 (default): BIOS boot code and \EFI\BOOT\BOOTX64.EFI; arm64: UEFI only, BOOTAA64.EFI and an arm64 kernel. */
+  architecture?: 'x86_64' | 'arm64';
+  /** Seeded bytes after the last partition, so the size is not a multiple of a MiB; default 12345. */
+  tailBytes?: number;
+}
+
+/**
+ * A disk the validate stage accepts as an image or an instance's root, for the suites that test
+ * the rest of the pipeline: MBR, an EFI system partition with the fallback loader, a
+ * Debian-shaped ext4 root with a kernel of the architecture and some incompressible data. An
+ * x86_64 disk also has GRUB-like boot code in its MBR, so it boots with legacy BIOS or UEFI and
+ * any requested BootMode fits.
+ */
+export function makeSystemDisk(dir: string, options: SystemDiskOptions = {}): { path: string; size: number } {
+  const { name = 'disk.raw', architecture = 'x86_64', tailBytes = 12345 } = options;
+  const ws: Workspace = { dir, path: (file) => join(dir, file), cleanup: () => undefined };
+  const arm = architecture === 'arm64';
+  const root: Tree = { ...debianTree(), 'var/lib/random.bin': seededBytes(2 * MiB + 777, 7) };
+  if (arm) {
+    for (const key of Object.keys(root)) if (key.startsWith('boot/')) delete root[key];
+    root['boot/vmlinuz-6.1.0-18-arm64'] = fakeArm64Image();
+    root['boot/initrd.img-6.1.0-18-arm64'] = Buffer.alloc(4096, 1);
+    root['boot/grub/grub.cfg'] = grubCfg('Debian GNU/Linux', '/boot/vmlinuz-6.1.0-18-arm64', UUIDS.debianRoot);
+  }
+  const loader: Tree = arm ? { 'EFI/BOOT/BOOTAA64.EFI': fakeEfiLoader(0xaa64) } : { 'EFI/BOOT/BOOTX64.EFI': fakeEfiLoader() };
+  const file = makeDisk(ws, name.replace(/\.raw$/, ''), {
+    table: 'mbr',
+    biosBootCode: !arm,
+    partitions: [
+      { sizeMiB: 16, type: 'ef', fs: { kind: 'vfat', label: 'EFI', tree: loader } },
+      { sizeMiB: 40, bootable: true, fs: { kind: 'ext4', uuid: UUIDS.debianRoot, tree: root } },
+    ],
+  });
+  const size = (16 + 40 + 2) * MiB + tailBytes;
+  if (tailBytes > 0) writeAt(file, size - tailBytes, seededBytes(tailBytes, 13));
+  const path = join(dir, name);
+  if (file !== path) execFileSync('mv', [file, path]);
+  return { path, size };
+}
+
+/** Reproducible incompressible bytes. */
+function seededBytes(length: number, seed: number): Buffer {
+  const out = Buffer.alloc(length);
+  let state = seed >>> 0;
+  for (let i = 0; i < length; i++) {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    out[i] = state >>> 24;
+  }
+  return out;
+}

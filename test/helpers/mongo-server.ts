@@ -1,5 +1,6 @@
 import { spawn } from 'child_process';
 import { createServer } from 'net';
+import { existsSync } from 'fs';
 import { join } from 'path';
 import { MongoClient } from 'mongodb';
 
@@ -8,7 +9,9 @@ export interface RunningMongoServer {
   stop(): Promise<void>;
 }
 
-const JONGODB = join(__dirname, '../../node_modules/@jongodb/memory-server-bin-linux-x64-gnu/bin/jongodb');
+const JONGODB_BIN = 'node_modules/@jongodb/memory-server-bin-linux-x64-gnu/bin/jongodb';
+// From test/helpers under ts-jest, or from dist/test/helpers when a benchmark runs this.
+const JONGODB = [join(__dirname, '../..', JONGODB_BIN), join(__dirname, '../../..', JONGODB_BIN)].find((path) => existsSync(path)) ?? join(__dirname, '../..', JONGODB_BIN);
 
 /** Asks the kernel for a port nobody is listening on. */
 export function freePort(): Promise<number> {

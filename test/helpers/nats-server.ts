@@ -2,7 +2,7 @@
  * A real nats-server with JetStream for one test file: a free port, a throw-away store
  * directory, and a stop() that leaves nothing behind.
  */
-import { spawn } from 'child_process';
+import { spawn, type ChildProcess } from 'child_process';
 import { mkdtempSync, rmSync } from 'fs';
 import { createConnection, createServer } from 'net';
 import { tmpdir } from 'os';
@@ -13,34 +13,51 @@ const NATS_SERVER = process.env.NATS_SERVER_BIN ?? '/usr/sbin/nats-server';
 export interface RunningNatsServer {
   url: string;
   stop(): Promise<void>;
+  /** Stops the server (SIGTERM, or `signal`) and starts it again on the same port with the same JetStream store. */
+  restart(options?: { signal?: NodeJS.Signals; downMs?: number }): Promise<void>;
 }
 
 /** `port` restarts a server where a stopped one was (clients reconnect to the same URL). */
 export async function startNatsServer(options: { port?: number } = {}): Promise<RunningNatsServer> {
   const port = options.port ?? (await freePort());
   const storeDir = mkdtempSync(join(tmpdir(), 'imaging-nats-'));
-  const child = spawn(NATS_SERVER, ['-js', '-sd', storeDir, '-p', String(port), '-a', '127.0.0.1'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let child: ChildProcess;
+  let exited: Promise<void>;
   let output = '';
-  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const stop = async (): Promise<void> => {
+  const halt = async (signal: NodeJS.Signals = 'SIGTERM'): Promise<void> => {
     if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
+      child.kill(signal);
       const killer = setTimeout(() => child.kill('SIGKILL'), 5000);
       await exited;
       clearTimeout(killer);
     }
+  };
+  const launch = async (): Promise<void> => {
+    output = '';
+    child = spawn(NATS_SERVER, ['-js', '-sd', storeDir, '-p', String(port), '-a', '127.0.0.1'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const started = child;
+    exited = new Promise<void>((resolve) => started.once('exit', () => resolve()));
+    await waitForPort(port, () => started.exitCode !== null, 10_000);
+    // The port opens before JetStream is ready; the server logs this line once it is.
+    await waitFor(() => /Server is ready/.test(output), 10_000);
+  };
+  const stop = async (): Promise<void> => {
+    await halt();
     rmSync(storeDir, { recursive: true, force: true });
   };
   try {
-    await waitForPort(port, () => child.exitCode !== null, 10_000);
-    // The port opens before JetStream is ready; the server logs this line once it is.
-    await waitFor(() => /Server is ready/.test(output), 10_000);
+    await launch();
   } catch (error) {
     await stop();
     throw new Error(`nats-server did not start: ${(error as Error).message}\n${output}`);
   }
-  return { url: `nats://127.0.0.1:${port}`, stop };
+  const restart = async ({ signal, downMs = 0 }: { signal?: NodeJS.Signals; downMs?: number } = {}): Promise<void> => {
+    await halt(signal);
+    if (downMs > 0) await new Promise((r) => setTimeout(r, downMs));
+    await launch();
+  };
+  return { url: `nats://127.0.0.1:${port}`, stop, restart };
 }
 
 function freePort(): Promise<number> {

@@ -5,7 +5,8 @@
 import { S3Client } from '@aws-sdk/client-s3';
 import { rmSync } from 'fs';
 import type { Server } from 'http';
-import type { AddressInfo } from 'net';
+import type { AddressInfo, Socket } from 'net';
+import { join } from 'path';
 import { makeS3Client } from '../../toolkit/io/object-storage';
 import { tempDir } from './disk-corpus';
 
@@ -27,32 +28,71 @@ export interface RunningS3Server {
   accessKeyId: string;
   secretAccessKey: string;
   region: string;
+  /** An outage: stops listening (connections are refused), keeping the objects. */
+  goDown(): Promise<void>;
+  /** Ends an outage: listens again on the same port with the same objects. */
+  comeBack(): Promise<void>;
+  /** The file s3rver keeps an object's bytes in (it serves the file as it finds it, holes and all). */
+  objectFile(bucket: string, key: string): string;
+  /** Bytes the server has sent so far on all its connections (bodies and HTTP headers). */
+  bytesSent(): number;
   stop(): Promise<void>;
 }
 
 export async function startS3Server(): Promise<RunningS3Server> {
   const directory = tempDir('s3rver-');
-  const server = new S3rver({
-    address: '127.0.0.1',
-    port: 0,
-    silent: true,
-    directory,
-    // Virtual-host buckets would need DNS; every client here uses path-style addressing.
-    vhostBuckets: false,
-  });
-  const address = await server.run();
+  const listen = async (port: number) => {
+    const server = new S3rver({
+      address: '127.0.0.1',
+      port,
+      silent: true,
+      directory,
+      // Virtual-host buckets would need DNS; every client here uses path-style addressing.
+      vhostBuckets: false,
+    });
+    const address = await server.run();
+    // Count what the server sends, whoever reads (SDK clients, presigned ranged GETs).
+    server.httpServer?.on('connection', (socket: Socket) => {
+      open.add(socket);
+      socket.on('close', () => {
+        closedBytes += socket.bytesWritten;
+        open.delete(socket);
+      });
+    });
+    return { server, address };
+  };
+  const open = new Set<Socket>();
+  let closedBytes = 0;
+  let { server, address } = await listen(0);
+  let up = true;
   const endpoint = `http://127.0.0.1:${address.port}`;
   const credentials = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER', region: 'us-east-1' };
   const s3 = makeS3Client({ endpoint, forcePathStyle: true, ...credentials });
+  const close = async () => {
+    if (!up) return;
+    up = false;
+    // Keep-alive sockets from SDK clients would otherwise hold close() open.
+    server.httpServer?.closeAllConnections();
+    await server.close();
+  };
   return {
     endpoint,
     s3,
     ...credentials,
+    goDown: close,
+    async comeBack() {
+      if (up) return;
+      ({ server, address } = await listen(address.port));
+      up = true;
+    },
+    objectFile: (bucket, key) => {
+      const parts = key.split('/');
+      return join(directory, bucket, ...parts.slice(0, -1), `${parts[parts.length - 1]}._S3rver_object`);
+    },
+    bytesSent: () => closedBytes + [...open].reduce((sum, socket) => sum + socket.bytesWritten, 0),
     async stop() {
       s3.destroy();
-      // Keep-alive sockets from SDK clients would otherwise hold close() open.
-      server.httpServer?.closeAllConnections();
-      await server.close();
+      await close();
       rmSync(directory, { recursive: true, force: true });
     },
   };

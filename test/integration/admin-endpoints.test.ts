@@ -73,7 +73,7 @@ describe('imaging serve (in-process)', () => {
       expect(done.State).toBe('completed');
 
       const metrics = (await get(service.adminEndpoint, '/metrics')).text;
-      for (const stage of ['manifest', 'decrypt', 'convert', 'validate', 'register']) {
+      for (const stage of ['manifest', 'decrypt', 'convert', 'validate', 'boot-check', 'register']) {
         expect([stage, sample(metrics, 'imaging_events_handled_total', { stage })]).toEqual([stage, expect.any(Number)]);
         expect(sample(metrics, 'imaging_events_handled_total', { stage })).toBeGreaterThanOrEqual(1);
         expect(sample(metrics, 'imaging_stage_duration_seconds_count', { stage, outcome: 'handled' })).toBeGreaterThanOrEqual(1);

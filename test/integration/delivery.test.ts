@@ -21,6 +21,7 @@ import type { EventBus, Subscription } from '../../events/bus';
 import { convertStage } from '../../functions/convert/convert-stage';
 import { validateStage } from '../../functions/validate/validate-stage';
 import { registerStage } from '../../functions/register/register-stage';
+import { bootCheckStage } from '../../functions/boot-check/boot-check-stage';
 import { runStageOnBus } from '../../functions/host/stage-runner';
 import type { StageDeps } from '../../functions/host/deps';
 import { startSweeper } from '../../functions/sweeper';
@@ -88,7 +89,7 @@ const decryptedEvent = (taskId: string) => makeEvent(EVENT_TYPES.bundleDecrypted
 /** Runs two replicas of convert, validate and register on `bus`, publishing through `publishVia`. */
 async function runStages(bus: EventBus): Promise<Subscription[]> {
   const subs: Subscription[] = [];
-  for (const stage of [convertStage, validateStage, registerStage]) {
+  for (const stage of [convertStage, validateStage, bootCheckStage, registerStage]) {
     for (let replica = 0; replica < 2; replica++) subs.push(await runStageOnBus(stage, deps, bus));
   }
   return subs;
@@ -130,7 +131,7 @@ test('every event delivered twice and out of order: each task completes exactly 
       const task = (await tasks.get(id))!;
       expect(task.state).toBe('completed');
       const states = task.history.map((h) => h.to);
-      expect(states).toEqual(['bundle-decrypted', 'disk-converted', 'validated', 'completed']);
+      expect(states).toEqual(['bundle-decrypted', 'disk-converted', 'validated', 'boot-checked', 'completed']);
       expect(uploadsCreated.filter((key) => key.startsWith(`images/${id}/`))).toHaveLength(1);
     }
   } finally {

@@ -347,6 +347,7 @@ describe('configuration from the environment', () => {
       maxImageBytes: 16 * 1024 ** 4,
       readsInFlight: 8,
       leaseMs: 60_000,
+      phaseDeadlineMs: 600_000,
     });
   });
 

@@ -487,6 +487,22 @@ describe('helm chart', () => {
     }
   });
 
+  test("every stage's drain deadline is under its grace period; an override at or past it is refused", () => {
+    const values = valuesYaml();
+    for (const workload of WORKLOADS.filter((w) => w !== 'gateway')) {
+      const deployment = named(render(), 'Deployment', `imaging-${workload}`);
+      const deadline = Number(envOf(deployment.spec.template.spec.containers[0]).get('IMAGING_DRAIN_DEADLINE_MS')?.value);
+      const graceMs = values.stages[workload].terminationGracePeriodSeconds * 1000;
+      expect(deadline).toBeGreaterThan(0);
+      expect(deadline).toBeLessThanOrEqual(graceMs - 10_000);
+    }
+    const fine = named(render('stages.convert.env.IMAGING_DRAIN_DEADLINE_MS=600000'), 'Deployment', 'imaging-convert');
+    expect(envOf(fine.spec.template.spec.containers[0]).get('IMAGING_DRAIN_DEADLINE_MS')?.value).toBe('600000');
+    const refused = template([...ACCOUNT, 'stages.register.env.IMAGING_DRAIN_DEADLINE_MS=60000']);
+    expect(refused.status).not.toBe(0);
+    expect(refused.stderr).toMatch(/stages\.register\.env\.IMAGING_DRAIN_DEADLINE_MS \(60000\) must be under the stage's terminationGracePeriodSeconds \(60 s\)/);
+  });
+
   test('PodDisruptionBudgets for multi-replica workloads only; KEDA minReplicas counts where KEDA scales', () => {
     const values = valuesYaml();
     const pdbs = (objects: K8sObject[]) => ofKind(objects, 'PodDisruptionBudget').map((p) => p.metadata.name).sort();

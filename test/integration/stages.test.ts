@@ -102,8 +102,8 @@ test('register creates one volume even when its event is delivered twice at once
   const content = seededBytes(2 ** 20, 6);
   await decryptedTask(id, content, 2 ** 20);
   await convertStage.handle(convertEvent(id), context());
-  await updateTask(tasks, id, (d) => ({ ...d, state: 'validated' }));
-  const event = makeEvent(EVENT_TYPES.validated, { taskId: id, accountId: '111122223333' }, 'test');
+  await updateTask(tasks, id, (d) => ({ ...d, state: 'boot-checked' }));
+  const event = makeEvent(EVENT_TYPES.bootChecked, { taskId: id, accountId: '111122223333' }, 'test');
   // The second delivery finds the task claimed: it is told to come back later (RetryLater)...
   const outcomes = await Promise.allSettled([registerStage.handle(event, context()), registerStage.handle(event, context())]);
   for (const outcome of outcomes) {

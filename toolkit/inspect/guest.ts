@@ -44,6 +44,12 @@ export interface InspectGuestOptions {
   /** A kernel and ramdisk are associated with the import (KernelId and RamdiskId): a partition image may then carry none. */
   kernelAssociated?: boolean;
   policy?: Partial<GuestPolicy>;
+  /**
+   * What the disk is to become: a system disk (an image or an instance's root: it must boot) or a
+   * data volume (ImportVolume, ImportSnapshot: reported, never refused for what a guest would need).
+   * Default: system.
+   */
+  purpose?: 'system' | 'data';
   /** Refuse to read more than this many bytes from the source. Default 256 MiB. */
   maxBytesRead?: number;
 }
@@ -200,11 +206,13 @@ export async function inspectGuest(disk: RandomAccessSource, options: InspectGue
 
     // Whatever a filesystem library made of a failed read, the failure is the answer.
     if (source.failure) throw source.failure;
-    judge({ policy, options, volumes, operatingSystems, kernels, bootMode, architecture, partitionImage, findings, bootloader });
+    const data = options.purpose === 'data';
+    if (data) judgeDataVolume(volumes, operatingSystems, findings);
+    else judge({ policy, options, volumes, operatingSystems, kernels, bootMode, architecture, partitionImage, findings, bootloader });
     const errors = findings.filter((finding) => finding.severity === 'error');
     const verdict = errors.length
       ? { accepted: false, message: `ClientError: ${errors.map((finding) => finding.message).join('; ')}` }
-      : { accepted: true, message: acceptedMessage(os, kernels, bootMode, architecture, partitionImage, options) };
+      : { accepted: true, message: data ? `accepted: data volume, ${listFilesystems(volumes)}` : acceptedMessage(os, kernels, bootMode, architecture, partitionImage, options) };
     return {
       image: { name: disk.name, size: disk.size },
       partitionTable: scan.table.type,
@@ -548,6 +556,32 @@ function judge(j: Judgement): void {
   if (operatingSystems.length > 0 && !j.architecture) {
     findings.push(warning('architecture-unknown', 'the guest\'s architecture could not be read from its kernel or loader'));
   }
+}
+
+/**
+ * A data volume is the user's bytes, whatever they are: nothing a guest would need is required,
+ * and what would refuse a system disk (no partition table, an encrypted volume) is only reported.
+ */
+function judgeDataVolume(volumes: Volume[], operatingSystems: OsReport[], findings: Finding[]): void {
+  for (const [i, finding] of findings.entries()) {
+    if (finding.severity === 'error') findings[i] = warning(finding.code, finding.message);
+  }
+  for (const volume of volumes.filter((v) => v.report.encrypted)) {
+    findings.push(info('encrypted-volume', `${describeVolume(volume.report)} is a ${volume.report.type === 'luks' ? (volume.report.version ?? 'LUKS') : 'BitLocker'} encrypted volume; its contents were not inspected`));
+  }
+  const systems = operatingSystems.map((os) => `${os.prettyName ?? os.family} on ${os.location}`);
+  findings.push(
+    info(
+      'data-volume',
+      `imported as a data volume: no operating system or bootloader is required${systems.length ? ` (it holds ${systems.join(', ')}, which is not booted from this volume)` : ''}`,
+    ),
+  );
+}
+
+/** "ext4 on partition 1 (label data), swap on partition 2", "no filesystem that could be identified" */
+function listFilesystems(volumes: Volume[]): string {
+  if (volumes.length === 0) return 'no filesystem that could be identified';
+  return volumes.map((volume) => `${volume.report.type} on ${describeVolume(volume.report)}`).join(', ');
 }
 
 /** A volume that may hold a root whose files are not read here: XFS, btrfs, or LVM (its logical volumes are not assembled). */

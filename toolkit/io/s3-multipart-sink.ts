@@ -225,8 +225,15 @@ export class S3MultipartSink implements ByteSink {
     }
   }
 
-  async abort(): Promise<void> {
-    if (this.state === 'aborted') return;
+  /** Idempotent; a second caller waits for the first abort to end (the upload is gone when it resolves). */
+  abort(): Promise<void> {
+    this.aborting ??= this.abortUpload();
+    return this.aborting;
+  }
+
+  private aborting: Promise<void> | undefined;
+
+  private async abortUpload(): Promise<void> {
     this.state = 'aborted';
     this.current = undefined;
     this.held = undefined;

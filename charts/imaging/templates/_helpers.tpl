@@ -173,10 +173,32 @@ Shared settings come from the ConfigMap (envFrom); entries here win over it, and
       name: {{ $accountSecret }}
       key: {{ ternary $acct.secretAccessKeyKey "account-secret-access-key" (not (empty $acct.existingSecret)) }}
 {{- end }}
+{{- if ne .stage "gateway" }}
+{{- $graceMs := mul ($stageValues.terminationGracePeriodSeconds | default 60) 1000 }}
+{{- if hasKey ($stageValues.env | default dict) "IMAGING_DRAIN_DEADLINE_MS" }}
+{{- /* A drain deadline at or past the grace period would have the pod killed mid-clean-up. */}}
+{{- if ge (int (index $stageValues.env "IMAGING_DRAIN_DEADLINE_MS")) (int $graceMs) }}
+{{- fail (printf "stages.%s.env.IMAGING_DRAIN_DEADLINE_MS (%v) must be under the stage's terminationGracePeriodSeconds (%v s)" .stage (index $stageValues.env "IMAGING_DRAIN_DEADLINE_MS") ($stageValues.terminationGracePeriodSeconds | default 60)) }}
+{{- end }}
+{{- else }}
+- name: IMAGING_DRAIN_DEADLINE_MS
+  value: {{ include "imaging.drainDeadlineMs" . | quote }}
+{{- end }}
+{{- end }}
 {{- range $name, $value := $stageValues.env }}
 - name: {{ $name }}
   value: {{ $value | toString | quote }}
 {{- end }}
+{{- end -}}
+
+{{/*
+A stage's drain deadline: its grace period less 15 s for handing work back, cleaning up and
+closing connections (at least 1 s); called like imaging.env.
+*/}}
+{{- define "imaging.drainDeadlineMs" -}}
+{{- $stageValues := index .root.Values.stages .stage -}}
+{{- $grace := int ($stageValues.terminationGracePeriodSeconds | default 60) -}}
+{{- max 1000 (mul (sub $grace 15) 1000) | toString -}}
 {{- end -}}
 
 {{/* The admin port of one workload (its adminPort, else admin.port); called like imaging.env. */}}

@@ -1,5 +1,7 @@
 import { readFileSync } from 'fs';
 import { join } from 'path';
+import { guestPolicyOf } from '../../../functions/validate/guest-policy';
+import { DEFAULT_GUEST_POLICY } from '../../../toolkit/inspect/guest';
 import { SETTINGS, SettingError, parseSettingValue, readSettings, type SettingSpec } from '../../../config/settings-schema';
 import { settingsTableMarkdown } from '../../../config/settings-table';
 
@@ -54,11 +56,20 @@ describe('readSettings', () => {
     ['IMAGING_MEMORY_LIMIT_MB', '1.5', 'IMAGING_MEMORY_LIMIT_MB must be a positive integer (MiB), got "1.5"'],
     ['IMAGING_HTTP_PORT', '70000', 'IMAGING_HTTP_PORT must be a port number (0-65535), got "70000"'],
     ['IMAGING_HOST_MODE', 'lambda', 'IMAGING_HOST_MODE must be one of jetstream, http, got "lambda"'],
-    ['IMAGING_STAGE', 'unbundle', 'IMAGING_STAGE must be one of manifest, decrypt, convert, validate, register, export, got "unbundle"'],
+    ['IMAGING_STAGE', 'unbundle', 'IMAGING_STAGE must be one of manifest, decrypt, convert, validate, boot-check, register, export, got "unbundle"'],
     ['IMAGING_LOG_LEVEL', 'loud', 'IMAGING_LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, got "loud"'],
     ['IMAGING_ALLOWED_OBJECT_HOSTS', 'http://s3:9000', 'IMAGING_ALLOWED_OBJECT_HOSTS must be a comma-separated list of host[:port], got "http://s3:9000"'],
+    ['IMAGING_GUEST_ALLOWED_OS', 'linux,macos', 'IMAGING_GUEST_ALLOWED_OS must be a comma-separated list of linux, windows (or none), got "linux,macos"'],
+    ['IMAGING_GUEST_REQUIRE_BOOTLOADER', 'maybe', 'IMAGING_GUEST_REQUIRE_BOOTLOADER must be true or false, got "maybe"'],
   ])('refuses %s=%s in one line naming it', (name, value, message) => {
     expect(() => readSettings('stage', { ...stage, [name]: value })).toThrow(new SettingError(message));
+  });
+
+  test('the guest policy: defaults as DEFAULT_GUEST_POLICY, a list of OS families or none', () => {
+    expect(guestPolicyOf(readSettings('stage', stage))).toEqual(DEFAULT_GUEST_POLICY);
+    const settings = readSettings('stage', { ...stage, IMAGING_GUEST_ALLOWED_OS: ' Linux , linux', IMAGING_GUEST_REFUSE_ENCRYPTED: 'no', IMAGING_GUEST_REFUSE_MULTI_BOOT: 'false', IMAGING_GUEST_REQUIRE_BOOTLOADER: '0' });
+    expect(guestPolicyOf(settings)).toEqual({ allowedFamilies: ['linux'], requireBootloader: false, refuseEncrypted: false, refuseMultiBoot: false });
+    expect(readSettings('serve', {}, { guestAllowedOs: 'none' }).guestAllowedOs).toEqual([]);
   });
 
   test('refuses a wrong value of a serve flag, and a missing required setting', () => {

@@ -13,11 +13,11 @@ test('export-requested moves only to completed, and nothing of the import chain 
   expect(canTransition('export-requested', 'completed')).toBe(true);
   expect(canTransition('export-requested', 'validated')).toBe(false);
   expect(canTransition('export-requested', 'cancelled')).toBe(true);
-  for (const state of ['pending-upload', 'manifest-received', 'bundle-decrypted', 'disk-converted', 'validated'] as const) {
+  for (const state of ['pending-upload', 'manifest-received', 'bundle-decrypted', 'disk-converted', 'validated', 'boot-checked'] as const) {
     expect(canTransition(state, 'export-requested')).toBe(false);
   }
   // register still completes imports.
-  expect(canTransition('validated', 'completed')).toBe(true);
+  expect(canTransition('boot-checked', 'completed')).toBe(true);
 });
 
 test('the export row is consumed by the export stage and its event by none', () => {
