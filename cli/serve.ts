@@ -10,6 +10,8 @@ import pino from 'pino';
 import { LOG_REDACTION } from '../ops/log-redaction';
 import { DeleteObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { createGateway } from '../gateway/server';
+import { userObjectReader } from '../gateway/user-objects';
+import { CLOUD_KEY_FILE, cloudCertificate, ensureCloudKey, readCloudKey } from '../toolkit/bundle/cloud-key';
 import { ACTIONS } from '../gateway/actions';
 import { gatewayRequestObserver, natsCheck, objectStorageCheck, observedTaskStore, startProcessAdmin, taskStoreCheck } from '../ops/process-admin';
 import { createServiceMetrics } from '../ops/metrics';
@@ -44,6 +46,8 @@ export interface RunningService {
   s3: S3Client;
   /** The admin port: /healthz, /readyz, /metrics. */
   adminEndpoint: string;
+  /** The certificate bundlers encrypt bundle keys for (the cloud key's). */
+  cloudCertificate: string;
   stop(): Promise<void>;
 }
 
@@ -166,6 +170,9 @@ export async function startService(settings: ServeSettings, options: { logToStde
       uploadPollMs: typed.uploadPollMs,
       memoryLimitBytes: typed.memoryLimitMb * 2 ** 20,
       accountStorageQuotaBytes: Math.floor(typed.accountStorageQuotaGib * 2 ** 30),
+      // Bundles are wrapped for the cloud's key: the configured secret, else one made once here.
+      cloudPrivateKey: typed.cloudKeyFile ? readCloudKey(typed.cloudKeyFile) : ensureCloudKey(join(dataDir, CLOUD_KEY_FILE)),
+      acceptUnsignedBundles: typed.acceptUnsignedBundles,
       guestPolicy: guestPolicyOf(typed),
       bootCheck: bootCheckConfigOf(typed),
       maxImageBytes: typed.maxImageBytes,
@@ -200,6 +207,7 @@ export async function startService(settings: ServeSettings, options: { logToStde
       deleteImageObject: async (bucket, key) => {
         await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
       },
+      readUserObject: userObjectReader(tasks, { endpoint: storage.endpoint, region: storage.region, forcePathStyle: true }),
       region: settings.region,
       allowedObjectHosts,
       taskLifetimeMs: typed.taskLifetimeHours * 3600_000,
@@ -211,7 +219,7 @@ export async function startService(settings: ServeSettings, options: { logToStde
     });
     const listening = await gateway.listen(typed.port, settings.host);
     stops.push(() => listening.close());
-    return { ec2Endpoint: listening.url, s3Endpoint, dataDir, credentials, tasks, s3, adminEndpoint: admin.server.url, stop: stopAll };
+    return { ec2Endpoint: listening.url, s3Endpoint, dataDir, credentials, tasks, s3, adminEndpoint: admin.server.url, cloudCertificate: cloudCertificate(config.cloudPrivateKey!), stop: stopAll };
   } catch (err) {
     await stopAll();
     throw err;

@@ -44,6 +44,8 @@ export interface ServeSettings {
   tlsCert: string;
   tlsKey: string;
   s3CaBundle: string;
+  cloudKeyFile: string;
+  acceptUnsignedBundles: string;
   maxDeliver: string;
   retryBackoffMs: string;
   retryBackoffMaxMs: string;

@@ -20,6 +20,10 @@ export interface StageConfig {
   memoryLimitBytes: number;
   /** Image-store bytes one account may hold; absent, no quota. */
   accountStorageQuotaBytes?: number;
+  /** The cloud's RSA private key (PEM) that unwraps bundle keys; without it bundles are refused. */
+  cloudPrivateKey?: string;
+  /** Register bundles whose manifest says UNSIGNED. */
+  acceptUnsignedBundles?: boolean;
   /** What the validate stage refuses on a system disk (IMAGING_GUEST_*); unset: DEFAULT_GUEST_POLICY. */
   guestPolicy?: GuestPolicy;
   /** The boot-check stage's settings (IMAGING_BOOT_CHECK*); unset: on request, DEFAULT_BOOT_CHECK. */

@@ -36,6 +36,9 @@ export type Ec2ErrorCode =
   | 'NotExportable'
   | 'InvalidExportTaskID.NotFound'
   | 'ResourceLimitExceeded'
+  | 'InvalidManifest'
+  | 'InvalidAMIName.Duplicate'
+  | 'InvalidAMIName.Malformed'
   | 'Unavailable'
   | 'InternalError';
 
@@ -58,6 +61,9 @@ const DEFAULT_STATUS: Record<Ec2ErrorCode, number> = {
   InvalidPaginationToken: 400,
   InvalidFilter: 400,
   'InvalidAMIID.NotFound': 400,
+  InvalidManifest: 400,
+  'InvalidAMIName.Duplicate': 400,
+  'InvalidAMIName.Malformed': 400,
   'InvalidAMIID.Malformed': 400,
   'InvalidSnapshot.NotFound': 400,
   'InvalidSnapshotID.Malformed': 400,

@@ -33,6 +33,8 @@ export interface GatewayDeps {
   allowedObjectHosts: string[];
   /** Removes an object of the image store, for DeleteVolume / DeleteSnapshot. */
   deleteImageObject?(bucket: string, key: string): Promise<void>;
+  /** Reads a small object with an account's own key (bundle manifests for RegisterImage). */
+  readUserObject?(accountId: string, bucket: string, key: string, maxBytes: number): Promise<Buffer | undefined>;
   /** How long a task may take before it expires; 7 days by default. */
   taskLifetimeMs?: number;
   /** Largest disk a request may declare (IMAGING_MAX_IMAGE_BYTES). */
@@ -88,6 +90,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
         log,
         ...(deps.deleteImageObject ? { deleteImageObject: deps.deleteImageObject } : {}),
         ...(deps.maxOpenTasksPerAccount !== undefined ? { maxOpenTasksPerAccount: deps.maxOpenTasksPerAccount } : {}),
+        ...(deps.readUserObject ? { readUserObject: deps.readUserObject } : {}),
       };
       const body = await runAction(request.action, request.params, ctx);
       send(res, 200, renderResponse(request.action, requestId, body), requestId);

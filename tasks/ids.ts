@@ -14,4 +14,8 @@ export const newImportSnapshotTaskId = () => newId('import-snap', 17);
 export const newSnapshotId = () => newId('snap', 17);
 export const newImageId = () => newId('ami', 17);
 export const newExportInstanceTaskId = () => newId('export-i', 17);
+export const newRegisterBundleTaskId = () => newId('bundle-reg', 17);
+/** Images registered from bundles: emi- (machine), eki- (kernel), eri- (ramdisk), as Eucalyptus names them. */
+export const BUNDLE_IMAGE_PREFIX = { machine: 'emi', kernel: 'eki', ramdisk: 'eri' } as const;
+export const newBundleImageId = (type: keyof typeof BUNDLE_IMAGE_PREFIX) => newId(BUNDLE_IMAGE_PREFIX[type], 17);
 export const newExportImageTaskId = () => newId('export-ami', 17);

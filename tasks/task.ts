@@ -13,7 +13,7 @@ export type TaskState = PipelineTaskState | 'cancelling' | 'cancelled' | 'failed
 
 export const TERMINAL_STATES: readonly TaskState[] = ['completed', 'cancelled', 'failed'];
 
-export type TaskKind = 'import-volume' | 'import-instance' | 'import-image' | 'import-snapshot' | 'export-instance' | 'export-image';
+export type TaskKind = 'import-volume' | 'import-instance' | 'import-image' | 'import-snapshot' | 'export-instance' | 'export-image' | 'register-bundle';
 
 /** Export tasks: CreateInstanceExportTask's and ExportImage's, both finished by the export stage. */
 export const EXPORT_TASK_KINDS: readonly TaskKind[] = ['export-instance', 'export-image'];
@@ -155,11 +155,62 @@ export interface TaskRequest extends ImportVolumeRequest {
   clientToken?: string;
   /** Present exactly when the task's kind is export-instance (an InstanceExportRequest) or export-image (an ImageExportRequest). */
   export?: ExportRequest;
+  /** Present exactly when the task's kind is register-bundle (RegisterImage of an EC2 bundle). */
+  bundle?: BundleRegistration;
+  /**
+   * The kernel (and ramdisk) a machine image boots with, where the validate stage reads them: a
+   * partition image (artifacts.layout "partition", a bare filesystem) with a kernel associated
+   * needs no boot loader of its own. Set by RegisterImage (the same as bundle.kernelId/ramdiskId).
+   */
+  kernelId?: string;
+  ramdiskId?: string;
   /**
    * Dynamic validation asked for with the extension parameter BootCheck=true (ImportImage,
    * ImportInstance): the boot-check stage boots the converted disk under qemu.
    */
   bootCheck?: BootCheckRequest;
+}
+
+export type BundleImageType = 'machine' | 'kernel' | 'ramdisk';
+
+/** How a disk image is laid out: a whole disk (partition table, boot loader) or one bare filesystem. */
+export type ImageLayout = 'disk' | 'partition';
+
+/**
+ * A RegisterImage of an EC2 bundle, parsed once at the gateway. The validate stage reads
+ * kernelId/ramdiskId from here: a machine image with a kernel (and ramdisk) associated boots
+ * paravirtual from a bare filesystem, so layout "partition" needs no boot loader of its own.
+ */
+export interface BundleRegistration {
+  /** The image's id (emi-/eki-/eri-), allocated when RegisterImage was accepted; its record is pending until the task ends. */
+  imageId: string;
+  /** What the gateway read in the manifest; the manifest stage refuses a manifest that says otherwise by then. */
+  imageType: BundleImageType;
+  /** ImageLocation: bucket and key of the manifest, read with the account's own object-storage key. */
+  bucket: string;
+  manifestKey: string;
+  name: string;
+  description?: string;
+  architecture: string;
+  kernelId?: string;
+  ramdiskId?: string;
+  rootDeviceName: string;
+  blockDeviceMappings: { deviceName: string; virtualName?: string; noDevice?: boolean }[];
+  virtualizationType: 'paravirtual' | 'hvm';
+}
+
+/** The checked facts of a bundle manifest that the decrypt stage acts on (its signature verified by then). */
+export interface VerifiedBundle {
+  imageType: BundleImageType;
+  /** The image file's size once unbundled, and the SHA-1 of the tar stream, as the manifest declares them. */
+  size: number;
+  tarSha1: string;
+  ec2EncryptedKey: string;
+  ec2EncryptedIv: string;
+  /** Parts in order, as keys of the manifest's bucket, with their SHA-1s. */
+  parts: { index: number; key: string; sha1: string }[];
+  /** Who signed: the certificate's fingerprint, or "UNSIGNED" when unsigned bundles are accepted. */
+  signedBy: string;
 }
 
 /** What an import asked of the boot check (extension parameters BootCheck and BootCheckMarker). */
@@ -243,6 +294,10 @@ export interface TaskArtifacts {
   imageId?: string;
   /** An export's output, in the user's bucket. */
   exported?: StoredObject;
+  /** A bundle's manifest, verified by the manifest stage. */
+  bundle?: VerifiedBundle;
+  /** Whether the unbundled image is a whole disk or a bare filesystem (bundles; recorded by the decrypt stage). */
+  layout?: ImageLayout;
 }
 
 export interface TaskHistoryEntry {
@@ -287,7 +342,7 @@ export interface TaskDocument {
 }
 
 /** A resource record created by the register stage. */
-export type ResourceRecord = VolumeRecord | InstanceRecord | SnapshotRecord | ImageRecord;
+export type ResourceRecord = VolumeRecord | InstanceRecord | SnapshotRecord | ImageRecord | SigningCertificateRecord;
 export type ResourceKind = ResourceRecord['kind'];
 
 /** A snapshot made by ImportImage / ImportSnapshot: the converted raw disk in the image store. */
@@ -303,7 +358,28 @@ export interface SnapshotRecord {
   createdAt: string;
 }
 
-/** A machine image made by ImportImage: its root device is one snapshot. */
+/**
+ * A certificate an account signs its bundle manifests with (`imaging cert add`); the manifest
+ * stage verifies a bundle against those of the bundle's owner. Kept as a resource record.
+ */
+export interface SigningCertificateRecord {
+  id: string; // cert-<first 17 hex digits of the SHA-256 fingerprint>
+  kind: 'signing-certificate';
+  accountId: string;
+  pem: string;
+  /** SHA-256 fingerprint of the DER certificate, colon-separated upper-case hex, as openssl prints it. */
+  fingerprint: string;
+  subject: string;
+  notAfter: string;
+  tags?: Tag[];
+  createdAt: string;
+}
+
+/**
+ * An image. ImportImage makes an EBS-backed machine image whose root device is one snapshot;
+ * RegisterImage of a bundle makes an instance-store image (machine, kernel or ramdisk) whose
+ * bytes are one raw object of the image store, pending until its task ends.
+ */
 export interface ImageRecord {
   id: string; // ami-xxxxxxxxxxxxxxxxx
   kind: 'image';
@@ -319,6 +395,22 @@ export interface ImageRecord {
   sizeGiB: number;
   tags?: Tag[];
   createdAt: string;
+  /** Absent means machine (ImportImage). */
+  imageType?: BundleImageType;
+  /** Absent means available (ImportImage records are written when the image is done). */
+  state?: 'pending' | 'available' | 'failed';
+  stateReason?: { code: string; message: string };
+  kernelId?: string;
+  ramdiskId?: string;
+  layout?: ImageLayout;
+  /** Absent means ebs. */
+  rootDeviceType?: 'ebs' | 'instance-store';
+  /** RegisterImage's ImageLocation (bucket/key of the manifest). */
+  imageLocation?: string;
+  virtualizationType?: 'paravirtual' | 'hvm';
+  blockDeviceMappings?: { deviceName: string; virtualName?: string; noDevice?: boolean }[];
+  /** An instance-store image's bytes in the image store (raw), set when it becomes available. */
+  image?: StoredObject;
 }
 
 export interface TaskOutboxEvent {

@@ -13,7 +13,7 @@ interface StoreFlags {
   mongodbDb?: string;
 }
 
-function withStoreFlags(command: Command): Command {
+export function withStoreFlags(command: Command): Command {
   return command
     .option('--data-dir <dir>', 'data directory of `imaging serve` (its tasks.db) [env IMAGING_DATA_DIR; default ./data]')
     .option('--mongodb-uri <uri>', 'MongoDB task store instead of the data directory [env IMAGING_MONGODB_URI]')
@@ -28,14 +28,14 @@ export async function openAdminStore(flags: StoreFlags, env: NodeJS.ProcessEnv =
 }
 
 /** An account named by its 12-digit id or by its name. */
-async function findAccount(store: TaskStore, nameOrId: string) {
+export async function findAccount(store: TaskStore, nameOrId: string) {
   const account = /^\d{12}$/.test(nameOrId) ? await store.getAccount(nameOrId) : undefined;
   const found = account ?? (await store.findAccountByName(nameOrId));
   if (!found) throw new Error(`no account ${nameOrId}`);
   return found;
 }
 
-async function withStore<T>(flags: StoreFlags, work: (store: TaskStore) => Promise<T>): Promise<T> {
+export async function withStore<T>(flags: StoreFlags, work: (store: TaskStore) => Promise<T>): Promise<T> {
   const store = await openAdminStore(flags);
   try {
     return await work(store);

@@ -25,6 +25,12 @@ const CLAIMED: Record<ImageFormat, FormatName> = { RAW: 'raw', VMDK: 'vmdk', VHD
 
 export const convertStage = taskStage('convert', {
   async work(task, { taskId }, ctx) {
+    const unbundled = task.request.bundle ? task.artifacts.image : undefined;
+    if (unbundled?.sha256) {
+      // A bundle's image is unpacked raw into the image store by the decrypt stage: nothing to convert.
+      await advanceToNext(ctx, 'convert', taskId, (doc) => ({ bytesConverted: unbundled.size, artifacts: doc.artifacts }), { image: { ...unbundled, sha256: unbundled.sha256 } });
+      return;
+    }
     const described = task.artifacts.source;
     if (!described) throw new Error(`task ${taskId} reached convert without a described source`);
     // The manifest stage (or the service, presigning) accepted every part URL: a refusal now is

@@ -31,14 +31,16 @@ export class AccountStorageQuota {
   ) {}
 
   /**
-   * Bytes of the image store the account holds besides this task: images of its volumes and
-   * snapshots, converted images of its unfinished tasks, and what its other conversions wrote so far.
+   * Bytes of the image store the account holds besides this task: images of its volumes,
+   * snapshots and bundle images, converted images of its unfinished tasks, and what its other conversions wrote so far.
    */
   async usedByOthers(): Promise<number> {
     const objects = new Map<string, number>();
-    for (const kind of ['volume', 'snapshot'] as const) {
+    // An imported image's bytes are its snapshot's (the same object, counted once); an image
+    // registered from a bundle holds bytes of its own.
+    for (const kind of ['volume', 'snapshot', 'image'] as const) {
       for (const resource of await this.tasks.listResources({ accountId: this.task.accountId, kind })) {
-        if ('image' in resource) objects.set(`${resource.image.bucket}/${resource.image.key}`, resource.image.size);
+        if ('image' in resource && resource.image) objects.set(`${resource.image.bucket}/${resource.image.key}`, resource.image.size);
       }
     }
     let converting = 0;

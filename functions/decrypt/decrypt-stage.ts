@@ -7,11 +7,21 @@ import { mapLimit } from '../../toolkit/map-limit';
 import { headObjectSize } from '../object-fetch';
 import { advanceToNext, taskStage } from '../task-step';
 import { ClientError } from '../errors';
+import { unbundleToStore } from '../bundle/unbundle-to-store';
 
 const GiB = 1024 ** 3;
 
 export const decryptStage = taskStage('decrypt', {
   async work(task, { taskId }, ctx) {
+    if (task.request.bundle) {
+      // The task records kernel/ramdisk (request.bundle) and the layout (artifacts.layout) for the validate stage.
+      const { image, layout } = await unbundleToStore(ctx, task);
+      await advanceToNext(ctx, 'decrypt', taskId, (doc) => ({
+        artifacts: { ...doc.artifacts, image, ...(layout ? { layout } : {}) },
+        bytesConverted: image.size,
+      }));
+      return;
+    }
     const manifest = task.artifacts.manifest;
     if (!manifest) throw new Error(`task ${taskId} reached decrypt without a manifest`);
     const sizes = await mapLimit(manifest.parts, 16, async (part) => {

@@ -14,6 +14,7 @@ import type { StageConfig } from '../stage';
 import { guestPolicyOf } from '../validate/guest-policy';
 import { bootCheckConfigOf } from '../boot-check/boot-check-config';
 import type { StageDeps } from './deps';
+import { readCloudKey } from '../../toolkit/bundle/cloud-key';
 
 type Env = Record<string, string | undefined>;
 
@@ -65,6 +66,8 @@ function stageConfigOf(settings: Settings): StageConfig {
     uploadPollMs: settings.uploadPollMs,
     memoryLimitBytes: settings.memoryLimitMb * 1024 * 1024,
     accountStorageQuotaBytes: Math.floor(settings.accountStorageQuotaGib * 1024 ** 3),
+    ...(settings.cloudKeyFile ? { cloudPrivateKey: readCloudKey(settings.cloudKeyFile) } : {}),
+    ...(settings.acceptUnsignedBundles ? { acceptUnsignedBundles: true } : {}),
     guestPolicy: guestPolicyOf(settings),
     bootCheck: bootCheckConfigOf(settings),
     maxImageBytes: settings.maxImageBytes,

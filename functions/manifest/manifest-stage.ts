@@ -14,6 +14,7 @@ import { cancelTask, advanceToNext, taskStage } from '../task-step';
 import { ClientError } from '../errors';
 import { rowOf } from '../../pipeline/table';
 import { describeObjectSource } from './object-source';
+import { verifyBundleManifest } from '../bundle/verify-manifest';
 
 export const PENDING_UPLOAD_MESSAGE = rowOf('manifest').statusMessage;
 
@@ -72,6 +73,12 @@ async function checkOrWait(ctx: StageContext, task: TaskDocument): Promise<Impor
 
 export const manifestStage = taskStage('manifest', {
   async work(task, { taskId }, ctx) {
+    if (task.request.bundle) {
+      // RegisterImage of a bundle: the manifest is there (the gateway read it); verify its signature.
+      const bundle = await verifyBundleManifest(ctx, task);
+      await advanceToNext(ctx, 'manifest', taskId, (doc) => ({ artifacts: { ...doc.artifacts, bundle } }));
+      return;
+    }
     if (task.request.importImage) {
       // ImportImage / ImportSnapshot: the disk is one object, there when the call is made.
       const described = await describeObjectSource(ctx, task);

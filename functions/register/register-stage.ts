@@ -9,6 +9,7 @@ import { rowOf } from '../../pipeline/table';
 import { advanceToNext, taskStage } from '../task-step';
 import { registerImport } from './register-import';
 import { settleInstance } from './register-instance';
+import { registerBundle } from './register-bundle';
 
 /** The state register works on (its row of the pipeline table). */
 const REGISTER_EXPECTS = rowOf('register').expects;
@@ -16,6 +17,7 @@ const REGISTER_EXPECTS = rowOf('register').expects;
 export const registerStage = taskStage('register', {
   async work(task, { taskId, accountId }, ctx) {
     if (task.request.importImage) return registerImport(task, ctx);
+    if (task.request.bundle) return registerBundle(task, ctx);
     const image = task.artifacts.image;
     if (!image) throw new Error(`task ${taskId} reached register without an image`);
     if (task.kind === 'import-instance' && !task.request.instance) throw new Error(`import-instance task ${taskId} has no instance in its request`);

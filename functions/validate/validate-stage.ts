@@ -51,7 +51,8 @@ export function inspectOptionsFor(task: TaskDocument): Pick<InspectGuestOptions,
   const architecture = task.request.instance?.architecture ?? image?.architecture;
   const bootMode = image?.bootMode;
   return {
-    purpose: DATA_KINDS.includes(kind) ? 'data' : 'system',
+    // A kernel or ramdisk from a bundle is no disk to boot: its bytes are judged as data.
+    purpose: DATA_KINDS.includes(kind) || (task.request.bundle && task.request.bundle.imageType !== 'machine') ? 'data' : 'system',
     ...(architecture && ARCHITECTURES.includes(architecture) ? { architecture: architecture as Architecture } : {}),
     ...(bootMode && BOOT_MODES.includes(bootMode) ? { bootMode: bootMode as RequestedBootMode } : {}),
     ...(kernelAssociated(task.request) ? { kernelAssociated: true } : {}),

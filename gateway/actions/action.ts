@@ -19,6 +19,12 @@ export interface ActionContext {
   deleteImageObject?(bucket: string, key: string): Promise<void>;
   /** Import tasks one account may have pending or active at once; absent, no cap. */
   maxOpenTasksPerAccount?: number;
+  /**
+   * Reads a small object of the caller's with that account's own object-storage key (a bundle
+   * manifest for RegisterImage); undefined when it is missing or unreadable for that account.
+   * Absent when the gateway has no object storage configured.
+   */
+  readUserObject?(accountId: string, bucket: string, key: string, maxBytes: number): Promise<Buffer | undefined>;
   log?: { warn(obj: object, msg?: string): void };
 }
 

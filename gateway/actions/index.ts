@@ -11,6 +11,7 @@ import { importImage, importSnapshot } from './import-image';
 import { createTags, deleteSnapshot, deleteVolume, deregisterImage, describeImages, describeSnapshots, describeTags, describeVolumes } from './resources';
 import { cancelImportTask, describeImportImageTasks, describeImportSnapshotTasks } from './import-tasks';
 import { cancelExportTask, createInstanceExportTask, describeExportTasks } from './export-tasks';
+import { registerImage } from './register-image';
 import { describeExportImageTasks, exportImage } from './export-image';
 
 export const ACTIONS: Record<string, ActionHandler<any>> = {
@@ -35,13 +36,17 @@ export const ACTIONS: Record<string, ActionHandler<any>> = {
   CreateInstanceExportTask: createInstanceExportTask,
   DescribeExportTasks: describeExportTasks,
   CancelExportTask: cancelExportTask,
+  // Bundles (issue 14).
+  RegisterImage: registerImage,
   ExportImage: exportImage,
   DescribeExportImageTasks: describeExportImageTasks,
 };
 
 /** VM Import/Export actions this service is meant to have but does not have yet. */
 export const PLANNED_ACTIONS: readonly string[] = [
-  'RegisterImage',
+  'BundleInstance',
+  'DescribeBundleTasks',
+  'CancelBundleTask',
 ];
 
 /** Validates and runs `action`; DryRun stops after validation, as EC2 does. */

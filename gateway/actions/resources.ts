@@ -3,6 +3,7 @@
  * DescribeVolumes, DeregisterImage, DeleteSnapshot, DeleteVolume, CreateTags, DescribeTags.
  * Another account's resource is reported exactly like a missing one.
  */
+import { isTerminal, updateTask } from '../../tasks/state-machine';
 import type { ImageRecord, ResourceKind, ResourceRecord, SnapshotRecord, Tag, TaskDocument, VolumeRecord } from '../../tasks/task';
 import { isAdminAccount } from '../accounts';
 import { Ec2Error, type Ec2ErrorCode } from '../errors';
@@ -15,22 +16,25 @@ import { VERBOSE } from './import-tasks';
 interface KindInfo {
   kind: 'image' | 'snapshot' | 'volume';
   idParam: string;
+  /** The id prefix shown in messages; `prefixes` are all that are accepted. */
   prefix: string;
+  prefixes: readonly string[];
   malformed: Ec2ErrorCode;
   notFound: Ec2ErrorCode;
   noun: string;
 }
 
 const KINDS: Record<'image' | 'snapshot' | 'volume', KindInfo> = {
-  image: { kind: 'image', idParam: 'ImageId', prefix: 'ami', malformed: 'InvalidAMIID.Malformed', notFound: 'InvalidAMIID.NotFound', noun: 'image id' },
-  snapshot: { kind: 'snapshot', idParam: 'SnapshotId', prefix: 'snap', malformed: 'InvalidSnapshotID.Malformed', notFound: 'InvalidSnapshot.NotFound', noun: 'snapshot' },
-  volume: { kind: 'volume', idParam: 'VolumeId', prefix: 'vol', malformed: 'InvalidVolumeID.Malformed', notFound: 'InvalidVolume.NotFound', noun: 'volume' },
+  // Images from bundles are emi- (machine), eki- (kernel) and eri- (ramdisk), as in Eucalyptus.
+  image: { kind: 'image', idParam: 'ImageId', prefix: 'ami', prefixes: ['ami', 'emi', 'eki', 'eri'], malformed: 'InvalidAMIID.Malformed', notFound: 'InvalidAMIID.NotFound', noun: 'image id' },
+  snapshot: { kind: 'snapshot', idParam: 'SnapshotId', prefix: 'snap', prefixes: ['snap'], malformed: 'InvalidSnapshotID.Malformed', notFound: 'InvalidSnapshot.NotFound', noun: 'snapshot' },
+  volume: { kind: 'volume', idParam: 'VolumeId', prefix: 'vol', prefixes: ['vol'], malformed: 'InvalidVolumeID.Malformed', notFound: 'InvalidVolume.NotFound', noun: 'volume' },
 };
 
-const idPattern = (prefix: string) => new RegExp(`^${prefix}-([0-9a-f]{8}|[0-9a-f]{17})$`);
+const idPattern = (prefixes: readonly string[]) => new RegExp(`^(${prefixes.join('|')})-([0-9a-f]{8}|[0-9a-f]{17})$`);
 
 function checkId(info: KindInfo, id: string): void {
-  if (!idPattern(info.prefix).test(id)) throw new Ec2Error(info.malformed, `Invalid id: "${id}" (expecting "${info.prefix}-...")`);
+  if (!idPattern(info.prefixes).test(id)) throw new Ec2Error(info.malformed, `Invalid id: "${id}" (expecting "${info.prefix}-...")`);
 }
 
 const notFound = (info: KindInfo, ids: string[]) =>
@@ -45,7 +49,7 @@ async function ownedResource<T extends ResourceRecord>(ctx: ActionContext, info:
 }
 
 const FILTERS: Record<'image' | 'snapshot' | 'volume', readonly string[]> = {
-  image: ['image-id', 'state', 'architecture', 'name', 'description', 'owner-id', 'platform', 'root-device-name', 'image-type', 'block-device-mapping.snapshot-id', 'boot-mode'],
+  image: ['image-id', 'state', 'architecture', 'name', 'description', 'owner-id', 'platform', 'root-device-name', 'image-type', 'block-device-mapping.snapshot-id', 'boot-mode', 'kernel-id', 'ramdisk-id', 'root-device-type', 'virtualization-type', 'manifest-location'],
   snapshot: ['snapshot-id', 'status', 'owner-id', 'description', 'volume-size', 'volume-id'],
   volume: ['volume-id', 'status', 'availability-zone', 'size', 'snapshot-id'],
 };
@@ -55,9 +59,10 @@ function filterFields(kind: 'image' | 'snapshot' | 'volume', r: ResourceRecord, 
   if (kind === 'image') {
     const i = r as ImageRecord;
     const byName: Record<string, (string | undefined)[]> = {
-      'image-id': [i.id], state: ['available'], architecture: [i.architecture], name: [i.name], description: [i.description],
-      platform: [i.platform?.toLowerCase()], 'root-device-name': [i.rootDeviceName], 'image-type': ['machine'],
-      'block-device-mapping.snapshot-id': i.snapshotIds, 'boot-mode': [i.bootMode],
+      'image-id': [i.id], state: [i.state ?? 'available'], architecture: [i.architecture], name: [i.name], description: [i.description],
+      platform: [i.platform?.toLowerCase()], 'root-device-name': [i.rootDeviceName], 'image-type': [i.imageType ?? 'machine'],
+      'block-device-mapping.snapshot-id': i.snapshotIds, 'boot-mode': [i.bootMode], 'kernel-id': [i.kernelId], 'ramdisk-id': [i.ramdiskId],
+      'root-device-type': [i.rootDeviceType ?? 'ebs'], 'virtualization-type': [i.virtualizationType ?? 'hvm'], 'manifest-location': [i.imageLocation],
     };
     return byName[name] ?? [];
   }
@@ -71,31 +76,57 @@ function filterFields(kind: 'image' | 'snapshot' | 'volume', r: ResourceRecord, 
   return byName[name] ?? [];
 }
 
+/**
+ * Besides EC2's elements, an image from a bundle carries three EC2 does not have (layout,
+ * imageStoreLocation, imageSha256): SDKs skip unknown elements, and our own CLI reads them.
+ */
 function imageXml(i: ImageRecord): XmlObject {
+  const instanceStore = i.rootDeviceType === 'instance-store';
   return {
     imageId: i.id,
-    imageLocation: `${i.accountId}/${i.name}`,
-    imageState: 'available',
+    imageLocation: i.imageLocation ?? `${i.accountId}/${i.name}`,
+    imageState: i.state ?? 'available',
+    ...(i.stateReason ? { stateReason: { code: i.stateReason.code, message: i.stateReason.message } } : {}),
     imageOwnerId: i.accountId,
     creationDate: i.createdAt,
     isPublic: false,
     architecture: i.architecture,
-    imageType: 'machine',
+    imageType: i.imageType ?? 'machine',
+    kernelId: i.kernelId,
+    ramdiskId: i.ramdiskId,
     platform: i.platform?.toLowerCase(),
     platformDetails: i.platform === 'Windows' ? 'Windows' : 'Linux/UNIX',
     name: i.name,
     description: i.description,
-    rootDeviceType: 'ebs',
+    rootDeviceType: i.rootDeviceType ?? 'ebs',
     rootDeviceName: i.rootDeviceName,
-    blockDeviceMapping: i.snapshotIds.map((snapshotId, n) => ({
-      deviceName: n === 0 ? i.rootDeviceName : `/dev/sd${String.fromCharCode(98 + n)}`,
-      ebs: { snapshotId, volumeSize: i.sizeGiB, deleteOnTermination: true, volumeType: 'standard', encrypted: false },
-    })),
-    virtualizationType: 'hvm',
+    blockDeviceMapping: instanceStore
+      ? (i.blockDeviceMappings ?? []).map((m) => ({ deviceName: m.deviceName, virtualName: m.virtualName, ...(m.noDevice ? { noDevice: '' } : {}) }))
+      : i.snapshotIds.map((snapshotId, n) => ({
+          deviceName: n === 0 ? i.rootDeviceName : `/dev/sd${String.fromCharCode(98 + n)}`,
+          ebs: { snapshotId, volumeSize: i.sizeGiB, deleteOnTermination: true, volumeType: 'standard', encrypted: false },
+        })),
+    virtualizationType: i.virtualizationType ?? 'hvm',
     hypervisor: 'xen',
     tagSet: tagSetXml(i.tags),
     bootMode: i.bootMode,
+    layout: i.layout,
+    imageStoreLocation: i.image ? `s3://${i.image.bucket}/${i.image.key}` : undefined,
+    imageSha256: i.image?.sha256,
   };
+}
+
+/**
+ * A pending image from a bundle as it stands: its task's failure (or cancellation) makes it
+ * failed, with the task's message as the reason. The record is left as written; the register
+ * stage is the one that makes it available.
+ */
+async function currentImage(ctx: ActionContext, image: ImageRecord): Promise<ImageRecord> {
+  if (image.state !== 'pending') return image;
+  const task = await ctx.tasks.get(image.taskId);
+  if (!task || (task.state !== 'failed' && task.state !== 'cancelled')) return image;
+  const message = task.statusMessage || (task.state === 'cancelled' ? 'the registration was cancelled' : 'the registration failed');
+  return { ...image, state: 'failed', stateReason: { code: task.state === 'cancelled' ? 'Client.UserInitiatedShutdown' : 'Client.InvalidManifest', message } };
 }
 
 function snapshotXml(s: SnapshotRecord): XmlObject {
@@ -152,6 +183,7 @@ function describeResources(kind: 'image' | 'snapshot' | 'volume', render: (r: an
       const accountId = allAccounts ? undefined : ctx.caller.accountId;
       let found = await ctx.tasks.listResources({ kind, ...(accountId ? { accountId } : {}), ...(ids.length ? { ids } : {}) });
       if (!allAccounts) found = found.filter((r) => r.accountId === ctx.caller.accountId);
+      if (kind === 'image') found = await Promise.all(found.map((r) => currentImage(ctx, r as ImageRecord)));
       const missing = ids.filter((id) => !found.some((r) => r.id === id));
       if (missing.length) throw notFound(info, missing);
       if (owners.length) found = found.filter((r) => owners.includes(r.accountId));
@@ -175,6 +207,12 @@ async function freeBytes(ctx: ActionContext, record: SnapshotRecord | VolumeReco
   await ctx.deleteImageObject?.(record.image.bucket, record.image.key);
 }
 
+/** Asks a running task to stop (the stages see the request while they work). */
+async function requestCancel(ctx: ActionContext, taskId: string): Promise<void> {
+  await updateTask(ctx.tasks, taskId, (doc) =>
+    isTerminal(doc.state) || doc.cancelRequested ? undefined : { ...doc, cancelRequested: { at: ctx.now().toISOString(), reason: 'The image was deregistered' } });
+}
+
 async function snapshotInUseBy(ctx: ActionContext, snapshot: SnapshotRecord): Promise<string | undefined> {
   const images = await ctx.tasks.listResources({ kind: 'image', accountId: snapshot.accountId });
   return images.find((i) => (i as ImageRecord).snapshotIds.includes(snapshot.id))?.id;
@@ -187,6 +225,9 @@ export const deregisterImage: ActionHandler<{ image: ImageRecord; deleteSnapshot
   },
   async run({ image, deleteSnapshots }, ctx) {
     await ctx.tasks.deleteResource(image.id);
+    // An image from a bundle owns its bytes in the image store; an unfinished registration is cancelled.
+    if (image.image) await ctx.deleteImageObject?.(image.image.bucket, image.image.key);
+    if (image.state === 'pending') await requestCancel(ctx, image.taskId);
     if (!deleteSnapshots) return { return: true };
     const results: XmlObject[] = [];
     for (const id of image.snapshotIds) {
@@ -231,7 +272,7 @@ export const deleteVolume: ActionHandler<VolumeRecord> = {
 /** What CreateTags can tag: resources, and import tasks themselves. */
 type Taggable = { resource: ResourceRecord } | { task: TaskDocument };
 
-const TAGGABLE_PREFIXES: Record<string, ResourceKind> = { ami: 'image', snap: 'snapshot', vol: 'volume', i: 'instance' };
+const TAGGABLE_PREFIXES: Record<string, ResourceKind> = { ami: 'image', emi: 'image', eki: 'image', eri: 'image', snap: 'snapshot', vol: 'volume', i: 'instance' };
 
 async function taggable(ctx: ActionContext, id: string): Promise<Taggable> {
   if (/^import-(ami|snap)-[0-9a-f]{8,17}$/.test(id)) {
@@ -270,7 +311,6 @@ export const createTags: ActionHandler<{ targets: Taggable[]; tags: Tag[] }> = {
     return { targets, tags };
   },
   async run({ targets, tags }, ctx) {
-    const { updateTask } = await import('../../tasks/state-machine');
     for (const target of targets) {
       if ('task' in target) {
         await updateTask(ctx.tasks, target.task.id, (doc) => ({ ...doc, tags: mergeTags(doc.tags, tags) }));
@@ -285,14 +325,14 @@ export const createTags: ActionHandler<{ targets: Taggable[]; tags: Tag[] }> = {
   },
 };
 
-const RESOURCE_TYPES: Record<ResourceKind, string> = { image: 'image', snapshot: 'snapshot', volume: 'volume', instance: 'instance' };
+const RESOURCE_TYPES: Record<Exclude<ResourceKind, 'signing-certificate'>, string> = { image: 'image', snapshot: 'snapshot', volume: 'volume', instance: 'instance' };
 
 export const describeTags: ActionHandler<{ items: XmlObject[]; nextToken?: string }> = {
   async validate(params, ctx) {
     const filters = parseFilters(params, 'Filter', ['resource-id', 'resource-type', 'key', 'value']);
     const paging = parsePageRequest(params, { min: 5, max: 1000 });
     const rows: { resourceId: string; resourceType: string; key: string; value: string; tags?: undefined }[] = [];
-    for (const kind of Object.keys(RESOURCE_TYPES) as ResourceKind[]) {
+    for (const kind of Object.keys(RESOURCE_TYPES) as (keyof typeof RESOURCE_TYPES)[]) {
       for (const r of await ctx.tasks.listResources({ kind, accountId: ctx.caller.accountId })) {
         for (const t of r.tags ?? []) rows.push({ resourceId: r.id, resourceType: RESOURCE_TYPES[kind], key: t.key, value: t.value });
       }

@@ -7,7 +7,7 @@ import {
   DescribeConversionTasksCommand,
   EC2Client,
   ImportImageCommand,
-  RegisterImageCommand,
+  BundleInstanceCommand,
   ImportInstanceCommand,
   ImportVolumeCommand,
   waitUntilConversionTaskCancelled,
@@ -478,9 +478,9 @@ describe('errors as real clients see them', () => {
   });
 
   test('a planned but unimplemented action → UnsupportedOperation (client-ec2 and boto3)', async () => {
-    const error: any = await sdk.send(new RegisterImageCommand({ Name: 'planned', ImageLocation: 'bucket/image.manifest.xml' })).catch((e) => e);
+    const error: any = await sdk.send(new BundleInstanceCommand({ InstanceId: 'i-0123456789abcdef0', Storage: { S3: { Bucket: 'bucket', Prefix: 'planned' } } })).catch((e) => e);
     expect(error.name).toBe('UnsupportedOperation');
-    await expect(boto3Call(endpoint, aliceCreds, 'RegisterImage', { Name: 'planned', ImageLocation: 'bucket/image.manifest.xml' })).rejects.toMatchObject({ code: 'UnsupportedOperation' });
+    await expect(boto3Call(endpoint, aliceCreds, 'BundleInstance', { InstanceId: 'i-0123456789abcdef0', Storage: { S3: { Bucket: 'bucket', Prefix: 'planned' } } })).rejects.toMatchObject({ code: 'UnsupportedOperation' });
   });
 
   test('ImportImage and ImportSnapshot validate every parameter before anything starts (client-ec2 and boto3)', async () => {

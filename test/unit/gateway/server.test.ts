@@ -205,7 +205,7 @@ describe('every error code', () => {
   test('InvalidAction (400) and UnsupportedOperation (400)', async () => {
     expect(await errorOf(signed({ Action: 'RunInstances' }))).toMatchObject({ status: 400, code: 'InvalidAction', message: expect.stringContaining('RunInstances') });
     expect(await errorOf(signed({ Action: 'toString' }))).toMatchObject({ code: 'InvalidAction' });
-    expect(await errorOf(signed({ Action: 'RegisterImage' }))).toMatchObject({ status: 400, code: 'UnsupportedOperation', message: expect.stringContaining('ImportVolume') });
+    expect(await errorOf(signed({ Action: 'BundleInstance' }))).toMatchObject({ status: 400, code: 'UnsupportedOperation', message: expect.stringContaining('ImportVolume') });
   });
 
   test('DryRunOperation (412) on each implemented action, and nothing changes', async () => {
