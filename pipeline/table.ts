@@ -100,7 +100,9 @@ export const PIPELINE = [
     // One guest at a time per process: a boot takes a core and the guest's memory.
     concurrency: 1,
     ackWaitMs: 30_000,
-    maxDeliver: 3,
+    // A guest that does not boot is the user's ClientError, never retried; the budget is for
+    // outages (reading the disk from S3), as every stage's.
+    maxDeliver: 12,
   },
   {
     stage: 'register',

@@ -6,6 +6,7 @@
  * fixed with a compare-and-set before each task looks at the others, so the last of them always
  * sees them all; two that both do write the same record, and only one advance wins.
  */
+import { rowOf } from '../../pipeline/table';
 import { isTerminal } from '../../tasks/state-machine';
 import type { InstanceRecord, TaskDocument } from '../../tasks/task';
 import { ClientError } from '../errors';
@@ -16,9 +17,12 @@ import { advanceToNext } from '../task-step';
  * `from` says who settles: the instance task's own register (which fails the instance when one
  * of its disks failed) or a volume task's (which leaves the instance task alone).
  */
+/** The state a task waits in for register (its row of the pipeline table). */
+const REGISTER_EXPECTS = rowOf('register').expects;
+
 export async function settleInstance(ctx: StageContext, instanceTaskId: string, from: 'instance' | 'volume'): Promise<void> {
   const task = await ctx.tasks.get(instanceTaskId);
-  if (!task || task.state !== 'validated' || !task.artifacts.volumeId) return; // not there yet, or ended
+  if (!task || task.state !== REGISTER_EXPECTS || !task.artifacts.volumeId) return; // not there yet, or ended
   const spec = task.request.instance;
   if (!spec) throw new Error(`import-instance task ${task.id} has no instance in its request`);
   const memberIds = spec.volumeTaskIds ?? [];

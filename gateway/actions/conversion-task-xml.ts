@@ -9,6 +9,7 @@ import { ec2ConversionState } from '../../tasks/state-machine';
 import type { TaskDocument } from '../../tasks/task';
 import type { XmlObject } from '../xml';
 import { bootCheckXml, validationXml } from './guest-report-xml';
+import { rowOf } from '../../pipeline/table';
 
 /** `members`: the volume tasks of an import-instance task's further disks (those it names; others are ignored). */
 export function conversionTaskXml(task: TaskDocument, members: TaskDocument[] = []): XmlObject {
@@ -43,7 +44,7 @@ function overallState(disks: TaskDocument[]): { state: ReturnType<typeof ec2Conv
   const cancelling = disks.find((d) => ec2ConversionState(d) === 'cancelling');
   if (cancelling) return { state: 'cancelling', statusMessage: cancelling.statusMessage };
   const state = ec2ConversionState(task);
-  if (state === 'active' && task.state === 'validated' && disks.some((d) => d.state !== 'completed' && d !== task)) {
+  if (state === 'active' && task.state === rowOf('register').expects && disks.some((d) => d.state !== 'completed' && d !== task)) {
     return { state, statusMessage: 'Waiting for the instance\'s other disks' };
   }
   return { state, statusMessage: task.statusMessage };

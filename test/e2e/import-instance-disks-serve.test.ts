@@ -69,8 +69,9 @@ afterAll(async () => {
 
   // The CLI's waiter polls every 15 s; on a loaded machine the import takes a few polls.
   const waited = await aws(['wait', 'conversion-task-completed', '--conversion-task-ids', taskId]);
-  expect([waited.exitCode, waited.stderr]).toEqual([0, '']);
   const described = await aws(['describe-conversion-tasks', '--conversion-task-ids', taskId]);
+  // On a waiter failure, the task as described says why.
+  expect([waited.exitCode, waited.stderr, waited.exitCode === 0 ? '' : described.stdout]).toEqual([0, '', '']);
   expect(described.exitCode).toBe(0);
   const [task] = JSON.parse(described.stdout).ConversionTasks;
   expect(task).toMatchObject({ ConversionTaskId: taskId, State: 'completed', ImportInstance: { InstanceId: instanceId, Description: 'three disks' } });

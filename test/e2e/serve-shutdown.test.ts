@@ -32,6 +32,8 @@ function start(command: string, args: string[], dir: string): Promise<Started> {
       PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? dir, TMPDIR: process.env.TMPDIR ?? '/tmp',
       IMAGING_DATA_DIR: join(dir, 'data'), IMAGING_PORT: '0', IMAGING_S3_PORT: '0', IMAGING_ADMIN_PORT: '0', IMAGING_LOG_LEVEL: 'warn',
       IMAGING_UPLOAD_POLL_MS: '200', IMAGING_ACCESS_KEY_ID: creds.accessKeyId, IMAGING_SECRET_ACCESS_KEY: creds.secretAccessKey, IMAGING_ACCOUNT_ID: '123456789012',
+      // Hundreds of open imports from one account: lift the per-account cap (default 20).
+      IMAGING_MAX_OPEN_TASKS_PER_ACCOUNT: '1000',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
