@@ -25,7 +25,8 @@ import { SETTINGS, type SettingReader, type SettingSpec } from '../../config/set
 import { STAGE_NAMES } from '../../pipeline/table';
 import { makeRawDisk, tempDir } from '../helpers/disk-corpus';
 import { installHelm, type Helm } from '../helpers/helm';
-import { freePort, startMongoServer, type RunningMongoServer } from '../helpers/mongo-server';
+import { freePort } from '../helpers/free-port';
+import { startMongoServer, type RunningMongoServer } from '../helpers/mongo-server';
 import { startNatsServer, type RunningNatsServer } from '../helpers/nats-server';
 import { startS3Server, type RunningS3Server } from '../helpers/s3-server';
 import { boto3Call } from '../helpers/ec2-clients';

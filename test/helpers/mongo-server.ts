@@ -1,7 +1,7 @@
 import { spawn } from 'child_process';
-import { createServer } from 'net';
 import { dirname, join } from 'path';
 import { MongoClient } from 'mongodb';
+import { freePort } from './free-port';
 
 export interface RunningMongoServer {
   uri: string;
@@ -11,17 +11,6 @@ export interface RunningMongoServer {
 // Resolved through node's module lookup, so this works from test/helpers and from dist/test/helpers (the benches).
 const JONGODB = join(dirname(require.resolve('@jongodb/memory-server-bin-linux-x64-gnu/package.json')), 'bin/jongodb');
 
-/** Asks the kernel for a port nobody is listening on. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 /**
  * Starts jongodb (a MongoDB wire-compatible server) on a free port and resolves once the

@@ -9,10 +9,10 @@
 import { spawn } from 'child_process';
 import { accessSync, constants, statSync } from 'fs';
 import { request } from 'http';
-import { createServer } from 'net';
 import { delimiter, join } from 'path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { makeS3Client } from '../../toolkit/io/object-storage';
+import { freePort } from './free-port';
 
 const MOTO_SERVER = process.env.MOTO_SERVER_BIN ?? 'moto_server';
 
@@ -87,16 +87,6 @@ export async function startMotoServer(): Promise<RunningMotoServer> {
   return { endpoint, s3, ...credentials, stop };
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** Polls `GET /moto-api/` until it answers 200 (the port opens before the app is ready to serve). */
 async function waitUntilAnswering(endpoint: string, died: () => boolean, timeoutMs: number): Promise<void> {

@@ -4,9 +4,10 @@
  */
 import { spawn, type ChildProcess } from 'child_process';
 import { mkdtempSync, rmSync } from 'fs';
-import { createConnection, createServer } from 'net';
+import { createConnection } from 'net';
 import { tmpdir } from 'os';
 import { join } from 'path';
+import { freePort } from './free-port';
 
 const NATS_SERVER = process.env.NATS_SERVER_BIN ?? '/usr/sbin/nats-server';
 
@@ -60,16 +61,6 @@ export async function startNatsServer(options: { port?: number } = {}): Promise<
   return { url: `nats://127.0.0.1:${port}`, stop, restart };
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 async function waitForPort(port: number, died: () => boolean, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
