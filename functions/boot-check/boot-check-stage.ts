@@ -27,6 +27,7 @@ import { holdsLease } from '../lease';
 import { advanceToNext, taskStage } from '../task-step';
 import type { BootCheckConfig, StageContext } from '../stage';
 import { DEFAULT_BOOT_CHECK } from './boot-check-config';
+import { rowOf } from '../../pipeline/table';
 
 const SYSTEM_KINDS: readonly string[] = ['import-image', 'import-instance'];
 /** Console lines kept on the task. */
@@ -78,7 +79,7 @@ export const bootCheckStage = taskStage('boot-check', {
       // Only the attempt holding the task's lease ends it (a stale replica's verdict is dropped).
       const attempt = ctx.attempt;
       await updateTask(ctx.tasks, taskId, (doc) =>
-        doc.state !== 'validated' || (attempt && !holdsLease(doc, attempt))
+        doc.state !== rowOf('boot-check').expects || (attempt && !holdsLease(doc, attempt))
           ? undefined
           : transition({ ...doc, artifacts: { ...doc.artifacts, bootCheck: result }, lease: undefined }, 'failed', message),
       );

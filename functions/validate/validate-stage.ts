@@ -16,6 +16,7 @@ import { transition, updateTask } from '../../tasks/state-machine';
 import type { TaskDocument, ValidationReport } from '../../tasks/task';
 import { advanceToNext, taskStage } from '../task-step';
 import { ClientError } from '../errors';
+import { rowOf } from '../../pipeline/table';
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
@@ -107,7 +108,7 @@ export const validateStage = taskStage('validate', {
     if (!report.verdict.accepted) {
       // The report travels with the failure: one write, so a user reads why next to the message.
       await updateTask(ctx.tasks, taskId, (doc) =>
-        doc.state !== 'disk-converted' ? undefined : transition({ ...doc, artifacts: { ...doc.artifacts, validation } }, 'failed', report.verdict.message),
+        doc.state !== rowOf('validate').expects ? undefined : transition({ ...doc, artifacts: { ...doc.artifacts, validation } }, 'failed', report.verdict.message),
       );
       return;
     }
