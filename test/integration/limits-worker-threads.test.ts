@@ -12,30 +12,18 @@ import { convertImage } from '../../toolkit/convert/convert-image';
 import { FileSink } from '../../toolkit/io/file-sink';
 import { FileSource } from '../../toolkit/io/file-source';
 import { limitWorkerThreads, workerThreadsStarted } from '../../toolkit/workers/worker-pool';
-import { tempDir } from '../helpers/disk-corpus';
+import { seededBytes, tempDir } from '../helpers/disk-corpus';
 
 jest.setTimeout(120_000);
 
 const MiB = 1024 * 1024;
 const STAGE_ENV = { IMAGING_STAGE: 'convert', IMAGING_MONGODB_URI: 'mongodb://x', IMAGING_S3_ENDPOINT: 'http://s3:9000', IMAGING_S3_ACCESS_KEY_ID: 'a', IMAGING_S3_SECRET_ACCESS_KEY: 'b' };
 
-function noise(size: number, seed: number): Buffer {
-  const out = Buffer.alloc(size);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < size; i += 4) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out.writeUInt32LE(x >>> 0, i);
-  }
-  return out;
-}
-
 test('worker threads: the setting caps each pool', async () => {
     expect(readSettings('stage', { ...STAGE_ENV, IMAGING_WORKER_THREADS: '1' }).workerThreads).toBe(1);
     const dir = tempDir('limits-threads-');
     const raw = join(dir, 'in.raw');
-    writeFileSync(raw, noise(48 * MiB, 11));
+    writeFileSync(raw, seededBytes(48 * MiB, 11));
     const convert = async (name: string) => {
       const source = await FileSource.open(raw);
       await convertImage({ source, sink: await FileSink.create(join(dir, name), name), output: 'vmdk', claimedFormat: 'raw' });

@@ -21,7 +21,7 @@ import { FileSink } from '../../toolkit/io/file-sink';
 import { processScratchSpace, ScratchSpace, ScratchSpaceError, setProcessScratchSpace } from '../../toolkit/io/scratch-space';
 import type { ByteSink } from '../../toolkit/io/sink';
 import type { RandomAccessSource } from '../../toolkit/io/source';
-import { tempDir } from '../helpers/disk-corpus';
+import { seededBytes, tempDir } from '../helpers/disk-corpus';
 import { boto3Call, Ec2ClientError } from '../helpers/ec2-clients';
 import { clientFor, startTestService } from '../e2e/import-driver';
 
@@ -29,19 +29,6 @@ jest.setTimeout(120_000);
 
 const MiB = 1024 * 1024;
 const STAGE_ENV = { IMAGING_STAGE: 'convert', IMAGING_MONGODB_URI: 'mongodb://x', IMAGING_S3_ENDPOINT: 'http://s3:9000', IMAGING_S3_ACCESS_KEY_ID: 'a', IMAGING_S3_SECRET_ACCESS_KEY: 'b' };
-
-/** Random bytes, seeded, so deflate has real work. */
-function noise(size: number, seed: number): Buffer {
-  const out = Buffer.alloc(size);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < size; i += 4) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out.writeUInt32LE(x >>> 0, i);
-  }
-  return out;
-}
 
 /** A sink that cannot patch its head (it only passes bytes on), so an OVA goes through scratch space. */
 function streamOnlySink(inner: FileSink): ByteSink {
@@ -115,7 +102,7 @@ describe('maximum image size (IMAGING_MAX_IMAGE_BYTES)', () => {
 
       // Found: ImportImage declares no size; the RAW disk (128 MiB) is refused when converted.
       const disk = join(dir, 'big.raw');
-      writeFileSync(disk, noise(MiB, 3));
+      writeFileSync(disk, seededBytes(MiB, 3));
       truncateSync(disk, 2 * limit);
       const { s3 } = await clientFor(endpoints);
       await s3.send(new CreateBucketCommand({ Bucket: 'limits' }));
@@ -141,7 +128,7 @@ describe('scratch space (IMAGING_SCRATCH_DIR, IMAGING_SCRATCH_LIMIT_MB, IMAGING_
   /** An 8 MiB disk with data, as an OVA into a stream-only sink: the VMDK goes through scratch space first. */
   async function writeOva(dir: string, scratch: ScratchSpace, name: string): Promise<number> {
     const raw = join(dir, `${name}.raw`);
-    writeFileSync(raw, noise(8 * MiB, name.length));
+    writeFileSync(raw, seededBytes(8 * MiB, name.length));
     const source = await FileSource.open(raw);
     const sink = streamOnlySink(await FileSink.create(join(dir, `${name}.ova`), `${name}.ova`));
     setProcessScratchSpace(scratch);
@@ -228,7 +215,7 @@ describe('I/O parallelism of the toolkit (IMAGING_READS_IN_FLIGHT; IMAGING_WORKE
     expect(stageConfigFromEnv({ ...STAGE_ENV, IMAGING_READS_IN_FLIGHT: '2' }).readsInFlight).toBe(2);
     const dir = tempDir('limits-reads-');
     const raw = join(dir, 'in.raw');
-    writeFileSync(raw, noise(32 * MiB, 9));
+    writeFileSync(raw, seededBytes(32 * MiB, 9));
     const mostWith = async (readConcurrency: number) => {
       const source = watched(await FileSource.open(raw));
       const sink = await FileSink.create(join(dir, `out-${readConcurrency}.vmdk`), 'out.vmdk');
