@@ -5,8 +5,7 @@
  * cause, within the configured deadline (S3 timeouts × attempts + back-off); the replica is not
  * pinned: once the endpoint answers again, the same replica converts the next task.
  */
-import { CreateBucketCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { join } from 'path';
 import { JetStreamBus } from '../../events/jetstream-bus';
 import { makeEvent } from '../../events/make-event';
@@ -19,6 +18,7 @@ import { startNatsServer, type RunningNatsServer } from '../helpers/nats-server'
 import { startS3Server, type RunningS3Server } from '../helpers/s3-server';
 import { startStageProcess, type StageProcess } from '../helpers/stage-process';
 import { objectBytes } from '../e2e/import-driver';
+import { createDecryptedTask } from '../helpers/decrypted-task';
 
 jest.setTimeout(120_000);
 
@@ -56,17 +56,7 @@ afterAll(async () => {
 });
 
 async function decryptedTask(id: string, content: Buffer): Promise<void> {
-  const key = `${id}/part.0`;
-  await s3.s3.send(new PutObjectCommand({ Bucket: 'uploads', Key: key, Body: content }));
-  const getUrl = await getSignedUrl(s3.s3, new GetObjectCommand({ Bucket: 'uploads', Key: key }), { expiresIn: 600 });
-  const now = new Date().toISOString();
-  await tasks.create({
-    id, kind: 'import-volume', accountId: '111122223333', state: 'bundle-decrypted', statusMessage: 'Converting', progress: 10, bytesConverted: 0,
-    request: { format: 'RAW', bytes: content.length, manifestUrl: 'http://unused/', volumeSizeGiB: 1 },
-    artifacts: { source: { format: 'RAW', size: content.length, parts: [{ getUrl, size: content.length }] } },
-    history: [{ at: now, from: null, to: 'bundle-decrypted' }], createdAt: now, updatedAt: now,
-    expiresAt: new Date(Date.now() + 3600_000).toISOString(), version: 0,
-  } satisfies TaskDocument);
+  await createDecryptedTask(s3.s3, tasks, { id, content });
 }
 
 async function settled(id: string, timeoutMs: number): Promise<TaskDocument | undefined> {

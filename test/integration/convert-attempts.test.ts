@@ -13,16 +13,16 @@ import {
   PutObjectCommand,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
-import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+
 import pino from 'pino';
 import { SqliteTaskStore } from '../../tasks/sqlite-store';
-import type { TaskDocument } from '../../tasks/task';
 import { makeEvent } from '../../events/make-event';
 import { EVENT_TYPES } from '../../events/types';
 import { convertStage } from '../../functions/convert/convert-stage';
 import type { StageContext } from '../../functions/stage';
 import { describeWithMoto, startMotoServer, type RunningMotoServer } from '../helpers/moto-server';
 import { seededBytes } from '../helpers/disk-corpus';
+import { createDecryptedTask } from '../helpers/decrypted-task';
 
 const BUCKET = 'attempt-images';
 const ACCOUNT = '111122223333';
@@ -49,20 +49,10 @@ describeWithMoto('convert attempts clean up after their predecessors', () => {
 
   /** A task at bundle-decrypted whose last convert attempt (epoch 1) died: its lease has expired. */
   async function taskAfterKilledAttempt(id: string, content: Buffer, format: 'RAW' | 'VMDK' = 'RAW'): Promise<void> {
-    const key = `${id}/part.0`;
-    await s3.s3.send(new PutObjectCommand({ Bucket: 'uploads', Key: key, Body: content }));
-    const getUrl = await getSignedUrl(s3.s3, new GetObjectCommand({ Bucket: 'uploads', Key: key }), { expiresIn: 600 });
-    const now = new Date().toISOString();
-    const doc: TaskDocument = {
-      id, kind: 'import-volume', accountId: ACCOUNT, state: 'bundle-decrypted', statusMessage: 'Converting', progress: 10, bytesConverted: 0,
-      request: { format, bytes: content.length, manifestUrl: 'http://unused/', volumeSizeGiB: 1 },
-      artifacts: { source: { format, size: content.length, parts: [{ getUrl, size: content.length }] } },
-      history: [{ at: now, from: null, to: 'bundle-decrypted' }], createdAt: now, updatedAt: now,
-      expiresAt: new Date(Date.now() + 3600_000).toISOString(),
+    await createDecryptedTask(s3.s3, tasks, {
+      id, content, format, accountId: ACCOUNT,
       lease: { holder: 'dead-host/1/000000', stage: 'convert', epoch: 1, expiresAt: new Date(Date.now() - 1000).toISOString() },
-      version: 0,
-    };
-    await tasks.create(doc);
+    });
     // What the killed attempt left: an open multipart upload with a part in it, and a zero-part helper.
     const dead = `images/${id}/attempt-1/disk.raw`;
     const { UploadId } = await s3.s3.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key: dead }));

@@ -8,8 +8,7 @@
  * - a task whose next event was lost (advanced, never published) is re-driven by the sweeper
  *   once it has been idle for the configured time, and completes.
  */
-import { CreateBucketCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import pino from 'pino';
 import type { CloudEvent } from 'cloudevents';
 import { SqliteTaskStore } from '../../tasks/sqlite-store';
@@ -27,6 +26,7 @@ import type { StageDeps } from '../../functions/host/deps';
 import { startSweeper } from '../../functions/sweeper';
 import { startS3Server, type RunningS3Server } from '../helpers/s3-server';
 import { seededBytes } from '../helpers/disk-corpus';
+import { createDecryptedTask } from '../helpers/decrypted-task';
 
 const ACCOUNT = '111122223333';
 let s3: RunningS3Server;
@@ -69,19 +69,7 @@ afterAll(async () => {
 /** A task at bundle-decrypted with its source uploaded as one part. */
 async function decryptedTask(id: string, seed: number): Promise<TaskDocument> {
   const content = seededBytes(6 * 2 ** 20 + seed, seed); // over one 5 MiB part: a multipart upload
-  const key = `${id}/part.0`;
-  await s3.s3.send(new PutObjectCommand({ Bucket: 'uploads', Key: key, Body: content }));
-  const getUrl = await getSignedUrl(s3.s3, new GetObjectCommand({ Bucket: 'uploads', Key: key }), { expiresIn: 600 });
-  const now = new Date().toISOString();
-  const doc: TaskDocument = {
-    id, kind: 'import-volume', accountId: ACCOUNT, state: 'bundle-decrypted', statusMessage: 'Converting', progress: 10, bytesConverted: 0,
-    request: { format: 'RAW', bytes: content.length, manifestUrl: 'http://unused/', volumeSizeGiB: 1 },
-    artifacts: { source: { format: 'RAW', size: content.length, parts: [{ getUrl, size: content.length }] } },
-    history: [{ at: now, from: null, to: 'bundle-decrypted' }], createdAt: now, updatedAt: now,
-    expiresAt: new Date(Date.now() + 3600_000).toISOString(), version: 0,
-  };
-  await tasks.create(doc);
-  return doc;
+  return createDecryptedTask(s3.s3, tasks, { id, content, accountId: ACCOUNT });
 }
 
 const decryptedEvent = (taskId: string) => makeEvent(EVENT_TYPES.bundleDecrypted, { taskId, accountId: ACCOUNT }, 'test', `${taskId}/bundle-decrypted`);

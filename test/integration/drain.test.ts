@@ -6,8 +6,7 @@
  * having nak'ed the event and aborted its multipart upload. Replica B takes the event over at once
  * and finishes the task with the uploaded bytes; no multipart upload is left behind.
  */
-import { CreateBucketCommand, GetObjectCommand, ListMultipartUploadsCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { CreateBucketCommand, ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { join } from 'path';
 import { JetStreamBus } from '../../events/jetstream-bus';
 import { makeEvent } from '../../events/make-event';
@@ -20,6 +19,7 @@ import { startNatsServer, type RunningNatsServer } from '../helpers/nats-server'
 import { startStageProcess, type StageProcess } from '../helpers/stage-process';
 import { startThrottleProxy, type ThrottleProxy } from '../helpers/throttle-proxy';
 import { objectBytes } from '../e2e/import-driver';
+import { createDecryptedTask } from '../helpers/decrypted-task';
 
 jest.setTimeout(120_000);
 
@@ -71,16 +71,7 @@ describeWithMoto('SIGTERM drain with a deadline (moto_server)', () => {
 
   test('a replica past its drain deadline hands the conversion back and cleans up; another replica finishes it', async () => {
     const content = seededBytes(12 * 2 ** 20 + 4096, 21);
-    await moto.s3.send(new PutObjectCommand({ Bucket: 'uploads', Key: `${TASK}/part.0`, Body: content }));
-    const getUrl = await getSignedUrl(moto.s3, new GetObjectCommand({ Bucket: 'uploads', Key: `${TASK}/part.0` }), { expiresIn: 600 });
-    const now = new Date().toISOString();
-    await tasks.create({
-      id: TASK, kind: 'import-volume', accountId: '111122223333', state: 'bundle-decrypted', statusMessage: 'Converting', progress: 10, bytesConverted: 0,
-      request: { format: 'RAW', bytes: content.length, manifestUrl: 'http://unused/', volumeSizeGiB: 1 },
-      artifacts: { source: { format: 'RAW', size: content.length, parts: [{ getUrl, size: content.length }] } },
-      history: [{ at: now, from: null, to: 'bundle-decrypted' }], createdAt: now, updatedAt: now,
-      expiresAt: new Date(Date.now() + 3600_000).toISOString(), version: 0,
-    } satisfies TaskDocument);
+    await createDecryptedTask(moto.s3, tasks, { id: TASK, content });
 
     const slow = await startStageProcess('convert', stageEnv(proxy.endpoint));
     stages.push(slow);

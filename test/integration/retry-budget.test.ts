@@ -5,8 +5,7 @@
  * output is the uploaded bytes. (Before the budget was configurable, the waits were 1 s then 2 s
  * and the third attempt came during the outage: the task was failed.)
  */
-import { CreateBucketCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { join } from 'path';
 import { JetStreamBus } from '../../events/jetstream-bus';
 import { makeEvent } from '../../events/make-event';
@@ -18,6 +17,7 @@ import { startNatsServer, type RunningNatsServer } from '../helpers/nats-server'
 import { startS3Server, type RunningS3Server } from '../helpers/s3-server';
 import { startStageProcess, type StageProcess } from '../helpers/stage-process';
 import { objectBytes } from '../e2e/import-driver';
+import { createDecryptedTask } from '../helpers/decrypted-task';
 
 jest.setTimeout(90_000);
 
@@ -44,18 +44,7 @@ afterAll(async () => {
 });
 
 async function decryptedTask(id: string, content: Buffer): Promise<void> {
-  const key = `${id}/part.0`;
-  await s3.s3.send(new PutObjectCommand({ Bucket: 'uploads', Key: key, Body: content }));
-  const getUrl = await getSignedUrl(s3.s3, new GetObjectCommand({ Bucket: 'uploads', Key: key }), { expiresIn: 600 });
-  const now = new Date().toISOString();
-  const doc: TaskDocument = {
-    id, kind: 'import-volume', accountId: '111122223333', state: 'bundle-decrypted', statusMessage: 'Converting', progress: 10, bytesConverted: 0,
-    request: { format: 'RAW', bytes: content.length, manifestUrl: 'http://unused/', volumeSizeGiB: 1 },
-    artifacts: { source: { format: 'RAW', size: content.length, parts: [{ getUrl, size: content.length }] } },
-    history: [{ at: now, from: null, to: 'bundle-decrypted' }], createdAt: now, updatedAt: now,
-    expiresAt: new Date(Date.now() + 3600_000).toISOString(), version: 0,
-  };
-  await tasks.create(doc);
+  await createDecryptedTask(s3.s3, tasks, { id, content });
 }
 
 test('a task survives a 5 s S3 outage within a configured budget of 3 attempts 3 s and 4 s apart', async () => {

@@ -4,8 +4,7 @@
  * conversion stops it and removes its output; a claimed format that is not the real one fails
  * the task with a ClientError.
  */
-import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
-import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import pino from 'pino';
 import type { CloudEvent } from 'cloudevents';
 import { SqliteTaskStore } from '../../tasks/sqlite-store';
@@ -19,6 +18,7 @@ import type { StageContext } from '../../functions/stage';
 import { updateTask } from '../../tasks/state-machine';
 import { startS3Server, type RunningS3Server } from '../helpers/s3-server';
 import { seededBytes } from '../helpers/disk-corpus';
+import { createDecryptedTask } from '../helpers/decrypted-task';
 
 let s3: RunningS3Server;
 let tasks: SqliteTaskStore;
@@ -43,23 +43,7 @@ function context(): StageContext {
 
 /** A task that has reached `bundle-decrypted` with its source uploaded as parts. */
 async function decryptedTask(id: string, content: Buffer, partSize: number, format: 'RAW' | 'VMDK' = 'RAW'): Promise<TaskDocument> {
-  const parts = [];
-  for (let at = 0, i = 0; at < content.length; at += partSize, i++) {
-    const key = `${id}/part.${i}`;
-    const body = content.subarray(at, at + partSize);
-    await s3.s3.send(new PutObjectCommand({ Bucket: 'uploads', Key: key, Body: body }));
-    parts.push({ getUrl: await getSignedUrl(s3.s3, new GetObjectCommand({ Bucket: 'uploads', Key: key }), { expiresIn: 600 }), size: body.length });
-  }
-  const now = new Date().toISOString();
-  const doc: TaskDocument = {
-    id, kind: 'import-volume', accountId: '111122223333', state: 'bundle-decrypted', statusMessage: 'Converting', progress: 10, bytesConverted: 0,
-    request: { format, bytes: content.length, manifestUrl: 'http://unused/', volumeSizeGiB: 1 },
-    artifacts: { source: { format, size: content.length, parts } },
-    history: [{ at: now, from: null, to: 'bundle-decrypted' }], createdAt: now, updatedAt: now,
-    expiresAt: new Date(Date.now() + 3600_000).toISOString(), version: 0,
-  };
-  await tasks.create(doc);
-  return doc;
+  return createDecryptedTask(s3.s3, tasks, { id, content, partSize, format });
 }
 
 const convertEvent = (taskId: string) => makeEvent(EVENT_TYPES.bundleDecrypted, { taskId, accountId: '111122223333' }, 'test');
