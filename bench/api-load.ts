@@ -20,6 +20,12 @@
  *
  *   npm run bench:api-load [-- --tasks 3000,100000 --stores sqlite,mongo --seconds 5 --concurrency 16]
  *
+ * On a shared machine a figure means little alone. `--baseline OTHER/dist/bench/api-load.js`
+ * (another build of this bench, e.g. of main) starts that build's gateway on the same store
+ * beside ours and drives the two turn by turn, case by case, the action alone too (loaded from
+ * that build), then prints ours over the baseline. `--cases 'conv one,conv 20'` runs only those
+ * cases; `--cpu-prof DIR` has our gateway child write a V8 CPU profile into DIR when it stops.
+ *
  * MongoDB is MONGODB_URI when set (a fresh database per run, dropped afterwards), else jongodb
  * (test/helpers/mongo-server.ts). jongodb scans its whole collection for every query (no index
  * is used: finding one task by id among 8,000 took 86 ms here), so without MONGODB_URI the MongoDB
@@ -29,8 +35,8 @@ import { fork, type ChildProcess } from 'child_process';
 import { randomBytes } from 'crypto';
 import { mkdtempSync, rmSync } from 'fs';
 import { Agent, request as httpRequest } from 'http';
-import { tmpdir } from 'os';
-import { join } from 'path';
+import { loadavg, tmpdir } from 'os';
+import { dirname, join, resolve } from 'path';
 import { Sha256 } from '@aws-crypto/sha256-js';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { MongoClient } from 'mongodb';
@@ -57,6 +63,8 @@ function option(name: string, fallback: string): string {
 // ---- the gateway child ---------------------------------------------------------------------
 
 async function serveChild(storeUrl: string, mongoDbName?: string): Promise<void> {
+  // Exiting on SIGTERM (instead of dying of it) lets --cpu-prof write its profile.
+  process.once('SIGTERM', () => process.exit(0));
   const tasks = await openTaskStore(storeUrl, mongoDbName ? { mongoDbName } : {});
   const gateway = createGateway({
     tasks,
@@ -247,8 +255,8 @@ async function drive(endpoint: URL, signed: Signed, check: Case, seconds: number
   }
 }
 
-function startGateway(args: string[]): Promise<{ child: ChildProcess; url: URL }> {
-  const child = fork(__filename, ['--serve', ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+function startGateway(script: string, args: string[], execArgv: string[] = []): Promise<{ child: ChildProcess; url: URL }> {
+  const child = fork(script, ['--serve', ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
   return new Promise((resolve, reject) => {
     child.once('message', (m: { url: string }) => resolve({ child, url: new URL(m.url) }));
     child.once('exit', (code) => reject(new Error(`gateway exited with ${code}`)));
@@ -293,22 +301,51 @@ interface Row extends Result {
   name: string;
 }
 
+/** What the action-alone rows need of a build: ours, or the baseline's loaded from its dist. */
+interface Build {
+  /** '' for ours, ', baseline' for the other build: appended to the row names. */
+  label: string;
+  /** The build's api-load.js, forked with --serve for its gateway. */
+  script: string;
+  openTaskStore: typeof openTaskStore;
+  runAction: typeof runAction;
+  QueryParams: typeof QueryParams;
+  renderResponse: typeof renderResponse;
+}
+
+const OURS: Build = { label: '', script: __filename, openTaskStore, runAction, QueryParams, renderResponse };
+
+/** The other build whose dist/bench/api-load.js is `script`: its gateway and actions, not ours. */
+function baselineBuild(script: string): Build {
+  const dist = resolve(dirname(script), '..');
+  /* eslint-disable @typescript-eslint/no-require-imports */
+  return {
+    label: ', baseline',
+    script: resolve(script),
+    openTaskStore: require(join(dist, 'tasks/open-store')).openTaskStore,
+    runAction: require(join(dist, 'gateway/actions')).runAction,
+    QueryParams: require(join(dist, 'gateway/query-request')).QueryParams,
+    renderResponse: require(join(dist, 'gateway/xml')).renderResponse,
+  };
+  /* eslint-enable @typescript-eslint/no-require-imports */
+}
+
 /** Runs the case's action in this process, one call after another, on its own connection to the store. */
-async function actionAlone(p: Prepared, check: Case, seconds: number): Promise<Result> {
-  const store = await openTaskStore(p.childArgs[0], p.childArgs[1] ? { mongoDbName: p.childArgs[1] } : {});
+async function actionAlone(build: Build, p: Prepared, check: Case, seconds: number): Promise<Result> {
+  const store = await build.openTaskStore(p.childArgs[0], p.childArgs[1] ? { mongoDbName: p.childArgs[1] } : {});
   try {
     const ctx: ActionContext = {
       caller: { accountId: p.filled.caller.accountId, accessKeyId: p.filled.caller.accessKeyId },
       tasks: store, publish: async () => undefined, region: 'us-east-1', allowedObjectHosts: [], taskLifetimeMs: 86400_000, now: () => new Date(),
     };
     const { Action: action, Version: _version, ...rest } = check.params;
-    const params = new QueryParams(Object.entries(rest));
+    const params = new build.QueryParams(Object.entries(rest));
     const latencies: number[] = [];
     const until = Date.now() + seconds * 1000;
     const started = process.hrtime.bigint();
     while (Date.now() < until) {
       const t = process.hrtime.bigint();
-      renderResponse(action, 'request-id', await runAction(action, params, ctx));
+      build.renderResponse(action, 'request-id', await build.runAction(action, params, ctx));
       latencies.push(Number(process.hrtime.bigint() - t) / 1e6);
     }
     const elapsed = Number(process.hrtime.bigint() - started) / 1e9;
@@ -365,39 +402,56 @@ async function prepare(storeName: 'sqlite' | 'mongo', count: number, mongoUri: (
   }
 }
 
+interface StoreRun {
+  storeName: 'sqlite' | 'mongo';
+  counts: number[];
+  seconds: number;
+  concurrency: number;
+  mongoUri: () => Promise<string>;
+  /** Ours first, then the baseline when there is one; each case is driven on each in turn. */
+  builds: Build[];
+  /** Case names to run; all when empty. */
+  only: string[];
+  /** Node options for our gateway child (--cpu-prof …). */
+  execArgv: string[];
+}
+
 /**
- * Every task count of one store, each with its own gateway child, driven case by case with the
- * counts back to back: on a machine whose load comes and goes, the rows to compare are measured
- * minutes apart at most.
+ * Every task count of one store, each with its own gateway child per build, driven case by case
+ * with the counts (and builds) back to back: on a machine whose load comes and goes, the rows to
+ * compare are measured minutes apart at most.
  */
-async function runStore(storeName: 'sqlite' | 'mongo', counts: number[], seconds: number, concurrency: number, mongoUri: () => Promise<string>): Promise<Row[]> {
+async function runStore(run: StoreRun): Promise<Row[]> {
+  const { storeName, seconds, concurrency } = run;
   const prepared: Prepared[] = [];
   const children: ChildProcess[] = [];
   try {
-    for (const count of counts) {
-      const p = await prepare(storeName, count, mongoUri);
+    for (const count of run.counts) {
+      const p = await prepare(storeName, count, run.mongoUri);
       prepared.push(p);
       console.error(`${storeName}: ${count} tasks loaded in ${p.filled.seconds.toFixed(1)} s`);
     }
-    const byCount: { count: number; url: URL; cases: Awaited<ReturnType<typeof cases>> }[] = [];
+    const gateways: { build: Build; p: Prepared; url: URL; cases: Awaited<ReturnType<typeof cases>> }[] = [];
     for (const p of prepared) {
-      const started = await startGateway(p.childArgs);
-      children.push(started.child);
-      byCount.push({ count: p.count, url: started.url, cases: await cases(started.url, p.filled) });
+      for (const build of run.builds) {
+        const started = await startGateway(build.script, p.childArgs, build === OURS ? run.execArgv : []);
+        children.push(started.child);
+        gateways.push({ build, p, url: started.url, cases: await cases(started.url, p.filled) });
+      }
     }
-    const names = [...new Set(byCount.flatMap((b) => b.cases.map((c) => c.check.name)))];
+    const names = [...new Set(gateways.flatMap((g) => g.cases.map((c) => c.check.name)))].filter((n) => run.only.length === 0 || run.only.includes(n));
     const rows: Row[] = [];
     for (const name of names) {
-      for (const [i, b] of byCount.entries()) {
-        const found = b.cases.find((c) => c.check.name === name);
+      for (const { build, p, url, cases: list } of gateways) {
+        const found = list.find((c) => c.check.name === name);
         if (!found) continue;
-        const result = await drive(b.url, found.signed, found.check, seconds, concurrency);
-        rows.push({ store: storeName, tasks: b.count, name, ...result });
-        console.error(`  ${storeName} ${b.count} ${name}: ${result.requestsPerSecond.toFixed(0)} req/s`);
+        const result = await drive(url, found.signed, found.check, seconds, concurrency);
+        rows.push({ store: storeName, tasks: p.count, name: `${name}${build.label}`, ...result });
+        console.error(`  ${storeName} ${p.count} ${name}${build.label}: ${result.requestsPerSecond.toFixed(0)} req/s`);
         // The action alone on the same store, one call at a time in this process: no HTTP, no
         // signature, no other request waiting; what the store's queries and the rendering cost.
-        const alone = await actionAlone(prepared[i], found.check, Math.min(seconds, 3));
-        rows.push({ store: storeName, tasks: b.count, name: `${name}, action alone`, ...alone });
+        const alone = await actionAlone(build, p, found.check, Math.min(seconds, 3));
+        rows.push({ store: storeName, tasks: p.count, name: `${name}, action alone${build.label}`, ...alone });
       }
     }
     return rows;
@@ -408,6 +462,7 @@ async function runStore(storeName: 'sqlite' | 'mongo', counts: number[], seconds
 }
 
 async function main(): Promise<void> {
+  const loadAtStart = loadavg();
   const counts = option('tasks', '3000,100000').split(',').map(Number);
   const stores = option('stores', 'sqlite,mongo').split(',') as ('sqlite' | 'mongo')[];
   const seconds = Number(option('seconds', '5'));
@@ -422,9 +477,17 @@ async function main(): Promise<void> {
     jongodb ??= await startMongoServer();
     return jongodb.uri;
   };
+  const baseline = option('baseline', '');
+  const builds = baseline ? [OURS, baselineBuild(baseline)] : [OURS];
+  const only = option('cases', '').split(',').map((n) => n.trim()).filter(Boolean);
+  const profileDir = option('cpu-prof', '');
+  const execArgv = profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [];
   const rows: Row[] = [];
   try {
-    for (const storeName of stores) rows.push(...(await runStore(storeName, storeName === 'mongo' ? mongoCounts : counts, seconds, concurrency, mongoUri)));
+    for (const storeName of stores) {
+      const storeCounts = storeName === 'mongo' ? mongoCounts : counts;
+      rows.push(...(await runStore({ storeName, counts: storeCounts, seconds, concurrency, mongoUri, builds, only, execArgv })));
+    }
   } finally {
     await jongodb?.stop();
   }
@@ -436,6 +499,19 @@ async function main(): Promise<void> {
   for (const r of rows) {
     console.log(`| ${r.store === 'mongo' ? mongoName : 'sqlite'} | ${r.tasks.toLocaleString('en')} | ${r.name} | ${r.requestsPerSecond.toFixed(0)} | ${r.p50.toFixed(r.p50 < 10 ? 2 : 1)} | ${r.p99.toFixed(r.p99 < 10 ? 2 : 1)} | ${r.requests} |`);
   }
+  if (baseline) {
+    console.log(`\nOurs over the baseline (${baseline}), measured turn by turn in this run: requests/s (higher is better), p50 and p99 (lower is better)`);
+    console.log('| store | tasks | request | requests/s | p50 | p99 |');
+    console.log('|---|---:|---|---:|---:|---:|');
+    for (const r of rows.filter((row) => !row.name.endsWith(', baseline'))) {
+      const b = rows.find((row) => row.store === r.store && row.tasks === r.tasks && row.name === `${r.name}, baseline`);
+      if (!b) continue;
+      const ratio = (x: number, y: number) => `${(x / y).toFixed(2)}×`;
+      console.log(`| ${r.store === 'mongo' ? mongoName : 'sqlite'} | ${r.tasks.toLocaleString('en')} | ${r.name} | ${ratio(r.requestsPerSecond, b.requestsPerSecond)} | ${ratio(r.p50, b.p50)} | ${ratio(r.p99, b.p99)} |`);
+    }
+  }
+  const load = (l: number[]) => l.map((x) => x.toFixed(2)).join(', ');
+  console.log(`load average (1, 5, 15 min) at the start ${load(loadAtStart)}, at the end ${load(loadavg())}`);
 }
 
 if (process.argv.includes('--serve')) {
