@@ -3,7 +3,7 @@
  * function. Events go to NATS JetStream and tasks to the configured store (MongoDB).
  */
 import pino from 'pino';
-import { LOG_REDACTION } from '../ops/log-redaction';
+import { LOG_REDACTION_OPTIONS } from '../ops/log-redaction';
 import { createGateway } from '../gateway/server';
 import { userObjectReader } from '../gateway/user-objects';
 import { ACTIONS } from '../gateway/actions';
@@ -28,7 +28,7 @@ export async function startGatewayProcess(settings: ServeSettings): Promise<{ ur
   const typed = typedSettings(settings, 'gateway');
   const tls = serverTlsFiles(settings);
   trustS3CaBundle(settings);
-  const log = pino({ level: settings.logLevel || 'info', redact: LOG_REDACTION }, pino.destination(2));
+  const log = pino({ level: settings.logLevel || 'info', ...LOG_REDACTION_OPTIONS }, pino.destination(2));
   const store = await openTaskStore(settings.mongodbUri, { mongoDbName: settings.mongodbDb });
   const metrics = createServiceMetrics({ process: 'gateway', taskStateCounts: () => store.countByState() });
   const tasks = observedTaskStore(store, metrics, log);
