@@ -706,20 +706,37 @@ describe('stack.yml (OpenFaaS)', () => {
 
 describe('Dockerfile', () => {
   const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
+  /** The instructions of the build stage named `name` (its FROM line up to the next FROM, comments left out). */
+  const stage = (name: string) => {
+    const lines = dockerfile.split('\n');
+    const from = lines.findIndex((line) => new RegExp(`^FROM \\S+ AS ${name}$`).test(line));
+    expect(from).toBeGreaterThanOrEqual(0);
+    const next = lines.findIndex((line, i) => i > from && line.startsWith('FROM '));
+    return lines.slice(from, next < 0 ? undefined : next).filter((line) => !line.startsWith('#')).join('\n');
+  };
 
   test('builds in a stage with dev dependencies and runs node:20-slim with production ones', () => {
     expect(dockerfile).toMatch(/^ARG NODE_IMAGE=node:20-slim$/m);
     expect(dockerfile).toMatch(/npm ci --omit=dev/);
     expect(dockerfile).toMatch(/^FROM toolchain AS build$[\s\S]*npx tsc -p tsconfig\.json/m);
-    const runtime = dockerfile.slice(dockerfile.indexOf('AS runtime'));
+    const runtime = stage('runtime');
     expect(runtime).toMatch(/COPY --from=build \/app\/dist/);
     expect(runtime).not.toMatch(/npm ci(?! --omit)/);
     expect(runtime).not.toMatch(/qemu/);
   });
 
   test('the runtime image binds every interface, since serve and gateway default to 127.0.0.1', () => {
-    const runtime = dockerfile.slice(dockerfile.indexOf('AS runtime'));
+    const runtime = stage('runtime');
     expect(runtime).toMatch(/^ENV [^\n]*(?:\\\n[^\n]*)*\bIMAGING_HOST=0\.0\.0\.0\b/m);
+  });
+
+  test('the boot-check target adds qemu-system-x86 to the runtime, and a plain build stays the runtime', () => {
+    const bootCheck = stage('boot-check');
+    expect(bootCheck).toMatch(/^FROM runtime AS boot-check$/m);
+    expect(bootCheck).toMatch(/apt-get install -y --no-install-recommends qemu-system-x86\b/);
+    expect(bootCheck).toMatch(/^USER node$/m);
+    const froms = [...dockerfile.matchAll(/^FROM (.*)$/gm)].map((m) => m[1].trim());
+    expect(froms[froms.length - 1]).toBe('runtime');
   });
 
   test('the default command picks the role from IMAGING_STAGE', () => {
