@@ -297,7 +297,8 @@ describe('helm chart', () => {
       const deployment = named(objects, 'Deployment', `imaging-${stage}`);
       const container = deployment.spec.template.spec.containers[0];
       expect(container.command).toEqual(['node', 'dist/functions/host/main.js']);
-      expect(container.image).toBe(`${values.image.repository}:0.1.0`);
+      // boot-check runs the Dockerfile's boot-check target (with qemu); the rest the one image.
+      expect(container.image).toBe(`${stage === 'boot-check' ? values.stages['boot-check'].image.repository : values.image.repository}:0.1.0`);
       const env = envOf(container);
       expect(env.get('IMAGING_STAGE')?.value).toBe(stage);
       expect(env.get('IMAGING_HOST_MODE')?.value).toBe('jetstream');
@@ -678,6 +679,19 @@ describe('helm chart', () => {
     expect(ofKind(render('stages.gateway.enabled=false'), 'Pod')).toEqual([]);
   });
 
+  test("a stage's own image takes the top-level tag and pull policy unless it sets them", () => {
+    const bootCheckOf = (...sets: string[]) => named(render(...sets), 'Deployment', 'imaging-boot-check').spec.template.spec.containers[0];
+    const convertOf = (...sets: string[]) => named(render(...sets), 'Deployment', 'imaging-convert').spec.template.spec.containers[0];
+    const repository = valuesYaml().stages['boot-check'].image.repository;
+    expect(bootCheckOf('image.tag=1.2.3', 'image.pullPolicy=Always')).toMatchObject({ image: `${repository}:1.2.3`, imagePullPolicy: 'Always' });
+    expect(convertOf('image.tag=1.2.3')).toMatchObject({ image: 'ghcr.io/imaging-service/imaging:1.2.3' });
+    expect(bootCheckOf('image.tag=1.2.3', 'stages.boot-check.image.tag=qemu-9', 'stages.boot-check.image.pullPolicy=Never')).toMatchObject({
+      image: `${repository}:qemu-9`,
+      imagePullPolicy: 'Never',
+    });
+    expect(template([...ACCOUNT, 'stages.boot-check.image.repository=']).status).not.toBe(0);
+  });
+
   test('an unknown mode is refused', () => {
     const result = helm(['template', 'imaging', CHART, '--set', 'mode=serverless', '--skip-schema-validation']);
     expect(result.status).not.toBe(0);
@@ -688,11 +702,13 @@ describe('helm chart', () => {
 describe('stack.yml (OpenFaaS)', () => {
   const stack = yaml.safeLoad(readFileSync(join(ROOT, 'stack.yml'), 'utf8')) as any;
 
-  test('one function per stage, same image, the stage named in IMAGING_STAGE', () => {
+  test('one function per stage, the stage named in IMAGING_STAGE, one image but for boot-check', () => {
     expect(stack.provider.name).toBe('openfaas');
     const functions = Object.entries(stack.functions) as [string, any][];
     expect(functions.map(([, f]) => f.environment.IMAGING_STAGE).sort()).toEqual([...STAGES].sort());
-    expect(new Set(functions.map(([, f]) => f.image)).size).toBe(1);
+    // One image for every function but boot-check, which needs the image with qemu.
+    expect(new Set(functions.filter(([name]) => name !== 'imaging-boot-check').map(([, f]) => f.image)).size).toBe(1);
+    expect(stack.functions['imaging-boot-check'].image).toMatch(/^\$\{IMAGING_BOOT_CHECK_IMAGE:-ghcr\.io\/imaging-service\/imaging-boot-check:/);
     for (const [name, f] of functions) {
       expect(name).toBe(`imaging-${f.environment.IMAGING_STAGE}`);
       const env = Object.keys(f.environment);

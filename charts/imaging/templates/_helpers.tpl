@@ -288,8 +288,11 @@ else its replica count. A PodDisruptionBudget is rendered only above one.
 {{- $root := .root -}}
 {{- $stageValues := index $root.Values.stages .stage -}}
 name: {{ .stage }}
-image: {{ include "imaging.image" $root }}
-imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+{{- /* A stage may run its own image (boot-check needs one with qemu); its tag defaults to the chart's. */}}
+{{- $image := $root.Values.image }}
+{{- with $stageValues.image }}{{ $image = merge (deepCopy .) $root.Values.image }}{{ end }}
+image: {{ printf "%s:%s" $image.repository (default $root.Chart.AppVersion $image.tag) }}
+imagePullPolicy: {{ $image.pullPolicy }}
 command: {{ include "imaging.command" .stage }}
 envFrom:
   - configMapRef:
