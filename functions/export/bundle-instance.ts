@@ -30,6 +30,8 @@ import { accountS3Client, checkWritableBucket } from './user-storage';
 
 /** Part uploads one bundle keeps going while it makes the next part: memory is this many parts, plus one. */
 const PARTS_IN_FLIGHT = 2;
+/** How often progress is written (and a cancel noticed): often, as each part written after a cancel is one more to remove. */
+const PROGRESS_INTERVAL_MS = 250;
 /** Bundling is this share of the task's progress; the manifest and the step's end take the rest. */
 const BUNDLING_PROGRESS: readonly [number, number] = [0, 95];
 
@@ -55,7 +57,7 @@ export async function bundleInstanceWork(task: TaskDocument, taskId: string, ctx
     const cloudCert = cloudCertificate(cloudKey);
     await setStatus(ctx, taskId, BUNDLING_MESSAGE);
 
-    const progress = new TaskProgress(ctx, taskId, BUNDLING_PROGRESS);
+    const progress = new TaskProgress(ctx, taskId, BUNDLING_PROGRESS, PROGRESS_INTERVAL_MS);
     const signal = ctx.signal ? AbortSignal.any([progress.abort.signal, ctx.signal]) : progress.abort.signal;
     const uploads = new Set<Promise<void>>();
     const partKeys: string[] = [];
