@@ -382,7 +382,7 @@ describe('the chart, run as rendered', () => {
     expect(givenTo('IMAGING_TLS_CERT')).toEqual(['imaging-gateway']);
     expect(givenTo('IMAGING_TLS_KEY')).toEqual(['imaging-gateway']);
     expect(givenTo('IMAGING_MAX_OPEN_TASKS_PER_ACCOUNT')).toEqual(['imaging-gateway']);
-    expect(givenTo('IMAGING_CLOUD_KEY_FILE')).toEqual(['imaging-decrypt']);
+    expect(givenTo('IMAGING_CLOUD_KEY_FILE')).toEqual(['imaging-decrypt', 'imaging-export', 'imaging-manifest']);
     expect(givenTo('IMAGING_ACCOUNT_STORAGE_QUOTA_GIB')).toEqual(['imaging-convert']);
     const substitute = localServices(nats, chartServiceHosts(), s3Tls.endpoint);
     for (const workload of workloads) await startWorkload(workload, substitute, started);
