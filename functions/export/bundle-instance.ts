@@ -17,7 +17,7 @@ import { BUNDLING_MESSAGE, STORING_MESSAGE } from '../../tasks/bundle-task';
 import { listSigningCertificates } from '../../tasks/signing-certificates';
 import { isTerminal, updateTask } from '../../tasks/state-machine';
 import type { BundleInstanceRequest, StoredObject, TaskDocument } from '../../tasks/task';
-import { bundleImage, DEFAULT_BUNDLE_PART_SIZE } from '../../toolkit/bundle/bundle-writer';
+import { bundleImage, DEFAULT_BUNDLE_PART_SIZE, type BundleResult } from '../../toolkit/bundle/bundle-writer';
 import { cloudCertificate } from '../../toolkit/bundle/cloud-key';
 import { ConversionCancelledError } from '../../toolkit/convert/cancellation';
 import { ClientError } from '../errors';
@@ -60,16 +60,20 @@ export async function bundleInstanceWork(task: TaskDocument, taskId: string, ctx
     const progress = new TaskProgress(ctx, taskId, BUNDLING_PROGRESS, PROGRESS_INTERVAL_MS);
     const signal = ctx.signal ? AbortSignal.any([progress.abort.signal, ctx.signal]) : progress.abort.signal;
     const uploads = new Set<Promise<void>>();
+    // A failed part upload is kept here, not left as a rejected promise nobody may be awaiting yet.
+    let uploadFailure: { error: unknown } | undefined;
     const partKeys: string[] = [];
     let bytesRead = 0;
-    let manifest;
+    let manifest: BundleResult;
+    let image: (AsyncIterable<Buffer> & { destroy?(): void }) | undefined;
     try {
-      const image = await readImage(ctx.s3, request, signal);
+      image = await readImage(ctx.s3, request, signal);
+      const body = image;
       const result = await bundleImage({
         name: keys.base,
         prefix: keys.base,
         image: (async function* () {
-          for await (const chunk of image) {
+          for await (const chunk of body) {
             bytesRead += chunk.length;
             yield chunk;
           }
@@ -87,12 +91,16 @@ export async function bundleInstanceWork(task: TaskDocument, taskId: string, ctx
           const key = keys.dir + filename;
           partKeys.push(key);
           // Not cut off by a cancel: a request aborted mid-way could still land after the clean-up.
-          const upload = putObject(userS3, request.s3Bucket, key, bytes).finally(() => uploads.delete(upload));
+          const upload: Promise<void> = putObject(userS3, request.s3Bucket, key, bytes)
+            .catch((error: unknown) => void (uploadFailure ??= { error }))
+            .finally(() => uploads.delete(upload));
           uploads.add(upload);
           while (uploads.size > PARTS_IN_FLIGHT) await Promise.race(uploads);
+          if (uploadFailure) throw uploadFailure.error;
         },
       });
       await Promise.all(uploads);
+      if (uploadFailure) throw uploadFailure.error;
       manifest = result;
       await progress.flush(request.source.size, request.source.size);
       // The last word before the manifest makes the bundle whole: a cancel that came meanwhile wins.
@@ -100,6 +108,8 @@ export async function bundleInstanceWork(task: TaskDocument, taskId: string, ctx
       await setStatus(ctx, taskId, STORING_MESSAGE);
       await putObject(userS3, request.s3Bucket, keys.manifestKey, Buffer.from(result.manifestXml, 'utf8'));
     } catch (err) {
+      // The image store's response, when the failure was not in reading it, is not read to its end.
+      image?.destroy?.();
       await Promise.allSettled(uploads);
       if (await stillHolds(ctx, taskId)) await removeBundle(userS3, request.s3Bucket, keys);
       // Cancelled by the user: end the task as cancelled (a lost lease is told apart by runStep).
@@ -119,11 +129,11 @@ export async function bundleInstanceWork(task: TaskDocument, taskId: string, ctx
 }
 
 /** The raw root volume as a stream; gone (the volume deleted since) is the user's doing. */
-async function readImage(s3: S3Client, request: BundleInstanceRequest, signal: AbortSignal): Promise<AsyncIterable<Buffer>> {
+async function readImage(s3: S3Client, request: BundleInstanceRequest, signal: AbortSignal): Promise<AsyncIterable<Buffer> & { destroy?(): void }> {
   const source: StoredObject = request.source;
   try {
     const res = await s3.send(new GetObjectCommand({ Bucket: source.bucket, Key: source.key }), { abortSignal: signal });
-    return res.Body as unknown as AsyncIterable<Buffer>;
+    return res.Body as unknown as AsyncIterable<Buffer> & { destroy?(): void };
   } catch (err) {
     const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
     if (status === 404 || (err as Error).name === 'NoSuchKey') {
