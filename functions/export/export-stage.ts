@@ -5,7 +5,7 @@
  * (user-storage.ts): an export can only write where its account could write itself. Progress
  * goes into the task as it runs; a cancellation (or any failure) aborts the multipart upload,
  * and any upload of the key left behind is aborted too, so no partial object stays in the
- * user's bucket.
+ * user's bucket. A BundleInstance task is done here too, by bundle-instance.ts.
  */
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { ExportRequest } from '../../tasks/task';
