@@ -8,7 +8,7 @@ import { Ec2Error } from '../errors';
 import type { ActionContext, ActionHandler } from './action';
 import { checkTaskIdShape, isOwnedBy, unknownTaskIds } from './task-ids';
 import { CONVERSION_TASK_KINDS, type TaskDocument } from '../../tasks/task';
-import { rowOf } from '../../pipeline/table';
+import { waitsForOtherDisks } from '../../tasks/instance-disks';
 
 const MAX_REASON_CHARS = 255;
 export const CANCELED_BY_USER = 'Canceled by user';
@@ -63,5 +63,3 @@ async function markCancelled(ctx: ActionContext, id: string, reason: string | un
   });
   return finished;
 }
-
-const waitsForOtherDisks = (doc: TaskDocument) => doc.state === rowOf('register').expects && doc.artifacts.volumeId !== undefined && (doc.request.instance?.volumeTaskIds?.length ?? 0) > 0;
