@@ -132,9 +132,12 @@ function uploadOptionsFrom(opts: UploadFlags, description: string | undefined): 
   };
 }
 
-/** Prints the new task (as `line`, or JSON) and, with --wait, follows it to the end. */
+/**
+ * Prints the new task (as `line`, or JSON) and, with --wait, follows it to the end. With --json
+ * and --wait only the ended task is printed, so that stdout is one JSON document.
+ */
 async function reportNewTask(ctx: ClientContext, opts: UploadFlags, result: { conversionTaskId: string }, line: string): Promise<void> {
-  process.stdout.write(opts.json ? JSON.stringify(result, null, 2) + '\n' : `${line}\n`);
+  if (!(opts.json && opts.wait)) process.stdout.write(opts.json ? JSON.stringify(result, null, 2) + '\n' : `${line}\n`);
   if (!opts.wait) return;
   const { waitForConversionTask } = await import('./commands/wait-for-task');
   const { formatConversionTask } = await import('./commands/conversion-tasks');
