@@ -12,7 +12,7 @@ import type { InstanceRecord, TaskDocument } from '../../tasks/task';
 import { ClientError } from '../errors';
 import type { StageContext } from '../stage';
 import { advanceToNext } from '../task-step';
-import { followEndedInstance, removeInstanceRecord } from '../instance-group';
+import { followEndedInstance } from '../instance-group';
 
 /**
  * `from` says who settles: the instance task's own register (which fails the instance when one
@@ -60,9 +60,10 @@ export async function settleInstance(ctx: StageContext, instanceTaskId: string, 
   const advancing = from === 'volume' ? { ...ctx, attempt: undefined } : ctx;
   const completed = await advanceToNext(advancing, 'register', task.id, () => ({}), { resourceId: instanceId });
   if (completed) return;
-  // Ended meanwhile (its ending may have looked for the record before it was written): no instance.
+  // Ended meanwhile (a cancellation; its ending may have looked for the records before they
+  // were written): no instance, and no volume of it.
   const ended = await ctx.tasks.get(task.id);
-  if (ended && ended.state !== 'completed' && isTerminal(ended.state)) await removeInstanceRecord(ctx, ended);
+  if (ended && ended.state !== 'completed' && isTerminal(ended.state)) await followEndedInstance(ctx, ended);
 }
 
 /** Whether a task converts one of an instance's further disks. */

@@ -34,17 +34,22 @@ function instanceDisks(task: TaskDocument, members: TaskDocument[]): TaskDocumen
 }
 
 /**
- * One state for the instance and all its disks: cancelled as soon as one disk ended without
- * finishing (with that disk's message), completed when the instance task completed (it does
- * once every disk is registered), otherwise the instance task's own.
+ * One state for the instance and all its disks: cancelled once the instance task ended (its
+ * message names the disk that ended it) or as soon as one disk failed (that disk, named);
+ * cancelling while the instance task is asked to end; completed when the instance task completed
+ * (it does once every disk is registered), otherwise the instance task's own.
  */
 function overallState(disks: TaskDocument[]): { state: ReturnType<typeof ec2ConversionState>; statusMessage: string } {
   const [task] = disks;
   // The instance task's own message once it ended (it names the disk that ended it); before, the
   // disk that failed (rather than one cancelled because of it), named.
   if (ec2ConversionState(task) === 'cancelled') return { state: 'cancelled', statusMessage: task.statusMessage };
-  const ended = disks.find((d) => d.state === 'failed') ?? disks.find((d) => ec2ConversionState(d) === 'cancelled');
-  if (ended) return { state: 'cancelled', statusMessage: disks.length > 1 ? instanceEndReason(ended) : ended.statusMessage };
+  const failed = disks.find((d) => d.state === 'failed');
+  if (failed) return { state: 'cancelled', statusMessage: instanceEndReason(failed) };
+  // Asked to end (by the user, or because a disk ended): the reason, until the instance task has.
+  if (task.cancelRequested) return { state: 'cancelling', statusMessage: task.cancelRequested.reason ?? task.statusMessage };
+  const ended = disks.find((d) => ec2ConversionState(d) === 'cancelled');
+  if (ended) return { state: 'cancelled', statusMessage: instanceEndReason(ended) };
   const cancelling = disks.find((d) => ec2ConversionState(d) === 'cancelling');
   if (cancelling) return { state: 'cancelling', statusMessage: cancelling.statusMessage };
   const state = ec2ConversionState(task);

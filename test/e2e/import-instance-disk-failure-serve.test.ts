@@ -163,3 +163,30 @@ test('a further disk fails first, before the boot disk is even uploaded: the tas
   const listed = await service.s3.send(new ListObjectsV2Command({ Bucket: IMAGE_BUCKET, Prefix: `images/${taskId}/` }));
   expect(listed.Contents ?? []).toEqual([]);
 }, 120_000);
+
+(cli ? test : test.skip)('aws ec2 cancel-conversion-task on an instance whose boot disk registered and waits for another: cancelled within seconds, its volume removed', async () => {
+  const boot = await upload(endpoints, bootVmdk, BUCKET, { format: 'VMDK', prefix: 'cancel/1/' });
+  const { taskId, instanceId, memberIds } = await importInstance([
+    { format: 'VMDK', bytes: boot.size, manifestUrl: boot.manifestUrl },
+    { format: 'RAW', bytes: 4096, manifestUrl: await laterManifestUrl('cancel/2/', dataRaw) },
+  ]);
+  let volumeId: string | undefined;
+  await until('the boot disk to register', async () => {
+    const instance = await service.tasks.get(taskId);
+    volumeId = instance?.artifacts.volumeId;
+    return instance?.state === 'boot-checked' && volumeId !== undefined && (await service.tasks.getResource(volumeId)) !== undefined;
+  });
+  const cancelled = await awsCli(cli!, endpoints.ec2, endpoints.creds, ['cancel-conversion-task', '--conversion-task-id', taskId, '--reason-message', 'wrong disks']);
+  expect([cancelled.exitCode, cancelled.stderr]).toEqual([0, '']);
+  const since = Date.now();
+  const described = await waitForTask(endpoints, taskId, 30_000);
+  expect([described.State, described.StatusMessage]).toEqual(['cancelled', 'wrong disks']);
+  expect(Date.now() - since).toBeLessThan(30_000);
+  await until('the instance task to end', async () => (await service.tasks.get(taskId))?.state === 'cancelled', 30_000);
+  expect(await service.tasks.getResource(volumeId!)).toBeUndefined();
+  expect(await service.tasks.getResource(instanceId)).toBeUndefined();
+  for (const id of [taskId, ...memberIds]) {
+    const listed = await service.s3.send(new ListObjectsV2Command({ Bucket: IMAGE_BUCKET, Prefix: `images/${id}/` }));
+    expect([id, (listed.Contents ?? []).map((o) => o.Key)]).toEqual([id, []]);
+  }
+}, 120_000);

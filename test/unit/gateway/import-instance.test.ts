@@ -155,14 +155,14 @@ describe('disk images', () => {
     await expect(runAction('CancelConversionTask', params({ ConversionTaskId: memberIds[0] }), ctx)).rejects.toMatchObject({ code: 'InvalidConversionTaskId' });
   });
 
-  test('the instance shows every disk; one disk failing makes it cancelled with that disk\'s message; cancelling ends them all', async () => {
+  test('the instance shows every disk; one disk failing makes it cancelled with that disk\'s message, naming it; cancelling ends them all', async () => {
     const out = await call({ ...disk(1), ...disk(2) });
     const id = out.conversionTask.conversionTaskId;
     const [memberId] = (await store.get(id))!.request.instance!.volumeTaskIds!;
     await updateTask(store, memberId, (doc) => ({ ...doc, state: 'failed', statusMessage: 'ClientError: not a VMDK' }));
     const described = await describeConversionTasks.validate(params({ 'ConversionTaskId.1': id }), ctx);
     const [item] = ((await describeConversionTasks.run(described, ctx)) as any).conversionTasks;
-    expect(item).toMatchObject({ state: 'cancelled', statusMessage: 'ClientError: not a VMDK' });
+    expect(item).toMatchObject({ state: 'cancelled', statusMessage: `ClientError: disk 2 (${memberId}) did not import: not a VMDK` });
     expect(item.importInstance.volumes.map((v: any) => v.status)).toEqual(['active', 'cancelled']);
 
     const other = await call({ ...disk(1), ...disk(2) });
