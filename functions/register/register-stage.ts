@@ -50,8 +50,8 @@ export const registerStage = taskStage('register', {
     // Ended while the record was written (an instance whose other disk failed is ended at once,
     // as it waits for its disks): whoever ended it may have looked for the record before it was
     // there, so it is removed here.
-    const now = await ctx.tasks.get(taskId);
-    if (!now || now.state === 'failed' || now.state === 'cancelled') {
+    const current = await ctx.tasks.get(taskId);
+    if (!current || current.state === 'failed' || current.state === 'cancelled') {
       await ctx.tasks.deleteResource(volumeId);
       return;
     }
