@@ -185,7 +185,7 @@ withUploadFlags(
   'image format of every disk that does not name its own (--disk FILE,format=…)',
   false,
 )
-  .option('--disk <spec>', 'a further disk, or every disk: FILE[,format=RAW|VMDK|VHD][,description=TEXT][,volume-size=GiB] (repeat for each; file=FILE for a name with a comma)', collect, [])
+  .option('--disk <spec>', 'a further disk, or every disk: FILE[,format=RAW|VMDK|VHD][,description=TEXT][,volume-size=GiB] (repeat for each; a name with a comma as file=FILE, last)', collect, [])
   .addOption(new Option('--architecture <arch>', 'instance architecture').choices(['i386', 'x86_64', 'arm64', 'x86_64_mac', 'arm64_mac']).default('x86_64'))
   .option('--instance-type <type>', 'instance type, e.g. m5.large')
   .addOption(new Option('--platform <platform>', 'guest platform; leave out for Linux').choices(['Windows']))

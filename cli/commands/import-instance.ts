@@ -10,7 +10,7 @@ import { MultiBar, Presets } from 'cli-progress';
 import type { ManifestFileFormat } from '../../toolkit/bundle/import-manifest';
 import type { ClientContext } from '../client-options';
 import { conversionTaskView, type ConversionTaskView } from './conversion-tasks';
-import { prepareUpload, uploadBar, uploadPrepared, type ImportVolumeOptions, type PreparedUpload, type UploadProgress, type UploadedImport } from './import-volume';
+import { mebibytesDone, prepareUpload, uploadBar, uploadPrepared, type ImportVolumeOptions, type PreparedUpload, type UploadProgress, type UploadedImport } from './import-volume';
 
 /** One disk of the instance, as given on the command line. */
 export interface InstanceDisk {
@@ -62,18 +62,22 @@ const FORMATS: readonly ManifestFileFormat[] = ['RAW', 'VMDK', 'VHD'];
 const DISK_KEYS = ['file', 'format', 'description', 'volume-size'] as const;
 
 /**
- * A `--disk` value: `FILE[,format=RAW|VMDK|VHD][,description=TEXT][,volume-size=GiB]` (or
- * `file=FILE,…` for a name with a comma). What it leaves out comes from `defaults` (the command's
- * --format, --disk-description and --volume-size).
+ * A `--disk` value: `FILE[,format=RAW|VMDK|VHD][,description=TEXT][,volume-size=GiB]`, or with
+ * `file=FILE` last for a name with a comma (it takes the rest of the value). What it leaves out
+ * comes from `defaults` (the command's --format, --disk-description and --volume-size).
  */
 export function parseDiskSpec(spec: string, defaults: Partial<Omit<InstanceDisk, 'file'>>): InstanceDisk {
   const fields: Partial<Record<(typeof DISK_KEYS)[number], string>> = {};
-  for (const [i, item] of spec.split(',').entries()) {
+  // file= comes last and takes the rest, commas and all.
+  const fileAt = spec.startsWith('file=') ? 0 : spec.indexOf(',file=');
+  if (fileAt >= 0) fields.file = spec.slice(spec.indexOf('file=', fileAt) + 'file='.length);
+  const listed = fileAt >= 0 ? spec.slice(0, fileAt) : spec;
+  for (const [i, item] of (listed === '' ? [] : listed.split(',')).entries()) {
     const eq = item.indexOf('=');
     const key = eq > 0 ? item.slice(0, eq).trim().toLowerCase() : '';
-    if ((DISK_KEYS as readonly string[]).includes(key)) {
+    if ((DISK_KEYS as readonly string[]).includes(key) && key !== 'file') {
       fields[key as (typeof DISK_KEYS)[number]] = item.slice(eq + 1);
-    } else if (i === 0) {
+    } else if (i === 0 && fields.file === undefined) {
       fields.file = item;
     } else {
       throw new Error(`--disk ${spec}: "${item}" is not one of ${DISK_KEYS.map((k) => `${k}=`).join(', ')}`);
@@ -117,7 +121,7 @@ function diskBars(prepared: PreparedUpload[]): { bars: UploadProgress[]; stop():
   const width = Math.max(...prepared.map((p) => basename(p.file).length));
   const bars = prepared.map((p, i) => {
     const bar = multi.create(Math.ceil(p.size / 2 ** 20), 0, { name: `disk ${i + 1} ${basename(p.file).padEnd(width)}`, parts: `0/${p.parts} parts` });
-    return { update: (bytes: number, done: number, total: number) => bar.update(Math.floor(bytes / 2 ** 20), { parts: `${done}/${total} parts` }) };
+    return { update: (bytes: number, done: number, total: number) => bar.update(mebibytesDone(bytes, p.size), { parts: `${done}/${total} parts` }) };
   });
   return { bars, stop: () => multi.stop() };
 }

@@ -43,9 +43,14 @@ export function uploadBar(size: number, parts: number): UploadProgress & { stop(
   const bar = new SingleBar({ format: 'uploading |{bar}| {percentage}% {value}/{total} MiB | {parts}', stopOnComplete: true }, Presets.shades_classic);
   bar.start(Math.ceil(size / 2 ** 20), 0, { parts: `0/${parts} parts` });
   return {
-    update: (bytes, done, total) => bar.update(Math.floor(bytes / 2 ** 20), { parts: `${done}/${total} parts` }),
+    update: (bytes, done, total) => bar.update(mebibytesDone(bytes, size), { parts: `${done}/${total} parts` }),
     stop: () => bar.stop(),
   };
+}
+
+/** Whole MiB uploaded, for a bar whose total is the size rounded up: full once every byte is. */
+export function mebibytesDone(bytes: number, size: number): number {
+  return bytes >= size ? Math.ceil(size / 2 ** 20) : Math.floor(bytes / 2 ** 20);
 }
 
 async function uploadParts(s3: S3Client, file: string, bucket: string, prefix: string, size: number, partSize: number, options: ImportVolumeOptions, progress?: UploadProgress) {

@@ -43,7 +43,10 @@ function overallState(disks: TaskDocument[]): { state: ReturnType<typeof ec2Conv
   const [task] = disks;
   // The instance task's own message once it ended (it names the disk that ended it); before, the
   // disk that failed (rather than one cancelled because of it), named.
-  if (ec2ConversionState(task) === 'cancelled') return { state: 'cancelled', statusMessage: task.statusMessage };
+  if (ec2ConversionState(task) === 'cancelled') {
+    // The boot disk's own failure is named as any other disk's is.
+    return { state: 'cancelled', statusMessage: task.state === 'failed' && disks.length > 1 ? instanceEndReason(task) : task.statusMessage };
+  }
   const failed = disks.find((d) => d.state === 'failed');
   if (failed) return { state: 'cancelled', statusMessage: instanceEndReason(failed) };
   // Asked to end (by the user, or because a disk ended): the reason, until the instance task has.

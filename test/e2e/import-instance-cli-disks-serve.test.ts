@@ -50,7 +50,7 @@ test('three disks in three formats: one ImportInstance; --wait --json prints the
   const { stdout, stderr } = await runCli(endpoints, [
     'import-instance', disks[0].path, '--format', 'vmdk',
     '--disk', `${disks[1].path},format=raw,description=data disk`,
-    '--disk', `file=${disks[2].path},format=VHD,volume-size=2`,
+    '--disk', `format=VHD,volume-size=2,file=${disks[2].path}`,
     '--disk-description', 'from the cli', '--description', 'three disks from the cli',
     '--bucket', 'cli-disks', '--prefix', 'inst/', '--part-size', '1', '--availability-zone', 'local-1b',
     '--no-progress', '--wait', '--json',

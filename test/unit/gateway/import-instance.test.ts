@@ -172,6 +172,21 @@ describe('disk images', () => {
     for (const t of ids) expect(await store.get(t)).toMatchObject({ state: 'cancelled', statusMessage: 'wrong disks' });
   });
 
+  test('the boot disk failing names disk 1; a further disk that completed before shows cancelled with its message', async () => {
+    const out = await call({ ...disk(1), ...disk(2) });
+    const id = out.conversionTask.conversionTaskId;
+    const [memberId] = (await store.get(id))!.request.instance!.volumeTaskIds!;
+    await updateTask(store, memberId, (doc) => ({ ...doc, state: 'completed', statusMessage: 'Volume vol-0123456789abcdef0 removed: the instance did not import' }));
+    await updateTask(store, id, (doc) => ({ ...doc, state: 'failed', statusMessage: 'ClientError: no operating system was found' }));
+    const described = await describeConversionTasks.validate(params({ 'ConversionTaskId.1': id }), ctx);
+    const [item] = ((await describeConversionTasks.run(described, ctx)) as any).conversionTasks;
+    expect(item).toMatchObject({ state: 'cancelled', statusMessage: `ClientError: disk 1 (${id}) did not import: no operating system was found` });
+    expect(item.importInstance.volumes.map((v: any) => [v.status, v.statusMessage])).toEqual([
+      ['cancelled', 'ClientError: no operating system was found'],
+      ['cancelled', 'Volume vol-0123456789abcdef0 removed: the instance did not import'],
+    ]);
+  });
+
   test(`more than ${MAX_DISK_IMAGES} → InvalidParameterValue; a bad further disk names its DiskImage.N; nothing stored or published`, async () => {
     const many = Object.assign({}, ...Array.from({ length: MAX_DISK_IMAGES + 1 }, (_, i) => disk(i + 1)));
     await expect(call(many)).rejects.toMatchObject({ code: 'InvalidParameterValue', message: expect.stringMatching(/at most 26/) });
