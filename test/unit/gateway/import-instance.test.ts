@@ -187,6 +187,28 @@ describe('disk images', () => {
     ]);
   });
 
+  test('a further disk that failed before the instance task was recorded ends the instance at once', async () => {
+    const create = store.create.bind(store);
+    const spy = jest.spyOn(store, 'create').mockImplementation(async (doc) => {
+      // The further disk fails in the moment between its task and the instance's being recorded.
+      if (doc.kind === 'import-instance') {
+        await updateTask(store, doc.request.instance!.volumeTaskIds![0], (d) => ({ ...d, state: 'failed', statusMessage: 'ClientError: not a VMDK' }));
+      }
+      return create(doc);
+    });
+    try {
+      const out = await call({ ...disk(1), ...disk(2), ...disk(3) });
+      const id = out.conversionTask.conversionTaskId;
+      const [failed, other] = (await store.get(id))!.request.instance!.volumeTaskIds!;
+      const reason = `ClientError: disk 2 (${failed}) did not import: not a VMDK`;
+      expect(out.conversionTask).toMatchObject({ state: 'cancelled', statusMessage: reason });
+      expect(await store.get(id)).toMatchObject({ state: 'cancelled', statusMessage: reason });
+      expect(await store.get(other)).toMatchObject({ state: 'cancelled', statusMessage: reason });
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
   test(`more than ${MAX_DISK_IMAGES} → InvalidParameterValue; a bad further disk names its DiskImage.N; nothing stored or published`, async () => {
     const many = Object.assign({}, ...Array.from({ length: MAX_DISK_IMAGES + 1 }, (_, i) => disk(i + 1)));
     await expect(call(many)).rejects.toMatchObject({ code: 'InvalidParameterValue', message: expect.stringMatching(/at most 26/) });
