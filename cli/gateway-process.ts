@@ -5,7 +5,7 @@
 import pino from 'pino';
 import { LOG_REDACTION } from '../ops/log-redaction';
 import { createGateway } from '../gateway/server';
-import { userObjectReader } from '../gateway/user-objects';
+import { userBucketProber, userObjectReader } from '../gateway/user-objects';
 import { ACTIONS } from '../gateway/actions';
 import { gatewayRequestObserver, natsCheck, observedTaskStore, startProcessAdmin, taskStoreCheck } from '../ops/process-admin';
 import { createServiceMetrics } from '../ops/metrics';
@@ -53,6 +53,7 @@ export async function startGatewayProcess(settings: ServeSettings): Promise<{ ur
     accounts: new StoreAccountDirectory(tasks),
     ...(s3 ? { deleteImageObject: async (bucket: string, key: string) => void (await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }))) } : {}),
     ...(settings.s3Endpoint ? { readUserObject: userObjectReader(tasks, { endpoint: settings.s3Endpoint, region: settings.s3Region, forcePathStyle: true }) } : {}),
+    ...(settings.s3Endpoint ? { probeUserBucket: userBucketProber(tasks, { endpoint: settings.s3Endpoint, region: settings.s3Region, forcePathStyle: true }) } : {}),
     region: settings.region,
     allowedObjectHosts,
     taskLifetimeMs: typed.taskLifetimeHours * 3600_000,

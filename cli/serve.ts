@@ -10,7 +10,7 @@ import pino from 'pino';
 import { LOG_REDACTION } from '../ops/log-redaction';
 import { DeleteObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { createGateway } from '../gateway/server';
-import { userObjectReader } from '../gateway/user-objects';
+import { userBucketProber, userObjectReader } from '../gateway/user-objects';
 import { CLOUD_KEY_FILE, cloudCertificate, ensureCloudKey, readCloudKey } from '../toolkit/bundle/cloud-key';
 import { ACTIONS } from '../gateway/actions';
 import { gatewayRequestObserver, natsCheck, objectStorageCheck, observedTaskStore, startProcessAdmin, taskStoreCheck } from '../ops/process-admin';
@@ -211,6 +211,7 @@ export async function startService(settings: ServeSettings, options: { logToStde
         await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
       },
       readUserObject: userObjectReader(tasks, { endpoint: storage.endpoint, region: storage.region, forcePathStyle: true }),
+      probeUserBucket: userBucketProber(tasks, { endpoint: storage.endpoint, region: storage.region, forcePathStyle: true }),
       region: settings.region,
       allowedObjectHosts,
       taskLifetimeMs: typed.taskLifetimeHours * 3600_000,
