@@ -25,6 +25,7 @@ import { transition, updateTask } from '../../tasks/state-machine';
 import type { BootCheckResult, StoredObject, TaskDocument } from '../../tasks/task';
 import { holdsLease } from '../lease';
 import { advanceToNext, taskStage } from '../task-step';
+import { endInstanceWithDisk } from '../instance-group';
 import type { BootCheckConfig, StageContext } from '../stage';
 import { DEFAULT_BOOT_CHECK } from './boot-check-config';
 import { rowOf } from '../../pipeline/table';
@@ -78,11 +79,12 @@ export const bootCheckStage = taskStage('boot-check', {
       const message = `ClientError: the boot check failed: ${result.message} (the guest reached the ${result.reached === 'none' ? 'start' : result.reached} stage; its last console lines are kept on the task)`;
       // Only the attempt holding the task's lease ends it (a stale replica's verdict is dropped).
       const attempt = ctx.attempt;
-      await updateTask(ctx.tasks, taskId, (doc) =>
+      const failed = await updateTask(ctx.tasks, taskId, (doc) =>
         doc.state !== rowOf('boot-check').expects || (attempt && !holdsLease(doc, attempt))
           ? undefined
           : transition({ ...doc, artifacts: { ...doc.artifacts, bootCheck: result }, lease: undefined }, 'failed', message),
       );
+      if (failed?.state === 'failed') await endInstanceWithDisk(ctx, failed);
       return;
     }
     await advanceToNext(ctx, 'boot-check', taskId, (doc) => ({ artifacts: { ...doc.artifacts, bootCheck: result } }));

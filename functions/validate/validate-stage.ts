@@ -15,6 +15,7 @@ import { ReadBudgetExceededError } from '../../toolkit/inspect/inspection-source
 import { transition, updateTask } from '../../tasks/state-machine';
 import type { TaskDocument, ValidationReport } from '../../tasks/task';
 import { advanceToNext, taskStage } from '../task-step';
+import { endInstanceWithDisk } from '../instance-group';
 import { ClientError } from '../errors';
 import { rowOf } from '../../pipeline/table';
 
@@ -111,9 +112,10 @@ export const validateStage = taskStage('validate', {
     ctx.log.info({ taskId, verdict: report.verdict.message, bytesRead: report.bytesRead }, 'guest inspected');
     if (!report.verdict.accepted) {
       // The report travels with the failure: one write, so a user reads why next to the message.
-      await updateTask(ctx.tasks, taskId, (doc) =>
+      const failed = await updateTask(ctx.tasks, taskId, (doc) =>
         doc.state !== rowOf('validate').expects ? undefined : transition({ ...doc, artifacts: { ...doc.artifacts, validation } }, 'failed', report.verdict.message),
       );
+      if (failed?.state === 'failed') await endInstanceWithDisk(ctx, failed);
       return;
     }
     await advanceToNext(

@@ -16,6 +16,7 @@ import type { ActionContext, ActionHandler } from './action';
 import { conversionTaskXml } from './conversion-task-xml';
 import { optionalDescription, validateDiskImage } from './disk-image';
 import { startImportTask } from './start-task';
+import { instanceEndReason } from '../../tasks/instance-disks';
 
 export const ARCHITECTURES: readonly InstanceArchitecture[] = ['i386', 'x86_64', 'arm64', 'x86_64_mac', 'arm64_mac'];
 export const DEFAULT_ARCHITECTURE: InstanceArchitecture = 'x86_64';
@@ -63,7 +64,12 @@ export const importInstance: ActionHandler<ImportInstanceInput> = {
         ...(bootCheck ? { bootCheck } : {}),
       };
       const task = await startImportTask('import-instance', () => taskId, request, ctx);
-      return { conversionTask: conversionTaskXml(task, members) };
+      // A further disk that already failed (before this task was recorded, it could not end it):
+      // the instance ends now rather than after its boot disk converted for nothing.
+      const current = members.length ? await ctx.tasks.list({ accountId: task.accountId, ids: members.map((m) => m.id) }) : [];
+      const failed = current.find((m) => m.state === 'failed' || m.state === 'cancelled');
+      if (failed) await Promise.all([task, ...members].map((t) => cancelQuietly(ctx, t.id, instanceEndReason(failed))));
+      return { conversionTask: conversionTaskXml((await ctx.tasks.get(taskId)) ?? task, current.length ? current : members) };
     } catch (err) {
       // Disks of an instance that was never recorded would convert for nothing.
       await Promise.all(members.map((m) => cancelQuietly(ctx, m.id)));
@@ -72,12 +78,13 @@ export const importInstance: ActionHandler<ImportInstanceInput> = {
   },
 };
 
-async function cancelQuietly(ctx: ActionContext, id: string): Promise<void> {
+/** Ends a task waiting for its upload; marks any other for the stage working on it (or the sweeper). */
+async function cancelQuietly(ctx: ActionContext, id: string, reason = 'The instance import could not be started'): Promise<void> {
   await updateTask(ctx.tasks, id, (doc) => {
-    if (isTerminal(doc.state)) return undefined;
+    if (isTerminal(doc.state) || doc.cancelRequested) return undefined;
     const now = ctx.now();
-    const marked = { ...doc, cancelRequested: { at: now.toISOString(), reason: 'The instance import could not be started' } };
-    return doc.state === 'pending-upload' ? transition(marked, 'cancelled', 'The instance import could not be started', now) : marked;
+    const marked = { ...doc, cancelRequested: { at: now.toISOString(), reason } };
+    return doc.state === 'pending-upload' ? transition(marked, 'cancelled', reason, now) : marked;
   }).catch(() => undefined);
 }
 

@@ -155,14 +155,14 @@ describe('disk images', () => {
     await expect(runAction('CancelConversionTask', params({ ConversionTaskId: memberIds[0] }), ctx)).rejects.toMatchObject({ code: 'InvalidConversionTaskId' });
   });
 
-  test('the instance shows every disk; one disk failing makes it cancelled with that disk\'s message; cancelling ends them all', async () => {
+  test('the instance shows every disk; one disk failing makes it cancelled with that disk\'s message, naming it; cancelling ends them all', async () => {
     const out = await call({ ...disk(1), ...disk(2) });
     const id = out.conversionTask.conversionTaskId;
     const [memberId] = (await store.get(id))!.request.instance!.volumeTaskIds!;
     await updateTask(store, memberId, (doc) => ({ ...doc, state: 'failed', statusMessage: 'ClientError: not a VMDK' }));
     const described = await describeConversionTasks.validate(params({ 'ConversionTaskId.1': id }), ctx);
     const [item] = ((await describeConversionTasks.run(described, ctx)) as any).conversionTasks;
-    expect(item).toMatchObject({ state: 'cancelled', statusMessage: 'ClientError: not a VMDK' });
+    expect(item).toMatchObject({ state: 'cancelled', statusMessage: `ClientError: disk 2 (${memberId}) did not import: not a VMDK` });
     expect(item.importInstance.volumes.map((v: any) => v.status)).toEqual(['active', 'cancelled']);
 
     const other = await call({ ...disk(1), ...disk(2) });
@@ -170,6 +170,43 @@ describe('disk images', () => {
     await runAction('CancelConversionTask', params({ ConversionTaskId: otherId, ReasonMessage: 'wrong disks' }), ctx);
     const ids = [otherId, ...(await store.get(otherId))!.request.instance!.volumeTaskIds!];
     for (const t of ids) expect(await store.get(t)).toMatchObject({ state: 'cancelled', statusMessage: 'wrong disks' });
+  });
+
+  test('the boot disk failing names disk 1; a further disk that completed before shows cancelled with its message', async () => {
+    const out = await call({ ...disk(1), ...disk(2) });
+    const id = out.conversionTask.conversionTaskId;
+    const [memberId] = (await store.get(id))!.request.instance!.volumeTaskIds!;
+    await updateTask(store, memberId, (doc) => ({ ...doc, state: 'completed', statusMessage: 'Volume vol-0123456789abcdef0 removed: the instance did not import' }));
+    await updateTask(store, id, (doc) => ({ ...doc, state: 'failed', statusMessage: 'ClientError: no operating system was found' }));
+    const described = await describeConversionTasks.validate(params({ 'ConversionTaskId.1': id }), ctx);
+    const [item] = ((await describeConversionTasks.run(described, ctx)) as any).conversionTasks;
+    expect(item).toMatchObject({ state: 'cancelled', statusMessage: `ClientError: disk 1 (${id}) did not import: no operating system was found` });
+    expect(item.importInstance.volumes.map((v: any) => [v.status, v.statusMessage])).toEqual([
+      ['cancelled', 'ClientError: no operating system was found'],
+      ['cancelled', 'Volume vol-0123456789abcdef0 removed: the instance did not import'],
+    ]);
+  });
+
+  test('a further disk that failed before the instance task was recorded ends the instance at once', async () => {
+    const create = store.create.bind(store);
+    const spy = jest.spyOn(store, 'create').mockImplementation(async (doc) => {
+      // The further disk fails in the moment between its task and the instance's being recorded.
+      if (doc.kind === 'import-instance') {
+        await updateTask(store, doc.request.instance!.volumeTaskIds![0], (d) => ({ ...d, state: 'failed', statusMessage: 'ClientError: not a VMDK' }));
+      }
+      return create(doc);
+    });
+    try {
+      const out = await call({ ...disk(1), ...disk(2), ...disk(3) });
+      const id = out.conversionTask.conversionTaskId;
+      const [failed, other] = (await store.get(id))!.request.instance!.volumeTaskIds!;
+      const reason = `ClientError: disk 2 (${failed}) did not import: not a VMDK`;
+      expect(out.conversionTask).toMatchObject({ state: 'cancelled', statusMessage: reason });
+      expect(await store.get(id)).toMatchObject({ state: 'cancelled', statusMessage: reason });
+      expect(await store.get(other)).toMatchObject({ state: 'cancelled', statusMessage: reason });
+    } finally {
+      spy.mockRestore();
+    }
   });
 
   test(`more than ${MAX_DISK_IMAGES} → InvalidParameterValue; a bad further disk names its DiskImage.N; nothing stored or published`, async () => {
