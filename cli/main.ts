@@ -170,6 +170,10 @@ interface ImportInstanceFlags {
   shutdownBehavior?: string;
   bootCheck?: boolean;
   bootCheckMarker?: string;
+  kernelId?: string;
+  ramdiskId?: string;
+  virtualizationType?: string;
+  layout?: string;
 }
 
 withUploadFlags(program.command('import-instance <file>').description('upload a disk image in parts with an import manifest and call ImportInstance (one disk)'))
@@ -184,6 +188,10 @@ withUploadFlags(program.command('import-instance <file>').description('upload a 
   .option('--disk-description <text>', 'description of the disk (volume)')
   .option('--boot-check', 'boot the converted disk under qemu before the instance is made (extension parameter BootCheck=true)')
   .option('--boot-check-marker <text>', 'a serial-console line that means the guest is up (BootCheckMarker) [default: a login prompt or cloud-init]')
+  .option('--kernel-id <id>', 'kernel image (eki-) a partition image boots with (extension parameter KernelId)')
+  .option('--ramdisk-id <id>', 'its ramdisk image (eri-) (extension parameter RamdiskId)')
+  .addOption(new Option('--virtualization-type <type>', 'extension parameter VirtualizationType [default: paravirtual with a kernel, else hvm]').choices(['paravirtual', 'hvm']))
+  .addOption(new Option('--layout <layout>', 'the disk is a whole disk or one bare filesystem (extension parameter Layout) [default: what the disk is]').choices(['disk', 'partition']))
   .action(async (file: string, opts: UploadFlags & ImportInstanceFlags) => {
     try {
       const { clientContext } = await import('./client-options');
@@ -201,6 +209,10 @@ withUploadFlags(program.command('import-instance <file>').description('upload a 
         shutdownBehavior: opts.shutdownBehavior,
         bootCheck: opts.bootCheck,
         bootCheckMarker: opts.bootCheckMarker,
+        kernelId: opts.kernelId,
+        ramdiskId: opts.ramdiskId,
+        virtualizationType: opts.virtualizationType,
+        layout: opts.layout,
       });
       await reportNewTask(ctx, opts, result, `${result.conversionTaskId}\t${result.instanceId}`);
     } catch (err) {

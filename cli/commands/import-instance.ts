@@ -20,6 +20,11 @@ export interface ImportInstanceOptions extends ImportVolumeOptions {
   /** Extension parameters: boot the converted disk under qemu (BootCheck), waiting for this line (BootCheckMarker). */
   bootCheck?: boolean;
   bootCheckMarker?: string;
+  /** Extension parameters KernelId, RamdiskId, VirtualizationType and Layout of the boot disk. */
+  kernelId?: string;
+  ramdiskId?: string;
+  virtualizationType?: string;
+  layout?: string;
 }
 
 export interface ImportInstanceResult {
@@ -46,6 +51,10 @@ export async function importInstance(ctx: ClientContext, file: string, options: 
     'DiskImage.1.Description': options.description,
     BootCheck: options.bootCheck || options.bootCheckMarker ? 'true' : undefined,
     BootCheckMarker: options.bootCheckMarker,
+    KernelId: options.kernelId,
+    RamdiskId: options.ramdiskId,
+    VirtualizationType: options.virtualizationType,
+    Layout: options.layout,
   };
   (options.groupNames ?? []).forEach((group, i) => (params[`LaunchSpecification.GroupName.${i + 1}`] = group));
   const response = await ctx.ec2.call('ImportInstance', params);
