@@ -14,6 +14,7 @@ import { cancelExportTask, createInstanceExportTask, describeExportTasks } from 
 import { registerImage } from './register-image';
 import { copyImage } from './copy-image';
 import { describeExportImageTasks, exportImage } from './export-image';
+import { bundleInstance, cancelBundleTask, describeBundleTasks } from './bundle-tasks';
 
 export const ACTIONS: Record<string, ActionHandler<any>> = {
   ImportVolume: importVolume,
@@ -42,14 +43,13 @@ export const ACTIONS: Record<string, ActionHandler<any>> = {
   CopyImage: copyImage,
   ExportImage: exportImage,
   DescribeExportImageTasks: describeExportImageTasks,
+  BundleInstance: bundleInstance,
+  DescribeBundleTasks: describeBundleTasks,
+  CancelBundleTask: cancelBundleTask,
 };
 
 /** VM Import/Export actions this service is meant to have but does not have yet. */
-export const PLANNED_ACTIONS: readonly string[] = [
-  'BundleInstance',
-  'DescribeBundleTasks',
-  'CancelBundleTask',
-];
+export const PLANNED_ACTIONS: readonly string[] = [];
 
 /** Validates and runs `action`; DryRun stops after validation, as EC2 does. */
 export async function runAction(action: string, params: QueryParams, ctx: ActionContext): Promise<XmlObject> {
