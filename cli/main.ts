@@ -175,6 +175,10 @@ interface ImportInstanceFlags {
   shutdownBehavior?: string;
   bootCheck?: boolean;
   bootCheckMarker?: string;
+  kernelId?: string;
+  ramdiskId?: string;
+  virtualizationType?: string;
+  layout?: string;
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -198,6 +202,10 @@ withUploadFlags(
   .option('--disk-description <text>', 'description of every disk (volume) that does not give its own (--disk FILE,description=…)')
   .option('--boot-check', 'boot the converted boot disk under qemu before the instance is made (extension parameter BootCheck=true)')
   .option('--boot-check-marker <text>', 'a serial-console line that means the guest is up (BootCheckMarker) [default: a login prompt or cloud-init]')
+  .option('--kernel-id <id>', 'kernel image (eki-) a partition image boots with (extension parameter KernelId)')
+  .option('--ramdisk-id <id>', 'its ramdisk image (eri-) (extension parameter RamdiskId)')
+  .addOption(new Option('--virtualization-type <type>', 'extension parameter VirtualizationType [default: paravirtual with a kernel, else hvm]').choices(['paravirtual', 'hvm']))
+  .addOption(new Option('--layout <layout>', 'the disk is a whole disk or one bare filesystem (extension parameter Layout) [default: what the disk is]').choices(['disk', 'partition']))
   .action(async (files: string[], opts: UploadFlags & ImportInstanceFlags) => {
     try {
       const { clientContext } = await import('./client-options');
@@ -223,6 +231,10 @@ withUploadFlags(
         shutdownBehavior: opts.shutdownBehavior,
         bootCheck: opts.bootCheck,
         bootCheckMarker: opts.bootCheckMarker,
+        kernelId: opts.kernelId,
+        ramdiskId: opts.ramdiskId,
+        virtualizationType: opts.virtualizationType,
+        layout: opts.layout,
       });
       await reportNewTask(ctx, opts, result, `${result.conversionTaskId}\t${result.instanceId}`);
     } catch (err) {

@@ -37,6 +37,11 @@ export interface ImportInstanceOptions extends Omit<ImportVolumeOptions, 'format
   /** Extension parameters: boot the converted disk under qemu (BootCheck), waiting for this line (BootCheckMarker). */
   bootCheck?: boolean;
   bootCheckMarker?: string;
+  /** Extension parameters KernelId, RamdiskId, VirtualizationType and Layout of the boot disk. */
+  kernelId?: string;
+  ramdiskId?: string;
+  virtualizationType?: string;
+  layout?: string;
 }
 
 export interface UploadedDisk {
@@ -157,6 +162,10 @@ export async function importInstance(ctx: ClientContext, disks: InstanceDisk[], 
     'LaunchSpecification.InstanceInitiatedShutdownBehavior': options.shutdownBehavior,
     BootCheck: options.bootCheck || options.bootCheckMarker ? 'true' : undefined,
     BootCheckMarker: options.bootCheckMarker,
+    KernelId: options.kernelId,
+    RamdiskId: options.ramdiskId,
+    VirtualizationType: options.virtualizationType,
+    Layout: options.layout,
   };
   for (const [i, disk] of disks.entries()) {
     const n = `DiskImage.${i + 1}`;

@@ -8,6 +8,7 @@
  */
 import { rowOf } from '../../pipeline/table';
 import { isTerminal } from '../../tasks/state-machine';
+import { importedBootFacts } from '../../tasks/guest-facts';
 import type { InstanceRecord, TaskDocument } from '../../tasks/task';
 import { ClientError } from '../errors';
 import type { StageContext } from '../stage';
@@ -52,6 +53,8 @@ export async function settleInstance(ctx: StageContext, instanceTaskId: string, 
     state: 'stopped',
     volumeIds,
     ...(task.request.availabilityZone ? { availabilityZone: task.request.availabilityZone } : {}),
+    // The boot disk's kernel, ramdisk, virtualization and layout (extension parameters of ImportInstance).
+    ...importedBootFacts(task),
     createdAt: new Date().toISOString(),
   };
   await ctx.tasks.putResource(instance);

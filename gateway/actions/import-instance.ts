@@ -8,10 +8,11 @@
 import { isIPv4 } from 'net';
 import { newImportInstanceTaskId, newImportVolumeTaskId, newInstanceId } from '../../tasks/ids';
 import { isTerminal, transition, updateTask } from '../../tasks/state-machine';
-import type { BootCheckRequest, ImportInstanceSpec, ImportVolumeRequest, InstanceArchitecture, TaskDocument, TaskRequest } from '../../tasks/task';
+import type { BootCheckRequest, BootImageRequest, ImportInstanceSpec, ImportVolumeRequest, InstanceArchitecture, TaskDocument, TaskRequest } from '../../tasks/task';
 import { Ec2Error, invalidValue } from '../errors';
 import type { QueryParams } from '../query-request';
 import { bootCheckRequest } from './boot-check-param';
+import { bootImageRequest } from './kernel-params';
 import type { ActionContext, ActionHandler } from './action';
 import { conversionTaskXml } from './conversion-task-xml';
 import { optionalDescription, validateDiskImage } from './disk-image';
@@ -38,6 +39,8 @@ export interface ImportInstanceInput {
   instance: Omit<ImportInstanceSpec, 'instanceId'>;
   /** The extension parameters BootCheck / BootCheckMarker (gateway/actions/boot-check-param.ts). */
   bootCheck?: BootCheckRequest;
+  /** The extension parameters KernelId, RamdiskId, VirtualizationType, Layout (gateway/actions/kernel-params.ts), for the boot disk. */
+  boot?: BootImageRequest;
 }
 
 export const importInstance: ActionHandler<ImportInstanceInput> = {
@@ -45,10 +48,11 @@ export const importInstance: ActionHandler<ImportInstanceInput> = {
     const availabilityZone = params.string(`${LS}.Placement.AvailabilityZone`) || `${ctx.region}a`;
     const bootCheck = bootCheckRequest(params);
     const disks = diskImageIndexes(params).map((index) => ({ ...validateDiskImage(params, `DiskImage.${index}.`, ctx.allowedObjectHosts, ctx.maxImageBytes), availabilityZone }));
-    return { disks, instance: launchSpecification(params), ...(bootCheck ? { bootCheck } : {}) };
+    const boot = await bootImageRequest(params, ctx);
+    return { disks, instance: launchSpecification(params), ...(bootCheck ? { bootCheck } : {}), ...(Object.keys(boot).length ? { boot } : {}) };
   },
 
-  async run({ disks: [boot, ...others], instance, bootCheck }, ctx) {
+  async run({ disks: [bootDisk, ...others], instance, bootCheck, boot }, ctx) {
     // The further disks' tasks are recorded first, naming the instance task's id, so the instance
     // task never runs without knowing them; each one converts on its own.
     const taskId = newImportInstanceTaskId();
@@ -58,6 +62,7 @@ export const importInstance: ActionHandler<ImportInstanceInput> = {
         members.push(await startImportTask('import-volume', newImportVolumeTaskId, { ...disk, partOf: { taskId, diskIndex: i + 2 } }, ctx));
       }
       const request: TaskRequest = {
+        ...bootDisk,
         ...boot,
         instance: { instanceId: newInstanceId(), ...instance, ...(members.length ? { volumeTaskIds: members.map((m) => m.id) } : {}) },
         // Only the boot disk is booted: the further disks are data volumes.

@@ -327,3 +327,29 @@ test('CancelConversionTask cancels a pending import-instance task', async () => 
   await runAction('CancelConversionTask', params({ ConversionTaskId: id, ReasonMessage: 'wrong disk' }), ctx);
   expect((await store.get(id))!).toMatchObject({ state: 'cancelled', statusMessage: 'wrong disk' });
 });
+
+describe('extension parameters KernelId, RamdiskId, VirtualizationType, Layout', () => {
+  const image = (id: string, imageType?: 'kernel' | 'ramdisk', accountId = '555555555555') =>
+    store.putResource({ id, kind: 'image', accountId, taskId: 'bundle-reg-00000000000000000', name: id, architecture: 'x86_64', rootDeviceName: '/dev/sda1', snapshotIds: [], sizeGiB: 1, createdAt: new Date().toISOString(), ...(imageType ? { imageType } : {}), state: 'available' });
+
+  test('kept on the boot disk\'s task only; checked as RegisterImage checks them, nothing stored when refused', async () => {
+    await image('eki-00000000000000001', 'kernel');
+    await image('eri-00000000000000002', 'ramdisk');
+    await image('emi-00000000000000003');
+    await image('eki-00000000000000004', 'kernel', '666666666666');
+    const out = await call({ ...disk(1), ...disk(2), KernelId: 'eki-00000000000000001', RamdiskId: 'eri-00000000000000002', VirtualizationType: 'paravirtual', Layout: 'partition' });
+    const boot = (await store.get(out.conversionTask.conversionTaskId))!;
+    expect([boot.request.kernelId, boot.request.ramdiskId, boot.request.virtualizationType, boot.request.layout]).toEqual(['eki-00000000000000001', 'eri-00000000000000002', 'paravirtual', 'partition']);
+    const further = (await store.get(boot.request.instance!.volumeTaskIds![0]))!;
+    expect([further.request.kernelId, further.request.layout]).toEqual([undefined, undefined]);
+
+    const before = (await store.list({})).length;
+    await expect(call({ ...disk(1), KernelId: 'emi-00000000000000003' })).rejects.toMatchObject({ code: 'InvalidParameterValue', message: expect.stringContaining('KernelId emi-00000000000000003 is a machine image, not a kernel image') });
+    await expect(call({ ...disk(1), KernelId: 'eki-00000000000000001', RamdiskId: 'eki-00000000000000001' })).rejects.toMatchObject({ code: 'InvalidParameterValue' });
+    await expect(call({ ...disk(1), KernelId: 'eki-00000000000000004' })).rejects.toMatchObject({ code: 'InvalidAMIID.NotFound' });
+    await expect(call({ ...disk(1), RamdiskId: 'eri-00000000000000002' })).rejects.toMatchObject({ code: 'InvalidParameterCombination' });
+    await expect(call({ ...disk(1), Layout: 'lvm' })).rejects.toMatchObject({ code: 'InvalidParameterValue' });
+    await expect(call({ ...disk(1), VirtualizationType: 'pv' })).rejects.toMatchObject({ code: 'InvalidParameterValue' });
+    expect((await store.list({})).length).toBe(before);
+  });
+});
