@@ -5,7 +5,8 @@
  * the image store bucket by multipart upload. The task and account live in a throw-away SQLite
  * task store (progress is written to it, as in the service).
  *   node dist/bench/unbundle-s3-worker.js '<json job>'
- * Prints one JSON line: the stored image's SHA-256 and size, the unbundle's own seconds, peak RSS.
+ * Prints one JSON line: the stored image's SHA-256 and size, the unbundle's own seconds (wall and
+ * CPU), peak RSS.
  */
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 import { readFileSync } from 'fs';
@@ -95,11 +96,14 @@ async function main(job: UnbundleS3Job): Promise<void> {
     log: quiet,
   };
   const started = process.hrtime.bigint();
+  const cpuBefore = process.cpuUsage();
   const { image } = await unbundleToStore(ctx, task);
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const cpu = process.cpuUsage(cpuBefore);
+  const cpuSeconds = (cpu.user + cpu.system) / 1e6;
   s3.destroy();
   await tasks.close();
-  process.stdout.write(JSON.stringify({ sha256: image.sha256, size: image.size, key: image.key, seconds, maxRssKiB: process.resourceUsage().maxRSS }) + '\n');
+  process.stdout.write(JSON.stringify({ sha256: image.sha256, size: image.size, key: image.key, seconds, cpuSeconds, maxRssKiB: process.resourceUsage().maxRSS }) + '\n');
 }
 
 main(JSON.parse(process.argv[2]) as UnbundleS3Job).catch((err) => {

@@ -8,7 +8,8 @@
  * The first sectors seen on the way decide the layout: a partition table makes a whole "disk",
  * anything else a bare filesystem, "partition".
  */
-import { HeadObjectCommand, GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import type { Readable } from 'stream';
 import type { ImageLayout, StoredObject, TaskDocument } from '../../tasks/task';
 import { unwrapBundleKey } from '../../toolkit/bundle/bundle-keys';
 import type { BundleManifest } from '../../toolkit/bundle/bundle-manifest';
@@ -38,16 +39,36 @@ function maxPartBytes(ctx: StageContext): number {
   return Math.max(16 * MiB, Math.floor(ctx.config.memoryLimitBytes / 4 / (READ_AHEAD + 1)));
 }
 
+/**
+ * One part, whole, in one buffer: a single GET whose Content-Length is bounded before any of the
+ * body is read (no HEAD first), and whose body is copied once, chunk by chunk, into a buffer of
+ * that size (not gathered into an array and copied again).
+ */
 async function readPart(s3: S3Client, bucket: string, key: string, index: number, maxBytes: number): Promise<Buffer> {
   try {
-    const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
-    const size = Number(head.ContentLength ?? 0);
-    if (size > maxBytes) throw new ClientError(`bundle part ${index} (${key}) is ${size} bytes; parts of at most ${maxBytes} bytes are accepted (bundle with smaller parts)`);
-    if (size === 0) return Buffer.alloc(0); // the empty last part of a ciphertext that fills its parts exactly
     const res = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-    const body = Buffer.from(await res.Body!.transformToByteArray());
-    if (body.length !== size) throw new Error(`bundle part ${index} (${key}) changed while it was read`); // transient: retried
-    return body;
+    const body = res.Body as Readable | undefined;
+    const size = Number(res.ContentLength ?? NaN);
+    if (!Number.isSafeInteger(size) || size < 0 || size > maxBytes) {
+      body?.destroy();
+      if (!Number.isSafeInteger(size) || size < 0) throw new Error(`bundle part ${index} (${key}) came without a Content-Length`); // transient: retried
+      throw new ClientError(`bundle part ${index} (${key}) is ${size} bytes; parts of at most ${maxBytes} bytes are accepted (bundle with smaller parts)`);
+    }
+    // size 0: the empty last part of a ciphertext that fills its parts exactly.
+    const bytes = Buffer.allocUnsafe(size);
+    let filled = 0;
+    if (body) {
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        if (filled + chunk.length > size) {
+          body.destroy();
+          throw new Error(`bundle part ${index} (${key}) changed while it was read`); // transient: retried
+        }
+        chunk.copy(bytes, filled);
+        filled += chunk.length;
+      }
+    }
+    if (filled !== size) throw new Error(`bundle part ${index} (${key}) changed while it was read`); // transient: retried
+    return bytes;
   } catch (err) {
     if (err instanceof ClientError) throw err;
     const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
