@@ -10,6 +10,7 @@ import { advanceToNext, cancelTask, taskStage } from '../task-step';
 import { registerImport } from './register-import';
 import { settleInstance } from './register-instance';
 import { instanceTaskIdOf } from '../../tasks/instance-disks';
+import { importedBootFacts } from '../../tasks/guest-facts';
 import { registerBundle } from './register-bundle';
 
 /** The state register works on (its row of the pipeline table). */
@@ -92,6 +93,8 @@ function instanceRecord(task: TaskDocument, volumeId: string, createdAt: string)
     state: 'stopped',
     volumeIds: [volumeId],
     ...(task.request.availabilityZone ? { availabilityZone: task.request.availabilityZone } : {}),
+    // The boot disk's kernel, ramdisk, virtualization and layout (extension parameters of ImportInstance), as for several disks.
+    ...importedBootFacts(task),
     createdAt,
   };
 }

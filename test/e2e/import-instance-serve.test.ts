@@ -64,10 +64,10 @@ async function expectImportedInstance(taskId: string, instanceId: string, expect
   return { doc, instance, volumeId };
 }
 
-test('boto3: ImportInstance of a VMDK (Windows) converts to the bytes qemu-img makes; describe shows the instance', async () => {
+test('boto3: ImportInstance of a VMDK converts to the bytes qemu-img makes; describe shows the instance', async () => {
   const up = await upload(endpoints, vmdk, 'boto3-instance', { format: 'VMDK' });
+  // The disk holds Debian: a Linux instance leaves Platform out (Windows is refused below).
   const out = await boto3Call(endpoints.ec2, endpoints.creds, 'ImportInstance', {
-    Platform: 'Windows',
     Description: 'e2e boto3 instance',
     LaunchSpecification: {
       Architecture: 'x86_64',
@@ -85,7 +85,8 @@ test('boto3: ImportInstance of a VMDK (Windows) converts to the bytes qemu-img m
   expect(created.State).toBe('active');
   const instanceId = created.ImportInstance.InstanceId;
   expect(instanceId).toMatch(/^i-[0-9a-f]{17}$/);
-  expect(created.ImportInstance).toMatchObject({ Platform: 'Windows', Description: 'e2e boto3 instance' });
+  expect(created.ImportInstance).toMatchObject({ Description: 'e2e boto3 instance' });
+  expect(created.ImportInstance.Platform).toBeUndefined();
   expect(created.ImportInstance.Volumes).toEqual([
     expect.objectContaining({ AvailabilityZone: 'local-1b', Description: 'boot disk', Image: { Format: 'VMDK', Size: up.size, ImportManifestUrl: up.manifestUrl }, Volume: { Size: up.volumeSizeGiB }, Status: 'active' }),
   ]);
@@ -97,7 +98,6 @@ test('boto3: ImportInstance of a VMDK (Windows) converts to the bytes qemu-img m
   expect(done.ImportInstance).toEqual({
     Description: 'e2e boto3 instance',
     InstanceId: instanceId,
-    Platform: 'Windows',
     Volumes: [
       {
         AvailabilityZone: 'local-1b',
@@ -111,9 +111,26 @@ test('boto3: ImportInstance of a VMDK (Windows) converts to the bytes qemu-img m
     ],
   });
   expect(instance).toMatchObject({
-    architecture: 'x86_64', instanceType: 'm5.large', platform: 'Windows', availabilityZone: 'local-1b',
+    architecture: 'x86_64', instanceType: 'm5.large', availabilityZone: 'local-1b',
     groupNames: ['web'], monitoring: true, instanceInitiatedShutdownBehavior: 'stop', description: 'e2e boto3 instance',
   });
+  expect(instance.platform).toBeUndefined();
+});
+
+test('boto3: Platform Windows for a disk that holds Linux ends the task cancelled, naming the mismatch', async () => {
+  const up = await upload(endpoints, vmdk, 'boto3-windows', { format: 'VMDK' });
+  const out = await boto3Call(endpoints.ec2, endpoints.creds, 'ImportInstance', {
+    Platform: 'Windows',
+    LaunchSpecification: { Architecture: 'x86_64', InstanceType: 'm5.large' },
+    DiskImages: [{ Image: { Format: 'VMDK', Bytes: up.size, ImportManifestUrl: up.manifestUrl }, Volume: { Size: up.volumeSizeGiB } }],
+  });
+  expect(out.ConversionTask.ImportInstance.Platform).toBe('Windows');
+  const done = await waitForTask(endpoints, out.ConversionTask.ConversionTaskId);
+  expect([done.State, done.StatusMessage]).toEqual([
+    'cancelled',
+    'ClientError: Platform Windows was requested but the disk holds Debian GNU/Linux 12 (bookworm) on partition 1; request Platform Linux, or leave Platform out',
+  ]);
+  expect(await service.tasks.getResource(out.ConversionTask.ImportInstance.InstanceId)).toBeUndefined();
 });
 
 test('@aws-sdk/client-ec2: a Linux ImportInstance (no Platform) completes; describe parsed; cancel of a completed task refused', async () => {
@@ -208,17 +225,19 @@ describe('bad input', () => {
 });
 
 test('the imaging CLI: import-instance, then describe-conversion-tasks --json shows the instance', async () => {
-  const imported = await runCli(endpoints, ['import-instance', vmdk, '--format', 'vmdk', '--bucket', 'cli-instance', '--architecture', 'x86_64', '--instance-type', 'm5.large', '--platform', 'Windows', '--availability-zone', 'local-1c', '--description', 'from the cli', '--no-progress', '--wait']);
+  const imported = await runCli(endpoints, ['import-instance', vmdk, '--format', 'vmdk', '--bucket', 'cli-instance', '--architecture', 'x86_64', '--instance-type', 'm5.large', '--availability-zone', 'local-1c', '--description', 'from the cli', '--no-progress', '--wait']);
   const [first, ...followed] = imported.stdout.trim().split('\n');
   const [taskId, instanceId] = first.split('\t');
   expect(taskId).toMatch(/^import-i-[0-9a-f]{8}$/);
   expect(instanceId).toMatch(/^i-[0-9a-f]{17}$/);
   // --wait follows the task to its end and prints it.
   expect(followed[0]).toMatch(new RegExp(`^${taskId}  completed  100%`));
-  expect(followed.join('\n')).toContain(`${instanceId} (Windows)`);
+  expect(followed.join('\n')).toContain(instanceId);
+  expect(followed.join('\n')).not.toContain('(Windows)');
   const described = await runCli(endpoints, ['describe-conversion-tasks', taskId, '--json']);
   const [task] = JSON.parse(described.stdout);
-  expect(task).toMatchObject({ conversionTaskId: taskId, state: 'completed', instanceId, platform: 'Windows', description: 'from the cli', format: 'VMDK', imageSha256: sha256(reference), bytesConverted: reference.length });
+  expect(task.platform).toBeUndefined();
+  expect(task).toMatchObject({ conversionTaskId: taskId, state: 'completed', instanceId, description: 'from the cli', format: 'VMDK', imageSha256: sha256(reference), bytesConverted: reference.length });
   expect(task.imageLocation).toMatch(new RegExp(`^s3://imaging-images/images/${taskId}/`));
   // The validate stage's guest report, as the task keeps it.
   expect(task.validation).toMatchObject({
@@ -230,7 +249,7 @@ test('the imaging CLI: import-instance, then describe-conversion-tasks --json sh
   });
   expect((await waitForTask(endpoints, taskId)).State).toBe('completed');
   const { instance } = await expectImportedInstance(taskId, instanceId, fileSha256(join(dir, 'reference.raw')));
-  expect(instance).toMatchObject({ availabilityZone: 'local-1c', instanceType: 'm5.large', platform: 'Windows' });
+  expect(instance).toMatchObject({ availabilityZone: 'local-1c', instanceType: 'm5.large' });
 });
 
 test('register: a redelivery after a crash reuses the fixed volume id and writes the same stopped instance', async () => {
