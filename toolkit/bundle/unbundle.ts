@@ -41,7 +41,12 @@ export interface UnbundleResult {
   bundledBytes: number;
 }
 
-const INFLATE_CHUNK = 256 * 1024;
+/**
+ * gunzip's output chunk: 1 MiB rather than 256 KiB means a quarter of the chunks, tar pushes and
+ * sink writes; measured (npm run bench:unbundle's S3 worker, image store write replaced by a
+ * discard sink) ~0.45 s less CPU per 512 MiB image, with peak RSS within a few MiB.
+ */
+const INFLATE_CHUNK = 1024 * 1024;
 
 export async function unbundle(options: UnbundleOptions): Promise<UnbundleResult> {
   const { manifest, cipher, signal } = options;
