@@ -12,11 +12,9 @@
 import { S3ObjectSource } from '../../toolkit/io/s3-object-source';
 import { DEFAULT_GUEST_POLICY, inspectGuest, type Architecture, type GuestReport, type InspectGuestOptions, type RequestedBootMode } from '../../toolkit/inspect/guest';
 import { ReadBudgetExceededError } from '../../toolkit/inspect/inspection-source';
-import { transition, updateTask } from '../../tasks/state-machine';
 import type { TaskDocument, ValidationReport } from '../../tasks/task';
-import { advanceToNext, taskStage } from '../task-step';
+import { advanceToNext, failKeeping, taskStage } from '../task-step';
 import { ClientError } from '../errors';
-import { rowOf } from '../../pipeline/table';
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
@@ -106,10 +104,7 @@ export const validateStage = taskStage('validate', {
     const validation = compactReport(report, options.purpose ?? 'system');
     ctx.log.info({ taskId, verdict: report.verdict.message, bytesRead: report.bytesRead }, 'guest inspected');
     if (!report.verdict.accepted) {
-      // The report travels with the failure: one write, so a user reads why next to the message.
-      await updateTask(ctx.tasks, taskId, (doc) =>
-        doc.state !== rowOf('validate').expects ? undefined : transition({ ...doc, artifacts: { ...doc.artifacts, validation } }, 'failed', report.verdict.message),
-      );
+      await failKeeping(ctx, 'validate', taskId, report.verdict.message, { validation });
       return;
     }
     await advanceToNext(
