@@ -13,6 +13,27 @@ import { TaskExistsError } from './store';
  * is kept as JSON; the columns beside it exist only to filter and sort without parsing JSON.
  * Times are stored as epoch milliseconds so ordering never depends on how an ISO string was written.
  */
+/**
+ * The conditions of a describe: `column = ?` for every value given in `equal`, `column IN (?, ...)`
+ * for every list given in `among`. Undefined when a list is empty: no row can match.
+ */
+function describeFilter(equal: Record<string, unknown>, among: Record<string, readonly unknown[] | undefined>): { where: string[]; params: unknown[] } | undefined {
+  const where: string[] = [];
+  const params: unknown[] = [];
+  for (const [column, value] of Object.entries(equal)) {
+    if (value === undefined) continue;
+    where.push(`${column} = ?`);
+    params.push(value);
+  }
+  for (const [column, values] of Object.entries(among)) {
+    if (!values) continue;
+    if (values.length === 0) return undefined;
+    where.push(`${column} IN (${values.map(() => '?').join(', ')})`);
+    params.push(...values);
+  }
+  return { where, params };
+}
+
 export class SqliteTaskStore implements TaskStore {
   private readonly statements;
 
@@ -129,22 +150,9 @@ export class SqliteTaskStore implements TaskStore {
   }
 
   async list(query: TaskQuery): Promise<TaskDocument[]> {
-    const where: string[] = [];
-    const params: unknown[] = [];
-    if (query.accountId !== undefined) {
-      where.push('account_id = ?');
-      params.push(query.accountId);
-    }
-    if (query.ids) {
-      if (query.ids.length === 0) return [];
-      where.push(`id IN (${query.ids.map(() => '?').join(', ')})`);
-      params.push(...query.ids);
-    }
-    if (query.kinds) {
-      if (query.kinds.length === 0) return [];
-      where.push(`kind IN (${query.kinds.map(() => '?').join(', ')})`);
-      params.push(...query.kinds);
-    }
+    const filter = describeFilter({ account_id: query.accountId }, { id: query.ids, kind: query.kinds });
+    if (!filter) return [];
+    const { where, params } = filter;
     if (query.before) {
       const at = epochMs(query.before.createdAt, 'createdAt', query.before.id);
       where.push('(created_at < ? OR (created_at = ? AND id < ?))');
@@ -205,17 +213,9 @@ export class SqliteTaskStore implements TaskStore {
   }
 
   async listResources(query: ResourceQuery): Promise<ResourceRecord[]> {
-    const where = ['kind = ?'];
-    const params: unknown[] = [query.kind];
-    if (query.accountId !== undefined) {
-      where.push('account_id = ?');
-      params.push(query.accountId);
-    }
-    if (query.ids) {
-      if (query.ids.length === 0) return [];
-      where.push(`id IN (${query.ids.map(() => '?').join(', ')})`);
-      params.push(...query.ids);
-    }
+    const filter = describeFilter({ kind: query.kind, account_id: query.accountId }, { id: query.ids });
+    if (!filter) return [];
+    const { where, params } = filter;
     const rows = this.prepared(`SELECT doc FROM resources WHERE ${where.join(' AND ')} ORDER BY created_at, id`).all(...params) as { doc: string }[];
     return rows.map((r) => JSON.parse(r.doc) as ResourceRecord);
   }
