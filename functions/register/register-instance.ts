@@ -38,8 +38,24 @@ export async function settleInstance(ctx: StageContext, instanceTaskId: string, 
   }
   if (members.some((m) => !m!.artifacts.volumeId)) return; // a disk is still converting; its register settles
   const volumeIds = [task.artifacts.volumeId, ...members.map((m) => m!.artifacts.volumeId!)];
+  const instance = instanceRecord(task, volumeIds, new Date().toISOString());
+  if (!instance) throw new Error(`task ${task.id} is no import-instance task`);
+  await ctx.tasks.putResource(instance);
+  // From a volume task's register the lease held is that task's, not the instance task's (whose
+  // own register has finished): the advance is a compare-and-set on the instance task's state alone.
+  const advancing = from === 'volume' ? { ...ctx, attempt: undefined } : ctx;
+  await advanceToNext(advancing, 'register', task.id, () => ({}), { resourceId: instance.id });
+}
+
+/** Whether a task converts one of an instance's further disks. */
+export const isInstanceDisk = (task: TaskDocument): boolean => task.request.partOf !== undefined;
+
+/** The instance an import-instance task makes: stopped, `volumeIds` its volumes in DiskImage order (the boot disk's first). */
+export function instanceRecord(task: TaskDocument, volumeIds: string[], createdAt: string): InstanceRecord | undefined {
+  const spec = task.request.instance;
+  if (task.kind !== 'import-instance' || !spec) return undefined;
   const { instanceId, volumeTaskIds: _volumeTaskIds, ...launch } = spec;
-  const instance: InstanceRecord = {
+  return {
     ...launch,
     id: instanceId,
     kind: 'instance',
@@ -48,14 +64,6 @@ export async function settleInstance(ctx: StageContext, instanceTaskId: string, 
     state: 'stopped',
     volumeIds,
     ...(task.request.availabilityZone ? { availabilityZone: task.request.availabilityZone } : {}),
-    createdAt: new Date().toISOString(),
+    createdAt,
   };
-  await ctx.tasks.putResource(instance);
-  // From a volume task's register the lease held is that task's, not the instance task's (whose
-  // own register has finished): the advance is a compare-and-set on the instance task's state alone.
-  const advancing = from === 'volume' ? { ...ctx, attempt: undefined } : ctx;
-  await advanceToNext(advancing, 'register', task.id, () => ({}), { resourceId: instanceId });
 }
-
-/** Whether a task converts one of an instance's further disks. */
-export const isInstanceDisk = (task: TaskDocument): boolean => task.request.partOf !== undefined;
