@@ -25,6 +25,7 @@ import { runStageOnBus } from '../../functions/host/stage-runner';
 import type { StageDeps } from '../../functions/host/deps';
 import { startSweeper } from '../../functions/sweeper';
 import { startS3Server, type RunningS3Server } from '../helpers/s3-server';
+import { testStageConfig } from '../helpers/stage-config';
 import { seededBytes } from '../helpers/disk-corpus';
 import { createDecryptedTask } from '../helpers/decrypted-task';
 
@@ -46,19 +47,7 @@ beforeAll(async () => {
     { step: 'initialize', name: 'recordCreateMultipartUpload' },
   );
   tasks = SqliteTaskStore.open(':memory:');
-  deps = {
-    tasks,
-    s3: s3.s3,
-    config: {
-      storage: { endpoint: s3.endpoint, region: 'us-east-1', accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, forcePathStyle: true },
-      imageBucket: 'delivery-images',
-      allowedObjectHosts: [new URL(s3.endpoint).host],
-      uploadPollMs: 100,
-      memoryLimitBytes: 64 * 2 ** 20,
-      leaseMs: 1500,
-    },
-    log: pino({ level: 'silent' }),
-  };
+  deps = { tasks, s3: s3.s3, config: testStageConfig(s3, 'delivery-images', { leaseMs: 1500 }), log: pino({ level: 'silent' }) };
 });
 
 afterAll(async () => {
