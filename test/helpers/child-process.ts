@@ -24,6 +24,8 @@ export interface RunningChild {
 export interface ChildOptions {
   env?: NodeJS.ProcessEnv;
   cwd?: string;
+  /** Its own process group (a signal to -pid reaches all of it). */
+  detached?: boolean;
   /** Which streams go into output() (default both). */
   keep?: 'both' | 'stderr';
   /** How much output to keep (default 256 KiB, the latest). */
@@ -33,7 +35,7 @@ export interface ChildOptions {
 export function spawnChild(command: string, args: string[], options: ChildOptions = {}): RunningChild {
   const keep = options.keep ?? 'both';
   const keepBytes = options.keepBytes ?? 256 * 1024;
-  const child = spawn(command, args, { env: options.env, cwd: options.cwd, stdio: ['ignore', keep === 'both' ? 'pipe' : 'ignore', 'pipe'] });
+  const child = spawn(command, args, { env: options.env, cwd: options.cwd, detached: options.detached, stdio: ['ignore', keep === 'both' ? 'pipe' : 'ignore', 'pipe'] });
   let output = '';
   const append = (chunk: Buffer) => {
     output += chunk.toString();
