@@ -7,8 +7,8 @@
 #                                        (CloudEvents)
 # Disk images are parsed by the toolkit itself, so the runtime needs no qemu-utils. The boot-check
 # stage (dynamic validation, only for imports that ask) boots disks with qemu-system-x86_64, which
-# this image does not carry: run that stage from an image that adds the Debian package
-# qemu-system-x86 (with SeaBIOS), on nodes with /dev/kvm where possible.
+# the default image does not carry: build `--target boot-check` for that stage (the default image
+# plus qemu-system-x86 and its SeaBIOS), and run it on nodes with /dev/kvm where possible.
 
 ARG NODE_IMAGE=node:20-slim
 
@@ -57,3 +57,15 @@ EXPOSE 8080 8773 8774
 # Platforms that cannot set a command (OpenFaaS) pick the role through IMAGING_STAGE: unset runs
 # everything in one process, `gateway` the EC2 API, a stage name the function host.
 CMD ["/bin/sh", "-c", "case \"${IMAGING_STAGE:-}\" in '') exec node dist/cli/main.js serve ;; gateway) exec node dist/cli/main.js gateway ;; *) exec node dist/functions/host/main.js ;; esac"]
+
+# The boot-check stage's image: the runtime plus qemu-system-x86 (SeaBIOS comes with it).
+# `docker build --target boot-check -t imaging-boot-check .`
+FROM runtime AS boot-check
+USER root
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends qemu-system-x86 \
+ && rm -rf /var/lib/apt/lists/*
+USER node
+
+# The default target (a plain `docker build`) is the runtime image without qemu.
+FROM runtime

@@ -14,6 +14,7 @@ import { userObjectReader } from '../gateway/user-objects';
 import { CLOUD_KEY_FILE, cloudCertificate, ensureCloudKey, readCloudKey } from '../toolkit/bundle/cloud-key';
 import { ACTIONS } from '../gateway/actions';
 import { gatewayRequestObserver, natsCheck, objectStorageCheck, observedTaskStore, startProcessAdmin, taskStoreCheck } from '../ops/process-admin';
+import { toolCapabilityChecks } from '../ops/tool-capabilities';
 import { createServiceMetrics } from '../ops/metrics';
 import { ensureBootstrapAccount, StoreAccountDirectory } from '../gateway/accounts';
 import { openTaskStore } from '../tasks/open-store';
@@ -160,6 +161,8 @@ export async function startService(settings: ServeSettings, options: { logToStde
       host: settings.host,
       metrics,
       checks: [taskStoreCheck(tasks), objectStorageCheck(s3, settings.imageBucket), ...(jetstream ? [natsCheck(jetstream)] : [])],
+      // serve runs every stage, so it reports every stage's tools.
+      capabilities: ALL_STAGES.flatMap((stage) => toolCapabilityChecks(stage.name)),
     });
     stops.push(() => admin.server.close());
 

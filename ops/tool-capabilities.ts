@@ -16,8 +16,8 @@ export interface ToolCapability {
 
 /** What each stage needs beyond Node: a stage not named needs nothing. */
 export const STAGE_TOOLS: Readonly<Record<string, readonly ToolCapability[]>> = {
-  // Dynamic validation boots the converted disk (toolkit/inspect/boot-check.ts).
-  validate: [{ capability: 'dynamic-validation', tool: 'qemu-system-x86_64' }],
+  // Dynamic validation boots the converted disk (the boot-check stage, toolkit/inspect/boot-check.ts).
+  'boot-check': [{ capability: 'dynamic-validation', tool: 'qemu-system-x86_64' }],
 };
 
 /** The full path of `tool` on `path`, or undefined. */

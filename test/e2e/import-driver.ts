@@ -4,7 +4,9 @@
  */
 import { createHash } from 'crypto';
 import { readFileSync } from 'fs';
-import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { Agent as HttpsAgent } from 'https';
+import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { S3_COMPATIBLE_CHECKSUMS } from '../../toolkit/io/object-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { clientContext, type ClientContext } from '../../cli/client-options';
 import { uploadImportImage, type ImportVolumeOptions } from '../../cli/commands/import-volume';
@@ -19,10 +21,17 @@ export interface Endpoints {
   ec2: string;
   s3: string;
   creds: Ec2Credentials;
+  /** PEM file of the CA the clients trust for https endpoints (a private test CA). */
+  caBundle?: string;
 }
 
-export function clientFor(endpoints: Endpoints): Promise<ClientContext> {
-  return clientContext({ endpoint: endpoints.ec2, s3Endpoint: endpoints.s3, accessKeyId: endpoints.creds.accessKeyId, secretAccessKey: endpoints.creds.secretAccessKey }, {});
+export async function clientFor(endpoints: Endpoints): Promise<ClientContext> {
+  const ctx = await clientContext({ endpoint: endpoints.ec2, s3Endpoint: endpoints.s3, accessKeyId: endpoints.creds.accessKeyId, secretAccessKey: endpoints.creds.secretAccessKey }, {});
+  if (!endpoints.caBundle) return ctx;
+  // An https S3 endpoint with a certificate of the test CA: the uploads trust that CA.
+  ctx.s3.destroy();
+  const httpsAgent = new HttpsAgent({ ca: readFileSync(endpoints.caBundle) });
+  return { ...ctx, s3: new S3Client({ endpoint: endpoints.s3, region: ctx.region, forcePathStyle: true, credentials: ctx.credentials, ...S3_COMPATIBLE_CHECKSUMS, requestHandler: { httpsAgent } }) };
 }
 
 export const uploadOptions = (bucket: string, extra: Partial<ImportVolumeOptions> = {}): ImportVolumeOptions => ({
@@ -37,7 +46,7 @@ export async function upload(endpoints: Endpoints, file: string, bucket: string,
 export async function waitForTask(endpoints: Endpoints, taskId: string, timeoutMs = 90_000): Promise<any> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const out = await boto3Call(endpoints.ec2, endpoints.creds, 'DescribeConversionTasks', { ConversionTaskIds: [taskId] });
+    const out = await boto3Call(endpoints.ec2, endpoints.creds, 'DescribeConversionTasks', { ConversionTaskIds: [taskId] }, { caBundle: endpoints.caBundle });
     const task = out.ConversionTasks[0];
     if (task.State !== 'active' && task.State !== 'cancelling') return task;
     if (Date.now() > deadline) throw new Error(`task ${taskId} still ${task.State} (${task.StatusMessage}) after ${timeoutMs} ms`);

@@ -2,7 +2,8 @@
  * Issue 11, item 7: a per-account storage quota of the image store
  * (IMAGING_ACCOUNT_STORAGE_QUOTA_GIB). A small upload declaring a large disk is refused before
  * conversion writes anything, with a ClientError naming the quota; what an account already
- * stores counts; another account's usage does not.
+ * stores counts; another account's usage does not; and the quota holds while two accounts import
+ * at once (issue 16: per-account limits under concurrent imports).
  */
 import { readFileSync, statSync } from 'fs';
 import { join } from 'path';
@@ -22,6 +23,8 @@ let service: RunningService;
 let endpoints: Endpoints;
 let alice: NewAccount;
 let bob: NewAccount;
+let carol: NewAccount;
+let dave: NewAccount;
 let raw: string;
 let qcow2: string;
 
@@ -37,7 +40,9 @@ beforeAll(async () => {
   ({ service, endpoints } = await startTestService(dir, { accountStorageQuotaGib: QUOTA_GIB }));
   alice = await createAccount(service.tasks, 'alice');
   bob = await createAccount(service.tasks, 'bob');
-  for (const [account, bucket] of [[alice, 'alice-bucket'], [bob, 'bob-bucket']] as const) {
+  carol = await createAccount(service.tasks, 'carol');
+  dave = await createAccount(service.tasks, 'dave');
+  for (const [account, bucket] of [[alice, 'alice-bucket'], [bob, 'bob-bucket'], [carol, 'carol-bucket'], [dave, 'dave-bucket']] as const) {
     const s3 = makeS3Client({ endpoint: service.s3Endpoint, region: 'us-east-1', forcePathStyle: true, ...credsOf(account) });
     await s3.send(new CreateBucketCommand({ Bucket: bucket }));
     await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'disk.raw', Body: readFileSync(raw) }));
@@ -95,3 +100,20 @@ test("what the account stores counts: alice's first disk fits, her second does n
   expect([bobs.Status, bobs.StatusMessage ?? '']).toEqual(['completed', '']);
 }, 600_000);
 
+test('two accounts importing at once: carol\'s two disks at once never pass her quota; dave, importing beside her, is not held back', async () => {
+  const [first, second, daves] = await Promise.all([
+    importImage(carol, 'carol-bucket', 'disk.raw', 'RAW'),
+    importImage(carol, 'carol-bucket', 'disk.raw', 'RAW'),
+    importImage(dave, 'dave-bucket', 'disk.raw', 'RAW'),
+  ]);
+  // Both of carol's may pass the check before writing (nothing stored yet); while they write, the
+  // other's bytes count, so at most one completes and every other one fails naming the quota.
+  const carols = [first, second];
+  expect(carols.filter((t) => t.Status === 'completed').length).toBeLessThanOrEqual(1);
+  for (const refused of carols.filter((t) => t.Status !== 'completed')) {
+    expect(refused.Status).toBe('deleted');
+    expect(refused.StatusMessage).toMatch(/over the account's storage quota of 0\.08 GiB \(IMAGING_ACCOUNT_STORAGE_QUOTA_GIB\)/);
+    expect(await imageStoreKeysOf(refused.ImportTaskId)).toEqual([]);
+  }
+  expect([daves.Status, daves.StatusMessage ?? '']).toEqual(['completed', '']);
+}, 600_000);

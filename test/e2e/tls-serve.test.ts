@@ -5,13 +5,14 @@
  * told of the CA (verify=path), uploads and imports over TLS to completion, and the converted
  * bytes equal the disk's.
  */
-import { execFile, execFileSync } from 'child_process';
+import { execFile } from 'child_process';
 import { readFileSync } from 'fs';
 import { request as httpRequest } from 'http';
 import { join } from 'path';
 import { tempDir } from '../helpers/disk-corpus';
 import { makeSystemDisk } from '../helpers/guest-images';
 import { startServeProcess, type RunningServe } from '../helpers/serve-process';
+import { makeTestPki, type TestPki } from '../helpers/test-pki';
 import { fileSha256 } from './import-driver';
 
 let dir: string;
@@ -19,20 +20,11 @@ let serve: RunningServe | undefined;
 let ec2Endpoint: string;
 let s3Endpoint: string;
 let disk: string;
-const pki: Record<'ca' | 'cert' | 'key', string> = { ca: '', cert: '', key: '' };
-
-function makeTestPki(into: string): void {
-  const run = (...args: string[]) => execFileSync('openssl', args, { cwd: into, stdio: 'pipe' });
-  run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=Imaging Test CA');
-  run('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1');
-  execFileSync('sh', ['-c', 'printf "subjectAltName=IP:127.0.0.1,DNS:localhost\\nextendedKeyUsage=serverAuth\\n" > server.ext'], { cwd: into });
-  run('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'server.ext');
-  Object.assign(pki, { ca: join(into, 'ca.pem'), cert: join(into, 'server.pem'), key: join(into, 'server.key') });
-}
+let pki: TestPki;
 
 beforeAll(async () => {
   dir = tempDir('tls-serve-');
-  makeTestPki(dir);
+  pki = makeTestPki(dir);
   disk = makeSystemDisk(dir).path; // bootable: the validate stage refuses an image without an OS
   serve = await startServeProcess([
     '--data-dir', join(dir, 'data'), '--port', '0', '--s3-port', '0', '--admin-port', '0',

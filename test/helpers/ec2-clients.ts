@@ -51,7 +51,7 @@ def client_for(call):
         connect_timeout=10, read_timeout=60,
     )
     return session.client(
-        "ec2", endpoint_url=job["endpoint"], config=config,
+        "ec2", endpoint_url=job["endpoint"], config=config, verify=job.get("caBundle"),
         region_name=(creds or {}).get("region") or "us-east-1",
         aws_access_key_id=creds["accessKeyId"] if creds else "unused",
         aws_secret_access_key=creds["secretAccessKey"] if creds else "unused",
@@ -94,7 +94,8 @@ function isolatedEnv(): NodeJS.ProcessEnv {
   return { ...env, AWS_CONFIG_FILE: '/dev/null', AWS_SHARED_CREDENTIALS_FILE: '/dev/null', AWS_EC2_METADATA_DISABLED: 'true' };
 }
 
-function runBoto3(endpoint: string, calls: object[]): Promise<any[]> {
+/** caBundle: a PEM file of the CAs boto3 trusts for an https endpoint (its verify=path); else its own bundle. */
+function runBoto3(endpoint: string, calls: object[], caBundle?: string): Promise<any[]> {
   return new Promise((resolve, reject) => {
     const child = spawn('python3', [boto3Script()], { env: isolatedEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
@@ -107,7 +108,7 @@ function runBoto3(endpoint: string, calls: object[]): Promise<any[]> {
       if (code !== 0 || !line) return reject(new Error(`boto3 script failed (exit ${code}): ${stderr.trim()}`));
       resolve(JSON.parse(line));
     });
-    child.stdin.end(JSON.stringify({ endpoint, calls }));
+    child.stdin.end(JSON.stringify({ endpoint, calls, caBundle }));
   });
 }
 
@@ -125,10 +126,11 @@ export interface Boto3CallSpec {
 export type Boto3Outcome = { ok: true; response: any } | { ok: false; error: Ec2ClientError };
 
 /** Runs several calls in one python process, in order; much faster than one boto3Call each. */
-export async function boto3Calls(endpoint: string, calls: Boto3CallSpec[]): Promise<Boto3Outcome[]> {
+export async function boto3Calls(endpoint: string, calls: Boto3CallSpec[], options: { caBundle?: string } = {}): Promise<Boto3Outcome[]> {
   const results = await runBoto3(
     endpoint,
     calls.map((c) => ({ creds: c.creds, operation: c.operation, params: c.params ?? {}, signatureVersion: c.signatureVersion ?? null })),
+    options.caBundle,
   );
   return results.map((out) => (out.ok ? { ok: true, response: out.response } : { ok: false, error: new Ec2ClientError(out.code, out.message, out.httpStatus, out.requestId) }));
 }
@@ -143,9 +145,9 @@ export async function boto3Call(
   creds: Ec2Credentials | null,
   operation: string,
   params: Record<string, unknown> = {},
-  options: { signatureVersion?: string } = {},
+  options: { signatureVersion?: string; caBundle?: string } = {},
 ): Promise<any> {
-  const [outcome] = await boto3Calls(endpoint, [{ creds, operation, params, signatureVersion: options.signatureVersion }]);
+  const [outcome] = await boto3Calls(endpoint, [{ creds, operation, params, signatureVersion: options.signatureVersion }], { caBundle: options.caBundle });
   if (!outcome.ok) throw outcome.error;
   return outcome.response;
 }

@@ -52,7 +52,9 @@ describe('imaging serve (in-process)', () => {
     try {
       await expectAdminAnswers(service.adminEndpoint);
       const ready = JSON.parse((await get(service.adminEndpoint, '/readyz')).text);
-      expect(ready.checks.map((c: { name: string }) => c.name).sort()).toEqual(['object-storage', 'task-store']);
+      // serve runs the boot-check stage too, so it reports that stage's tool as a capability.
+      expect(ready.checks.map((c: { name: string }) => c.name).sort()).toEqual(['dynamic-validation', 'object-storage', 'task-store']);
+      expect(ready.checks.find((c: { name: string }) => c.name === 'dynamic-validation')).toMatchObject({ capability: true, ready: true });
 
       const disk = makeRawDisk(dir);
       const up = await upload(endpoints, disk.path, 'admin-bucket');
@@ -139,7 +141,7 @@ describe('processes spawned from dist/', () => {
     // A PATH with node but without qemu-system-x86_64.
     const bare = tempDir('admin-bare-path-');
     symlinkSync(process.execPath, join(bare, 'node'));
-    const without = await start([join(DIST, 'functions/host/main.js')], { ...common(), IMAGING_STAGE: 'validate', PATH: bare });
+    const without = await start([join(DIST, 'functions/host/main.js')], { ...common(), IMAGING_STAGE: 'boot-check', PATH: bare });
     const whole = await get(without, '/readyz');
     expect(whole.status).toBe(200);
     const capability = JSON.parse(whole.text).checks.find((c: { name: string }) => c.name === 'dynamic-validation');
@@ -151,7 +153,7 @@ describe('processes spawned from dist/', () => {
     // tool, it does not run it; test-setup need not install qemu-system for this).
     const withTool = tempDir('admin-qemu-path-');
     writeFileSync(join(withTool, 'qemu-system-x86_64'), '#!/bin/sh\nexit 0\n', { mode: 0o755 });
-    const ready = await start([join(DIST, 'functions/host/main.js')], { ...common(), IMAGING_STAGE: 'validate', PATH: `${bare}:${withTool}` });
+    const ready = await start([join(DIST, 'functions/host/main.js')], { ...common(), IMAGING_STAGE: 'boot-check', PATH: `${bare}:${withTool}` });
     expect((await get(ready, '/readyz/dynamic-validation')).status).toBe(200);
   });
 

@@ -4,7 +4,9 @@
  * by test/helpers/validate-k8s-objects.mjs. A wrong field type or a misspelled field a schema
  * forbids fails here instead of at `kubectl apply`.
  */
-import { spawnSync } from 'child_process';
+import { execFileSync, spawnSync } from 'child_process';
+import { mkdtempSync, rmSync } from 'fs';
+import { tmpdir } from 'os';
 import { join } from 'path';
 import * as jsYaml from 'js-yaml';
 import { installHelm, type Helm } from '../helpers/helm';
@@ -19,11 +21,22 @@ type K8sObject = { apiVersion: string; kind: string; metadata: { name: string } 
 let helm: Helm;
 beforeAll(() => {
   helm = installHelm();
+  pemDir = mkdtempSync(join(tmpdir(), 'chart-schemas-'));
+  pem = { cert: join(pemDir, 'cert.pem'), key: join(pemDir, 'key.pem') };
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', pem.key, '-out', pem.cert, '-days', '2', '-subj', '/CN=imaging-gateway'], { stdio: 'pipe' });
 });
-afterAll(() => helm?.remove());
+afterAll(() => {
+  helm?.remove();
+  rmSync(pemDir, { recursive: true, force: true });
+});
+
+/** A PEM certificate and key in files, for the values given as files (--set-file KEY=@cert / @key). */
+let pem: { cert: string; key: string };
+let pemDir: string;
 
 function render(sets: string[]): K8sObject[] {
-  const result = helm.run(['template', 'imaging', CHART, ...[...ACCOUNT, ...sets].flatMap((s) => ['--set', s])]);
+  const args = [...ACCOUNT, ...sets].flatMap((s) => (/=@(cert|key)$/.test(s) ? ['--set-file', s.replace(/@(cert|key)$/, (_, which: 'cert' | 'key') => pem[which])] : ['--set', s]));
+  const result = helm.run(['template', 'imaging', CHART, ...args]);
   if (result.status !== 0) throw new Error(result.stderr);
   return (jsYaml.loadAll(result.stdout) as K8sObject[]).filter((o) => o != null);
 }
@@ -39,6 +52,9 @@ const CASES: [string, string[]][] = [
   ['deployment mode with KEDA, ServiceMonitor and PDBs', ['mode=deployment', 'keda.enabled=true', 'stages.decrypt.keda.minReplicas=2', 'metrics.serviceMonitor.enabled=true', 'config.limits.workerThreads=2']],
   ['knative mode', ['mode=knative', 'config.mongodb.existingSecret=mongo']],
   ['knative mode with its Broker', ['mode=knative', 'knative.createBroker=true', 'metrics.serviceMonitor.enabled=true', 'metrics.grafanaDashboard.enabled=true']],
+  // Files from Secrets (inline PEMs: the chart's own Secrets; or the operator's), gateway TLS and the per-account limits.
+  ['deployment mode with TLS, CA bundle, cloud key and limits', ['mode=deployment', 'keda.enabled=true', 'stages.gateway.tls.cert=@cert', 'stages.gateway.tls.key=@key', 'config.s3.caBundle.pem=@cert', 'config.cloudKey.pem=@key', 'config.limits.maxOpenTasksPerAccount=3', 'config.limits.accountStorageQuotaGib=0.5', 'metrics.serviceMonitor.enabled=true']],
+  ['knative mode with CA bundle and cloud key Secrets', ['mode=knative', 'config.s3.caBundle.existingSecret=corp-ca', 'config.cloudKey.existingSecret=cloud', 'config.limits.accountStorageQuotaGib=2']],
 ];
 
 test.each(CASES)('%s: every rendered object is valid against its schema', (_, sets) => {
@@ -53,6 +69,11 @@ test.each(CASES)('%s: every rendered object is valid against its schema', (_, se
     expect(kinds).toContain('eventing.knative.dev/v1 Trigger');
   } else expect(kinds).toContain('apps/v1 Deployment');
   if (sets.includes('keda.enabled=true')) expect(kinds).toContain('keda.sh/v1alpha1 ScaledObject');
+  // The Secret volumes were among what was validated.
+  if (sets.some((s) => s.startsWith('config.cloudKey.'))) {
+    const decrypt = objects.find((o) => o.metadata.name === 'imaging-decrypt' && (o.kind === 'Deployment' || o.kind === 'Service')) as any;
+    expect(decrypt.spec.template.spec.volumes.map((v: { name: string }) => v.name)).toEqual(['tmp', 's3-ca', 'cloud-key']);
+  }
 });
 
 test('the validator finds what is wrong, and refuses kinds it has no schema for', () => {

@@ -1,4 +1,5 @@
 import { execFileSync } from 'child_process';
+import { generateKeyPairSync } from 'crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
@@ -55,6 +56,7 @@ const GATEWAY_ONLY_ENV = [
   'IMAGING_ACCOUNT_ID',
   'IMAGING_ACCESS_KEY_ID',
   'IMAGING_SECRET_ACCESS_KEY',
+  'IMAGING_MAX_OPEN_TASKS_PER_ACCOUNT',
 ];
 const ACCOUNT_ENV = ['IMAGING_ACCOUNT_ID', 'IMAGING_ACCESS_KEY_ID', 'IMAGING_SECRET_ACCESS_KEY'];
 /** The settings a process of this kind reads (config/settings-schema.ts); nothing else should be set. */
@@ -103,6 +105,18 @@ const gatewayWorkload = (objects: K8sObject[]) => {
   if (!found) throw new Error('no gateway workload');
   return found;
 };
+/** A PEM certificate and private key (made once) in files, for --set-file. */
+let pems: { cert: string; key: string } | undefined;
+function pemFiles(): { cert: string; key: string } {
+  if (!pems) {
+    const key = join(work, 'key.pem');
+    const cert = join(work, 'cert.pem');
+    writeFileSync(key, generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
+    execFileSync('openssl', ['req', '-x509', '-key', key, '-out', cert, '-days', '2', '-subj', '/CN=imaging-gateway'], { stdio: 'pipe' });
+    pems = { cert, key };
+  }
+  return pems;
+}
 const envOf = (container: { env?: EnvVar[] }) => new Map((container.env ?? []).map((e) => [e.name, e]));
 const valuesYaml = () => yaml.safeLoad(readFileSync(join(CHART, 'values.yaml'), 'utf8')) as any;
 
@@ -122,6 +136,8 @@ describe('helm chart', () => {
     ['mode=deployment', 'keda.enabled=true'],
     ['mode=knative', 'keda.enabled=false'],
     ['mode=knative', 'knative.createBroker=true'],
+    ['mode=deployment', 'stages.gateway.tls.existingSecret=gw-tls', 'config.s3.caBundle.existingSecret=ca', 'config.cloudKey.existingSecret=ck', 'config.limits.accountStorageQuotaGib=0.5'],
+    ['mode=knative', 'config.s3.caBundle.existingSecret=ca', 'config.cloudKey.existingSecret=ck', 'config.limits.maxOpenTasksPerAccount=5'],
   ])('helm lint --strict passes with %s %s', (...sets) => {
     const result = helm(['lint', '--strict', CHART, ...[...ACCOUNT, ...sets].flatMap((s) => ['--set', s])]);
     expect(result.stderr + result.stdout).toMatch(/1 chart\(s\) linted, 0 chart\(s\) failed/);
@@ -150,6 +166,114 @@ describe('helm chart', () => {
     }
   });
 
+  test('files and per-account limits: bad values are refused, private keys never printed', () => {
+    const files = pemFiles();
+    const refusals: [string, string[], RegExp][] = [
+      ['a negative task cap', ['--set', 'config.limits.maxOpenTasksPerAccount=-1'], /maxOpenTasksPerAccount/],
+      ['a zero task cap', ['--set', 'config.limits.maxOpenTasksPerAccount=0'], /maxOpenTasksPerAccount/],
+      ['a fractional task cap', ['--set', 'config.limits.maxOpenTasksPerAccount=1.5'], /maxOpenTasksPerAccount/],
+      ['a negative quota', ['--set', 'config.limits.accountStorageQuotaGib=-2'], /accountStorageQuotaGib/],
+      ['a zero quota', ['--set', 'config.limits.accountStorageQuotaGib=0'], /accountStorageQuotaGib/],
+      ['a zero quota as a fraction', ['--set', 'config.limits.accountStorageQuotaGib=0.0'], /accountStorageQuotaGib/],
+      ['a quota that is no number', ['--set', 'config.limits.accountStorageQuotaGib=lots'], /accountStorageQuotaGib/],
+      ['a TLS certificate without its key', ['--set-file', `stages.gateway.tls.cert=${files.cert}`], /stages\/gateway\/tls\/key/],
+      ['a TLS key without its certificate', ['--set-file', `stages.gateway.tls.key=${files.key}`], /stages\/gateway\/tls\/cert/],
+      ['a TLS Secret and a certificate inline at once', ['--set', 'stages.gateway.tls.existingSecret=gw-tls', '--set-file', `stages.gateway.tls.cert=${files.cert}`, '--set-file', `stages.gateway.tls.key=${files.key}`], /stages\/gateway\/tls/],
+      ['a TLS Secret name Kubernetes refuses', ['--set', 'stages.gateway.tls.existingSecret=Not_A_Name'], /stages\/gateway\/tls\/existingSecret/],
+      ['a TLS setting the chart does not know', ['--set', 'stages.gateway.tls.secretName=gw-tls'], /secretName/],
+      ['a CA bundle that is no certificate', ['--set', 'config.s3.caBundle.pem=not-a-certificate'], /caBundle\/pem/],
+      ['a CA bundle Secret and PEM at once', ['--set', 'config.s3.caBundle.existingSecret=ca', '--set-file', `config.s3.caBundle.pem=${files.cert}`], /caBundle/],
+      ['a cloud key Secret and PEM at once', ['--set', 'config.cloudKey.existingSecret=ck', '--set-file', `config.cloudKey.pem=${files.key}`], /cloudKey/],
+      ['an empty key name', ['--set', 'config.cloudKey.existingSecret=ck', '--set', 'config.cloudKey.key='], /cloudKey\/key/],
+      ['a certificate as the cloud key', ['--set-file', `config.cloudKey.pem=${files.cert}`], /config\.cloudKey\.pem holds no PEM RSA private key/],
+      ['a certificate as the TLS key', ['--set-file', `stages.gateway.tls.cert=${files.cert}`, '--set-file', `stages.gateway.tls.key=${files.cert}`], /stages\.gateway\.tls\.key holds no PEM private key/],
+      ['gateway TLS in knative mode', ['--set', 'mode=knative', '--set', 'stages.gateway.tls.existingSecret=gw-tls'], /in knative mode Knative terminates TLS/],
+    ];
+    // The templates' own checks (the last three) stop template and install; helm lint only reports a template's fail.
+    const checkedBySchema = (what: string) => !/as the cloud key|as the TLS key|in knative mode/.test(what);
+    for (const [what, args, named] of refusals) {
+      const refused = template(ACCOUNT, args);
+      expect([what, refused.status === 0]).toEqual([what, false]);
+      expect([what, refused.stderr]).toEqual([what, expect.stringMatching(named)]);
+      if (checkedBySchema(what)) expect([what, helm(['lint', CHART, ...ACCOUNT.flatMap((a) => ['--set', a]), ...args]).status === 0]).toEqual([what, false]);
+    }
+    // A refused private key is named, never printed.
+    const keyBody = readFileSync(files.key, 'utf8').split('\n')[1];
+    const badKey = template(ACCOUNT, ['--set-file', `config.cloudKey.pem=${files.cert}`, '--set-file', `stages.gateway.tls.cert=${files.cert}`, '--set-file', `stages.gateway.tls.key=${files.key}`, '--set', 'config.limits.maxOpenTasksPerAccount=-1']);
+    expect(badKey.status).not.toBe(0);
+    expect(badKey.stderr).not.toContain(keyBody);
+  });
+
+  test('TLS, the S3 CA bundle and the cloud key are mounted from Secrets into exactly the workloads that read them', () => {
+    const files = pemFiles();
+    const withFiles = (objects: K8sObject[], mode: string) => {
+      const workloads = mode === 'deployment' ? ofKind(objects, 'Deployment') : ofKind(objects, 'Service', 'serving.knative.dev');
+      expect(workloads).toHaveLength(WORKLOADS.length);
+      return workloads.map((w) => {
+        const spec = w.spec.template.spec;
+        const container = spec.containers[0];
+        const env = envOf(container);
+        const volumes = new Map((spec.volumes as any[]).map((v) => [v.name, v]));
+        const mounted = (container.volumeMounts as { name: string; mountPath: string; readOnly?: boolean }[]).filter((m) => volumes.get(m.name).secret);
+        for (const m of mounted) expect(m.readOnly).toBe(true);
+        // Each mounted file is named by the setting that reads it.
+        const paths = Object.fromEntries(
+          mounted.flatMap((m) => (volumes.get(m.name).secret.items as { key: string; path: string }[]).map((i) => [`${m.mountPath}/${i.path}`, { secret: volumes.get(m.name).secret.secretName, key: i.key, mode: volumes.get(m.name).secret.defaultMode }])),
+        );
+        const settings = ['IMAGING_S3_CA_BUNDLE', 'IMAGING_TLS_CERT', 'IMAGING_TLS_KEY', 'IMAGING_CLOUD_KEY_FILE'].filter((n) => env.has(n));
+        expect(settings.map((n) => env.get(n)!.value).sort()).toEqual(Object.keys(paths).sort());
+        return { name: w.metadata.name.replace(/^imaging-/, ''), settings, files: Object.fromEntries(settings.map((n) => [n, paths[env.get(n)!.value!]])), env };
+      });
+    };
+
+    // Existing Secrets (the production path): the operator's key names are mapped to fixed file names.
+    const existing = render('config.s3.caBundle.existingSecret=corp-ca', 'config.s3.caBundle.key=bundle.pem', 'config.cloudKey.existingSecret=cloud', 'config.cloudKey.key=private.pem', 'stages.gateway.tls.existingSecret=gw-tls', 'config.limits.maxOpenTasksPerAccount=3', 'config.limits.accountStorageQuotaGib=0.5');
+    // The chart's own Secret holds the inline MongoDB URI only.
+    expect(ofKind(existing, 'Secret').map((s) => s.metadata.name)).toEqual(['imaging-credentials']);
+    const byName = Object.fromEntries(withFiles(existing, 'deployment').map((w) => [w.name, w]));
+    for (const w of WORKLOADS) {
+      const expected = ['IMAGING_S3_CA_BUNDLE', ...(w === 'gateway' ? ['IMAGING_TLS_CERT', 'IMAGING_TLS_KEY'] : []), ...(w === 'decrypt' ? ['IMAGING_CLOUD_KEY_FILE'] : [])];
+      expect([w, byName[w].settings.sort()]).toEqual([w, expected.sort()]);
+      expect(byName[w].files.IMAGING_S3_CA_BUNDLE).toEqual({ secret: 'corp-ca', key: 'bundle.pem', mode: 0o444 });
+      // The per-account limits: the task cap at the gateway, the storage quota where bytes are written.
+      expect([w, byName[w].env.get('IMAGING_MAX_OPEN_TASKS_PER_ACCOUNT')?.value]).toEqual([w, w === 'gateway' ? '3' : undefined]);
+      expect([w, byName[w].env.get('IMAGING_ACCOUNT_STORAGE_QUOTA_GIB')?.value]).toEqual([w, w === 'convert' ? '0.5' : undefined]);
+    }
+    // Private keys are readable by the pod's group only (fsGroup), certificates by all.
+    expect(byName.gateway.files).toMatchObject({ IMAGING_TLS_CERT: { secret: 'gw-tls', key: 'tls.crt', mode: 0o440 }, IMAGING_TLS_KEY: { secret: 'gw-tls', key: 'tls.key', mode: 0o440 } });
+    expect(byName.decrypt.files.IMAGING_CLOUD_KEY_FILE).toEqual({ secret: 'cloud', key: 'private.pem', mode: 0o440 });
+
+    // The gateway serves HTTPS: its port, its Service and the helm test switch with it.
+    const gateway = named(existing, 'Deployment', 'imaging-gateway').spec.template.spec.containers[0];
+    expect(gateway.ports[0]).toEqual({ name: 'https', containerPort: 8080, protocol: 'TCP' });
+    expect(gateway.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'admin' });
+    expect(named(existing, 'Service', 'imaging-gateway').spec.ports).toEqual([{ name: 'https', port: 443, targetPort: 'https', protocol: 'TCP', appProtocol: 'https' }]);
+    expect(envOf(named(existing, 'Pod', 'imaging-test-gateway').spec.containers[0]).get('GATEWAY_URL')?.value).toBe('https://imaging-gateway:443/');
+
+    // Inline PEMs (trials): the chart keeps each in a Secret of its own, the TLS pair as kubernetes.io/tls.
+    const inline = template(ACCOUNT, ['--set-file', `stages.gateway.tls.cert=${files.cert}`, '--set-file', `stages.gateway.tls.key=${files.key}`, '--set-file', `config.s3.caBundle.pem=${files.cert}`, '--set-file', `config.cloudKey.pem=${files.key}`]);
+    expect(inline.stderr).toBe('');
+    const inlineObjects = yaml.safeLoadAll(inline.stdout).filter((d): d is K8sObject => d != null);
+    expect(named(inlineObjects, 'Secret', 'imaging-gateway-tls')).toMatchObject({ type: 'kubernetes.io/tls', stringData: { 'tls.crt': readFileSync(files.cert, 'utf8'), 'tls.key': readFileSync(files.key, 'utf8') } });
+    expect(named(inlineObjects, 'Secret', 'imaging-s3-ca').stringData).toEqual({ 'ca.crt': readFileSync(files.cert, 'utf8') });
+    expect(named(inlineObjects, 'Secret', 'imaging-cloud-key').stringData).toEqual({ 'cloud-key.pem': readFileSync(files.key, 'utf8') });
+    const inlineByName = Object.fromEntries(withFiles(inlineObjects, 'deployment').map((w) => [w.name, w]));
+    expect(inlineByName.decrypt.files.IMAGING_CLOUD_KEY_FILE).toEqual({ secret: 'imaging-cloud-key', key: 'cloud-key.pem', mode: 0o440 });
+    expect(inlineByName.convert.files.IMAGING_S3_CA_BUNDLE).toEqual({ secret: 'imaging-s3-ca', key: 'ca.crt', mode: 0o444 });
+
+    // knative mode: the same files to the same workloads; no fsGroup there, so keys are 0444 in the pod's own volume.
+    const knative = Object.fromEntries(withFiles(render('mode=knative', 'config.s3.caBundle.existingSecret=corp-ca', 'config.cloudKey.existingSecret=cloud'), 'knative').map((w) => [w.name, w]));
+    for (const w of WORKLOADS) expect([w, knative[w].settings.sort()]).toEqual([w, ['IMAGING_S3_CA_BUNDLE', ...(w === 'decrypt' ? ['IMAGING_CLOUD_KEY_FILE'] : [])].sort()]);
+    expect(knative.decrypt.files.IMAGING_CLOUD_KEY_FILE).toEqual({ secret: 'cloud', key: 'cloud-key.pem', mode: 0o444 });
+
+    // Nothing given, nothing mounted, and the limits keep their defaults.
+    const none = Object.fromEntries(withFiles(render(), 'deployment').map((w) => [w.name, w]));
+    for (const w of WORKLOADS) expect([w, none[w].settings]).toEqual([w, []]);
+    expect(none.gateway.env.get('IMAGING_MAX_OPEN_TASKS_PER_ACCOUNT')?.value).toBe('20');
+    expect(none.convert.env.get('IMAGING_ACCOUNT_STORAGE_QUOTA_GIB')?.value).toBe('1024');
+    expect(named(render(), 'Service', 'imaging-gateway').spec.ports[0]).toMatchObject({ name: 'http', port: 80 });
+  });
+
   test('deployment mode: a Deployment per workload, the gateway behind a Service, no KEDA or Knative', () => {
     const objects = render();
     const values = valuesYaml();
@@ -173,7 +297,8 @@ describe('helm chart', () => {
       const deployment = named(objects, 'Deployment', `imaging-${stage}`);
       const container = deployment.spec.template.spec.containers[0];
       expect(container.command).toEqual(['node', 'dist/functions/host/main.js']);
-      expect(container.image).toBe(`${values.image.repository}:0.1.0`);
+      // boot-check runs the Dockerfile's boot-check target (with qemu); the rest the one image.
+      expect(container.image).toBe(`${stage === 'boot-check' ? values.stages['boot-check'].image.repository : values.image.repository}:0.1.0`);
       const env = envOf(container);
       expect(env.get('IMAGING_STAGE')?.value).toBe(stage);
       expect(env.get('IMAGING_HOST_MODE')?.value).toBe('jetstream');
@@ -186,7 +311,9 @@ describe('helm chart', () => {
 
   test('every workload gets the configuration its process reads, and only settings it reads', () => {
     for (const mode of ['deployment', 'knative']) {
-      const objects = render(`mode=${mode}`, 'config.s3.accessKeyId=AK', 'config.s3.secretAccessKey=SK', 'config.limits.workerThreads=2');
+      // Every optional setting on too (files from Secrets; gateway TLS is deployment mode's).
+      const files = ['config.s3.caBundle.existingSecret=ca', 'config.cloudKey.existingSecret=ck', ...(mode === 'deployment' ? ['stages.gateway.tls.existingSecret=gw'] : [])];
+      const objects = render(`mode=${mode}`, 'config.s3.accessKeyId=AK', 'config.s3.secretAccessKey=SK', 'config.limits.workerThreads=2', ...files);
       const configMaps = new Map(ofKind(objects, 'ConfigMap').map((c) => [c.metadata.name, c.data as Record<string, string>]));
       const workloads = [...ofKind(objects, 'Deployment'), ...ofKind(objects, 'Service', 'serving.knative.dev')];
       expect(workloads).toHaveLength(WORKLOADS.length);
@@ -552,6 +679,19 @@ describe('helm chart', () => {
     expect(ofKind(render('stages.gateway.enabled=false'), 'Pod')).toEqual([]);
   });
 
+  test("a stage's own image takes the top-level tag and pull policy unless it sets them", () => {
+    const bootCheckOf = (...sets: string[]) => named(render(...sets), 'Deployment', 'imaging-boot-check').spec.template.spec.containers[0];
+    const convertOf = (...sets: string[]) => named(render(...sets), 'Deployment', 'imaging-convert').spec.template.spec.containers[0];
+    const repository = valuesYaml().stages['boot-check'].image.repository;
+    expect(bootCheckOf('image.tag=1.2.3', 'image.pullPolicy=Always')).toMatchObject({ image: `${repository}:1.2.3`, imagePullPolicy: 'Always' });
+    expect(convertOf('image.tag=1.2.3')).toMatchObject({ image: 'ghcr.io/imaging-service/imaging:1.2.3' });
+    expect(bootCheckOf('image.tag=1.2.3', 'stages.boot-check.image.tag=qemu-9', 'stages.boot-check.image.pullPolicy=Never')).toMatchObject({
+      image: `${repository}:qemu-9`,
+      imagePullPolicy: 'Never',
+    });
+    expect(template([...ACCOUNT, 'stages.boot-check.image.repository=']).status).not.toBe(0);
+  });
+
   test('an unknown mode is refused', () => {
     const result = helm(['template', 'imaging', CHART, '--set', 'mode=serverless', '--skip-schema-validation']);
     expect(result.status).not.toBe(0);
@@ -562,11 +702,13 @@ describe('helm chart', () => {
 describe('stack.yml (OpenFaaS)', () => {
   const stack = yaml.safeLoad(readFileSync(join(ROOT, 'stack.yml'), 'utf8')) as any;
 
-  test('one function per stage, same image, the stage named in IMAGING_STAGE', () => {
+  test('one function per stage, the stage named in IMAGING_STAGE, one image but for boot-check', () => {
     expect(stack.provider.name).toBe('openfaas');
     const functions = Object.entries(stack.functions) as [string, any][];
     expect(functions.map(([, f]) => f.environment.IMAGING_STAGE).sort()).toEqual([...STAGES].sort());
-    expect(new Set(functions.map(([, f]) => f.image)).size).toBe(1);
+    // One image for every function but boot-check, which needs the image with qemu.
+    expect(new Set(functions.filter(([name]) => name !== 'imaging-boot-check').map(([, f]) => f.image)).size).toBe(1);
+    expect(stack.functions['imaging-boot-check'].image).toMatch(/^\$\{IMAGING_BOOT_CHECK_IMAGE:-ghcr\.io\/imaging-service\/imaging-boot-check:/);
     for (const [name, f] of functions) {
       expect(name).toBe(`imaging-${f.environment.IMAGING_STAGE}`);
       const env = Object.keys(f.environment);
@@ -580,20 +722,37 @@ describe('stack.yml (OpenFaaS)', () => {
 
 describe('Dockerfile', () => {
   const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
+  /** The instructions of the build stage named `name` (its FROM line up to the next FROM, comments left out). */
+  const stage = (name: string) => {
+    const lines = dockerfile.split('\n');
+    const from = lines.findIndex((line) => new RegExp(`^FROM \\S+ AS ${name}$`).test(line));
+    expect(from).toBeGreaterThanOrEqual(0);
+    const next = lines.findIndex((line, i) => i > from && line.startsWith('FROM '));
+    return lines.slice(from, next < 0 ? undefined : next).filter((line) => !line.startsWith('#')).join('\n');
+  };
 
   test('builds in a stage with dev dependencies and runs node:20-slim with production ones', () => {
     expect(dockerfile).toMatch(/^ARG NODE_IMAGE=node:20-slim$/m);
     expect(dockerfile).toMatch(/npm ci --omit=dev/);
     expect(dockerfile).toMatch(/^FROM toolchain AS build$[\s\S]*npx tsc -p tsconfig\.json/m);
-    const runtime = dockerfile.slice(dockerfile.indexOf('AS runtime'));
+    const runtime = stage('runtime');
     expect(runtime).toMatch(/COPY --from=build \/app\/dist/);
     expect(runtime).not.toMatch(/npm ci(?! --omit)/);
     expect(runtime).not.toMatch(/qemu/);
   });
 
   test('the runtime image binds every interface, since serve and gateway default to 127.0.0.1', () => {
-    const runtime = dockerfile.slice(dockerfile.indexOf('AS runtime'));
+    const runtime = stage('runtime');
     expect(runtime).toMatch(/^ENV [^\n]*(?:\\\n[^\n]*)*\bIMAGING_HOST=0\.0\.0\.0\b/m);
+  });
+
+  test('the boot-check target adds qemu-system-x86 to the runtime, and a plain build stays the runtime', () => {
+    const bootCheck = stage('boot-check');
+    expect(bootCheck).toMatch(/^FROM runtime AS boot-check$/m);
+    expect(bootCheck).toMatch(/apt-get install -y --no-install-recommends qemu-system-x86\b/);
+    expect(bootCheck).toMatch(/^USER node$/m);
+    const froms = [...dockerfile.matchAll(/^FROM (.*)$/gm)].map((m) => m[1].trim());
+    expect(froms[froms.length - 1]).toBe('runtime');
   });
 
   test('the default command picks the role from IMAGING_STAGE', () => {

@@ -96,6 +96,54 @@ render one that would crash-loop.
 {{- end -}}
 {{- end -}}
 
+{{/* Whether the gateway serves HTTPS (stages.gateway.tls: an existing Secret, or the PEM inline). */}}
+{{- define "imaging.gatewayTls" -}}
+{{- $tls := .Values.stages.gateway.tls | default dict -}}
+{{- if and .Values.stages.gateway.enabled (or $tls.existingSecret $tls.cert) -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* The stages that read the cloud key (IMAGING_CLOUD_KEY_FILE): those that open EC2 bundles. */}}
+{{- define "imaging.cloudKeyStages" -}}
+decrypt
+{{- end -}}
+
+{{/*
+The files one workload mounts from Secrets, as a JSON list; called like imaging.env. Each entry:
+the volume's name, the Secret and which of its keys land under which file name, where it is
+mounted, and the setting that names the file. Only the workloads that read a setting get it:
+the S3 CA bundle every workload (each talks to S3), the TLS pair the gateway, the cloud key the
+stages of imaging.cloudKeyStages.
+*/}}
+{{- define "imaging.secretFiles" -}}
+{{- $root := .root -}}
+{{- $cfg := $root.Values.config -}}
+{{- $files := list -}}
+{{- $ca := $cfg.s3.caBundle | default dict -}}
+{{- if or $ca.existingSecret $ca.pem -}}
+{{- $files = append $files (dict "name" "s3-ca" "secretName" ($ca.existingSecret | default (printf "%s-s3-ca" (include "imaging.fullname" $root))) "items" (list (dict "key" (ternary ($ca.key | default "ca.crt") "ca.crt" (not (empty $ca.existingSecret))) "path" "ca.crt")) "mountPath" "/etc/imaging/s3-ca" "env" (dict "IMAGING_S3_CA_BUNDLE" "/etc/imaging/s3-ca/ca.crt") "private" false) -}}
+{{- end -}}
+{{- if and (eq .stage "gateway") (include "imaging.gatewayTls" $root) -}}
+{{- $tls := $root.Values.stages.gateway.tls -}}
+{{- $files = append $files (dict "name" "tls" "secretName" ($tls.existingSecret | default (printf "%s-gateway-tls" (include "imaging.fullname" $root))) "items" (list (dict "key" "tls.crt" "path" "tls.crt") (dict "key" "tls.key" "path" "tls.key")) "mountPath" "/etc/imaging/tls" "env" (dict "IMAGING_TLS_CERT" "/etc/imaging/tls/tls.crt" "IMAGING_TLS_KEY" "/etc/imaging/tls/tls.key") "private" true) -}}
+{{- end -}}
+{{- $cloud := $cfg.cloudKey | default dict -}}
+{{- if and (or $cloud.existingSecret $cloud.pem) (has .stage (splitList " " (include "imaging.cloudKeyStages" $root))) -}}
+{{- $files = append $files (dict "name" "cloud-key" "secretName" ($cloud.existingSecret | default (printf "%s-cloud-key" (include "imaging.fullname" $root))) "items" (list (dict "key" (ternary ($cloud.key | default "cloud-key.pem") "cloud-key.pem" (not (empty $cloud.existingSecret))) "path" "cloud-key.pem")) "mountPath" "/etc/imaging/cloud-key" "env" (dict "IMAGING_CLOUD_KEY_FILE" "/etc/imaging/cloud-key/cloud-key.pem") "private" true) -}}
+{{- end -}}
+{{- $files | toJson -}}
+{{- end -}}
+
+{{/*
+File mode of a mounted Secret: private keys 0440 where the pod has an fsGroup (the files are then
+the group's), else 0444, since the container runs as a user that owns nothing in the volume.
+*/}}
+{{- define "imaging.fileMode" -}}
+{{- $podGroup := and (ne .root.Values.mode "knative") .root.Values.podSecurityContext.fsGroup -}}
+{{- ternary 288 292 (and .private (not (empty $podGroup))) -}}
+{{- end -}}
+
 {{/* Command of a workload: the gateway through the CLI, a stage through the function host. */}}
 {{- define "imaging.command" -}}
 {{- if eq . "gateway" -}}
@@ -162,6 +210,10 @@ Shared settings come from the ConfigMap (envFrom); entries here win over it, and
   value: {{ $cfg.region | default "us-east-1" | quote }}
 - name: IMAGING_ACCOUNT_ID
   value: {{ include "imaging.accountId" $root | quote }}
+{{- if not (hasKey ($stageValues.env | default dict) "IMAGING_MAX_OPEN_TASKS_PER_ACCOUNT") }}
+- name: IMAGING_MAX_OPEN_TASKS_PER_ACCOUNT
+  value: {{ $cfg.limits.maxOpenTasksPerAccount | default 20 | int64 | toString | quote }}
+{{- end }}
 - name: IMAGING_ACCESS_KEY_ID
   valueFrom:
     secretKeyRef:
@@ -183,6 +235,17 @@ Shared settings come from the ConfigMap (envFrom); entries here win over it, and
 {{- else }}
 - name: IMAGING_DRAIN_DEADLINE_MS
   value: {{ include "imaging.drainDeadlineMs" . | quote }}
+{{- end }}
+{{- end }}
+{{- /* The storage quota is enforced where image-store bytes are written: the convert stage. */}}
+{{- if and (eq .stage "convert") (not (hasKey ($stageValues.env | default dict) "IMAGING_ACCOUNT_STORAGE_QUOTA_GIB")) }}
+- name: IMAGING_ACCOUNT_STORAGE_QUOTA_GIB
+  value: {{ $cfg.limits.accountStorageQuotaGib | default 1024 | toString | quote }}
+{{- end }}
+{{- range $file := include "imaging.secretFiles" . | fromJsonArray }}
+{{- range $name, $path := $file.env }}
+- name: {{ $name }}
+  value: {{ $path | quote }}
 {{- end }}
 {{- end }}
 {{- range $name, $value := $stageValues.env }}
@@ -225,8 +288,11 @@ else its replica count. A PodDisruptionBudget is rendered only above one.
 {{- $root := .root -}}
 {{- $stageValues := index $root.Values.stages .stage -}}
 name: {{ .stage }}
-image: {{ include "imaging.image" $root }}
-imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+{{- /* A stage may run its own image (boot-check needs one with qemu); its tag defaults to the chart's. */}}
+{{- $image := $root.Values.image }}
+{{- with $stageValues.image }}{{ $image = merge (deepCopy .) $root.Values.image }}{{ end }}
+image: {{ printf "%s:%s" $image.repository (default $root.Chart.AppVersion $image.tag) }}
+imagePullPolicy: {{ $image.pullPolicy }}
 command: {{ include "imaging.command" .stage }}
 envFrom:
   - configMapRef:
@@ -244,7 +310,7 @@ env:
 ports:
   {{- if $serves }}
   {{- /* Knative accepts only http1 or h2c as a port name. */}}
-  - name: {{ ternary "http1" "http" (eq $root.Values.mode "knative") }}
+  - name: {{ ternary "http1" (ternary "https" "http" (and (eq .stage "gateway") (not (empty (include "imaging.gatewayTls" $root))))) (eq $root.Values.mode "knative") }}
     containerPort: {{ $root.Values.config.httpPort }}
     protocol: TCP
   {{- end }}
@@ -268,9 +334,17 @@ volumeMounts:
   # Scratch space: the root filesystem is read-only.
   - name: tmp
     mountPath: /tmp
+  {{- range $file := include "imaging.secretFiles" . | fromJsonArray }}
+  - name: {{ $file.name }}
+    mountPath: {{ $file.mountPath }}
+    readOnly: true
+  {{- end }}
 {{- end -}}
 
+{{/* Pod settings every workload shares, and its volumes; called like imaging.env. */}}
 {{- define "imaging.podSpecCommon" -}}
+{{- $call := . -}}
+{{- with .root -}}
 {{- with .Values.imagePullSecrets }}
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}
@@ -297,10 +371,37 @@ volumes:
   - name: tmp
     emptyDir:
       sizeLimit: {{ add .Values.config.limits.scratchLimitMb 1024 }}Mi
+  {{- range $file := include "imaging.secretFiles" $call | fromJsonArray }}
+  - name: {{ $file.name }}
+    secret:
+      secretName: {{ $file.secretName }}
+      defaultMode: {{ include "imaging.fileMode" (dict "root" $call.root "private" $file.private) }}
+      items:
+        {{- toYaml $file.items | nindent 8 }}
+  {{- end }}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Private keys given inline must be PEM private keys; checked here rather than by the values
+schema, whose error would print the value.
+*/}}
+{{- define "imaging.checkPrivateKeys" -}}
+{{- $tls := .Values.stages.gateway.tls | default dict -}}
+{{- if and $tls.key (not (regexMatch "-----BEGIN [A-Z ]*PRIVATE KEY-----" $tls.key)) -}}
+{{- fail "stages.gateway.tls.key holds no PEM private key (-----BEGIN ... PRIVATE KEY-----)" -}}
+{{- end -}}
+{{- $cloud := .Values.config.cloudKey | default dict -}}
+{{- if and $cloud.pem (not (regexMatch "-----BEGIN (RSA )?PRIVATE KEY-----" $cloud.pem)) -}}
+{{- fail "config.cloudKey.pem holds no PEM RSA private key (-----BEGIN PRIVATE KEY----- or -----BEGIN RSA PRIVATE KEY-----)" -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "imaging.checkMode" -}}
 {{- if not (has .Values.mode (list "deployment" "knative")) -}}
 {{- fail (printf "mode must be deployment or knative, not %q" .Values.mode) -}}
+{{- end -}}
+{{- if and (eq .Values.mode "knative") (include "imaging.gatewayTls" .) -}}
+{{- fail "stages.gateway.tls is for deployment mode: in knative mode Knative terminates TLS (external-domain-tls) and its queue-proxy speaks plain HTTP to the container; leave stages.gateway.tls empty" -}}
 {{- end -}}
 {{- end -}}
