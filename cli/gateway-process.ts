@@ -3,9 +3,9 @@
  * function. Events go to NATS JetStream and tasks to the configured store (MongoDB).
  */
 import pino from 'pino';
-import { LOG_REDACTION } from '../ops/log-redaction';
+import { LOG_REDACTION_OPTIONS } from '../ops/log-redaction';
 import { createGateway } from '../gateway/server';
-import { userObjectReader } from '../gateway/user-objects';
+import { userBucketProber, userObjectReader } from '../gateway/user-objects';
 import { ACTIONS } from '../gateway/actions';
 import { gatewayRequestObserver, natsCheck, observedTaskStore, startProcessAdmin, taskStoreCheck } from '../ops/process-admin';
 import { createServiceMetrics } from '../ops/metrics';
@@ -28,7 +28,7 @@ export async function startGatewayProcess(settings: ServeSettings): Promise<{ ur
   const typed = typedSettings(settings, 'gateway');
   const tls = serverTlsFiles(settings);
   trustS3CaBundle(settings);
-  const log = pino({ level: settings.logLevel || 'info', redact: LOG_REDACTION }, pino.destination(2));
+  const log = pino({ level: settings.logLevel || 'info', ...LOG_REDACTION_OPTIONS }, pino.destination(2));
   const store = await openTaskStore(settings.mongodbUri, { mongoDbName: settings.mongodbDb });
   const metrics = createServiceMetrics({ process: 'gateway', taskStateCounts: () => store.countByState() });
   const tasks = observedTaskStore(store, metrics, log);
@@ -53,6 +53,7 @@ export async function startGatewayProcess(settings: ServeSettings): Promise<{ ur
     accounts: new StoreAccountDirectory(tasks),
     ...(s3 ? { deleteImageObject: async (bucket: string, key: string) => void (await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }))) } : {}),
     ...(settings.s3Endpoint ? { readUserObject: userObjectReader(tasks, { endpoint: settings.s3Endpoint, region: settings.s3Region, forcePathStyle: true }) } : {}),
+    ...(settings.s3Endpoint ? { probeUserBucket: userBucketProber(tasks, { endpoint: settings.s3Endpoint, region: settings.s3Region, forcePathStyle: true }) } : {}),
     region: settings.region,
     allowedObjectHosts,
     taskLifetimeMs: typed.taskLifetimeHours * 3600_000,

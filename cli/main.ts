@@ -17,6 +17,7 @@ import type { ImportVolumeOptions } from './commands/import-volume';
 import { registerAccountCommands } from './commands/accounts';
 import { registerImportTaskCommands } from './commands/import-tasks';
 import { registerBundleCommands } from './commands/bundles';
+import { registerBundleTaskCommands } from './commands/bundle-tasks';
 import { registerExportImageCommands } from './commands/export-image';
 
 function fail(err: unknown): never {
@@ -358,6 +359,7 @@ registerImportTaskCommands(program, fail, withClientFlags, async (flags) => (awa
 // --- Export image tasks: ExportImage / DescribeExportImageTasks (cli/commands/export-image.ts) ---
 registerExportImageCommands(program, fail, withClientFlags, async (flags) => (await import('./client-options')).clientContext(flags));
 registerBundleCommands(program, fail, withClientFlags, async (flags) => (await import('./client-options')).clientContext(flags));
+registerBundleTaskCommands(program, fail, withClientFlags, async (flags) => (await import('./client-options')).clientContext(flags));
 // --- end import tasks ---
 
 // ---- operator commands: dead letters and task retries (commands/operator.ts) ----

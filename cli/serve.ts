@@ -7,10 +7,10 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'f
 import { join, resolve } from 'path';
 import { randomBytes, randomInt } from 'crypto';
 import pino from 'pino';
-import { LOG_REDACTION } from '../ops/log-redaction';
+import { LOG_REDACTION_OPTIONS } from '../ops/log-redaction';
 import { DeleteObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { createGateway } from '../gateway/server';
-import { userObjectReader } from '../gateway/user-objects';
+import { userBucketProber, userObjectReader } from '../gateway/user-objects';
 import { CLOUD_KEY_FILE, cloudCertificate, ensureCloudKey, readCloudKey } from '../toolkit/bundle/cloud-key';
 import { ACTIONS } from '../gateway/actions';
 import { gatewayRequestObserver, natsCheck, objectStorageCheck, observedTaskStore, startProcessAdmin, taskStoreCheck } from '../ops/process-admin';
@@ -89,7 +89,7 @@ function serviceS3Key(dataDir: string): { key: S3Key; created: boolean } {
 export async function startService(settings: ServeSettings, options: { logToStderr?: boolean } = {}): Promise<RunningService> {
   // Refuse a wrong value before anything starts.
   const typed = typedSettings(settings, 'serve');
-  const log = pino({ level: settings.logLevel || 'info', redact: LOG_REDACTION }, options.logToStderr === false ? pino.destination('/dev/null') : pino.destination(2));
+  const log = pino({ level: settings.logLevel || 'info', ...LOG_REDACTION_OPTIONS }, options.logToStderr === false ? pino.destination('/dev/null') : pino.destination(2));
   const dataDir = resolve(settings.dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const credentials = bootstrapCredentials(settings, dataDir);
@@ -211,6 +211,7 @@ export async function startService(settings: ServeSettings, options: { logToStde
         await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
       },
       readUserObject: userObjectReader(tasks, { endpoint: storage.endpoint, region: storage.region, forcePathStyle: true }),
+      probeUserBucket: userBucketProber(tasks, { endpoint: storage.endpoint, region: storage.region, forcePathStyle: true }),
       region: settings.region,
       allowedObjectHosts,
       taskLifetimeMs: typed.taskLifetimeHours * 3600_000,

@@ -10,6 +10,7 @@ import { hostname } from 'os';
 import { isTerminal, updateTask } from '../tasks/state-machine';
 import type { TaskStore } from '../tasks/store';
 import type { TaskDocument, TaskState } from '../tasks/task';
+import type { StageContext } from './stage';
 
 /** This process, as a lease holder. */
 export const REPLICA_ID = `${hostname()}/${process.pid}/${randomBytes(3).toString('hex')}`;
@@ -75,4 +76,16 @@ export async function releaseLease(store: TaskStore, taskId: string, attempt: At
     if (!holdsLease(doc, attempt)) return undefined;
     return { ...doc, lease: { ...doc.lease!, expiresAt: new Date(0).toISOString() } };
   });
+}
+
+/**
+ * Whether this attempt still holds the task (no lease at all: the only attempt there is). What
+ * an attempt wrote outside the image store is its to remove only while it does: after a
+ * take-over the same keys are the newer attempt's.
+ */
+export async function stillHolds(ctx: StageContext, taskId: string): Promise<boolean> {
+  if (ctx.signal?.aborted) return false;
+  if (!ctx.attempt) return true;
+  const doc = await ctx.tasks.get(taskId);
+  return !!doc && holdsLease(doc, ctx.attempt);
 }

@@ -28,16 +28,47 @@ export class StaticAccountDirectory implements AccountDirectory {
   }
 }
 
-/** The accounts and keys kept in the task store: what the gateway of a shared service uses. */
+/**
+ * The accounts and keys kept in the task store: what the gateway of a shared service uses.
+ *
+ * The key is read on every request, so a deleted key or a changed secret takes effect on the
+ * next one (deleting an account deletes its keys with it). Whether the key's account still
+ * exists is remembered for `accountCheckMs`: that check only catches a key left behind by a
+ * half-finished account delete, and repeating it on every request was half of the lookup's cost.
+ */
 export class StoreAccountDirectory implements AccountDirectory {
-  constructor(private readonly store: Pick<TaskStore, 'getKey' | 'getAccount'>) {}
+  private readonly accountSeenAt = new Map<string, number>();
+  private readonly accountCheckMs: number;
+  private readonly now: () => number;
+
+  constructor(
+    private readonly store: Pick<TaskStore, 'getKey' | 'getAccount'>,
+    options: { accountCheckMs?: number; now?: () => number } = {},
+  ) {
+    this.accountCheckMs = options.accountCheckMs ?? 10_000;
+    this.now = options.now ?? Date.now;
+  }
 
   async lookup(accessKeyId: string) {
     const key = await this.store.getKey(accessKeyId);
     if (!key) return undefined;
     // A key whose account was deleted (a half-finished delete) signs nothing.
-    if (!(await this.store.getAccount(key.accountId))) return undefined;
+    if (!(await this.accountExists(key.accountId))) return undefined;
     return { accountId: key.accountId, secretAccessKey: key.secretAccessKey };
+  }
+
+  private async accountExists(accountId: string): Promise<boolean> {
+    const now = this.now();
+    const seen = this.accountSeenAt.get(accountId);
+    if (seen !== undefined && now - seen < this.accountCheckMs) return true;
+    if (!(await this.store.getAccount(accountId))) {
+      this.accountSeenAt.delete(accountId);
+      return false;
+    }
+    // Bounded: one entry per account that signed lately; emptied rather than grown past 10,000.
+    if (this.accountSeenAt.size >= 10_000) this.accountSeenAt.clear();
+    this.accountSeenAt.set(accountId, now);
+    return true;
   }
 }
 

@@ -35,6 +35,8 @@ export type Ec2ErrorCode =
   | 'InvalidSnapshot.InUse'
   | 'NotExportable'
   | 'InvalidExportTaskID.NotFound'
+  | 'InvalidBundleID.NotFound'
+  | 'BundlingInProgress'
   | 'ResourceLimitExceeded'
   | 'InvalidManifest'
   | 'InvalidAMIName.Duplicate'
@@ -77,6 +79,8 @@ const DEFAULT_STATUS: Record<Ec2ErrorCode, number> = {
   'InvalidSnapshot.InUse': 400,
   NotExportable: 400,
   'InvalidExportTaskID.NotFound': 400,
+  'InvalidBundleID.NotFound': 400,
+  BundlingInProgress: 400,
   ResourceLimitExceeded: 400,
   // Retryable: SDKs retry it with back-off.
   Unavailable: 503,

@@ -16,6 +16,7 @@ import { applyConnectionLimits, type ConnectionLimits, connectionLimitsFromEnv }
 import { asEc2Error } from './errors';
 import { parseQueryRequest, readRawRequest } from './query-request';
 import type { Caller } from './signing-common';
+import type { UserBucketProbe } from './user-objects';
 import { renderError, renderResponse } from './xml';
 
 export interface GatewayLog {
@@ -35,6 +36,8 @@ export interface GatewayDeps {
   deleteImageObject?(bucket: string, key: string): Promise<void>;
   /** Reads a small object with an account's own key (bundle manifests for RegisterImage). */
   readUserObject?(accountId: string, bucket: string, key: string, maxBytes: number): Promise<Buffer | undefined>;
+  /** Whether an account reaches a bucket with its own key (the bucket BundleInstance writes to). */
+  probeUserBucket?(accountId: string, bucket: string): Promise<UserBucketProbe>;
   /** How long a task may take before it expires; 7 days by default. */
   taskLifetimeMs?: number;
   /** Largest disk a request may declare (IMAGING_MAX_IMAGE_BYTES). */
@@ -91,6 +94,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
         ...(deps.deleteImageObject ? { deleteImageObject: deps.deleteImageObject } : {}),
         ...(deps.maxOpenTasksPerAccount !== undefined ? { maxOpenTasksPerAccount: deps.maxOpenTasksPerAccount } : {}),
         ...(deps.readUserObject ? { readUserObject: deps.readUserObject } : {}),
+        ...(deps.probeUserBucket ? { probeUserBucket: deps.probeUserBucket } : {}),
       };
       const body = await runAction(request.action, request.params, ctx);
       send(res, 200, renderResponse(request.action, requestId, body), requestId);

@@ -92,7 +92,7 @@ export async function verifySigV4(raw: RawRequest, accounts: AccountDirectory, o
   const account = await accounts.lookup(claim.accessKeyId);
   if (!account) throw authFailureUnknownKey(claim.accessKeyId);
 
-  const key = signingKey(account.secretAccessKey, claim.scopeDate, claim.region, claim.service);
+  const key = cachedSigningKey(account.secretAccessKey, claim.scopeDate, claim.region, claim.service);
   for (const payloadHash of profile.payloadHashes(raw, presigned)) {
     const expected = hmac(key, stringToSign(claim, canonicalRequest(raw, claim.signedHeaders, payloadHash, presigned, profile))).toString('hex');
     if (signaturesEqual(expected, claim.signature)) return { accountId: account.accountId, accessKeyId: claim.accessKeyId };
@@ -260,6 +260,26 @@ export function canonicalRequest(raw: RawRequest, signedHeaders: string[], paylo
 function stringToSign(claim: SigV4Claim, canonical: string): string {
   const scope = `${claim.scopeDate}/${claim.region}/${claim.service}/aws4_request`;
   return [SIGV4_ALGORITHM, claim.amzDate, scope, sha256Hex(canonical)].join('\n');
+}
+
+/**
+ * Signing keys already derived: a key serves one secret for one day, region and service, so a
+ * client's every request that day would otherwise repeat the same four HMACs. Keyed by the secret
+ * itself, a changed or deleted secret never finds an old key; the map is emptied when it is full.
+ */
+const derivedKeys = new Map<string, Buffer>();
+const MAX_DERIVED_KEYS = 1024;
+
+function cachedSigningKey(secret: string, date: string, region: string, service: string): Buffer {
+  // Region and service come from the request: JSON keeps any text in them from posing as another secret's id.
+  const id = JSON.stringify([secret, date, region, service]);
+  let key = derivedKeys.get(id);
+  if (!key) {
+    if (derivedKeys.size >= MAX_DERIVED_KEYS) derivedKeys.clear();
+    key = signingKey(secret, date, region, service);
+    derivedKeys.set(id, key);
+  }
+  return key;
 }
 
 export function signingKey(secret: string, date: string, region: string, service: string): Buffer {

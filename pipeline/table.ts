@@ -117,7 +117,8 @@ export const PIPELINE = [
     maxDeliver: 12,
   },
   {
-    // Not chained to the import rows: CreateInstanceExportTask starts it on a task of its own.
+    // Not chained to the import rows: CreateInstanceExportTask, ExportImage and BundleInstance start
+    // it on a task of their own (BundleInstance's writes a bundle: functions/export/bundle-instance.ts).
     stage: 'export',
     consumes: 'io.imaging.export.requested',
     emits: 'io.imaging.exported',

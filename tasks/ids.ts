@@ -19,3 +19,5 @@ export const newRegisterBundleTaskId = () => newId('bundle-reg', 17);
 export const BUNDLE_IMAGE_PREFIX = { machine: 'emi', kernel: 'eki', ramdisk: 'eri' } as const;
 export const newBundleImageId = (type: keyof typeof BUNDLE_IMAGE_PREFIX) => newId(BUNDLE_IMAGE_PREFIX[type], 17);
 export const newExportImageTaskId = () => newId('export-ami', 17);
+/** BundleInstance tasks: bun- and 8 hex digits, as EC2 names them. */
+export const newBundleTaskId = () => newId('bun');

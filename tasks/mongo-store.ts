@@ -95,10 +95,20 @@ export class MongoTaskStore implements TaskStore {
     if (query.ids) filter._id = { $in: query.ids };
     if (query.kinds) filter.kind = { $in: [...query.kinds] };
     if (query.before) {
+      // (createdAt, _id) before the cursor's, written so that the index scan starts at the
+      // cursor: the range on createdAt bounds the scan of the (accountId, kind, createdAt, _id)
+      // index, and the $or only turns away the cursor's own instant's later ids. Spelt as
+      // { $or: [{ createdAt < c }, { createdAt = c, _id < id }] } alone, it leaves the planner
+      // a scan from the newest task of the account down to the cursor.
       const { createdAt, id } = query.before;
-      filter.$or = [{ createdAt: { $lt: createdAt } }, { createdAt, _id: { $lt: id } }];
+      filter.createdAt = { $lte: createdAt };
+      filter.$or = [{ createdAt: { $lt: createdAt } }, { _id: { $lt: id } }];
     }
     let cursor = this.tasks.find(filter).sort({ createdAt: -1, _id: -1 });
+    // Named tasks are read through _id, whatever else the query says: left to choose, the
+    // planner may also try the account's index, whose range grows with the account's tasks.
+    // The few found are then filtered by account and kind and sorted in memory.
+    if (query.ids) cursor = cursor.hint({ _id: 1 });
     if (query.limit !== undefined) {
       if (query.limit <= 0) return [];
       cursor = cursor.limit(query.limit);

@@ -13,7 +13,7 @@ export type TaskState = PipelineTaskState | 'cancelling' | 'cancelled' | 'failed
 
 export const TERMINAL_STATES: readonly TaskState[] = ['completed', 'cancelled', 'failed'];
 
-export type TaskKind = 'import-volume' | 'import-instance' | 'import-image' | 'import-snapshot' | 'export-instance' | 'export-image' | 'register-bundle';
+export type TaskKind = 'import-volume' | 'import-instance' | 'import-image' | 'import-snapshot' | 'export-instance' | 'export-image' | 'register-bundle' | 'bundle-instance';
 
 /** Export tasks: CreateInstanceExportTask's and ExportImage's, both finished by the export stage. */
 export const EXPORT_TASK_KINDS: readonly TaskKind[] = ['export-instance', 'export-image'];
@@ -157,6 +157,8 @@ export interface TaskRequest extends ImportVolumeRequest {
   export?: ExportRequest;
   /** Present exactly when the task's kind is register-bundle (RegisterImage of an EC2 bundle). */
   bundle?: BundleRegistration;
+  /** Present exactly when the task's kind is bundle-instance (BundleInstance; finished by the export stage). */
+  bundleInstance?: BundleInstanceRequest;
   /**
    * The kernel (and ramdisk) a machine image boots with, where the validate stage reads them: a
    * partition image (artifacts.layout "partition", a bare filesystem) with a kernel associated
@@ -172,6 +174,26 @@ export interface TaskRequest extends ImportVolumeRequest {
 }
 
 export type BundleImageType = 'machine' | 'kernel' | 'ramdisk';
+
+/**
+ * A BundleInstance, parsed once at the gateway: the instance's root volume (its raw image in
+ * the image store) becomes `<s3Prefix>.manifest.xml` and `<s3Prefix>.part.NN` in the caller's
+ * bucket, written with the account's own key by the export stage.
+ */
+export interface BundleInstanceRequest {
+  instanceId: string;
+  /** The instance's root volume, whose raw image is bundled. */
+  volumeId: string;
+  source: StoredObject;
+  architecture: string;
+  s3Bucket: string;
+  /** Storage.S3.Prefix: the bundle's file names start with it; a '/' in it is a key "directory". */
+  s3Prefix: string;
+  /** Storage.S3.AWSAccessKeyId as given (one of the caller's own keys), echoed in DescribeBundleTasks. */
+  awsAccessKeyId?: string;
+  /** Storage.S3.UploadPolicy (base64) as given, echoed back; verified against its signature at the call. */
+  uploadPolicy?: string;
+}
 
 /** How a disk image is laid out: a whole disk (partition table, boot loader) or one bare filesystem. */
 export type ImageLayout = 'disk' | 'partition';
@@ -294,6 +316,8 @@ export interface TaskArtifacts {
   imageId?: string;
   /** An export's output, in the user's bucket. */
   exported?: StoredObject;
+  /** What BundleInstance wrote into the user's bucket: the manifest's key, its parts, their total size. */
+  bundled?: { bucket: string; manifestKey: string; partKeys: string[]; bundledSize: number };
   /** A bundle's manifest, verified by the manifest stage. */
   bundle?: VerifiedBundle;
   /** Whether the unbundled image is a whole disk or a bare filesystem (bundles; recorded by the decrypt stage). */

@@ -4,18 +4,33 @@
  * text against the owner's signing certificates. Each refusal says what is wrong: UNSIGNED (and
  * not accepted here), no certificate registered, a certificate of another account, or a manifest
  * changed after signing. What the decrypt stage needs is recorded from the verified text only.
+ *
+ * A manifest signed with the cloud key is one BundleInstance made (the service holds no user's
+ * private key, so it signs its own bundles): it is accepted only for the account its <user>
+ * names, the account that bundled, so a copy of another account's bundle does not register.
  */
-import { createHash } from 'crypto';
+import { createHash, X509Certificate } from 'crypto';
 import type { TaskDocument, VerifiedBundle } from '../../tasks/task';
 import { listSigningCertificates } from '../../tasks/signing-certificates';
 import type { SigningCertificateRecord } from '../../tasks/task';
-import { MAX_BUNDLE_MANIFEST_BYTES, parseBundleManifest, signatureRefusal, verifyBundleSignature } from '../../toolkit/bundle/bundle-manifest';
+import { MAX_BUNDLE_MANIFEST_BYTES, parseBundleManifest, signatureRefusal, verifyBundleSignature, type BundleManifest } from '../../toolkit/bundle/bundle-manifest';
+import { cloudCertificate } from '../../toolkit/bundle/cloud-key';
 import { ClientError } from '../errors';
 import type { StageContext } from '../stage';
 import { readAccountObject, withAccountS3 } from './account-objects';
 
 const OTHER_ACCOUNT_MESSAGE =
   'the bundle manifest is signed with a certificate registered for another account, not yours; bundle with your own key and certificate, or register your certificate with `imaging cert add`';
+
+const CLOUD_OTHER_ACCOUNT_MESSAGE =
+  'the bundle manifest was made by BundleInstance for another account (its <user> is not yours); only the account that bundled an instance can register its bundle';
+
+/** The cloud certificate's fingerprint when the manifest is signed with the cloud key (a BundleInstance bundle). */
+function signedByCloud(ctx: StageContext, manifest: BundleManifest): string | undefined {
+  if (!ctx.config.cloudPrivateKey) return undefined;
+  const cert = cloudCertificate(ctx.config.cloudPrivateKey);
+  return verifyBundleSignature(manifest, [cert]).ok ? new X509Certificate(cert).fingerprint256 : undefined;
+}
 
 /** Whether a signature that matches none of the owner's certificates matches one of another account's. */
 async function signedByAnotherAccount(ctx: StageContext, accountId: string, verify: (pems: string[]) => boolean): Promise<boolean> {
@@ -36,11 +51,16 @@ export async function verifyBundleManifest(ctx: StageContext, task: TaskDocument
   } else {
     const certificates = await listSigningCertificates(ctx.tasks, task.accountId);
     const verdict = verifyBundleSignature(manifest, certificates.map((c) => c.pem));
-    if (!verdict.ok) {
+    const byCloud = verdict.ok ? undefined : signedByCloud(ctx, manifest);
+    if (byCloud) {
+      if (manifest.user !== task.accountId) throw new ClientError(CLOUD_OTHER_ACCOUNT_MESSAGE);
+      signedBy = byCloud;
+    } else if (!verdict.ok) {
       if (await signedByAnotherAccount(ctx, task.accountId, (pems) => verifyBundleSignature(manifest, pems).ok)) throw new ClientError(OTHER_ACCOUNT_MESSAGE);
       throw new ClientError(signatureRefusal(verdict));
+    } else {
+      signedBy = certificates.find((c) => c.pem === verdict.certificate)?.fingerprint ?? createHash('sha256').update(verdict.certificate).digest('hex');
     }
-    signedBy = certificates.find((c) => c.pem === verdict.certificate)?.fingerprint ?? createHash('sha256').update(verdict.certificate).digest('hex');
   }
   if (manifest.imageType !== bundle.imageType) {
     throw new ClientError(`the bundle manifest now says the image is a ${manifest.imageType} image, but it was a ${bundle.imageType} image when RegisterImage was called; register it again`);

@@ -5,7 +5,7 @@
  * (user-storage.ts): an export can only write where its account could write itself. Progress
  * goes into the task as it runs; a cancellation (or any failure) aborts the multipart upload,
  * and any upload of the key left behind is aborted too, so no partial object stays in the
- * user's bucket.
+ * user's bucket. A BundleInstance task is done here too, by bundle-instance.ts.
  */
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { ExportRequest } from '../../tasks/task';
@@ -16,11 +16,11 @@ import { S3ObjectSource } from '../../toolkit/io/s3-object-source';
 import { CountingSource } from '../../toolkit/io/counting-source';
 import { rowOf } from '../../pipeline/table';
 import { ClientError } from '../errors';
-import { holdsLease } from '../lease';
+import { stillHolds } from '../lease';
 import { TaskProgress } from '../progress';
-import type { StageContext } from '../stage';
 import { advanceToNext, taskStage } from '../task-step';
 import { abortUploadsOf, accountS3Client, checkWritableBucket } from './user-storage';
+import { bundleInstanceWork } from './bundle-instance';
 
 const MiB = 1024 ** 2;
 
@@ -39,6 +39,8 @@ export function exportWriterName(request: Pick<ExportRequest, 'diskImageFormat' 
 
 export const exportStage = taskStage('export', {
   async work(task, { taskId }, ctx) {
+    // BundleInstance: the same kind of work (an imported disk into the user's bucket), another output.
+    if (task.request.bundleInstance) return bundleInstanceWork(task, taskId, ctx);
     const request = task.request.export;
     if (!request) throw new Error(`task ${taskId} reached export without an export request`);
     const source = new CountingSource(await openExportSource(ctx.s3, request));
@@ -74,7 +76,7 @@ export const exportStage = taskStage('export', {
         // An upload whose creation was under way when it was cut off may exist on the server
         // without the sink knowing its id: whatever upload the key has is this task's, unless a
         // newer attempt has taken the task over (the upload would then be that attempt's).
-        if (await stillHeld(ctx, taskId)) await abortUploadsOf(userS3, request.s3Bucket, request.s3Key);
+        if (await stillHolds(ctx, taskId)) await abortUploadsOf(userS3, request.s3Bucket, request.s3Key);
         throw err;
       }
       const exported = { bucket: request.s3Bucket, key: request.s3Key, size: result.bytesWritten };
@@ -86,14 +88,6 @@ export const exportStage = taskStage('export', {
     }
   },
 });
-
-/** Whether this attempt still holds the task (no lease at all: the only attempt there is). */
-async function stillHeld(ctx: StageContext, taskId: string): Promise<boolean> {
-  if (ctx.signal?.aborted) return false;
-  if (!ctx.attempt) return true;
-  const doc = await ctx.tasks.get(taskId);
-  return !!doc && holdsLease(doc, ctx.attempt);
-}
 
 /** The raw disk in the image store; gone (its snapshot or volume deleted since) is the user's doing. */
 async function openExportSource(s3: S3Client, request: ExportRequest): Promise<S3ObjectSource> {

@@ -3,7 +3,7 @@
  * settings and their rules are the one schema's (config/settings-schema.ts).
  */
 import pino from 'pino';
-import { LOG_REDACTION } from '../../ops/log-redaction';
+import { LOG_REDACTION_OPTIONS } from '../../ops/log-redaction';
 import { openTaskStore } from '../../tasks/open-store';
 import { makeS3Client, type ObjectStorageConfig } from '../../toolkit/io/object-storage';
 import { hostOf } from '../../toolkit/io/url-policy';
@@ -36,7 +36,7 @@ export async function stageDepsFromEnv(env: Env = process.env): Promise<StageDep
     tasks,
     s3: makeS3Client(config.storage),
     config,
-    log: pino({ name: 'imaging', level: settings.logLevel, redact: LOG_REDACTION }),
+    log: pino({ name: 'imaging', level: settings.logLevel, ...LOG_REDACTION_OPTIONS }),
   };
 }
 

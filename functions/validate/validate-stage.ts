@@ -10,7 +10,7 @@
  * ImportSnapshot) is data: it is reported, never refused for what a guest would need.
  */
 import { S3ObjectSource } from '../../toolkit/io/s3-object-source';
-import { DEFAULT_GUEST_POLICY, inspectGuest, type Architecture, type GuestReport, type InspectGuestOptions, type RequestedBootMode } from '../../toolkit/inspect/guest';
+import { DEFAULT_GUEST_POLICY, inspectGuest, type Architecture, type GuestReport, type InspectGuestOptions, type RequestedBootMode, type RequestedPlatform } from '../../toolkit/inspect/guest';
 import { ReadBudgetExceededError } from '../../toolkit/inspect/inspection-source';
 import type { TaskDocument, ValidationReport } from '../../tasks/task';
 import { advanceToNext, failKeeping, taskStage } from '../task-step';
@@ -31,6 +31,7 @@ const DATA_KINDS: readonly string[] = ['import-volume', 'import-snapshot'];
 interface RequestedImage {
   architecture?: string;
   bootMode?: string;
+  platform?: string;
 }
 
 /**
@@ -44,16 +45,19 @@ export function kernelAssociated(request: TaskDocument['request']): boolean {
 }
 
 /** The inspector's options from what the task's request asked for. */
-export function inspectOptionsFor(task: TaskDocument): Pick<InspectGuestOptions, 'purpose' | 'architecture' | 'bootMode' | 'kernelAssociated'> {
+export function inspectOptionsFor(task: TaskDocument): Pick<InspectGuestOptions, 'purpose' | 'architecture' | 'bootMode' | 'platform' | 'kernelAssociated'> {
   const kind: string = task.kind;
   const image = (task.request as { importImage?: RequestedImage }).importImage;
   const architecture = task.request.instance?.architecture ?? image?.architecture;
   const bootMode = image?.bootMode;
+  // ImportInstance names only Windows (a Linux instance leaves Platform out, so nothing is checked then).
+  const platform = task.request.instance?.platform ?? image?.platform;
   return {
     // A kernel or ramdisk from a bundle is no disk to boot: its bytes are judged as data.
     purpose: DATA_KINDS.includes(kind) || (task.request.bundle && task.request.bundle.imageType !== 'machine') ? 'data' : 'system',
     ...(architecture && ARCHITECTURES.includes(architecture) ? { architecture: architecture as Architecture } : {}),
     ...(bootMode && BOOT_MODES.includes(bootMode) ? { bootMode: bootMode as RequestedBootMode } : {}),
+    ...(platform === 'Linux' || platform === 'Windows' ? { platform: platform as RequestedPlatform } : {}),
     ...(kernelAssociated(task.request) ? { kernelAssociated: true } : {}),
   };
 }

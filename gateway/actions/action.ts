@@ -4,6 +4,7 @@ import type { TaskStore } from '../../tasks/store';
 import type { QueryParams } from '../query-request';
 import type { Caller } from '../signing-common';
 import type { XmlObject } from '../xml';
+import type { UserBucketProbe } from '../user-objects';
 
 export interface ActionContext {
   caller: Caller;
@@ -25,6 +26,11 @@ export interface ActionContext {
    * Absent when the gateway has no object storage configured.
    */
   readUserObject?(accountId: string, bucket: string, key: string, maxBytes: number): Promise<Buffer | undefined>;
+  /**
+   * Whether the caller's account can reach `bucket` with its own object-storage key (BundleInstance
+   * checks the bucket it is to write to); absent when the gateway has no object storage configured.
+   */
+  probeUserBucket?(accountId: string, bucket: string): Promise<UserBucketProbe>;
   log?: { warn(obj: object, msg?: string): void };
 }
 

@@ -13,6 +13,7 @@ import { cancelImportTask, describeImportImageTasks, describeImportSnapshotTasks
 import { cancelExportTask, createInstanceExportTask, describeExportTasks } from './export-tasks';
 import { registerImage } from './register-image';
 import { describeExportImageTasks, exportImage } from './export-image';
+import { bundleInstance, cancelBundleTask, describeBundleTasks } from './bundle-tasks';
 
 export const ACTIONS: Record<string, ActionHandler<any>> = {
   ImportVolume: importVolume,
@@ -40,14 +41,13 @@ export const ACTIONS: Record<string, ActionHandler<any>> = {
   RegisterImage: registerImage,
   ExportImage: exportImage,
   DescribeExportImageTasks: describeExportImageTasks,
+  BundleInstance: bundleInstance,
+  DescribeBundleTasks: describeBundleTasks,
+  CancelBundleTask: cancelBundleTask,
 };
 
 /** VM Import/Export actions this service is meant to have but does not have yet. */
-export const PLANNED_ACTIONS: readonly string[] = [
-  'BundleInstance',
-  'DescribeBundleTasks',
-  'CancelBundleTask',
-];
+export const PLANNED_ACTIONS: readonly string[] = [];
 
 /** Validates and runs `action`; DryRun stops after validation, as EC2 does. */
 export async function runAction(action: string, params: QueryParams, ctx: ActionContext): Promise<XmlObject> {

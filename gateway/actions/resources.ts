@@ -13,6 +13,9 @@ import type { ActionContext, ActionHandler } from './action';
 import { applyFilters, MAX_TAGS, page, parseFilters, parsePageRequest, parseTags, tagSetXml } from './describe-common';
 import { VERBOSE } from './import-tasks';
 
+/** EC2's Image.platform has one value, "windows"; a Linux image leaves it out (PlatformDetails says Linux/UNIX). */
+const windowsOrNothing = (platform: string | undefined): 'windows' | undefined => (platform === 'Windows' ? 'windows' : undefined);
+
 interface KindInfo {
   kind: 'image' | 'snapshot' | 'volume';
   idParam: string;
@@ -60,7 +63,7 @@ function filterFields(kind: 'image' | 'snapshot' | 'volume', r: ResourceRecord, 
     const i = r as ImageRecord;
     const byName: Record<string, (string | undefined)[]> = {
       'image-id': [i.id], state: [i.state ?? 'available'], architecture: [i.architecture], name: [i.name], description: [i.description],
-      platform: [i.platform?.toLowerCase()], 'root-device-name': [i.rootDeviceName], 'image-type': [i.imageType ?? 'machine'],
+      platform: [windowsOrNothing(i.platform)], 'root-device-name': [i.rootDeviceName], 'image-type': [i.imageType ?? 'machine'],
       'block-device-mapping.snapshot-id': i.snapshotIds, 'boot-mode': [i.bootMode], 'kernel-id': [i.kernelId], 'ramdisk-id': [i.ramdiskId],
       'root-device-type': [i.rootDeviceType ?? 'ebs'], 'virtualization-type': [i.virtualizationType ?? 'hvm'], 'manifest-location': [i.imageLocation],
     };
@@ -94,7 +97,7 @@ function imageXml(i: ImageRecord): XmlObject {
     imageType: i.imageType ?? 'machine',
     kernelId: i.kernelId,
     ramdiskId: i.ramdiskId,
-    platform: i.platform?.toLowerCase(),
+    platform: windowsOrNothing(i.platform),
     platformDetails: i.platform === 'Windows' ? 'Windows' : 'Linux/UNIX',
     name: i.name,
     description: i.description,

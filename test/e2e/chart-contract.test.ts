@@ -16,8 +16,9 @@
  * operator made beforehand (OPERATOR_SECRETS), and the settings naming them point there. The
  * deployment-mode run turns them all on: the gateway serves HTTPS with a certificate of a test CA
  * made by openssl (boto3 is told of the CA), every workload reaches S3 over TLS through that CA
- * (a TLS proxy in front of s3rver), the decrypt stage opens an EC2 bundle with the cloud key, and
- * the per-account task cap and storage quota answer with their errors.
+ * (a TLS proxy in front of s3rver), the decrypt stage opens an EC2 bundle with the cloud key, the
+ * export stage bundles an instance (BundleInstance) signed and encrypted with it, and the
+ * per-account task cap and storage quota answer with their errors.
  *
  * In knative mode the test stands in for the Knative Broker: for each rendered Trigger it
  * delivers the events of the Trigger's type from the pipeline's JetStream stream to the stage's
@@ -36,7 +37,10 @@ import { makeKeyPair, makeOpensslBundle, type KeyPair } from '../helpers/euca-bu
 import { makeTestPki, startTlsProxy, type RunningTlsProxy, type TestPki } from '../helpers/test-pki';
 import { openTaskStore } from '../../tasks/open-store';
 import { addSigningCertificate } from '../../tasks/signing-certificates';
-import { PutObjectCommand, CreateBucketCommand } from '@aws-sdk/client-s3';
+import { PutObjectCommand, CreateBucketCommand, GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { unbundleFiles } from '../../cli/commands/bundle-files';
+import type { VolumeRecord } from '../../tasks/task';
+import { cloudCertificate } from '../../toolkit/bundle/cloud-key';
 import { installHelm, type Helm } from '../helpers/helm';
 import { freePort } from '../helpers/free-port';
 import { spawnChild, type RunningChild } from '../helpers/child-process';
@@ -371,7 +375,7 @@ describe('the chart, run as rendered', () => {
     expect(givenTo('IMAGING_TLS_CERT')).toEqual(['imaging-gateway']);
     expect(givenTo('IMAGING_TLS_KEY')).toEqual(['imaging-gateway']);
     expect(givenTo('IMAGING_MAX_OPEN_TASKS_PER_ACCOUNT')).toEqual(['imaging-gateway']);
-    expect(givenTo('IMAGING_CLOUD_KEY_FILE')).toEqual(['imaging-decrypt']);
+    expect(givenTo('IMAGING_CLOUD_KEY_FILE')).toEqual(['imaging-decrypt', 'imaging-export', 'imaging-manifest']);
     expect(givenTo('IMAGING_ACCOUNT_STORAGE_QUOTA_GIB')).toEqual(['imaging-convert']);
     const substitute = localServices(nats, chartServiceHosts(), s3Tls.endpoint);
     for (const workload of workloads) await startWorkload(workload, substitute, started);
@@ -418,6 +422,31 @@ describe('the chart, run as rendered', () => {
       return found.State === 'pending' ? undefined : found;
     });
     expect([image.State, image.StateReason?.Message ?? '']).toEqual(['available', '']);
+
+    // The cloud key in the export stage: BundleInstance of an instance over the imported volume is
+    // signed and encrypted with it (the manifest stage verifies such a bundle with its certificate).
+    const ownStore = await openTaskStore(mongo.uri, { mongoDbName: 'chart_contract_deployment' });
+    const volumeId = (await ownStore.get(taskId))!.artifacts.volumeId!;
+    const volume = (await ownStore.getResource(volumeId)) as VolumeRecord;
+    const instanceId = 'i-0c0ffee0c0ffee000';
+    await ownStore.putResource({ id: instanceId, kind: 'instance', accountId: ACCOUNT_ID, taskId, state: 'stopped', volumeIds: [volumeId], architecture: 'x86_64', createdAt: new Date().toISOString() });
+    await ownStore.close();
+    const bundling = (await boto3Call(endpoints.ec2, creds, 'BundleInstance', { InstanceId: instanceId, Storage: { S3: { Bucket: bucket, Prefix: 'bundled/vol' } } }, { caBundle: pki.ca })).BundleTask;
+    const bundled = await waitFor(async () => {
+      const found = (await boto3Call(endpoints.ec2, creds, 'DescribeBundleTasks', { BundleIds: [bundling.BundleId] }, { caBundle: pki.ca })).BundleTasks[0];
+      return ['complete', 'failed'].includes(found.State) ? found : undefined;
+    });
+    expect([bundled.State, bundled.BundleTaskError]).toEqual(['complete', undefined]);
+    const local = join(work, 'bundled');
+    mkdirSync(local, { recursive: true });
+    for (const o of (await s3.s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'bundled/' }))).Contents ?? []) {
+      const body = await s3.s3.send(new GetObjectCommand({ Bucket: bucket, Key: o.Key! }));
+      writeFileSync(join(local, basename(o.Key!)), Buffer.from(await body.Body!.transformToByteArray()));
+    }
+    const cloudCertPath = join(work, 'cloud-cert-of-key.pem');
+    writeFileSync(cloudCertPath, cloudCertificate(cloud.keyPem));
+    const unbundled = await unbundleFiles(join(local, 'vol.manifest.xml'), { privateKey: cloud.keyPath, cert: cloudCertPath, destination: join(local, 'out'), progress: false });
+    expect([unbundled.signature, unbundled.size, fileSha256(unbundled.path)]).toEqual(['verified', volume.image.size, volume.image.sha256]);
 
     expectEnvironmentContract(await stopAll(started));
     expectLogContract(started, taskId);

@@ -477,10 +477,10 @@ describe('errors as real clients see them', () => {
     expect(bobs.ConversionTasks.map((t: any) => t.ConversionTaskId)).not.toContain(aliceTaskId);
   });
 
-  test('a planned but unimplemented action → UnsupportedOperation (client-ec2 and boto3)', async () => {
+  test('BundleInstance of an instance that does not exist → InvalidInstanceID.NotFound (client-ec2 and boto3)', async () => {
     const error: any = await sdk.send(new BundleInstanceCommand({ InstanceId: 'i-0123456789abcdef0', Storage: { S3: { Bucket: 'bucket', Prefix: 'planned' } } })).catch((e) => e);
-    expect(error.name).toBe('UnsupportedOperation');
-    await expect(boto3Call(endpoint, aliceCreds, 'BundleInstance', { InstanceId: 'i-0123456789abcdef0', Storage: { S3: { Bucket: 'bucket', Prefix: 'planned' } } })).rejects.toMatchObject({ code: 'UnsupportedOperation' });
+    expect(error.name).toBe('InvalidInstanceID.NotFound');
+    await expect(boto3Call(endpoint, aliceCreds, 'BundleInstance', { InstanceId: 'i-0123456789abcdef0', Storage: { S3: { Bucket: 'bucket', Prefix: 'planned' } } })).rejects.toMatchObject({ code: 'InvalidInstanceID.NotFound' });
   });
 
   test('ImportImage and ImportSnapshot validate every parameter before anything starts (client-ec2 and boto3)', async () => {

@@ -205,6 +205,8 @@ describe('helm chart', () => {
   });
 
   test('TLS, the S3 CA bundle and the cloud key are mounted from Secrets into exactly the workloads that read them', () => {
+    // The cloud key: decrypt opens bundles, export signs and encrypts BundleInstance's, manifest verifies those.
+    const CLOUD_KEY_STAGES = ['manifest', 'decrypt', 'export'];
     const files = pemFiles();
     const withFiles = (objects: K8sObject[], mode: string) => {
       const workloads = mode === 'deployment' ? ofKind(objects, 'Deployment') : ofKind(objects, 'Service', 'serving.knative.dev');
@@ -232,7 +234,7 @@ describe('helm chart', () => {
     expect(ofKind(existing, 'Secret').map((s) => s.metadata.name)).toEqual(['imaging-credentials']);
     const byName = Object.fromEntries(withFiles(existing, 'deployment').map((w) => [w.name, w]));
     for (const w of WORKLOADS) {
-      const expected = ['IMAGING_S3_CA_BUNDLE', ...(w === 'gateway' ? ['IMAGING_TLS_CERT', 'IMAGING_TLS_KEY'] : []), ...(w === 'decrypt' ? ['IMAGING_CLOUD_KEY_FILE'] : [])];
+      const expected = ['IMAGING_S3_CA_BUNDLE', ...(w === 'gateway' ? ['IMAGING_TLS_CERT', 'IMAGING_TLS_KEY'] : []), ...(CLOUD_KEY_STAGES.includes(w) ? ['IMAGING_CLOUD_KEY_FILE'] : [])];
       expect([w, byName[w].settings.sort()]).toEqual([w, expected.sort()]);
       expect(byName[w].files.IMAGING_S3_CA_BUNDLE).toEqual({ secret: 'corp-ca', key: 'bundle.pem', mode: 0o444 });
       // The per-account limits: the task cap at the gateway, the storage quota where bytes are written.
@@ -241,7 +243,7 @@ describe('helm chart', () => {
     }
     // Private keys are readable by the pod's group only (fsGroup), certificates by all.
     expect(byName.gateway.files).toMatchObject({ IMAGING_TLS_CERT: { secret: 'gw-tls', key: 'tls.crt', mode: 0o440 }, IMAGING_TLS_KEY: { secret: 'gw-tls', key: 'tls.key', mode: 0o440 } });
-    expect(byName.decrypt.files.IMAGING_CLOUD_KEY_FILE).toEqual({ secret: 'cloud', key: 'private.pem', mode: 0o440 });
+    for (const w of CLOUD_KEY_STAGES) expect(byName[w].files.IMAGING_CLOUD_KEY_FILE).toEqual({ secret: 'cloud', key: 'private.pem', mode: 0o440 });
 
     // The gateway serves HTTPS: its port, its Service and the helm test switch with it.
     const gateway = named(existing, 'Deployment', 'imaging-gateway').spec.template.spec.containers[0];
@@ -263,7 +265,7 @@ describe('helm chart', () => {
 
     // knative mode: the same files to the same workloads; no fsGroup there, so keys are 0444 in the pod's own volume.
     const knative = Object.fromEntries(withFiles(render('mode=knative', 'config.s3.caBundle.existingSecret=corp-ca', 'config.cloudKey.existingSecret=cloud'), 'knative').map((w) => [w.name, w]));
-    for (const w of WORKLOADS) expect([w, knative[w].settings.sort()]).toEqual([w, ['IMAGING_S3_CA_BUNDLE', ...(w === 'decrypt' ? ['IMAGING_CLOUD_KEY_FILE'] : [])].sort()]);
+    for (const w of WORKLOADS) expect([w, knative[w].settings.sort()]).toEqual([w, ['IMAGING_S3_CA_BUNDLE', ...(CLOUD_KEY_STAGES.includes(w) ? ['IMAGING_CLOUD_KEY_FILE'] : [])].sort()]);
     expect(knative.decrypt.files.IMAGING_CLOUD_KEY_FILE).toEqual({ secret: 'cloud', key: 'cloud-key.pem', mode: 0o444 });
 
     // Nothing given, nothing mounted, and the limits keep their defaults.

@@ -115,6 +115,19 @@ test('an Architecture that is not the kernel\'s fails the instance import', asyn
   expect(doc.statusMessage).toBe('ClientError: Architecture arm64 was requested but the guest\'s kernel /boot/vmlinuz-6.1.0-18-amd64 is x86_64; request Architecture x86_64');
 }, 60_000);
 
+test('a Platform that is not the operating system found fails the import; the matching one passes', async () => {
+  const image = (platform: string) => ({ importImage: { source: { bucket: 'user', key: 'disk.raw' }, architecture: 'x86_64', platform } });
+  const windows = await validate('import-ami-0000d011', 'import-image', debian, 'x86_64', image('Windows') as Partial<TaskDocument['request']>);
+  expect(windows.state).toBe('failed');
+  expect(windows.statusMessage).toBe('ClientError: Platform Windows was requested but the disk holds Debian GNU/Linux 12 (bookworm) on partition 1; request Platform Linux, or leave Platform out');
+  expect(windows.artifacts.validation!.findings).toContainEqual(expect.objectContaining({ severity: 'error', code: 'platform-mismatch' }));
+  const linux = await validate('import-ami-0000d012', 'import-image', debian, 'x86_64', image('Linux') as Partial<TaskDocument['request']>);
+  expect(linux.state).toBe('validated');
+  // ImportInstance says Platform only for Windows.
+  const instance = await validate('import-i-0000d013', 'import-instance', debian, 'x86_64', { instance: { instanceId: 'i-0123456789abcdef1', architecture: 'x86_64', platform: 'Windows' } });
+  expect(instance.statusMessage).toMatch(/^ClientError: Platform Windows was requested but the disk holds Debian/);
+}, 60_000);
+
 test('a data volume is accepted whatever it holds, and the report says it is a data disk', async () => {
   const dir = ws.path('corpus');
   mkdirSync(dir);

@@ -21,6 +21,7 @@ import { ESP_TYPES, partitionTypeName, scanPartitions, type Partition } from './
 export type { Architecture } from './kernel-arch';
 export type OsFamily = 'linux' | 'windows';
 export type RequestedBootMode = 'legacy-bios' | 'uefi' | 'uefi-preferred';
+export type RequestedPlatform = 'Linux' | 'Windows';
 export type BootMode = 'legacy-bios' | 'uefi' | 'both' | 'none';
 
 /** What the operator allows (configuration), as opposed to what the user asked for (options). */
@@ -41,6 +42,8 @@ export interface InspectGuestOptions {
   bootMode?: RequestedBootMode;
   /** The Architecture the user asked for; checked against the kernel's. */
   architecture?: Architecture;
+  /** The Platform the user asked for (Linux or Windows); checked against the operating system found. */
+  platform?: RequestedPlatform;
   /** A kernel and ramdisk are associated with the import (KernelId and RamdiskId): a partition image may then carry none. */
   kernelAssociated?: boolean;
   policy?: Partial<GuestPolicy>;
@@ -549,6 +552,11 @@ function judge(j: Judgement): void {
     } else if (requested === 'uefi' && j.bootMode === 'legacy-bios') {
       findings.push(error('boot-mode-mismatch', 'BootMode uefi was requested but the disk boots only with legacy BIOS (boot code in the MBR and no EFI system partition loader); request BootMode legacy-bios'));
     }
+  }
+  const found = operatingSystems[0];
+  if (options.platform && found && operatingSystems.length === 1 && found.family !== options.platform.toLowerCase()) {
+    const actual: RequestedPlatform = found.family === 'windows' ? 'Windows' : 'Linux';
+    findings.push(error('platform-mismatch', `Platform ${options.platform} was requested but the disk holds ${found.prettyName ?? found.family} on ${found.location}; request Platform ${actual}, or leave Platform out`));
   }
   if (options.architecture && j.architecture && options.architecture !== j.architecture) {
     findings.push(error('architecture-mismatch', `Architecture ${options.architecture} was requested but the guest's ${kernels.length ? `kernel ${kernels[0].path}` : 'system'} is ${j.architecture}; request Architecture ${j.architecture}`));

@@ -104,9 +104,13 @@ true
 {{- end -}}
 {{- end -}}
 
-{{/* The stages that read the cloud key (IMAGING_CLOUD_KEY_FILE): those that open EC2 bundles. */}}
+{{/*
+The stages that read the cloud key (IMAGING_CLOUD_KEY_FILE): decrypt opens EC2 bundles with it,
+export signs and encrypts BundleInstance's bundles with it, and manifest verifies such a bundle's
+signature with its certificate when the bundle is registered.
+*/}}
 {{- define "imaging.cloudKeyStages" -}}
-decrypt
+manifest decrypt export
 {{- end -}}
 
 {{/*

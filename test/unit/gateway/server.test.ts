@@ -202,10 +202,10 @@ describe('every error code', () => {
     expect(await errorOf(raw)).toMatchObject({ code: 'InvalidParameter' });
   });
 
-  test('InvalidAction (400) and UnsupportedOperation (400)', async () => {
+  test('InvalidAction (400); BundleInstance without its parameters: MissingParameter (400)', async () => {
     expect(await errorOf(signed({ Action: 'RunInstances' }))).toMatchObject({ status: 400, code: 'InvalidAction', message: expect.stringContaining('RunInstances') });
     expect(await errorOf(signed({ Action: 'toString' }))).toMatchObject({ code: 'InvalidAction' });
-    expect(await errorOf(signed({ Action: 'BundleInstance' }))).toMatchObject({ status: 400, code: 'UnsupportedOperation', message: expect.stringContaining('ImportVolume') });
+    expect(await errorOf(signed({ Action: 'BundleInstance' }))).toMatchObject({ status: 400, code: 'MissingParameter', message: expect.stringContaining('InstanceId') });
   });
 
   test('DryRunOperation (412) on each implemented action, and nothing changes', async () => {

@@ -76,6 +76,16 @@ describe('Authorization header', () => {
     expect(await codeOf(verifySigV4(raw, accounts))).toBe('AuthFailure');
   });
 
+  test('a key whose secret changed: requests signed with the old secret are refused from the next one on (derived keys are kept per secret)', async () => {
+    let secret = SECRET;
+    const rotating = { lookup: async () => ({ accountId: '123456789012', secretAccessKey: secret }) };
+    const old = await signWithSmithy({ body: FORM }, SECRET);
+    await expect(verifySigV4(old, rotating)).resolves.toMatchObject({ accountId: '123456789012' });
+    secret = 'a-new-secret-for-the-same-key-id-000000000';
+    expect(await codeOf(verifySigV4(old, rotating))).toBe('SignatureDoesNotMatch');
+    await expect(verifySigV4(await signWithSmithy({ body: FORM }, secret), rotating)).resolves.toMatchObject({ accountId: '123456789012' });
+  });
+
   test('a timestamp more than 15 minutes off → RequestExpired, either way; 14 minutes is fine', async () => {
     const signingDate = new Date('2026-03-01T12:00:00Z');
     const raw = await signWithSmithy({ body: FORM }, SECRET, { signingDate });

@@ -174,6 +174,19 @@ describe('Linux', () => {
     expect((await inspect('debianBios', { bootMode: 'uefi-preferred', architecture: 'x86_64' })).verdict.accepted).toBe(true);
   });
 
+  it('refuses a requested Platform the operating system found is not', async () => {
+    expect((await inspect('debianBios', { platform: 'Windows' })).verdict.message).toBe(
+      'ClientError: Platform Windows was requested but the disk holds Debian GNU/Linux 12 (bookworm) on partition 1; request Platform Linux, or leave Platform out',
+    );
+    expect((await inspect('debianBios', { platform: 'Linux' })).verdict.accepted).toBe(true);
+    expect((await inspect('windows', { platform: 'Linux' })).verdict.message).toBe(
+      'ClientError: Platform Linux was requested but the disk holds Windows on partition 1; request Platform Windows, or leave Platform out',
+    );
+    expect((await inspect('windows', { platform: 'Windows' })).verdict.accepted).toBe(true);
+    // A data volume is never judged by what a guest would be.
+    expect((await inspect('debianBios', { platform: 'Windows', purpose: 'data' })).verdict.accepted).toBe(true);
+  });
+
   it('refuses a disk whose MBR has no boot code and that has no EFI system partition', async () => {
     const report = await inspect('debianNoBootCode');
     expect(report.bootMode).toBe('none');
