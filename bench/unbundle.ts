@@ -8,12 +8,12 @@
  *   npm run bench:unbundle
  * Environment: BENCH_SIZE_MIB (default 2048), BENCH_REPEAT (default 3), BENCH_DIR (reused when set).
  */
-import { execFileSync, spawnSync } from 'child_process';
+import { execFileSync } from 'child_process';
 import { createHash } from 'crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
-import { log, makeBenchImage, sha256File } from './bench-support';
+import { benchDisk, log, sha256File, timedRun } from './bench-support';
 import { makeKeyPair, makeOpensslBundle } from '../test/helpers/euca-bundle';
 import { parseBundleManifest } from '../toolkit/bundle/bundle-manifest';
 import { unwrapBundleKey } from '../toolkit/bundle/bundle-keys';
@@ -47,24 +47,11 @@ function median(values: number[]): number {
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
-/** Runs a command to completion; wall seconds and its standard output. */
-function timed(command: string, args: string[], env: NodeJS.ProcessEnv = process.env): { seconds: number; stdout: string } {
-  const start = process.hrtime.bigint();
-  const run = spawnSync(command, args, { env, maxBuffer: 16 * MiB });
-  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-  if (run.status !== 0) throw new Error(`${command} failed: ${run.stderr.toString().slice(0, 2000)}`);
-  return { seconds, stdout: run.stdout.toString() };
-}
-
 async function main(): Promise<void> {
   const sizeMiB = Number(process.env.BENCH_SIZE_MIB ?? 2048);
   const repeat = Math.max(1, Number(process.env.BENCH_REPEAT ?? 3));
   const dir = process.env.BENCH_DIR ?? mkdtempSync(join(tmpdir(), 'imaging-bench-bundle-'));
-  const disk = join(dir, 'disk.raw');
-  if (!existsSync(disk)) {
-    log(`making a ${sizeMiB} MiB bench disk`);
-    makeBenchImage(disk, sizeMiB, dir);
-  }
+  const disk = benchDisk(dir, sizeMiB);
   const diskSha = await sha256File(disk);
   const cloud = makeKeyPair(dir, 'cloud');
   const user = makeKeyPair(dir, 'user');
@@ -77,13 +64,13 @@ async function main(): Promise<void> {
   let oursRss = 0;
   for (let i = 0; i < repeat; i++) {
     execFileSync('sync');
-    const run = timed(process.execPath, [__filename, 'worker', bundle.manifestPath, dir, cloud.keyPath]);
+    const run = timedRun(process.execPath, [__filename, 'worker', bundle.manifestPath, dir, cloud.keyPath]);
     const report = JSON.parse(run.stdout) as { sha256: string; size: number; maxRssKiB: number };
     if (report.sha256 !== diskSha) throw new Error(`ours produced ${report.sha256}, the disk is ${diskSha}`);
     ours.push(run.seconds);
     oursRss = Math.max(oursRss, report.maxRssKiB);
     execFileSync('sync');
-    const ref = timed('bash', ['-o', 'pipefail', '-c', 'cat "${@:3}" | openssl enc -d -aes-128-cbc -K "$1" -iv "$2" | gzip -dc | tar -xOf - | sha256sum', '_', bundle.keyHex, bundle.ivHex, ...bundle.partPaths]);
+    const ref = timedRun('bash', ['-o', 'pipefail', '-c', 'cat "${@:3}" | openssl enc -d -aes-128-cbc -K "$1" -iv "$2" | gzip -dc | tar -xOf - | sha256sum', '_', bundle.keyHex, bundle.ivHex, ...bundle.partPaths]);
     const refSha = ref.stdout.split(' ')[0];
     if (refSha !== diskSha) throw new Error(`the reference produced ${refSha}, the disk is ${diskSha}`);
     reference.push(ref.seconds);
