@@ -48,12 +48,15 @@ export async function startServeProcess(dataDir: string, s3Endpoint: string, cre
   return { ...started, ec2: started.ready };
 }
 
-/** An S3 server process keeping its objects in `directory`; `pinned` puts it on the server's CPU (bench-support onCpuOf). */
-export async function startS3ServerProcess(kind: S3ServerKind, directory: string, options: { pinned?: boolean } = {}): Promise<BenchProcess & { endpoint: string }> {
+/**
+ * An S3 server process (the bench store keeps its objects in `directory`; s3rver in a temp dir of
+ * its own); `pinned` puts it on the server's CPU (bench-support onCpuOf).
+ */
+export async function startS3ServerProcess(kind: S3ServerKind, directory?: string, options: { pinned?: boolean } = {}): Promise<BenchProcess & { endpoint: string }> {
   // The bench store receives GiBs in 64 KiB socket chunks, whose memory sets off a major GC every
   // few dozen MiB; V8's parallel GC threads would spend ~1 CPU-s more per 2 GiB than one thread.
   const nodeFlags = kind === 'bench-store' ? ['--single-threaded-gc'] : [];
-  const args = [...nodeFlags, join(__dirname, 's3-server-process.js'), kind, directory];
+  const args = [...nodeFlags, join(__dirname, 's3-server-process.js'), kind, ...(directory ? [directory] : [])];
   const [command, commandArgs] = options.pinned ? onCpuOf('server', process.execPath, args) : [process.execPath, args];
   const started = await startPrinting(`${kind} process`, command, commandArgs, undefined, /^(.*)\n/);
   return { ...started, endpoint: started.ready.trim() };

@@ -6,14 +6,28 @@
  * part's SHA-1 and the tar stream's SHA-1, which the reference does not: that work is counted
  * against us. Each side runs as its own process; wall time and peak RSS are whole-process.
  *   npm run bench:unbundle
- * Environment: BENCH_SIZE_MIB (default 2048), BENCH_REPEAT (default 3), BENCH_DIR (reused when set).
+ *
+ * S3 mode (BENCH_S3=s3rver, the default, or moto; off skips it): the bundle is uploaded to an S3
+ * server in its own process, and the decrypt stage's own code path (functions/bundle/
+ * unbundle-to-store.ts, run by bench/unbundle-s3-worker.ts) reads the parts from S3 with the
+ * account's key and writes the image into the image store bucket by multipart upload; the stored
+ * image's SHA-256 must equal the disk's. Beside it, the same reference pipeline fed by curl from
+ * the same server (presigned GETs), so both sides pay for the server's HTTP.
+ * Environment: BENCH_SIZE_MIB (default 2048), BENCH_REPEAT (default 3), BENCH_DIR (reused when set),
+ * BENCH_S3 (s3rver | moto | off), BENCH_MEMORY_LIMIT_MB (the stage's memory bound, default 256).
  */
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 import { execFileSync } from 'child_process';
 import { createHash } from 'crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'fs';
 import { tmpdir } from 'os';
-import { join } from 'path';
+import { basename, join } from 'path';
+import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { makeS3Client } from '../toolkit/io/object-storage';
 import { benchDisk, log, sha256File, timedRun } from './bench-support';
+import { startS3ServerProcess } from './bench-processes';
+import type { UnbundleS3Job } from './unbundle-s3-worker';
 import { makeKeyPair, makeOpensslBundle } from '../test/helpers/euca-bundle';
 import { parseBundleManifest } from '../toolkit/bundle/bundle-manifest';
 import { unwrapBundleKey } from '../toolkit/bundle/bundle-keys';
@@ -77,13 +91,85 @@ async function main(): Promise<void> {
   }
   const size = statSync(disk).size;
   const rate = (s: number) => `${(size / MiB / s).toFixed(0)} MiB/s`;
-  console.log(`\nUnbundle of a ${sizeMiB} MiB disk (${bundle.partPaths.length} parts), median of ${repeat}, whole process, outputs SHA-256-checked:`);
+  const s3Kind = (process.env.BENCH_S3 ?? 's3rver').toLowerCase();
+  const s3Rows = s3Kind === 'off' ? undefined : await s3Runs(s3Kind === 'moto' ? 'moto' : 's3rver', bundle, cloud.keyPath, diskSha, repeat, dir);
+  const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+  console.log(`\nUnbundle of a ${sizeMiB} MiB disk (${bundle.partPaths.length} parts), median of ${repeat}, whole process, outputs SHA-256-checked; load average at the end ${load}:`);
   console.log(`| run | wall s | throughput | peak RSS |`);
   console.log(`|---|---|---|---|`);
-  console.log(`| ours (part SHA-1s, AES, gunzip, tar, tar SHA-1) | ${median(ours).toFixed(2)} | ${rate(median(ours))} | ${(oursRss / 1024).toFixed(0)} MiB |`);
-  console.log(`| openssl enc -d \\| gzip -dc \\| tar -xO | ${median(reference).toFixed(2)} | ${rate(median(reference))} | (several processes) |`);
-  console.log(`\nours / reference: ${(median(ours) / median(reference)).toFixed(2)}x the time (best ${Math.min(...ours).toFixed(2)} vs ${Math.min(...reference).toFixed(2)} s)`);
+  console.log(`| ours, local files (part SHA-1s, AES, gunzip, tar, tar SHA-1) | ${median(ours).toFixed(2)} | ${rate(median(ours))} | ${(oursRss / 1024).toFixed(0)} MiB |`);
+  console.log(`| openssl enc -d \\| gzip -dc \\| tar -xO, local files | ${median(reference).toFixed(2)} | ${rate(median(reference))} | (several processes) |`);
+  if (s3Rows) {
+    const { server, stage, stageInner, stageRss, curl, memoryLimitMiB } = s3Rows;
+    console.log(`| ours, S3 (${server}) → image store: the decrypt stage's unbundle-to-store | ${median(stage).toFixed(2)} (unbundle alone ${median(stageInner).toFixed(2)}) | ${rate(median(stage))} | ${(stageRss / 1024).toFixed(0)} MiB (bound ${memoryLimitMiB} MiB) |`);
+    console.log(`| curl (${server}) \\| openssl enc -d \\| gzip -dc \\| tar -xO, nothing stored | ${median(curl).toFixed(2)} | ${rate(median(curl))} | (several processes) |`);
+  }
+  console.log(`\nours / reference, local files: ${(median(ours) / median(reference)).toFixed(2)}x the time (best ${Math.min(...ours).toFixed(2)} vs ${Math.min(...reference).toFixed(2)} s)`);
+  if (s3Rows) console.log(`ours / reference, from S3: ${(median(s3Rows.stage) / median(s3Rows.curl)).toFixed(2)}x the time (best ${Math.min(...s3Rows.stage).toFixed(2)} vs ${Math.min(...s3Rows.curl).toFixed(2)} s); ours also writes the image into the image store, the reference only hashes it`);
   if (!process.env.BENCH_DIR) rmSync(dir, { recursive: true, force: true });
+}
+
+interface BenchS3 {
+  endpoint: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  stop(): Promise<void>;
+}
+
+/** s3rver (in its own node process, bench/s3-server-process.ts) or moto_server. */
+async function startS3(kind: 's3rver' | 'moto'): Promise<BenchS3> {
+  if (kind === 'moto') {
+    const { startMotoServer } = await import('../test/helpers/moto-server');
+    const moto = await startMotoServer();
+    return { endpoint: moto.endpoint, accessKeyId: moto.accessKeyId, secretAccessKey: moto.secretAccessKey, stop: () => moto.stop() };
+  }
+  const server = await startS3ServerProcess('s3rver');
+  return { endpoint: server.endpoint, accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER', stop: () => server.stop() };
+}
+
+async function uploadBundle(s3: S3Client, bucket: string, paths: string[]): Promise<void> {
+  for (const path of paths) await s3.send(new PutObjectCommand({ Bucket: bucket, Key: `bundles/${basename(path)}`, Body: readFileSync(path) }));
+}
+
+/**
+ * The S3 rows: the stage's code path in its own process (whole-process wall time, and the
+ * unbundle's own), and curl | openssl | gzip | tar from the same server, alternating.
+ */
+async function s3Runs(server: 's3rver' | 'moto', bundle: ReturnType<typeof makeOpensslBundle>, cloudKeyPath: string, diskSha: string, repeat: number, dir: string) {
+  const memoryLimitMiB = Number(process.env.BENCH_MEMORY_LIMIT_MB ?? 256);
+  const s3Server = await startS3(server);
+  const storage = { endpoint: s3Server.endpoint, region: 'us-east-1', accessKeyId: s3Server.accessKeyId, secretAccessKey: s3Server.secretAccessKey, forcePathStyle: true };
+  const s3 = makeS3Client(storage);
+  const stage: number[] = [];
+  const stageInner: number[] = [];
+  const curl: number[] = [];
+  let stageRss = 0;
+  try {
+    await s3.send(new CreateBucketCommand({ Bucket: 'bench-bundles' }));
+    log(`uploading the bundle to ${server} (${s3Server.endpoint})`);
+    await uploadBundle(s3, 'bench-bundles', [...bundle.partPaths, bundle.manifestPath]);
+    const urls = await Promise.all(bundle.partPaths.map((p) => getSignedUrl(s3, new GetObjectCommand({ Bucket: 'bench-bundles', Key: `bundles/${basename(p)}` }), { expiresIn: 6 * 3600 })));
+    for (let i = 0; i < repeat; i++) {
+      const job: UnbundleS3Job = {
+        storage, bucket: 'bench-bundles', manifestKey: `bundles/${basename(bundle.manifestPath)}`, manifestPath: bundle.manifestPath, cloudKeyPath,
+        imageBucket: 'imaging-images', memoryLimitMiB, dbPath: join(dir, `bench-tasks-${i}.db`), run: i,
+      };
+      const run = timedRun(process.execPath, [join(__dirname, 'unbundle-s3-worker.js'), JSON.stringify(job)]);
+      const report = JSON.parse(run.stdout.trim().split('\n').pop()!) as { sha256: string; size: number; seconds: number; maxRssKiB: number };
+      if (report.sha256 !== diskSha) throw new Error(`the stage stored an image with SHA-256 ${report.sha256}, the disk is ${diskSha}`);
+      stage.push(run.seconds);
+      stageInner.push(report.seconds);
+      stageRss = Math.max(stageRss, report.maxRssKiB);
+      const ref = timedRun('bash', ['-o', 'pipefail', '-c', 'curl -sf "${@:3}" | openssl enc -d -aes-128-cbc -K "$1" -iv "$2" | gzip -dc | tar -xOf - | sha256sum', '_', bundle.keyHex, bundle.ivHex, ...urls]);
+      const refSha = ref.stdout.split(' ')[0];
+      if (refSha !== diskSha) throw new Error(`curl | openssl | gzip | tar produced ${refSha}, the disk is ${diskSha}`);
+      curl.push(ref.seconds);
+    }
+  } finally {
+    s3.destroy();
+    await s3Server.stop();
+  }
+  return { server, stage, stageInner, stageRss, curl, memoryLimitMiB };
 }
 
 if (process.argv[2] === 'worker') {

@@ -88,9 +88,9 @@ withSettingFlags(program.command('gateway').description('run only the EC2 endpoi
 });
 
 /** Flags both import commands share: where to upload, how, and whether to follow the task. */
-function withUploadFlags(command: Command): Command {
+function withUploadFlags(command: Command, formatHelp = 'image format', formatRequired = true): Command {
   return withClientFlags(command)
-    .addOption(new Option('--format <format>', 'image format').choices(['RAW', 'VMDK', 'VHD', 'raw', 'vmdk', 'vhd']).makeOptionMandatory())
+    .addOption(new Option('--format <format>', formatHelp).choices(['RAW', 'VMDK', 'VHD', 'raw', 'vmdk', 'vhd']).makeOptionMandatory(formatRequired))
     .requiredOption('--bucket <bucket>', 'bucket to upload the parts and manifest to (created if missing)')
     .option('--prefix <prefix>', 'key prefix for the parts and manifest [default <file>.<random>/]')
     .option('--volume-size <GiB>', 'size of the volume in GiB [default: the virtual disk size rounded up]')
@@ -133,9 +133,12 @@ function uploadOptionsFrom(opts: UploadFlags, description: string | undefined): 
   };
 }
 
-/** Prints the new task (as `line`, or JSON) and, with --wait, follows it to the end. */
+/**
+ * Prints the new task (as `line`, or JSON) and, with --wait, follows it to the end. With --json
+ * and --wait only the ended task is printed, so that stdout is one JSON document.
+ */
 async function reportNewTask(ctx: ClientContext, opts: UploadFlags, result: { conversionTaskId: string }, line: string): Promise<void> {
-  process.stdout.write(opts.json ? JSON.stringify(result, null, 2) + '\n' : `${line}\n`);
+  if (!(opts.json && opts.wait)) process.stdout.write(opts.json ? JSON.stringify(result, null, 2) + '\n' : `${line}\n`);
   if (!opts.wait) return;
   const { waitForConversionTask } = await import('./commands/wait-for-task');
   const { formatConversionTask } = await import('./commands/conversion-tasks');
@@ -160,6 +163,7 @@ withUploadFlags(program.command('import-volume <file>').description('upload a di
 
 /** The flags import-instance adds to withUploadFlags. */
 interface ImportInstanceFlags {
+  disk: string[];
   architecture: string;
   instanceType?: string;
   platform?: string;
@@ -171,9 +175,22 @@ interface ImportInstanceFlags {
   shutdownBehavior?: string;
   bootCheck?: boolean;
   bootCheckMarker?: string;
+  kernelId?: string;
+  ramdiskId?: string;
+  virtualizationType?: string;
+  layout?: string;
 }
 
-withUploadFlags(program.command('import-instance <file>').description('upload a disk image in parts with an import manifest and call ImportInstance (one disk)'))
+const collect = (value: string, previous: string[]) => [...previous, value];
+
+withUploadFlags(
+  program
+    .command('import-instance [files...]')
+    .description('upload disk images in parts with import manifests and call ImportInstance with every one (DiskImage.N): the first disk is the boot disk, the others become volumes of the instance. Disks are the FILE arguments, then each --disk, in order'),
+  'image format of every disk that does not name its own (--disk FILE,format=…)',
+  false,
+)
+  .option('--disk <spec>', 'a further disk, or every disk: FILE[,format=RAW|VMDK|VHD][,description=TEXT][,volume-size=GiB] (repeat for each; a name with a comma as file=FILE, last)', collect, [])
   .addOption(new Option('--architecture <arch>', 'instance architecture').choices(['i386', 'x86_64', 'arm64', 'x86_64_mac', 'arm64_mac']).default('x86_64'))
   .option('--instance-type <type>', 'instance type, e.g. m5.large')
   .addOption(new Option('--platform <platform>', 'guest platform; leave out for Linux').choices(['Windows']))
@@ -182,16 +199,28 @@ withUploadFlags(program.command('import-instance <file>').description('upload a 
   .option('--private-ip-address <ip>', 'private IPv4 address in the subnet')
   .addOption(new Option('--shutdown-behavior <behavior>', 'what an instance-initiated shutdown does').choices(['stop', 'terminate']))
   .option('--description <text>', 'instance description')
-  .option('--disk-description <text>', 'description of the disk (volume)')
-  .option('--boot-check', 'boot the converted disk under qemu before the instance is made (extension parameter BootCheck=true)')
+  .option('--disk-description <text>', 'description of every disk (volume) that does not give its own (--disk FILE,description=…)')
+  .option('--boot-check', 'boot the converted boot disk under qemu before the instance is made (extension parameter BootCheck=true)')
   .option('--boot-check-marker <text>', 'a serial-console line that means the guest is up (BootCheckMarker) [default: a login prompt or cloud-init]')
-  .action(async (file: string, opts: UploadFlags & ImportInstanceFlags) => {
+  .option('--kernel-id <id>', 'kernel image (eki-) a partition image boots with (extension parameter KernelId)')
+  .option('--ramdisk-id <id>', 'its ramdisk image (eri-) (extension parameter RamdiskId)')
+  .addOption(new Option('--virtualization-type <type>', 'extension parameter VirtualizationType [default: paravirtual with a kernel, else hvm]').choices(['paravirtual', 'hvm']))
+  .addOption(new Option('--layout <layout>', 'the disk is a whole disk or one bare filesystem (extension parameter Layout) [default: what the disk is]').choices(['disk', 'partition']))
+  .action(async (files: string[], opts: UploadFlags & ImportInstanceFlags) => {
     try {
       const { clientContext } = await import('./client-options');
-      const { importInstance } = await import('./commands/import-instance');
+      const { importInstance, diskOf, formatOf, parseDiskSpec } = await import('./commands/import-instance');
+      const upload = uploadOptionsFrom(opts, undefined);
+      const defaults = {
+        format: opts.format ? formatOf(opts.format, '--format') : undefined,
+        description: opts.diskDescription,
+        volumeSizeGiB: upload.volumeSizeGiB,
+      };
+      const disks = [...(files ?? []).map((file) => diskOf(file, defaults)), ...opts.disk.map((spec) => parseDiskSpec(spec, defaults))];
+      if (disks.length === 0) throw new Error('no disk to import: give the boot disk as FILE (or --disk FILE,format=…), then any further disks');
       const ctx = await clientContext(opts);
-      const result = await importInstance(ctx, file, {
-        ...uploadOptionsFrom(opts, opts.diskDescription),
+      const result = await importInstance(ctx, disks, {
+        ...upload,
         architecture: opts.architecture,
         instanceType: opts.instanceType,
         platform: opts.platform,
@@ -202,6 +231,10 @@ withUploadFlags(program.command('import-instance <file>').description('upload a 
         shutdownBehavior: opts.shutdownBehavior,
         bootCheck: opts.bootCheck,
         bootCheckMarker: opts.bootCheckMarker,
+        kernelId: opts.kernelId,
+        ramdiskId: opts.ramdiskId,
+        virtualizationType: opts.virtualizationType,
+        layout: opts.layout,
       });
       await reportNewTask(ctx, opts, result, `${result.conversionTaskId}\t${result.instanceId}`);
     } catch (err) {

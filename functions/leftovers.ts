@@ -6,6 +6,8 @@
  * retry from a later stage).
  */
 import { AbortMultipartUploadCommand, DeleteObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import type { TaskDocument } from '../tasks/task';
+import type { StageContext } from './stage';
 
 /** Servers that do not list multipart uploads (s3rver) answer NotImplemented: nothing to abort we could know of. */
 function notImplemented(err: unknown): boolean {
@@ -67,3 +69,26 @@ export async function clearPrefix(s3: S3Client, bucket: string, prefix: string, 
   }
   return cleared;
 }
+
+/** Key prefix under which a task's outputs live in the image store. */
+export function imagePrefix(taskId: string): string {
+  return `images/${taskId}/`;
+}
+
+/**
+ * Removes what an ended task left in the image store: under its prefix every object and
+ * multipart upload of every attempt, and its converted output unless `keepImage` (a failed
+ * task keeps it, so that `imaging tasks retry` can go on from a later stage). Best effort:
+ * logged, never thrown.
+ */
+export async function clearTaskOutputs(ctx: Pick<StageContext, 's3' | 'config' | 'log'>, done: TaskDocument, keepImage = false): Promise<void> {
+  const image = done.artifacts.image;
+  try {
+    if (image && !keepImage) await ctx.s3.send(new DeleteObjectCommand({ Bucket: image.bucket, Key: image.key }));
+    const kept = keepImage && image?.bucket === ctx.config.imageBucket ? image.key : undefined;
+    await clearPrefix(ctx.s3, ctx.config.imageBucket, imagePrefix(done.id), kept === undefined ? undefined : (key) => key === kept);
+  } catch (err) {
+    ctx.log.warn({ taskId: done.id, err: String(err) }, 'could not remove the outputs of an ended task');
+  }
+}
+

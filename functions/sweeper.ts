@@ -2,7 +2,8 @@
  * The sweeper re-drives tasks that nobody is moving. It is what makes "a state change and its
  * next event are one write" hold end to end: a task whose outbox event was lost (a crash or a
  * NATS outage between the write and the publish), whose upload re-check is due, or whose
- * cancellation no stage picked up, is found here and moved on. Safe in every replica at once:
+ * cancellation no stage picked up (an instance waiting for its other disks among them: the
+ * gateway only marks it, and ending it here removes its volume), is found here and moved on. Safe in every replica at once:
  * a re-drive publishes the task's outbox event under an id derived from the task and the time
  * window, so replicas sweeping together publish one JetStream message, and a task held under a
  * live lease is left to its holder.
@@ -11,6 +12,7 @@ import type { CloudEvent } from 'cloudevents';
 import type { TaskDocument } from '../tasks/task';
 import { leaseIsLive } from './lease';
 import { runPeriodically } from './periodic-pass';
+import { waitsForOtherDisks } from '../tasks/instance-disks';
 import { republishOutbox } from './outbox';
 import { cancelTask } from './task-step';
 import type { StageContext } from './stage';
@@ -38,7 +40,8 @@ export function startSweeper(deps: StageDeps, publish: (event: CloudEvent<unknow
   const ctx: StageContext = { ...deps, publish, delivery: { attempt: 1, working: () => undefined } };
 
   async function redrive(task: TaskDocument, now: number): Promise<boolean> {
-    if (leaseIsLive(task, now)) return false;
+    // An instance task that only waits for its other disks is held by no stage, whatever its lease says.
+    if (leaseIsLive(task, now) && !(task.cancelRequested && waitsForOtherDisks(task))) return false;
     if (task.cancelRequested) {
       await cancelTask(ctx, task.id);
       return true;

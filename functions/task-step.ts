@@ -3,7 +3,6 @@
  * redelivered event), honour a cancellation, record a failure the user can act on, and advance
  * the task with a compare-and-set before emitting the next event.
  */
-import { DeleteObjectCommand } from '@aws-sdk/client-s3';
 import type { TaskDocument, TaskState } from '../tasks/task';
 import { advanceTask, isTerminal, transition, updateTask } from '../tasks/state-machine';
 import { ImageFormatError } from '../toolkit/errors';
@@ -18,7 +17,10 @@ import { RetryLater } from '../events/bus';
 import { DEFAULT_PHASE_DEADLINE_MS, PhaseDeadline } from './phase-deadline';
 import { claimTask, holdsLease, releaseLease, renewLease, type Attempt } from './lease';
 import { republishOutbox } from './outbox';
-import { clearPrefix } from './leftovers';
+import { clearPrefix, clearTaskOutputs, imagePrefix } from './leftovers';
+import { endInstanceWithDisk } from './instance-group';
+
+export { clearTaskOutputs, imagePrefix };
 
 /**
  * What to do with an event whose task this stage cannot claim: an unknown or ended task drops
@@ -31,7 +33,12 @@ async function settleUnclaimed(ctx: StageContext, taskId: string, task: TaskDocu
     ctx.log.warn({ taskId, stage }, 'event for an unknown task dropped');
     return;
   }
-  if (isTerminal(task.state)) return;
+  if (isTerminal(task.state)) {
+    // The disk of an instance whose ending was cut short (a crash after the task ended): the
+    // rest of the instance ends now. A no-op for every other task, and when it was done before.
+    await endInstanceWithDisk(ctx, task);
+    return;
+  }
   if (task.cancelRequested) {
     await cancelTask(ctx, taskId);
     return;
@@ -42,53 +49,42 @@ async function settleUnclaimed(ctx: StageContext, taskId: string, task: TaskDocu
   }
 }
 
-/** Key prefix under which a task's outputs live in the image store. */
-export function imagePrefix(taskId: string): string {
-  return `images/${taskId}/`;
-}
-
 /** Where one attempt writes its outputs: a stale attempt never writes over a newer one's. */
 export function attemptPrefix(taskId: string, attempt: Attempt | undefined): string {
   return `${imagePrefix(taskId)}attempt-${attempt?.epoch ?? 0}/`;
 }
 
 /**
- * Removes what an ended task left in the image store: under its prefix every object and
- * multipart upload of every attempt, and its converted output unless `keepImage` (a failed
- * task keeps it, so that `imaging tasks retry` can go on from a later stage). Best effort:
- * logged, never thrown.
+ * Ends a task as cancelled (by the user, or by expiry), removing any converted output. A disk
+ * of an instance takes the instance and its other disks with it (instance-group.ts).
  */
-export async function clearTaskOutputs(ctx: Pick<StageContext, 's3' | 'config' | 'log'>, done: TaskDocument, keepImage = false): Promise<void> {
-  const image = done.artifacts.image;
-  try {
-    if (image && !keepImage) await ctx.s3.send(new DeleteObjectCommand({ Bucket: image.bucket, Key: image.key }));
-    const kept = keepImage && image?.bucket === ctx.config.imageBucket ? image.key : undefined;
-    await clearPrefix(ctx.s3, ctx.config.imageBucket, imagePrefix(done.id), kept === undefined ? undefined : (key) => key === kept);
-  } catch (err) {
-    ctx.log.warn({ taskId: done.id, err: String(err) }, 'could not remove the outputs of an ended task');
-  }
-}
-
-/** Ends a task as cancelled (by the user, or by expiry), removing any converted output. */
 export async function cancelTask(ctx: StageContext, taskId: string, message?: string): Promise<void> {
   const done = await updateTask(ctx.tasks, taskId, (doc) => {
     if (isTerminal(doc.state)) return undefined;
     return transition(doc, 'cancelled', message ?? doc.cancelRequested?.reason ?? 'Canceled by user');
   });
-  if (done?.state === 'cancelled') await clearTaskOutputs(ctx, done);
+  if (done?.state !== 'cancelled') return;
+  await clearTaskOutputs(ctx, done);
+  await endInstanceWithDisk(ctx, done);
 }
 
-/** Ends a task as failed, removing whatever its attempts wrote to the image store. */
+/**
+ * Ends a task as failed, removing whatever its attempts wrote to the image store. A disk of an
+ * instance takes the instance and its other disks with it (instance-group.ts).
+ */
 export async function failTask(ctx: StageContext, taskId: string, statusMessage: string): Promise<void> {
   const done = await updateTask(ctx.tasks, taskId, (doc) => (isTerminal(doc.state) ? undefined : transition(doc, 'failed', statusMessage)));
-  if (done?.state === 'failed') await clearTaskOutputs(ctx, done, true);
+  if (done?.state !== 'failed') return;
+  await clearTaskOutputs(ctx, done, true);
+  await endInstanceWithDisk(ctx, done);
 }
 
 /**
  * Ends a task as failed by `stage` with `artifacts` (the stage's report) kept on it, in one
  * compare-and-set, so a user reads why next to the message. Only while the task is in the state
  * the stage's row expects and, for a leased attempt, only by the lease holder: a stale replica's
- * verdict is dropped. The converted image stays where it is.
+ * verdict is dropped. The converted image stays where it is. Resolves to the task as it is after
+ * (failed, or as someone else left it), as updateTask does.
  */
 export async function failKeeping(
   ctx: StageContext,
@@ -96,9 +92,9 @@ export async function failKeeping(
   taskId: string,
   statusMessage: string,
   artifacts: Partial<TaskDocument['artifacts']>,
-): Promise<void> {
+): Promise<TaskDocument | undefined> {
   const attempt = ctx.attempt;
-  await updateTask(ctx.tasks, taskId, (doc) =>
+  return updateTask(ctx.tasks, taskId, (doc) =>
     doc.state !== rowOf(stage).expects || (attempt && !holdsLease(doc, attempt))
       ? undefined
       : transition({ ...doc, artifacts: { ...doc.artifacts, ...artifacts }, lease: undefined }, 'failed', statusMessage),

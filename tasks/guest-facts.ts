@@ -34,3 +34,28 @@ export function importedGuestFacts(task: Pick<TaskDocument, 'request' | 'artifac
     ...(bootMode ? { bootMode } : {}),
   };
 }
+
+/** How an imported disk boots: the kernel and ramdisk the request associated, its virtualization and layout. */
+export interface ImportedBootFacts {
+  kernelId?: string;
+  ramdiskId?: string;
+  virtualizationType?: 'paravirtual' | 'hvm';
+  layout?: 'disk' | 'partition';
+}
+
+/**
+ * What the request's extension parameters (KernelId, RamdiskId, VirtualizationType) said, and the
+ * layout the validate stage found (which equals a declared one by then). With a kernel and no
+ * VirtualizationType the image boots paravirtual, as RegisterImage assumes.
+ */
+export function importedBootFacts(task: Pick<TaskDocument, 'request' | 'artifacts'>): ImportedBootFacts {
+  const { kernelId, ramdiskId, virtualizationType } = task.request;
+  const layout = task.artifacts.layout ?? task.request.layout;
+  const virtualization = virtualizationType ?? (kernelId ? 'paravirtual' : undefined);
+  return {
+    ...(kernelId ? { kernelId } : {}),
+    ...(ramdiskId ? { ramdiskId } : {}),
+    ...(virtualization ? { virtualizationType: virtualization } : {}),
+    ...(layout ? { layout } : {}),
+  };
+}

@@ -162,10 +162,15 @@ export interface TaskRequest extends ImportVolumeRequest {
   /**
    * The kernel (and ramdisk) a machine image boots with, where the validate stage reads them: a
    * partition image (artifacts.layout "partition", a bare filesystem) with a kernel associated
-   * needs no boot loader of its own. Set by RegisterImage (the same as bundle.kernelId/ramdiskId).
+   * needs no boot loader of its own. Set by RegisterImage (the same as bundle.kernelId/ramdiskId)
+   * and by the extension parameters of ImportImage / ImportInstance (gateway/actions/kernel-params.ts).
    */
   kernelId?: string;
   ramdiskId?: string;
+  /** ImportImage / ImportInstance's extension parameter VirtualizationType (gateway/actions/kernel-params.ts). */
+  virtualizationType?: 'paravirtual' | 'hvm';
+  /** The layout the request declared (extension parameter Layout): the validate stage refuses a disk that is not so. */
+  layout?: ImageLayout;
   /**
    * Dynamic validation asked for with the extension parameter BootCheck=true (ImportImage,
    * ImportInstance): the boot-check stage boots the converted disk under qemu.
@@ -234,6 +239,12 @@ export interface VerifiedBundle {
   /** Who signed: the certificate's fingerprint, or "UNSIGNED" when unsigned bundles are accepted. */
   signedBy: string;
 }
+
+/**
+ * How an imported disk boots, as ImportImage / ImportInstance's extension parameters KernelId,
+ * RamdiskId, VirtualizationType and Layout give it; kept on the request (TaskRequest) itself.
+ */
+export type BootImageRequest = Pick<TaskRequest, 'kernelId' | 'ramdiskId' | 'virtualizationType' | 'layout'>;
 
 /** What an import asked of the boot check (extension parameters BootCheck and BootCheckMarker). */
 export interface BootCheckRequest {
@@ -435,6 +446,8 @@ export interface ImageRecord {
   blockDeviceMappings?: { deviceName: string; virtualName?: string; noDevice?: boolean }[];
   /** An instance-store image's bytes in the image store (raw), set when it becomes available. */
   image?: StoredObject;
+  /** The ClientToken of the CopyImage that made the image, so that a retry of that call is known. */
+  clientToken?: string;
 }
 
 export interface TaskOutboxEvent {
@@ -485,6 +498,11 @@ export interface InstanceRecord {
   userData?: string;
   monitoring?: boolean;
   instanceInitiatedShutdownBehavior?: 'stop' | 'terminate';
+  /** The boot disk's kernel and ramdisk, virtualization and layout (ImportInstance's extension parameters, and what validate found). */
+  kernelId?: string;
+  ramdiskId?: string;
+  virtualizationType?: 'paravirtual' | 'hvm';
+  layout?: ImageLayout;
   tags?: Tag[];
   createdAt: string;
 }

@@ -32,6 +32,8 @@ export interface ImageView {
   layout?: string;
   imageStoreLocation?: string;
   imageSha256?: string;
+  /** The root device's snapshot, for a volume-backed image (ImportImage, CopyImage). */
+  rootSnapshotId?: string;
 }
 
 const str = (v: unknown) => (v === undefined || v === '' ? undefined : String(v));
@@ -54,6 +56,7 @@ export function imageView(item: Record<string, any>): ImageView {
     layout: str(item.layout),
     imageStoreLocation: str(item.imageStoreLocation),
     imageSha256: str(item.imageSha256),
+    rootSnapshotId: str(((item.blockDeviceMapping?.item ?? []) as Record<string, any>[]).find((m) => m.deviceName === item.rootDeviceName)?.ebs?.snapshotId),
   };
 }
 
@@ -73,6 +76,7 @@ export function formatImage(i: ImageView): string {
   field('ramdisk', i.ramdiskId);
   field('layout', i.layout);
   field('root device', i.rootDeviceName && `${i.rootDeviceName} (${i.rootDeviceType}, ${i.virtualizationType})`);
+  field('root snapshot', i.rootSnapshotId);
   field('image store', i.imageStoreLocation);
   field('sha256', i.imageSha256);
   return lines.join('\n');
@@ -245,6 +249,26 @@ export function registerBundleCommands(
         const image = await waitForImage(ctx.ec2, imageId, { progress: opts.progress && !opts.json && process.stderr.isTTY === true });
         print(opts.json ? JSON.stringify(image, null, 2) : formatImage(image));
         if (image.state !== 'available') process.exitCode = 1;
+      } catch (err) {
+        fail(err);
+      }
+    });
+
+  withClientFlags(program.command('copy-image <source-image-id>').description('CopyImage: an image from a bundle (emi-) becomes a volume-backed image (ami-) with a snapshot of the same bytes'))
+    .requiredOption('-n, --name <name>', 'the new image\'s name')
+    .option('--description <text>')
+    .option('--client-token <token>', 'makes the call idempotent')
+    .option('--copy-image-tags', 'give the new image the source\'s tags')
+    .option('--json', 'print the new image as JSON')
+    .action(async (source: string, opts) => {
+      try {
+        const ctx = await clientContext(opts);
+        const response = await ctx.ec2.call('CopyImage', {
+          SourceImageId: source, SourceRegion: ctx.region, Name: opts.name, Description: opts.description, ClientToken: opts.clientToken,
+          CopyImageTags: opts.copyImageTags ? 'true' : undefined,
+        });
+        const [image] = await describeImages(ctx.ec2, [String(response.imageId)]);
+        print(opts.json ? JSON.stringify(image, null, 2) : formatImage(image));
       } catch (err) {
         fail(err);
       }

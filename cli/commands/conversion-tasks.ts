@@ -30,9 +30,14 @@ export interface ConversionTaskView {
 
 export interface DiskView {
   status: string;
+  statusMessage?: string;
+  progress?: number;
   format?: string;
+  imageSize?: number;
+  bytesConverted?: number;
   volumeId?: string;
   volumeSizeGiB?: number;
+  imageSha256?: string;
   description?: string;
 }
 
@@ -108,9 +113,14 @@ export function conversionTaskView(item: Record<string, any>): ConversionTaskVie
       ? {
           disks: volumes.map((v) => ({
             status: String(v.status ?? ''),
+            statusMessage: str(v.statusMessage),
+            progress: num(v.progress),
             format: str(v.image?.format),
+            imageSize: num(v.image?.size),
+            bytesConverted: num(v.bytesConverted),
             volumeId: str(v.volume?.id),
             volumeSizeGiB: num(v.volume?.size),
+            imageSha256: str(v.imageSha256) ?? str(v.image?.checksum),
             description: str(v.description),
           })),
         }
@@ -143,7 +153,7 @@ export function formatConversionTask(task: ConversionTaskView): string {
   field('boot check', task.bootCheck?.message);
   field('expires', task.expirationTime);
   for (const [i, disk] of (task.disks ?? []).entries()) {
-    field(`disk ${i + 1}`, [disk.status, disk.format, disk.volumeId && `${disk.volumeId} (${disk.volumeSizeGiB} GiB)`, disk.description].filter(Boolean).join('  '));
+    field(`disk ${i + 1}`, [disk.status, disk.format, disk.volumeId && `${disk.volumeId} (${disk.volumeSizeGiB} GiB)`, disk.description, disk.status !== 'completed' && disk.statusMessage].filter(Boolean).join('  '));
   }
   return lines.join('\n');
 }

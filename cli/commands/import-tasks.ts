@@ -188,6 +188,10 @@ export function registerImportTaskCommands(
     .addOption(new Option('--license-type <type>', 'license type').choices(['AWS', 'BYOL', 'Auto']))
     .option('--boot-check', 'boot the converted disk under qemu before it becomes an image (extension parameter BootCheck=true)')
     .option('--boot-check-marker <text>', 'a serial-console line that means the guest is up (BootCheckMarker) [default: a login prompt or cloud-init]')
+    .option('--kernel-id <id>', 'kernel image (eki-) a partition image boots with (extension parameter KernelId)')
+    .option('--ramdisk-id <id>', 'its ramdisk image (eri-) (extension parameter RamdiskId)')
+    .addOption(new Option('--virtualization-type <type>', 'extension parameter VirtualizationType [default: paravirtual with a kernel, else hvm]').choices(['paravirtual', 'hvm']))
+    .addOption(new Option('--layout <layout>', 'the disk is a whole disk or one bare filesystem (extension parameter Layout) [default: what the disk is]').choices(['disk', 'partition']))
     .action(async (source: string, opts) => {
       try {
         const ctx = await clientContext(opts as ClientFlags);
@@ -202,6 +206,10 @@ export function registerImportTaskCommands(
           LicenseType: opts.licenseType,
           BootCheck: opts.bootCheck || opts.bootCheckMarker ? 'true' : undefined,
           BootCheckMarker: opts.bootCheckMarker,
+          KernelId: opts.kernelId,
+          RamdiskId: opts.ramdiskId,
+          VirtualizationType: opts.virtualizationType,
+          Layout: opts.layout,
           ClientToken: opts.clientToken,
           ...tagParams(opts.tag, 'import-image-task'),
         };

@@ -33,10 +33,28 @@ export interface ImportVolumeOptions {
 
 const GiB = 1024 ** 3;
 
-async function uploadParts(s3: S3Client, file: string, bucket: string, prefix: string, size: number, partSize: number, options: ImportVolumeOptions) {
+/** Told how far an upload has come, after each part: what a progress bar shows. */
+export interface UploadProgress {
+  update(uploadedBytes: number, uploadedParts: number, totalParts: number): void;
+}
+
+/** An upload's progress as one bar of its own on stderr (import-volume, and an instance's single disk). */
+export function uploadBar(size: number, parts: number): UploadProgress & { stop(): void } {
+  const bar = new SingleBar({ format: 'uploading |{bar}| {percentage}% {value}/{total} MiB | {parts}', stopOnComplete: true }, Presets.shades_classic);
+  bar.start(Math.ceil(size / 2 ** 20), 0, { parts: `0/${parts} parts` });
+  return {
+    update: (bytes, done, total) => bar.update(mebibytesDone(bytes, size), { parts: `${done}/${total} parts` }),
+    stop: () => bar.stop(),
+  };
+}
+
+/** Whole MiB uploaded, for a bar whose total is the size rounded up: full once every byte is. */
+export function mebibytesDone(bytes: number, size: number): number {
+  return bytes >= size ? Math.ceil(size / 2 ** 20) : Math.floor(bytes / 2 ** 20);
+}
+
+async function uploadParts(s3: S3Client, file: string, bucket: string, prefix: string, size: number, partSize: number, options: ImportVolumeOptions, progress?: UploadProgress) {
   const ranges = partRanges(size, partSize);
-  const bar = options.progress ? new SingleBar({ format: 'uploading |{bar}| {percentage}% {value}/{total} MiB | {parts}', stopOnComplete: true }, Presets.shades_classic) : undefined;
-  bar?.start(Math.ceil(size / 2 ** 20), 0, { parts: `0/${ranges.length} parts` });
   let uploadedBytes = 0;
   let uploadedParts = 0;
   let next = 0;
@@ -52,14 +70,10 @@ async function uploadParts(s3: S3Client, file: string, bucket: string, prefix: s
       }
       uploadedBytes += length;
       uploadedParts++;
-      bar?.update(Math.floor(uploadedBytes / 2 ** 20), { parts: `${uploadedParts}/${ranges.length} parts` });
+      progress?.update(uploadedBytes, uploadedParts, ranges.length);
     }
   };
-  try {
-    await Promise.all(Array.from({ length: Math.min(options.concurrency, ranges.length) }, worker));
-  } finally {
-    bar?.stop();
-  }
+  await Promise.all(Array.from({ length: Math.min(options.concurrency, ranges.length) }, worker));
   return ranges.map((r) => ({ ...r, key: keys[r.index] }));
 }
 
@@ -90,25 +104,43 @@ export interface UploadedImport {
   prefix: string;
 }
 
-/** Uploads the parts and the manifest; returns the manifest's presigned URL for ImportVolume. */
-export async function uploadImportImage(ctx: ClientContext, file: string, options: ImportVolumeOptions): Promise<UploadedImport> {
+/** A disk checked and ready to upload: its size, the volume it asks for and where its parts go. */
+export interface PreparedUpload {
+  file: string;
+  format: ManifestFileFormat;
+  size: number;
+  partSize: number;
+  parts: number;
+  volumeSizeGiB: number;
+  prefix: string;
+}
+
+/**
+ * Checks the image before anything is uploaded: a wrong format or an unsafe file is refused
+ * here, and the volume's default size comes from the virtual disk, not the (compressed) file.
+ */
+export async function prepareUpload(file: string, options: Pick<ImportVolumeOptions, 'format' | 'prefix' | 'volumeSizeGiB' | 'partSizeMiB'>): Promise<PreparedUpload> {
   const size = statSync(file).size;
   if (size === 0) throw new Error(`${file} is empty`);
   const partSize = Math.round(options.partSizeMiB * 2 ** 20);
   if (!(partSize >= 1)) throw new Error(`part size ${options.partSizeMiB} MiB is not a positive number`);
   const prefix = options.prefix ?? `${basename(file)}.${randomBytes(4).toString('hex')}/`;
-  // Check the image here first: a wrong --format or an unsafe file is refused before any upload,
-  // and the volume's default size comes from the virtual disk, not the (compressed) file.
   const virtualSize = await virtualSizeOf(file, options.format);
   const volumeSizeGiB = options.volumeSizeGiB ?? Math.max(1, Math.ceil(virtualSize / GiB));
+  return { file, format: options.format, size, partSize, parts: partRanges(size, partSize).length, volumeSizeGiB, prefix };
+}
+
+/** Uploads a prepared disk's parts and its manifest; returns the manifest's presigned URL. */
+export async function uploadPrepared(ctx: ClientContext, prepared: PreparedUpload, options: ImportVolumeOptions, progress?: UploadProgress): Promise<UploadedImport> {
+  const { file, size, partSize, prefix, volumeSizeGiB } = prepared;
   const { s3 } = ctx;
   await ensureBucket(s3, options.bucket);
-  const parts = await uploadParts(s3, file, options.bucket, prefix, size, partSize, options);
+  const parts = await uploadParts(s3, file, options.bucket, prefix, size, partSize, options, progress);
   const sign = (command: GetObjectCommand | HeadObjectCommand | DeleteObjectCommand) => getSignedUrl(s3, command, { expiresIn: options.expiresSeconds });
   const manifestKey = manifestKeyFor(prefix, file);
   const manifest = buildImportManifest({
     version: '2010-11-15',
-    fileFormat: options.format,
+    fileFormat: prepared.format,
     size,
     volumeSizeGiB,
     selfDestructUrl: await sign(new DeleteObjectCommand({ Bucket: options.bucket, Key: manifestKey })),
@@ -122,6 +154,17 @@ export async function uploadImportImage(ctx: ClientContext, file: string, option
   await s3.send(new PutObjectCommand({ Bucket: options.bucket, Key: manifestKey, Body: manifest, ContentType: 'application/xml' }));
   const manifestUrl = await sign(new GetObjectCommand({ Bucket: options.bucket, Key: manifestKey }));
   return { manifestUrl, size, volumeSizeGiB, prefix };
+}
+
+/** Checks, then uploads the parts and the manifest (with a progress bar when asked); returns the manifest's presigned URL for ImportVolume. */
+export async function uploadImportImage(ctx: ClientContext, file: string, options: ImportVolumeOptions): Promise<UploadedImport> {
+  const prepared = await prepareUpload(file, options);
+  const bar = options.progress ? uploadBar(prepared.size, prepared.parts) : undefined;
+  try {
+    return await uploadPrepared(ctx, prepared, options, bar);
+  } finally {
+    bar?.stop();
+  }
 }
 
 export async function importVolume(ctx: ClientContext, file: string, options: ImportVolumeOptions): Promise<{ conversionTaskId: string; manifestUrl: string }> {

@@ -6,6 +6,7 @@ import type { StageDeps } from './deps';
 import { eventLogFields } from './invoke-stage';
 import { clearTaskOutputs, clientErrorMessage } from '../task-step';
 import { leaseIsLive } from '../lease';
+import { endInstanceWithDisk } from '../instance-group';
 
 /** The status message of a task whose event could not be processed within the retry limit. */
 export function giveUpStatusMessage(error: unknown): string {
@@ -35,5 +36,7 @@ export async function failTaskOfAbandonedEvent(stage: Stage, deps: StageDeps, ev
     if (leaseIsLive(doc)) return undefined;
     return transition(doc, 'failed', statusMessage);
   });
-  if (failed?.state === 'failed') await clearTaskOutputs(deps, failed, true);
+  if (failed?.state !== 'failed') return;
+  await clearTaskOutputs(deps, failed, true);
+  await endInstanceWithDisk(deps, failed);
 }

@@ -7,7 +7,7 @@ import { newImageId, newSnapshotId } from '../../tasks/ids';
 import { updateTask } from '../../tasks/state-machine';
 import type { ImageRecord, SnapshotRecord, TaskDocument } from '../../tasks/task';
 import { rowOf } from '../../pipeline/table';
-import { importedGuestFacts } from '../../tasks/guest-facts';
+import { importedBootFacts, importedGuestFacts } from '../../tasks/guest-facts';
 import { advanceToNext } from '../task-step';
 import type { StageContext } from '../stage';
 
@@ -66,6 +66,8 @@ export async function registerImport(task: TaskDocument, ctx: StageContext): Pro
       sizeGiB,
       ...(tags ? { tags } : {}),
       createdAt,
+      // The extension parameters KernelId, RamdiskId, VirtualizationType, and the layout found.
+      ...importedBootFacts(task),
     };
     await ctx.tasks.putResource(record);
   }

@@ -8,10 +8,12 @@
  */
 import { rowOf } from '../../pipeline/table';
 import { isTerminal } from '../../tasks/state-machine';
+import { importedBootFacts } from '../../tasks/guest-facts';
 import type { InstanceRecord, TaskDocument } from '../../tasks/task';
 import { ClientError } from '../errors';
 import type { StageContext } from '../stage';
 import { advanceToNext } from '../task-step';
+import { followEndedInstance } from '../instance-group';
 
 /**
  * `from` says who settles: the instance task's own register (which fails the instance when one
@@ -22,7 +24,10 @@ const REGISTER_EXPECTS = rowOf('register').expects;
 
 export async function settleInstance(ctx: StageContext, instanceTaskId: string, from: 'instance' | 'volume'): Promise<void> {
   const task = await ctx.tasks.get(instanceTaskId);
-  if (!task || task.state !== REGISTER_EXPECTS || !task.artifacts.volumeId) return; // not there yet, or ended
+  if (!task) return;
+  // The instance ended, or was asked to, while this disk registered: the disk goes with it.
+  if (await followEndedInstance(ctx, task)) return;
+  if (task.state !== REGISTER_EXPECTS || !task.artifacts.volumeId) return; // not there yet, or ended
   const spec = task.request.instance;
   if (!spec) throw new Error(`import-instance task ${task.id} has no instance in its request`);
   const memberIds = spec.volumeTaskIds ?? [];
@@ -44,13 +49,22 @@ export async function settleInstance(ctx: StageContext, instanceTaskId: string, 
   // From a volume task's register the lease held is that task's, not the instance task's (whose
   // own register has finished): the advance is a compare-and-set on the instance task's state alone.
   const advancing = from === 'volume' ? { ...ctx, attempt: undefined } : ctx;
-  await advanceToNext(advancing, 'register', task.id, () => ({}), { resourceId: instance.id });
+  const completed = await advanceToNext(advancing, 'register', task.id, () => ({}), { resourceId: instance.id });
+  if (completed) return;
+  // Ended meanwhile (a cancellation; its ending may have looked for the records before they
+  // were written): no instance, and no volume of it.
+  const ended = await ctx.tasks.get(task.id);
+  if (ended && ended.state !== 'completed' && isTerminal(ended.state)) await followEndedInstance(ctx, ended);
 }
 
 /** Whether a task converts one of an instance's further disks. */
 export const isInstanceDisk = (task: TaskDocument): boolean => task.request.partOf !== undefined;
 
-/** The instance an import-instance task makes: stopped, `volumeIds` its volumes in DiskImage order (the boot disk's first). */
+/**
+ * The instance an import-instance task makes: stopped, `volumeIds` its volumes in DiskImage order
+ * (the boot disk's first), with the boot disk's kernel, ramdisk, virtualization and layout (the
+ * extension parameters of ImportInstance).
+ */
 export function instanceRecord(task: TaskDocument, volumeIds: string[], createdAt: string): InstanceRecord | undefined {
   const spec = task.request.instance;
   if (task.kind !== 'import-instance' || !spec) return undefined;
@@ -64,6 +78,7 @@ export function instanceRecord(task: TaskDocument, volumeIds: string[], createdA
     state: 'stopped',
     volumeIds,
     ...(task.request.availabilityZone ? { availabilityZone: task.request.availabilityZone } : {}),
+    ...importedBootFacts(task),
     createdAt,
   };
 }

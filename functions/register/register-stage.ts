@@ -5,9 +5,10 @@
 import { newVolumeId } from '../../tasks/ids';
 import { updateTask } from '../../tasks/state-machine';
 import { rowOf } from '../../pipeline/table';
-import { advanceToNext, taskStage } from '../task-step';
+import { advanceToNext, cancelTask, taskStage } from '../task-step';
 import { registerImport } from './register-import';
 import { instanceRecord, settleInstance } from './register-instance';
+import { instanceTaskIdOf } from '../../tasks/instance-disks';
 import { registerBundle } from './register-bundle';
 
 /** The state register works on (its row of the pipeline table). */
@@ -28,6 +29,12 @@ export const registerStage = taskStage('register', {
       doc.artifacts.volumeId || doc.state !== REGISTER_EXPECTS ? undefined : { ...doc, artifacts: { ...doc.artifacts, volumeId: newVolumeId() } });
     const volumeId = fixed?.artifacts.volumeId;
     if (!volumeId || fixed.state !== REGISTER_EXPECTS) return; // someone else finished or ended the task
+    // A disk of an instance asked to stop since the claim (another disk failed, or the user
+    // cancelled the instance): no volume is made.
+    if (fixed.cancelRequested && instanceTaskIdOf(fixed)) {
+      await cancelTask(ctx, taskId);
+      return;
+    }
     const createdAt = new Date().toISOString();
     await ctx.tasks.putResource({
       id: volumeId,
@@ -39,6 +46,14 @@ export const registerStage = taskStage('register', {
       availabilityZone: task.request.availabilityZone,
       createdAt,
     });
+    // Ended while the record was written (an instance whose other disk failed is ended at once,
+    // as it waits for its disks): whoever ended it may have looked for the record before it was
+    // there, so it is removed here.
+    const current = await ctx.tasks.get(taskId);
+    if (!current || current.state === 'failed' || current.state === 'cancelled') {
+      await ctx.tasks.deleteResource(volumeId);
+      return;
+    }
     const partOf = task.request.partOf;
     if (partOf) {
       // A further disk of an instance: its own task completes with its volume; the instance

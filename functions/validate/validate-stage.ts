@@ -12,8 +12,9 @@
 import { S3ObjectSource } from '../../toolkit/io/s3-object-source';
 import { DEFAULT_GUEST_POLICY, inspectGuest, type Architecture, type GuestReport, type InspectGuestOptions, type RequestedBootMode, type RequestedPlatform } from '../../toolkit/inspect/guest';
 import { ReadBudgetExceededError } from '../../toolkit/inspect/inspection-source';
-import type { TaskDocument, ValidationReport } from '../../tasks/task';
+import type { ImageLayout, TaskDocument, ValidationReport } from '../../tasks/task';
 import { advanceToNext, failKeeping, taskStage } from '../task-step';
+import { endInstanceWithDisk } from '../instance-group';
 import { ClientError } from '../errors';
 
 const GiB = 1024 ** 3;
@@ -62,6 +63,19 @@ export function inspectOptionsFor(task: TaskDocument): Pick<InspectGuestOptions,
   };
 }
 
+/** A disk with a partition table is a whole disk; without one, a bare filesystem (a partition image). */
+export function layoutOf(report: Pick<GuestReport, 'partitionTable'>): ImageLayout {
+  return report.partitionTable === 'none' ? 'partition' : 'disk';
+}
+
+/** The refusal when the request declared a layout (extension parameter Layout) the disk does not have. */
+export function layoutMismatch(declared: ImageLayout | undefined, found: ImageLayout | undefined, report: Pick<GuestReport, 'partitionTable'>): string | undefined {
+  if (!declared || !found || declared === found) return undefined;
+  return declared === 'disk'
+    ? 'ClientError: the request declared Layout=disk but the image has no partition table (it is one bare filesystem); declare Layout=partition and name its KernelId, or import the whole disk'
+    : `ClientError: the request declared Layout=partition but the image is a whole disk with a${report.partitionTable === 'mbr' ? 'n MBR' : ' GPT'} partition table; declare Layout=disk, or import the bare filesystem alone`;
+}
+
 /** The report as the task keeps it: what a user and the later stages need, not every partition field. */
 export function compactReport(report: GuestReport, purpose: 'system' | 'data'): ValidationReport {
   return {
@@ -107,13 +121,17 @@ export const validateStage = taskStage('validate', {
     }
     const validation = compactReport(report, options.purpose ?? 'system');
     ctx.log.info({ taskId, verdict: report.verdict.message, bytesRead: report.bytesRead }, 'guest inspected');
-    if (!report.verdict.accepted) {
-      await failKeeping(ctx, 'validate', taskId, report.verdict.message, { validation });
+    // A system disk is a whole disk or one bare filesystem; a bundle's layout was recorded by the decrypt stage.
+    const layout = options.purpose === 'data' ? undefined : task.artifacts.layout ?? layoutOf(report);
+    const refusal = !report.verdict.accepted ? report.verdict.message : layoutMismatch(task.request.layout, layout, report);
+    if (refusal) {
+      const failed = await failKeeping(ctx, 'validate', taskId, refusal, { validation });
+      if (failed?.state === 'failed') await endInstanceWithDisk(ctx, failed);
       return;
     }
     await advanceToNext(
       ctx, 'validate', taskId,
-      (doc) => ({ artifacts: { ...doc.artifacts, validation } }),
+      (doc) => ({ artifacts: { ...doc.artifacts, validation, ...(layout ? { layout } : {}) } }),
     );
   },
 });

@@ -1,14 +1,14 @@
 /**
  * CancelConversionTask: marks the task for cancellation, and for an ImportInstance every volume
  * task of its further disks too. A task still waiting for its upload has no stage working on it,
- * so it is cancelled here; otherwise the stage working on it sees cancelRequested and stops.
+ * so it is cancelled here; otherwise the stage working on it sees cancelRequested and stops (or
+ * the sweeper ends it, when no stage holds it).
  */
 import { ec2ConversionState, isTerminal, transition, updateTask } from '../../tasks/state-machine';
 import { Ec2Error } from '../errors';
 import type { ActionContext, ActionHandler } from './action';
 import { checkTaskIdShape, isOwnedBy, unknownTaskIds } from './task-ids';
 import { CONVERSION_TASK_KINDS, type TaskDocument } from '../../tasks/task';
-import { rowOf } from '../../pipeline/table';
 
 const MAX_REASON_CHARS = 255;
 export const CANCELED_BY_USER = 'Canceled by user';
@@ -56,12 +56,11 @@ async function markCancelled(ctx: ActionContext, id: string, reason: string | un
     }
     const now = ctx.now();
     const marked = doc.cancelRequested ? doc : { ...doc, cancelRequested: { at: now.toISOString(), ...(reason ? { reason } : {}) }, updatedAt: now.toISOString() };
-    // No stage works on a task waiting for its upload, nor on an instance task whose own disk is
-    // registered and which only waits for its other disks: they end here.
-    if (doc.state === 'pending-upload' || waitsForOtherDisks(doc)) return transition(marked, 'cancelled', reason ?? CANCELED_BY_USER, now);
+    // No stage works on a task waiting for its upload: it ends here. An instance task whose own
+    // disk is registered and which only waits for its other disks is ended by the sweeper within
+    // seconds, which also removes the volume it made (functions/instance-group.ts).
+    if (doc.state === 'pending-upload') return transition(marked, 'cancelled', reason ?? CANCELED_BY_USER, now);
     return marked === doc ? undefined : marked;
   });
   return finished;
 }
-
-const waitsForOtherDisks = (doc: TaskDocument) => doc.state === rowOf('register').expects && doc.artifacts.volumeId !== undefined && (doc.request.instance?.volumeTaskIds?.length ?? 0) > 0;

@@ -10,6 +10,7 @@ import type { TaskDocument } from '../../tasks/task';
 import type { XmlObject } from '../xml';
 import { bootCheckXml, validationXml } from './guest-report-xml';
 import { rowOf } from '../../pipeline/table';
+import { instanceEndReason } from '../../tasks/instance-disks';
 
 /** `members`: the volume tasks of an import-instance task's further disks (those it names; others are ignored). */
 export function conversionTaskXml(task: TaskDocument, members: TaskDocument[] = []): XmlObject {
@@ -19,7 +20,7 @@ export function conversionTaskXml(task: TaskDocument, members: TaskDocument[] = 
   return {
     conversionTaskId: task.id,
     expirationTime: task.expiresAt,
-    ...(task.kind === 'import-instance' ? { importInstance: importInstanceXml(task, disks) } : { importVolume: volume }),
+    ...(task.kind === 'import-instance' ? { importInstance: importInstanceXml(task, disks, state) } : { importVolume: volume }),
     state,
     statusMessage,
   };
@@ -33,14 +34,25 @@ function instanceDisks(task: TaskDocument, members: TaskDocument[]): TaskDocumen
 }
 
 /**
- * One state for the instance and all its disks: cancelled as soon as one disk ended without
- * finishing (with that disk's message), completed when the instance task completed (it does
- * once every disk is registered), otherwise the instance task's own.
+ * One state for the instance and all its disks: cancelled once the instance task ended (its
+ * message names the disk that ended it) or as soon as one disk failed (that disk, named);
+ * cancelling while the instance task is asked to end; completed when the instance task completed
+ * (it does once every disk is registered), otherwise the instance task's own.
  */
 function overallState(disks: TaskDocument[]): { state: ReturnType<typeof ec2ConversionState>; statusMessage: string } {
   const [task] = disks;
+  // The instance task's own message once it ended (it names the disk that ended it); before, the
+  // disk that failed (rather than one cancelled because of it), named.
+  if (ec2ConversionState(task) === 'cancelled') {
+    // The boot disk's own failure is named as any other disk's is.
+    return { state: 'cancelled', statusMessage: task.state === 'failed' && disks.length > 1 ? instanceEndReason(task) : task.statusMessage };
+  }
+  const failed = disks.find((d) => d.state === 'failed');
+  if (failed) return { state: 'cancelled', statusMessage: instanceEndReason(failed) };
+  // Asked to end (by the user, or because a disk ended): the reason, until the instance task has.
+  if (task.cancelRequested) return { state: 'cancelling', statusMessage: task.cancelRequested.reason ?? task.statusMessage };
   const ended = disks.find((d) => ec2ConversionState(d) === 'cancelled');
-  if (ended) return { state: 'cancelled', statusMessage: ended.statusMessage };
+  if (ended) return { state: 'cancelled', statusMessage: instanceEndReason(ended) };
   const cancelling = disks.find((d) => ec2ConversionState(d) === 'cancelling');
   if (cancelling) return { state: 'cancelling', statusMessage: cancelling.statusMessage };
   const state = ec2ConversionState(task);
@@ -51,13 +63,14 @@ function overallState(disks: TaskDocument[]): { state: ReturnType<typeof ec2Conv
 }
 
 /** The instance and its volumes; each volume item carries its own disk's status, as EC2 reports it per volume. */
-function importInstanceXml(task: TaskDocument, disks: TaskDocument[]): XmlObject {
+function importInstanceXml(task: TaskDocument, disks: TaskDocument[], overall: ReturnType<typeof ec2ConversionState>): XmlObject {
   const instance = task.request.instance;
   return {
     description: instance?.description,
     instanceId: instance?.instanceId,
     platform: instance?.platform,
-    volumes: disks.map((disk) => ({ ...volumeDetailXml(disk), status: ec2ConversionState(disk), statusMessage: disk.statusMessage })),
+    // A further disk that completed before its instance ended has had its volume removed with it.
+    volumes: disks.map((disk) => ({ ...volumeDetailXml(disk), status: overall === 'cancelled' && disk.state === 'completed' ? 'cancelled' : ec2ConversionState(disk), statusMessage: disk.statusMessage })),
   };
 }
 

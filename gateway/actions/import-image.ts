@@ -11,6 +11,7 @@ import type { QueryParams } from '../query-request';
 import type { ActionContext, ActionHandler } from './action';
 import { bootCheckRequest } from './boot-check-param';
 import { startOnce } from './client-token';
+import { bootImageRequest } from './kernel-params';
 import { parseTagSpecifications } from './describe-common';
 import { MAX_VOLUME_GIB, optionalDescription } from './disk-image';
 import { importImageTaskXml, importSnapshotTaskXml } from './import-task-xml';
@@ -135,7 +136,7 @@ export const importImage: ActionHandler<ImportImageInput> = {
       hypervisor: oneOf(params, 'Hypervisor', ['xen'] as const),
       resourceTags: [...(tagSpecs.get('image') ?? []), ...(tagSpecs.get('snapshot') ?? [])],
     });
-    const request = requestOf(spec, format(params, `${prefix}Format`), clientToken(params));
+    const request: TaskRequest = { ...requestOf(spec, format(params, `${prefix}Format`), clientToken(params)), ...(await bootImageRequest(params, ctx)) };
     const bootCheck = bootCheckRequest(params);
     if (bootCheck) request.bootCheck = bootCheck;
     return { kind: 'import-image', request, tags: tagSpecs.get('import-image-task') ?? [] };

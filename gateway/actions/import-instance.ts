@@ -8,14 +8,16 @@
 import { isIPv4 } from 'net';
 import { newImportInstanceTaskId, newImportVolumeTaskId, newInstanceId } from '../../tasks/ids';
 import { isTerminal, transition, updateTask } from '../../tasks/state-machine';
-import type { BootCheckRequest, ImportInstanceSpec, ImportVolumeRequest, InstanceArchitecture, TaskDocument, TaskRequest } from '../../tasks/task';
+import type { BootCheckRequest, BootImageRequest, ImportInstanceSpec, ImportVolumeRequest, InstanceArchitecture, TaskDocument, TaskRequest } from '../../tasks/task';
 import { Ec2Error, invalidValue } from '../errors';
 import type { QueryParams } from '../query-request';
 import { bootCheckRequest } from './boot-check-param';
+import { bootImageRequest } from './kernel-params';
 import type { ActionContext, ActionHandler } from './action';
 import { conversionTaskXml } from './conversion-task-xml';
 import { optionalDescription, validateDiskImage } from './disk-image';
 import { startImportTask } from './start-task';
+import { instanceEndReason } from '../../tasks/instance-disks';
 
 export const ARCHITECTURES: readonly InstanceArchitecture[] = ['i386', 'x86_64', 'arm64', 'x86_64_mac', 'arm64_mac'];
 export const DEFAULT_ARCHITECTURE: InstanceArchitecture = 'x86_64';
@@ -37,6 +39,8 @@ export interface ImportInstanceInput {
   instance: Omit<ImportInstanceSpec, 'instanceId'>;
   /** The extension parameters BootCheck / BootCheckMarker (gateway/actions/boot-check-param.ts). */
   bootCheck?: BootCheckRequest;
+  /** The extension parameters KernelId, RamdiskId, VirtualizationType, Layout (gateway/actions/kernel-params.ts), for the boot disk. */
+  boot?: BootImageRequest;
 }
 
 export const importInstance: ActionHandler<ImportInstanceInput> = {
@@ -44,10 +48,11 @@ export const importInstance: ActionHandler<ImportInstanceInput> = {
     const availabilityZone = params.string(`${LS}.Placement.AvailabilityZone`) || `${ctx.region}a`;
     const bootCheck = bootCheckRequest(params);
     const disks = diskImageIndexes(params).map((index) => ({ ...validateDiskImage(params, `DiskImage.${index}.`, ctx.allowedObjectHosts, ctx.maxImageBytes), availabilityZone }));
-    return { disks, instance: launchSpecification(params), ...(bootCheck ? { bootCheck } : {}) };
+    const boot = await bootImageRequest(params, ctx);
+    return { disks, instance: launchSpecification(params), ...(bootCheck ? { bootCheck } : {}), ...(Object.keys(boot).length ? { boot } : {}) };
   },
 
-  async run({ disks: [boot, ...others], instance, bootCheck }, ctx) {
+  async run({ disks: [bootDisk, ...others], instance, bootCheck, boot }, ctx) {
     // The further disks' tasks are recorded first, naming the instance task's id, so the instance
     // task never runs without knowing them; each one converts on its own.
     const taskId = newImportInstanceTaskId();
@@ -57,13 +62,19 @@ export const importInstance: ActionHandler<ImportInstanceInput> = {
         members.push(await startImportTask('import-volume', newImportVolumeTaskId, { ...disk, partOf: { taskId, diskIndex: i + 2 } }, ctx));
       }
       const request: TaskRequest = {
+        ...bootDisk,
         ...boot,
         instance: { instanceId: newInstanceId(), ...instance, ...(members.length ? { volumeTaskIds: members.map((m) => m.id) } : {}) },
         // Only the boot disk is booted: the further disks are data volumes.
         ...(bootCheck ? { bootCheck } : {}),
       };
       const task = await startImportTask('import-instance', () => taskId, request, ctx);
-      return { conversionTask: conversionTaskXml(task, members) };
+      // A further disk that already failed (before this task was recorded, it could not end it):
+      // the instance ends now rather than after its boot disk converted for nothing.
+      const current = members.length ? await ctx.tasks.list({ accountId: task.accountId, ids: members.map((m) => m.id) }) : [];
+      const failed = current.find((m) => m.state === 'failed' || m.state === 'cancelled');
+      if (failed) await Promise.all([task, ...members].map((t) => cancelQuietly(ctx, t.id, instanceEndReason(failed))));
+      return { conversionTask: conversionTaskXml((await ctx.tasks.get(taskId)) ?? task, current.length ? current : members) };
     } catch (err) {
       // Disks of an instance that was never recorded would convert for nothing.
       await Promise.all(members.map((m) => cancelQuietly(ctx, m.id)));
@@ -72,12 +83,13 @@ export const importInstance: ActionHandler<ImportInstanceInput> = {
   },
 };
 
-async function cancelQuietly(ctx: ActionContext, id: string): Promise<void> {
+/** Ends a task waiting for its upload; marks any other for the stage working on it (or the sweeper). */
+async function cancelQuietly(ctx: ActionContext, id: string, reason = 'The instance import could not be started'): Promise<void> {
   await updateTask(ctx.tasks, id, (doc) => {
-    if (isTerminal(doc.state)) return undefined;
+    if (isTerminal(doc.state) || doc.cancelRequested) return undefined;
     const now = ctx.now();
-    const marked = { ...doc, cancelRequested: { at: now.toISOString(), reason: 'The instance import could not be started' } };
-    return doc.state === 'pending-upload' ? transition(marked, 'cancelled', 'The instance import could not be started', now) : marked;
+    const marked = { ...doc, cancelRequested: { at: now.toISOString(), reason } };
+    return doc.state === 'pending-upload' ? transition(marked, 'cancelled', reason, now) : marked;
   }).catch(() => undefined);
 }
 

@@ -12,6 +12,7 @@ import { createTags, deleteSnapshot, deleteVolume, deregisterImage, describeImag
 import { cancelImportTask, describeImportImageTasks, describeImportSnapshotTasks } from './import-tasks';
 import { cancelExportTask, createInstanceExportTask, describeExportTasks } from './export-tasks';
 import { registerImage } from './register-image';
+import { copyImage } from './copy-image';
 import { describeExportImageTasks, exportImage } from './export-image';
 import { bundleInstance, cancelBundleTask, describeBundleTasks } from './bundle-tasks';
 
@@ -39,6 +40,7 @@ export const ACTIONS: Record<string, ActionHandler<any>> = {
   CancelExportTask: cancelExportTask,
   // Bundles (issue 14).
   RegisterImage: registerImage,
+  CopyImage: copyImage,
   ExportImage: exportImage,
   DescribeExportImageTasks: describeExportImageTasks,
   BundleInstance: bundleInstance,

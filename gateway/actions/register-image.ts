@@ -7,7 +7,7 @@
  * with the caller's own object-storage key (to learn the image type); the manifest stage reads it
  * again and verifies it.
  */
-import { BUNDLE_IMAGE_PREFIX, newBundleImageId, newRegisterBundleTaskId } from '../../tasks/ids';
+import { newBundleImageId, newRegisterBundleTaskId } from '../../tasks/ids';
 import type { BundleRegistration, ImageRecord, TaskDocument } from '../../tasks/task';
 import { MAX_BUNDLE_MANIFEST_BYTES, parseBundleManifest, type BundleManifest } from '../../toolkit/bundle/bundle-manifest';
 import { ManifestError } from '../../toolkit/bundle/import-manifest';
@@ -15,13 +15,12 @@ import { Ec2Error, invalidValue } from '../errors';
 import type { QueryParams } from '../query-request';
 import type { ActionContext, ActionHandler } from './action';
 import { optionalDescription } from './disk-image';
+import { checkAssociation, checkNewImageName } from './image-checks';
 import { announceTask, createWithFreshId, PENDING_UPLOAD_MESSAGE, withStartEvent } from './start-task';
 
 const GiB = 1024 ** 3;
 const ARCHITECTURES = ['i386', 'x86_64', 'arm64'];
 const BUCKET_NAME = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
-/** EC2's rule for AMI names: 3-128 of letters, digits, ( ) [ ] . / - ' @ _ and spaces. */
-const IMAGE_NAME = /^[A-Za-z0-9()[\]./\-'@_ ]{3,128}$/;
 const DEVICE_NAME = /^\/dev\/[a-z0-9]{2,12}$|^(sd|xvd|hd|vd)[a-z0-9]{1,8}$/;
 const VIRTUAL_NAME = /^(ephemeral\d{1,2}|swap|ami|root)$/;
 
@@ -60,18 +59,6 @@ function blockDeviceMappings(params: QueryParams): BundleRegistration['blockDevi
   return out;
 }
 
-/** A kernel (or ramdisk) a machine image is to boot with: an image of that type of the caller's own, not failed. */
-async function checkAssociation(ctx: ActionContext, param: 'KernelId' | 'RamdiskId', id: string, wanted: 'kernel' | 'ramdisk'): Promise<void> {
-  if (!/^(ami|emi|eki|eri|aki|ari)-([0-9a-f]{8}|[0-9a-f]{17})$/.test(id)) throw new Ec2Error('InvalidAMIID.Malformed', `Invalid id: "${id}" (expecting "${BUNDLE_IMAGE_PREFIX[wanted]}-...")`);
-  const found = await ctx.tasks.getResource(id);
-  if (!found || found.kind !== 'image' || found.accountId !== ctx.caller.accountId) {
-    throw new Ec2Error('InvalidAMIID.NotFound', `The ${wanted} image '${id}' (${param}) does not exist`);
-  }
-  const type = found.imageType ?? 'machine';
-  if (type !== wanted) throw new Ec2Error('InvalidParameterValue', `${param} ${id} is a ${type} image, not a ${wanted} image; register the ${wanted} with its own bundle (type ${wanted}) and name that image`);
-  if (found.state === 'failed') throw new Ec2Error('InvalidParameterValue', `${param} ${id} is a ${wanted} image whose registration failed`);
-}
-
 async function readManifest(ctx: ActionContext, bucket: string, key: string): Promise<BundleManifest> {
   if (!ctx.readUserObject) throw new Ec2Error('UnsupportedOperation', 'This gateway has no object storage configured, so it cannot read bundle manifests');
   const body = await ctx.readUserObject(ctx.caller.accountId, bucket, key, MAX_BUNDLE_MANIFEST_BYTES);
@@ -90,7 +77,7 @@ export const registerImage: ActionHandler<RegisterImageInput> = {
   async validate(params, ctx) {
     const { bucket, key } = imageLocation(params);
     const name = params.requiredString('Name');
-    if (!IMAGE_NAME.test(name)) throw new Ec2Error('InvalidAMIName.Malformed', `AMI names must be 3-128 characters of letters, digits, ( ) [ ] . / - ' @ _ and spaces; got "${name.slice(0, 140)}"`);
+    await checkNewImageName(ctx, name);
     const description = optionalDescription(params, 'Description');
     const architecture = params.string('Architecture');
     if (architecture !== undefined && !ARCHITECTURES.includes(architecture)) throw invalidValue('Architecture', architecture, `It must be one of ${ARCHITECTURES.join(', ')}.`);
@@ -116,8 +103,6 @@ export const registerImage: ActionHandler<RegisterImageInput> = {
       if (ramdiskId) await checkAssociation(ctx, 'RamdiskId', ramdiskId, 'ramdisk');
       if (ramdiskId && !kernelId) throw new Ec2Error('InvalidParameterCombination', 'A ramdisk is only used with a kernel: give KernelId as well');
     }
-    const images = (await ctx.tasks.listResources({ kind: 'image', accountId: ctx.caller.accountId })) as ImageRecord[];
-    if (images.some((i) => i.name === name && i.state !== 'failed')) throw new Ec2Error('InvalidAMIName.Duplicate', `AMI name ${name} is already in use by an image of your account`);
 
     const registration: BundleRegistration = {
       imageId: '', // allocated by run

@@ -4,7 +4,7 @@
  * Another account's resource is reported exactly like a missing one.
  */
 import { isTerminal, updateTask } from '../../tasks/state-machine';
-import type { ImageRecord, ResourceKind, ResourceRecord, SnapshotRecord, Tag, TaskDocument, VolumeRecord } from '../../tasks/task';
+import type { ImageRecord, ResourceKind, ResourceRecord, SnapshotRecord, StoredObject, Tag, TaskDocument, VolumeRecord } from '../../tasks/task';
 import { isAdminAccount } from '../accounts';
 import { Ec2Error, type Ec2ErrorCode } from '../errors';
 import type { QueryParams } from '../query-request';
@@ -124,7 +124,7 @@ function imageXml(i: ImageRecord): XmlObject {
  * failed, with the task's message as the reason. The record is left as written; the register
  * stage is the one that makes it available.
  */
-async function currentImage(ctx: ActionContext, image: ImageRecord): Promise<ImageRecord> {
+export async function currentImage(ctx: ActionContext, image: ImageRecord): Promise<ImageRecord> {
   if (image.state !== 'pending') return image;
   const task = await ctx.tasks.get(image.taskId);
   if (!task || (task.state !== 'failed' && task.state !== 'cancelled')) return image;
@@ -204,10 +204,18 @@ export const describeImages = describeResources('image', imageXml, 'imagesSet');
 export const describeSnapshots = describeResources('snapshot', snapshotXml, 'snapshotSet');
 export const describeVolumes = describeResources('volume', volumeXml, 'volumeSet');
 
-async function freeBytes(ctx: ActionContext, record: SnapshotRecord | VolumeRecord): Promise<void> {
-  // Another record may point at the same bytes (an import-volume task's volume and nothing
-  // else today); delete only when none does.
-  await ctx.deleteImageObject?.(record.image.bucket, record.image.key);
+/**
+ * Deletes an object of the image store once no record of its account names it any more. Records
+ * share bytes by reference (CopyImage: an instance-store image and the snapshot of its copy, or
+ * two images' snapshots), so the record is deleted first and the bytes go with the last one. Two
+ * deletes at once cannot both keep the bytes: whichever looks last finds the other record gone.
+ */
+async function releaseBytes(ctx: ActionContext, accountId: string, object: StoredObject): Promise<void> {
+  for (const kind of ['image', 'snapshot', 'volume'] as const) {
+    const records = await ctx.tasks.listResources({ kind, accountId });
+    if (records.some((r) => 'image' in r && r.image && r.image.bucket === object.bucket && r.image.key === object.key)) return;
+  }
+  await ctx.deleteImageObject?.(object.bucket, object.key);
 }
 
 /** Asks a running task to stop (the stages see the request while they work). */
@@ -228,8 +236,9 @@ export const deregisterImage: ActionHandler<{ image: ImageRecord; deleteSnapshot
   },
   async run({ image, deleteSnapshots }, ctx) {
     await ctx.tasks.deleteResource(image.id);
-    // An image from a bundle owns its bytes in the image store; an unfinished registration is cancelled.
-    if (image.image) await ctx.deleteImageObject?.(image.image.bucket, image.image.key);
+    // An image from a bundle holds its bytes in the image store (a copy's snapshot may share them);
+    // an unfinished registration is cancelled.
+    if (image.image) await releaseBytes(ctx, image.accountId, image.image);
     if (image.state === 'pending') await requestCancel(ctx, image.taskId);
     if (!deleteSnapshots) return { return: true };
     const results: XmlObject[] = [];
@@ -237,7 +246,7 @@ export const deregisterImage: ActionHandler<{ image: ImageRecord; deleteSnapshot
       const snapshot = await ctx.tasks.getResource(id);
       if (snapshot?.kind === 'snapshot' && snapshot.accountId === image.accountId && !(await snapshotInUseBy(ctx, snapshot))) {
         await ctx.tasks.deleteResource(id);
-        await freeBytes(ctx, snapshot);
+        await releaseBytes(ctx, snapshot.accountId, snapshot.image);
         results.push({ snapshotId: id, returnCode: 'success' });
       } else {
         results.push({ snapshotId: id, returnCode: 'error-generic' });
@@ -256,7 +265,7 @@ export const deleteSnapshot: ActionHandler<SnapshotRecord> = {
   },
   async run(snapshot, ctx) {
     await ctx.tasks.deleteResource(snapshot.id);
-    await freeBytes(ctx, snapshot);
+    await releaseBytes(ctx, snapshot.accountId, snapshot.image);
     return { return: true };
   },
 };
@@ -267,7 +276,7 @@ export const deleteVolume: ActionHandler<VolumeRecord> = {
   },
   async run(volume, ctx) {
     await ctx.tasks.deleteResource(volume.id);
-    await freeBytes(ctx, volume);
+    await releaseBytes(ctx, volume.accountId, volume.image);
     return { return: true };
   },
 };

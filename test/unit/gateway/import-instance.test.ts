@@ -155,14 +155,14 @@ describe('disk images', () => {
     await expect(runAction('CancelConversionTask', params({ ConversionTaskId: memberIds[0] }), ctx)).rejects.toMatchObject({ code: 'InvalidConversionTaskId' });
   });
 
-  test('the instance shows every disk; one disk failing makes it cancelled with that disk\'s message; cancelling ends them all', async () => {
+  test('the instance shows every disk; one disk failing makes it cancelled with that disk\'s message, naming it; cancelling ends them all', async () => {
     const out = await call({ ...disk(1), ...disk(2) });
     const id = out.conversionTask.conversionTaskId;
     const [memberId] = (await store.get(id))!.request.instance!.volumeTaskIds!;
     await updateTask(store, memberId, (doc) => ({ ...doc, state: 'failed', statusMessage: 'ClientError: not a VMDK' }));
     const described = await describeConversionTasks.validate(params({ 'ConversionTaskId.1': id }), ctx);
     const [item] = ((await describeConversionTasks.run(described, ctx)) as any).conversionTasks;
-    expect(item).toMatchObject({ state: 'cancelled', statusMessage: 'ClientError: not a VMDK' });
+    expect(item).toMatchObject({ state: 'cancelled', statusMessage: `ClientError: disk 2 (${memberId}) did not import: not a VMDK` });
     expect(item.importInstance.volumes.map((v: any) => v.status)).toEqual(['active', 'cancelled']);
 
     const other = await call({ ...disk(1), ...disk(2) });
@@ -170,6 +170,43 @@ describe('disk images', () => {
     await runAction('CancelConversionTask', params({ ConversionTaskId: otherId, ReasonMessage: 'wrong disks' }), ctx);
     const ids = [otherId, ...(await store.get(otherId))!.request.instance!.volumeTaskIds!];
     for (const t of ids) expect(await store.get(t)).toMatchObject({ state: 'cancelled', statusMessage: 'wrong disks' });
+  });
+
+  test('the boot disk failing names disk 1; a further disk that completed before shows cancelled with its message', async () => {
+    const out = await call({ ...disk(1), ...disk(2) });
+    const id = out.conversionTask.conversionTaskId;
+    const [memberId] = (await store.get(id))!.request.instance!.volumeTaskIds!;
+    await updateTask(store, memberId, (doc) => ({ ...doc, state: 'completed', statusMessage: 'Volume vol-0123456789abcdef0 removed: the instance did not import' }));
+    await updateTask(store, id, (doc) => ({ ...doc, state: 'failed', statusMessage: 'ClientError: no operating system was found' }));
+    const described = await describeConversionTasks.validate(params({ 'ConversionTaskId.1': id }), ctx);
+    const [item] = ((await describeConversionTasks.run(described, ctx)) as any).conversionTasks;
+    expect(item).toMatchObject({ state: 'cancelled', statusMessage: `ClientError: disk 1 (${id}) did not import: no operating system was found` });
+    expect(item.importInstance.volumes.map((v: any) => [v.status, v.statusMessage])).toEqual([
+      ['cancelled', 'ClientError: no operating system was found'],
+      ['cancelled', 'Volume vol-0123456789abcdef0 removed: the instance did not import'],
+    ]);
+  });
+
+  test('a further disk that failed before the instance task was recorded ends the instance at once', async () => {
+    const create = store.create.bind(store);
+    const spy = jest.spyOn(store, 'create').mockImplementation(async (doc) => {
+      // The further disk fails in the moment between its task and the instance's being recorded.
+      if (doc.kind === 'import-instance') {
+        await updateTask(store, doc.request.instance!.volumeTaskIds![0], (d) => ({ ...d, state: 'failed', statusMessage: 'ClientError: not a VMDK' }));
+      }
+      return create(doc);
+    });
+    try {
+      const out = await call({ ...disk(1), ...disk(2), ...disk(3) });
+      const id = out.conversionTask.conversionTaskId;
+      const [failed, other] = (await store.get(id))!.request.instance!.volumeTaskIds!;
+      const reason = `ClientError: disk 2 (${failed}) did not import: not a VMDK`;
+      expect(out.conversionTask).toMatchObject({ state: 'cancelled', statusMessage: reason });
+      expect(await store.get(id)).toMatchObject({ state: 'cancelled', statusMessage: reason });
+      expect(await store.get(other)).toMatchObject({ state: 'cancelled', statusMessage: reason });
+    } finally {
+      spy.mockRestore();
+    }
   });
 
   test(`more than ${MAX_DISK_IMAGES} → InvalidParameterValue; a bad further disk names its DiskImage.N; nothing stored or published`, async () => {
@@ -289,4 +326,30 @@ test('CancelConversionTask cancels a pending import-instance task', async () => 
   const id = out.conversionTask.conversionTaskId;
   await runAction('CancelConversionTask', params({ ConversionTaskId: id, ReasonMessage: 'wrong disk' }), ctx);
   expect((await store.get(id))!).toMatchObject({ state: 'cancelled', statusMessage: 'wrong disk' });
+});
+
+describe('extension parameters KernelId, RamdiskId, VirtualizationType, Layout', () => {
+  const image = (id: string, imageType?: 'kernel' | 'ramdisk', accountId = '555555555555') =>
+    store.putResource({ id, kind: 'image', accountId, taskId: 'bundle-reg-00000000000000000', name: id, architecture: 'x86_64', rootDeviceName: '/dev/sda1', snapshotIds: [], sizeGiB: 1, createdAt: new Date().toISOString(), ...(imageType ? { imageType } : {}), state: 'available' });
+
+  test('kept on the boot disk\'s task only; checked as RegisterImage checks them, nothing stored when refused', async () => {
+    await image('eki-00000000000000001', 'kernel');
+    await image('eri-00000000000000002', 'ramdisk');
+    await image('emi-00000000000000003');
+    await image('eki-00000000000000004', 'kernel', '666666666666');
+    const out = await call({ ...disk(1), ...disk(2), KernelId: 'eki-00000000000000001', RamdiskId: 'eri-00000000000000002', VirtualizationType: 'paravirtual', Layout: 'partition' });
+    const boot = (await store.get(out.conversionTask.conversionTaskId))!;
+    expect([boot.request.kernelId, boot.request.ramdiskId, boot.request.virtualizationType, boot.request.layout]).toEqual(['eki-00000000000000001', 'eri-00000000000000002', 'paravirtual', 'partition']);
+    const further = (await store.get(boot.request.instance!.volumeTaskIds![0]))!;
+    expect([further.request.kernelId, further.request.layout]).toEqual([undefined, undefined]);
+
+    const before = (await store.list({})).length;
+    await expect(call({ ...disk(1), KernelId: 'emi-00000000000000003' })).rejects.toMatchObject({ code: 'InvalidParameterValue', message: expect.stringContaining('KernelId emi-00000000000000003 is a machine image, not a kernel image') });
+    await expect(call({ ...disk(1), KernelId: 'eki-00000000000000001', RamdiskId: 'eki-00000000000000001' })).rejects.toMatchObject({ code: 'InvalidParameterValue' });
+    await expect(call({ ...disk(1), KernelId: 'eki-00000000000000004' })).rejects.toMatchObject({ code: 'InvalidAMIID.NotFound' });
+    await expect(call({ ...disk(1), RamdiskId: 'eri-00000000000000002' })).rejects.toMatchObject({ code: 'InvalidParameterCombination' });
+    await expect(call({ ...disk(1), Layout: 'lvm' })).rejects.toMatchObject({ code: 'InvalidParameterValue' });
+    await expect(call({ ...disk(1), VirtualizationType: 'pv' })).rejects.toMatchObject({ code: 'InvalidParameterValue' });
+    expect((await store.list({})).length).toBe(before);
+  });
 });
