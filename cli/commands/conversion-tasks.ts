@@ -20,6 +20,11 @@ export interface ConversionTaskView {
   instanceId?: string;
   platform?: string;
   volumeDescription?: string;
+  /** Import-instance tasks: how the instance boots (extension parameters KernelId, RamdiskId, VirtualizationType; the layout found). */
+  kernelId?: string;
+  ramdiskId?: string;
+  virtualizationType?: string;
+  layout?: string;
   /** What the validate stage found on the disk (its guest report), once it has run. */
   validation?: ValidationReport;
   /** How far the disk booted under qemu (the boot-check stage), when it was booted. */
@@ -107,7 +112,12 @@ export function conversionTaskView(item: Record<string, any>): ConversionTaskVie
     ...(detail.validation ? { validation: validationView(detail.validation) } : {}),
     ...(detail.bootCheck ? { bootCheck: bootCheckView(detail.bootCheck) } : {}),
     ...(instance
-      ? { instanceId: str(instance.instanceId), platform: str(instance.platform), volumeDescription: str(detail.description) }
+      ? {
+          instanceId: str(instance.instanceId),
+          platform: str(instance.platform),
+          volumeDescription: str(detail.description),
+          ...strings({ kernelId: instance.kernelId, ramdiskId: instance.ramdiskId, virtualizationType: instance.virtualizationType, layout: instance.layout }),
+        }
       : {}),
     ...(volumes.length > 1
       ? {
@@ -142,6 +152,8 @@ export function formatConversionTask(task: ConversionTaskView): string {
   ];
   const field = (name: string, value: unknown) => value !== undefined && lines.push(`  ${name.padEnd(16)}${value}`);
   field('instance', task.instanceId && `${task.instanceId}${task.platform ? ` (${task.platform})` : ''}`);
+  field('kernel', task.kernelId && [task.kernelId, task.ramdiskId && `ramdisk ${task.ramdiskId}`].filter(Boolean).join('  '));
+  field('boots', task.virtualizationType || task.layout ? [task.virtualizationType, task.layout && `${task.layout} layout`].filter(Boolean).join(', ') : undefined);
   field('description', task.description);
   field('format', task.format);
   field('image size', task.imageSize);

@@ -26,7 +26,7 @@ import { clearPrefix } from '../leftovers';
 import { TaskProgress } from '../progress';
 import type { StageContext } from '../stage';
 import { advanceToNext } from '../task-step';
-import { accountS3Client, checkWritableBucket } from './user-storage';
+import { accountS3Client, BUNDLE_WRITE, checkWritableBucket } from './user-storage';
 
 /** Part uploads one bundle keeps going while it makes the next part: memory is this many parts, plus one. */
 const PARTS_IN_FLIGHT = 2;
@@ -49,9 +49,9 @@ export async function bundleInstanceWork(task: TaskDocument, taskId: string, ctx
   const request = task.request.bundleInstance!;
   const cloudKey = ctx.config.cloudPrivateKey;
   if (!cloudKey) throw new ClientError('this service has no cloud key (IMAGING_CLOUD_KEY_FILE), with which bundles are signed and encrypted; ask the operator to configure one');
-  const userS3 = await accountS3Client(ctx, task.accountId);
+  const userS3 = await accountS3Client(ctx, task.accountId, BUNDLE_WRITE);
   try {
-    await checkWritableBucket(userS3, request.s3Bucket);
+    await checkWritableBucket(userS3, request.s3Bucket, BUNDLE_WRITE);
     const keys = bundleKeys(request);
     const certificates = await listSigningCertificates(ctx.tasks, task.accountId);
     const cloudCert = cloudCertificate(cloudKey);

@@ -2,32 +2,43 @@
  * The user's side of an export: the bucket is the account's, so it is reached with the
  * account's own object-storage key pair (from the task store), against the same S3 endpoint as
  * the service's, never with the service's key. A bucket the account cannot write to fails the
- * export with a reason the user can act on.
+ * export (or bundle: BundleInstance writes there the same way) with a reason the user can act on.
  */
 import { AbortMultipartUploadCommand, HeadBucketCommand, ListMultipartUploadsCommand, type S3Client } from '@aws-sdk/client-s3';
 import { makeS3Client } from '../../toolkit/io/object-storage';
 import { ClientError } from '../errors';
 import type { StageContext } from '../stage';
 
+/** What writes into the user's bucket, as its messages name it: an export (the default) or a bundle. */
+export interface UserWrite {
+  /** The thing written, as in "the export may not write to ...". */
+  noun: string;
+  /** What the user does once the bucket is fixed, as in "... and export again". */
+  retry: string;
+}
+
+export const EXPORT_WRITE: UserWrite = { noun: 'export', retry: 'export again' };
+export const BUNDLE_WRITE: UserWrite = { noun: 'bundle', retry: 'bundle the instance again' };
+
 /** An S3 client signing with the account's first key pair; the caller destroys it. */
-export async function accountS3Client(ctx: StageContext, accountId: string): Promise<S3Client> {
+export async function accountS3Client(ctx: StageContext, accountId: string, write: UserWrite = EXPORT_WRITE): Promise<S3Client> {
   const keys = await ctx.tasks.listKeys(accountId);
-  if (keys.length === 0) throw new ClientError(`account ${accountId} has no access key with which to write the export`);
+  if (keys.length === 0) throw new ClientError(`account ${accountId} has no access key with which to write the ${write.noun}`);
   return makeS3Client({ ...ctx.config.storage, accessKeyId: keys[0].accessKeyId, secretAccessKey: keys[0].secretAccessKey });
 }
 
 const statusOf = (err: unknown) => (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
 
 /** A bucket that is not there, or not the account's to write, is the user's to fix: the task fails with that reason. */
-export async function checkWritableBucket(s3: S3Client, bucket: string): Promise<void> {
+export async function checkWritableBucket(s3: S3Client, bucket: string, write: UserWrite = EXPORT_WRITE): Promise<void> {
   try {
     await s3.send(new HeadBucketCommand({ Bucket: bucket }));
   } catch (err) {
     const status = statusOf(err);
     if (status === 404 || (err as Error).name === 'NotFound' || (err as Error).name === 'NoSuchBucket') {
-      throw new ClientError(`the S3 bucket ${bucket} does not exist; create it (and allow the export to write to it) and export again`);
+      throw new ClientError(`the S3 bucket ${bucket} does not exist; create it (and allow the ${write.noun} to write to it) and ${write.retry}`);
     }
-    if (status === 403 || status === 401) throw new ClientError(`the export may not write to the S3 bucket ${bucket} with your account's credentials; grant it write access and export again`);
+    if (status === 403 || status === 401) throw new ClientError(`the ${write.noun} may not write to the S3 bucket ${bucket} with your account's credentials; grant it write access and ${write.retry}`);
     throw err;
   }
 }

@@ -2,8 +2,9 @@
  * A task document as EC2's ConversionTask structure. Under importVolume (and each
  * importInstance volume item) we also render elements EC2 does not have (imageLocation,
  * imageSha256, progress, the validate stage's report as validation and the boot check's as
- * bootCheck): SDKs skip unknown
- * elements, and our own CLI reads them.
+ * bootCheck), and under importInstance how the instance boots (kernelId, ramdiskId,
+ * virtualizationType and layout: ImportInstance's extension parameters, and the layout the
+ * validate stage found): SDKs skip unknown elements, and our own CLI reads them.
  */
 import { ec2ConversionState } from '../../tasks/state-machine';
 import type { TaskDocument } from '../../tasks/task';
@@ -11,6 +12,7 @@ import type { XmlObject } from '../xml';
 import { bootCheckXml, validationXml } from './guest-report-xml';
 import { rowOf } from '../../pipeline/table';
 import { instanceEndReason } from '../../tasks/instance-disks';
+import { importedBootFacts } from '../../tasks/guest-facts';
 
 /** `members`: the volume tasks of an import-instance task's further disks (those it names; others are ignored). */
 export function conversionTaskXml(task: TaskDocument, members: TaskDocument[] = []): XmlObject {
@@ -69,6 +71,7 @@ function importInstanceXml(task: TaskDocument, disks: TaskDocument[], overall: R
     description: instance?.description,
     instanceId: instance?.instanceId,
     platform: instance?.platform,
+    ...importedBootFacts(task),
     // A further disk that completed before its instance ended has had its volume removed with it.
     volumes: disks.map((disk) => ({ ...volumeDetailXml(disk), status: overall === 'cancelled' && disk.state === 'completed' ? 'cancelled' : ec2ConversionState(disk), statusMessage: disk.statusMessage })),
   };

@@ -6,7 +6,10 @@
  * DeregisterImage and go with the copy's. CopyImage's refusals, with @aws-sdk/client-ec2 beside
  * boto3. Then ImportImage of the same bare filesystem with the extension parameters KernelId,
  * RamdiskId and Layout (sent by `imaging import-image`): DescribeImages shows the association,
- * `imaging describe-images --json` the layout; a machine image as KernelId is refused.
+ * `imaging describe-images --json` the layout; a machine image as KernelId is refused. And
+ * ImportInstance of that bare filesystem with the same parameters (sent by `imaging
+ * import-instance`): the stopped instance's record keeps the kernel, ramdisk, virtualization and
+ * layout, and DescribeConversionTasks shows them (`imaging describe-conversion-tasks --json`).
  */
 import { execFileSync } from 'child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'fs';
@@ -195,3 +198,25 @@ test('ImportImage of a partition image with KernelId, RamdiskId and Layout (exte
   const wrong = JSON.parse((await runCli(endpoints, ['import-image', source, '--format', 'raw', '--kernel-id', kernelId, '--layout', 'disk', '--wait', '--json', '--no-progress']).catch((err) => err)).stdout);
   expect(wrong.statusMessage).toMatch(/^ClientError: the request declared Layout=disk but the image has no partition table/);
 }, 240_000);
+
+test('ImportInstance of a partition image with KernelId, RamdiskId and Layout (extension parameters): the instance keeps them, and the conversion task shows them', async () => {
+  const { stdout } = await runCli(endpoints, [
+    'import-instance', fsImage, '--format', 'raw', '--bucket', 'partition-instances', '--architecture', 'x86_64',
+    '--kernel-id', kernelId, '--ramdisk-id', ramdiskId, '--layout', 'partition', '--wait', '--json', '--no-progress',
+  ]);
+  const done = JSON.parse(stdout);
+  expect([done.state, done.statusMessage]).toEqual(['completed', '']);
+  const boots = { kernelId, ramdiskId, virtualizationType: 'paravirtual', layout: 'partition' };
+  expect(done).toMatchObject({ ...boots, instanceId: expect.stringMatching(/^i-[0-9a-f]{17}$/), format: 'RAW', imageSha256: sha256(readFileSync(fsImage)) });
+
+  // The stopped instance's record: the association is the instance's, not only the request's.
+  const instance = await service.tasks.getResource(done.instanceId);
+  expect(instance).toMatchObject({ kind: 'instance', state: 'stopped', taskId: done.conversionTaskId, ...boots });
+
+  // DescribeConversionTasks shows it (extension elements of importInstance), as JSON and as text.
+  const [described] = JSON.parse((await runCli(endpoints, ['describe-conversion-tasks', done.conversionTaskId, '--json'])).stdout);
+  expect(described).toMatchObject({ conversionTaskId: done.conversionTaskId, state: 'completed', instanceId: done.instanceId, ...boots });
+  const text = (await runCli(endpoints, ['describe-conversion-tasks', done.conversionTaskId])).stdout;
+  expect(text).toContain(`kernel          ${kernelId}  ramdisk ${ramdiskId}`);
+  expect(text).toContain('boots           paravirtual, partition layout');
+}, 120_000);

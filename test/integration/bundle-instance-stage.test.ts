@@ -6,10 +6,13 @@
  * the attempt without crashing the process and leaves no file of the bundle, and the redelivered
  * attempt completes; the bundle verifies against the cloud certificate and unbundles, with the
  * cloud key, to the volume's bytes. Without a cloud key, and with the volume's bytes gone, the
- * task fails with its reason.
+ * task fails with its reason. The manifest stage, run as in the pipeline on a RegisterImage task,
+ * accepts a BundleInstance-made manifest (signed with the cloud key) for the account that bundled,
+ * and refuses the same bundle registered by another account and one signed by another cloud key,
+ * each with its own message.
  */
 import { CreateBucketCommand, DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { generateKeyPairSync } from 'crypto';
+import { generateKeyPairSync, X509Certificate } from 'crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
 import { createServer, request, type Server } from 'http';
 import type { AddressInfo } from 'net';
@@ -20,6 +23,7 @@ import { unbundleFiles } from '../../cli/commands/bundle-files';
 import { startEmbeddedS3, type EmbeddedS3 } from '../../cli/embedded-s3';
 import { makeEvent } from '../../events/make-event';
 import { exportStage } from '../../functions/export/export-stage';
+import { manifestStage } from '../../functions/manifest/manifest-stage';
 import type { StageContext } from '../../functions/stage';
 import { createAccount, type NewAccount } from '../../gateway/accounts';
 import { SqliteTaskStore } from '../../tasks/sqlite-store';
@@ -35,7 +39,10 @@ const IMAGES = 'imaging-images';
 const SOURCE_KEY = 'images/import-i-0000000a/disk.raw';
 // Incompressible, so the bundle has several 10 MiB parts.
 const DISK = seededBytes(24 * MiB + 512, 33);
-const CLOUD_KEY = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+const newCloudKey = () => generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+const CLOUD_KEY = newCloudKey();
+/** The key of another deployment's cloud: a bundle it signed is not this service's. */
+const OTHER_CLOUD_KEY = newCloudKey();
 
 let dir: string;
 let s3: EmbeddedS3;
@@ -90,6 +97,28 @@ async function bundleTask(id: string, account: NewAccount, bucket: string, prefi
   return doc;
 }
 
+/** A RegisterImage task of `account` for the bundle at `bucket`/`manifestKey`, as the gateway records it. */
+async function registerTask(id: string, account: NewAccount, bucket: string, manifestKey: string): Promise<TaskDocument> {
+  const now = new Date().toISOString();
+  const doc: TaskDocument = {
+    id, kind: 'register-bundle', accountId: account.accountId, state: 'pending-upload', statusMessage: 'Pending import-image upload', progress: 0, bytesConverted: 0,
+    request: {
+      format: 'RAW', bytes: DISK.length, manifestUrl: `s3://${bucket}/${manifestKey}`, volumeSizeGiB: 1,
+      bundle: {
+        imageId: `emi-${id.slice(-8)}`, imageType: 'machine', bucket, manifestKey, name: id, architecture: 'x86_64',
+        rootDeviceName: '/dev/sda1', blockDeviceMappings: [], virtualizationType: 'hvm',
+      },
+    },
+    artifacts: {}, history: [{ at: now, from: null, to: 'pending-upload' }], createdAt: now, updatedAt: now,
+    expiresAt: new Date(Date.now() + 3600_000).toISOString(), version: 0,
+  };
+  await tasks.create(doc);
+  return doc;
+}
+
+/** The manifest stage as the pipeline runs it: on the event that starts a RegisterImage task. */
+const verify = (doc: TaskDocument, ctx: StageContext) => manifestStage.handle(makeEvent('io.imaging.import.requested', { taskId: doc.id, accountId: doc.accountId }, 'test'), ctx);
+
 const run = (doc: TaskDocument, ctx: StageContext) => exportStage.handle(makeEvent('io.imaging.export.requested', { taskId: doc.id, accountId: doc.accountId }, 'test'), ctx);
 const keysIn = async (bucket: string, prefix = '') => ((await client(SERVICE).send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix }))).Contents ?? []).map((o) => o.Key!).sort();
 
@@ -142,8 +171,13 @@ test("a bundle into another account's bucket fails with the reason, and writes n
   await run(doc, context(1));
   const ended = (await tasks.get(doc.id))!;
   expect(ended.state).toBe('failed');
-  expect(ended.statusMessage).toMatch(/^ClientError: the export may not write to the S3 bucket alice-bundles with your account's credentials/);
+  expect(ended.statusMessage).toBe("ClientError: the bundle may not write to the S3 bucket alice-bundles with your account's credentials; grant it write access and bundle the instance again");
   expect(await keysIn('alice-bundles')).toEqual([]);
+
+  // A bucket that is not there: the message says what to do, for a bundle (not an export).
+  const nowhere = await bundleTask('bun-000000b2', bob, 'no-such-bundles', 'lost');
+  await run(nowhere, context(1));
+  expect((await tasks.get(nowhere.id))!.statusMessage).toBe('ClientError: the S3 bucket no-such-bundles does not exist; create it (and allow the bundle to write to it) and bundle the instance again');
 });
 
 test('a part upload that fails mid-way leaves no file of the bundle; the redelivered attempt completes, and the bundle unbundles to the disk', async () => {
@@ -193,4 +227,51 @@ test('without a cloud key, and with the volume\'s bytes gone, the task fails wit
   const ended = (await tasks.get(gone.id))!;
   expect([ended.state, ended.statusMessage]).toEqual(['failed', 'ClientError: the disk to bundle is gone: volume vol-0000000000000000a of instance i-0000000000000000a was deleted']);
   expect([...(await keysIn('alice-bundles', 'nokey')), ...(await keysIn('alice-bundles', 'gone'))]).toEqual([]);
+});
+
+test('the manifest stage accepts a BundleInstance manifest for the account that bundled; it refuses a copy registered by another account, and a manifest another cloud key signed', async () => {
+  const bundled = await bundleTask('bun-000000d1', alice, 'alice-bundles', 'verify/db');
+  await run(bundled, context(1));
+  const otherCloud = await bundleTask('bun-000000d2', alice, 'alice-bundles', 'verify/elsewhere');
+  await run(otherCloud, context(1, OTHER_CLOUD_KEY));
+  expect([(await tasks.get(bundled.id))!.state, (await tasks.get(otherCloud.id))!.state]).toEqual(['completed', 'completed']);
+
+  // The account that bundled registers its bundle: the signature verifies against the cloud certificate.
+  const mine = await registerTask('reg-000000d1', alice, 'alice-bundles', 'verify/db.manifest.xml');
+  await verify(mine, context(1));
+  const accepted = (await tasks.get(mine.id))!;
+  expect([accepted.state, accepted.statusMessage]).toEqual(['manifest-received', 'Verifying uploaded parts']);
+  const files = await keysIn('alice-bundles', 'verify/db.');
+  expect(accepted.artifacts.bundle).toMatchObject({
+    imageType: 'machine',
+    size: DISK.length,
+    signedBy: new X509Certificate(cloudCertificate(CLOUD_KEY)).fingerprint256,
+    parts: files.filter((k) => k.includes('.part.')).map((key, index) => ({ index, key })),
+  });
+
+  // Bob copies the bundle, byte for byte, into his own bucket and registers it there.
+  const reader = client(alice);
+  const writer = client(bob);
+  for (const key of files) {
+    const body = Buffer.from(await (await reader.send(new GetObjectCommand({ Bucket: 'alice-bundles', Key: key }))).Body!.transformToByteArray());
+    await writer.send(new PutObjectCommand({ Bucket: 'bob-bundles', Key: key, Body: body }));
+  }
+  const copied = await registerTask('reg-000000d2', bob, 'bob-bundles', 'verify/db.manifest.xml');
+  await verify(copied, context(1));
+  const refusedCopy = (await tasks.get(copied.id))!;
+  expect([refusedCopy.state, refusedCopy.statusMessage]).toEqual([
+    'failed',
+    'ClientError: the bundle manifest was made by BundleInstance for another account (its <user> is not yours); only the account that bundled an instance can register its bundle',
+  ]);
+
+  // Alice's own bundle, but signed by another cloud's key: not this service's, and she has no certificate of her own.
+  const foreign = await registerTask('reg-000000d3', alice, 'alice-bundles', 'verify/elsewhere.manifest.xml');
+  await verify(foreign, context(1));
+  const refusedForeign = (await tasks.get(foreign.id))!;
+  expect([refusedForeign.state, refusedForeign.statusMessage]).toEqual([
+    'failed',
+    'ClientError: the bundle manifest is signed but your account has no signing certificate registered; register it with `imaging cert add`',
+  ]);
+  expect(refusedForeign.artifacts.bundle).toBeUndefined();
+  expect(refusedCopy.artifacts.bundle).toBeUndefined();
 });

@@ -60,3 +60,17 @@ test('a data volume\'s report with no kernels or filesystems, and a task not yet
   expect(throughTheWire(task('import-volume', data)).validation).toEqual(data);
   expect(throughTheWire(task('import-volume')).validation).toBeUndefined();
 });
+
+test('an instance\'s kernel, ramdisk, virtualization and layout (ImportInstance\'s extension parameters) come back; a volume task has none', () => {
+  const doc = task('import-instance');
+  doc.request = { ...doc.request, kernelId: 'eki-0123456789abcdef0', ramdiskId: 'eri-0123456789abcdef0', layout: 'partition' };
+  doc.artifacts = { layout: 'partition' };
+  const view = throughTheWire(doc);
+  expect(view).toMatchObject({ kernelId: 'eki-0123456789abcdef0', ramdiskId: 'eri-0123456789abcdef0', virtualizationType: 'paravirtual', layout: 'partition' });
+  const text = formatConversionTask(view);
+  expect(text).toContain('  kernel          eki-0123456789abcdef0  ramdisk eri-0123456789abcdef0');
+  expect(text).toContain('  boots           paravirtual, partition layout');
+
+  const volume = throughTheWire({ ...task('import-volume'), request: doc.request });
+  expect([volume.kernelId, volume.ramdiskId, volume.virtualizationType, volume.layout]).toEqual([undefined, undefined, undefined, undefined]);
+});
