@@ -5,7 +5,7 @@
  */
 import { execFileSync, spawn, spawnSync } from 'child_process';
 import { createHash, randomFillSync } from 'crypto';
-import { closeSync, copyFileSync, createReadStream, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync, type Dirent } from 'fs';
+import { closeSync, copyFileSync, createReadStream, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync, type Dirent } from 'fs';
 import type { ConvertJob, PlainCopyJob, WorkerResult } from './convert-worker';
 import { join } from 'path';
 
@@ -105,6 +105,25 @@ export async function sha256File(path: string): Promise<string> {
   const hash = createHash('sha256');
   for await (const chunk of createReadStream(path, { highWaterMark: 8 * MiB })) hash.update(chunk as Buffer);
   return hash.digest('hex');
+}
+
+/** Runs a command to completion; its wall seconds and standard output (a failure throws with its stderr). */
+export function timedRun(command: string, args: string[], env: NodeJS.ProcessEnv = process.env): { seconds: number; stdout: string } {
+  const start = process.hrtime.bigint();
+  const run = spawnSync(command, args, { env, maxBuffer: 16 * MiB });
+  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  if (run.status !== 0) throw new Error(`${command} failed: ${run.stderr.toString().slice(0, 2000)}`);
+  return { seconds, stdout: run.stdout.toString() };
+}
+
+/** `dir`/disk.raw, made by makeBenchImage at `sizeMiB` unless it is there already (BENCH_DIR reuses it). */
+export function benchDisk(dir: string, sizeMiB: number): string {
+  const disk = join(dir, 'disk.raw');
+  if (!existsSync(disk)) {
+    log(`making a ${sizeMiB} MiB bench disk`);
+    makeBenchImage(disk, sizeMiB, dir);
+  }
+  return disk;
 }
 
 /**

@@ -10,15 +10,15 @@
  *   npm run bench:bundle-instance
  * Environment: BENCH_SIZE_MIB (default 2048), BENCH_REPEAT (default 3), BENCH_DIR (reused when set).
  */
-import { execFileSync, spawnSync } from 'child_process';
-import { createReadStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'fs';
+import { execFileSync } from 'child_process';
+import { createReadStream, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'fs';
 import { writeFile } from 'fs/promises';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { unbundleFiles } from '../cli/commands/bundle-files';
 import { bundleImage } from '../toolkit/bundle/bundle-writer';
 import { cloudCertificate, ensureCloudKey } from '../toolkit/bundle/cloud-key';
-import { log, makeBenchImage, sha256File } from './bench-support';
+import { benchDisk, sha256File, timedRun } from './bench-support';
 
 const MiB = 1024 * 1024;
 const PART = 10 * MiB;
@@ -49,24 +49,11 @@ function median(values: number[]): number {
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
-/** Runs a command to completion; wall seconds and its standard output. */
-function timed(command: string, args: string[]): { seconds: number; stdout: string } {
-  const start = process.hrtime.bigint();
-  const run = spawnSync(command, args, { maxBuffer: 16 * MiB });
-  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-  if (run.status !== 0) throw new Error(`${command} failed: ${run.stderr.toString().slice(0, 2000)}`);
-  return { seconds, stdout: run.stdout.toString() };
-}
-
 async function main(): Promise<void> {
   const sizeMiB = Number(process.env.BENCH_SIZE_MIB ?? 2048);
   const repeat = Math.max(1, Number(process.env.BENCH_REPEAT ?? 3));
   const dir = process.env.BENCH_DIR ?? mkdtempSync(join(tmpdir(), 'imaging-bench-bundle-instance-'));
-  const disk = join(dir, 'disk.raw');
-  if (!existsSync(disk)) {
-    log(`making a ${sizeMiB} MiB bench disk`);
-    makeBenchImage(disk, sizeMiB, dir);
-  }
+  const disk = benchDisk(dir, sizeMiB);
   const diskSha = await sha256File(disk);
   const cloudKeyPath = join(dir, 'cloud-key.pem');
   const cloudCertPath = join(dir, 'cloud-cert.pem');
@@ -82,7 +69,7 @@ async function main(): Promise<void> {
     rmSync(out, { recursive: true, force: true });
     mkdirSync(out);
     execFileSync('sync');
-    const run = timed(process.execPath, [__filename, 'worker', disk, out, cloudKeyPath]);
+    const run = timedRun(process.execPath, [__filename, 'worker', disk, out, cloudKeyPath]);
     const parsed = JSON.parse(run.stdout) as { parts: number; bundledSize: number; maxRssKiB: number };
     report = parsed;
     ours.push(run.seconds);
@@ -98,7 +85,7 @@ async function main(): Promise<void> {
     rmSync(refOut, { recursive: true, force: true });
     mkdirSync(refOut);
     execFileSync('sync');
-    reference.push(timed('bash', ['-o', 'pipefail', '-c', 'tar -cf - -C "$1" disk.raw | gzip | openssl enc -aes-128-cbc -K "$2" -iv "$2" | split -b 10485760 -d -a 3 - "$3/disk.part."', '_', dir, key, refOut]).seconds);
+    reference.push(timedRun('bash', ['-o', 'pipefail', '-c', 'tar -cf - -C "$1" disk.raw | gzip | openssl enc -aes-128-cbc -K "$2" -iv "$2" | split -b 10485760 -d -a 3 - "$3/disk.part."', '_', dir, key, refOut]).seconds);
   }
   const size = statSync(disk).size;
   const rate = (s: number) => `${(size / MiB / s).toFixed(0)} MiB/s`;

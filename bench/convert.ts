@@ -34,7 +34,7 @@
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 import { CreateBucketCommand, DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { execFileSync, spawn } from 'child_process';
+import { execFileSync } from 'child_process';
 import { createHash } from 'crypto';
 import { createReadStream, createWriteStream, existsSync, mkdtempSync, rmSync, statSync } from 'fs';
 import { cpus, tmpdir } from 'os';
@@ -42,7 +42,8 @@ import { pipeline } from 'stream/promises';
 import { join } from 'path';
 import type { DiskImageWriter } from '../toolkit/formats/format';
 import { makeS3Client } from '../toolkit/io/object-storage';
-import { compareWithRaw, cpuSecondsOf, log, makeBenchImage, onCpuOf, pinned, qemuImg, runOurs, runPlainCopy, sha256File, type TimedWorkerResult } from './bench-support';
+import { compareWithRaw, cpuSecondsOf, log, makeBenchImage, pinned, qemuImg, runOurs, runPlainCopy, sha256File, type TimedWorkerResult } from './bench-support';
+import { startS3ServerProcess } from './bench-processes';
 import type { UploadTuning } from './convert-worker';
 import type { S3ServerKind } from './s3-server-process';
 
@@ -186,30 +187,18 @@ function storeDirectory(): string {
 
 async function startS3Process(kind: S3ServerKind): Promise<S3Server> {
   const directory = storeDirectory();
-  // The bench store receives GiBs in 64 KiB socket chunks, whose memory sets off a major GC every
-  // few dozen MiB; V8's parallel GC threads would spend ~1 CPU-s more per 2 GiB than one thread.
-  const nodeFlags = kind === 'bench-store' ? ['--single-threaded-gc'] : [];
-  const child = spawn(...onCpuOf('server', process.execPath, [...nodeFlags, join(__dirname, 's3-server-process.js'), kind, directory]), { stdio: ['ignore', 'pipe', 'inherit'] });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const endpoint = await new Promise<string>((resolve, reject) => {
-    let text = '';
-    child.stdout!.on('data', (chunk) => {
-      text += chunk;
-      if (text.includes('\n')) resolve(text.trim());
-    });
-    child.once('exit', (code) => reject(new Error(`${kind} process exited with ${code}`)));
-  });
+  const server = await startS3ServerProcess(kind, directory, { pinned: true });
+  const endpoint = server.endpoint;
   const s3 = makeS3Client({ endpoint, region: 'us-east-1', accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER', forcePathStyle: true });
   await s3.send(new CreateBucketCommand({ Bucket: 'bench' }));
   return {
     kind,
     endpoint,
-    pid: child.pid!,
+    pid: server.pid,
     s3,
     async stop() {
       s3.destroy();
-      child.kill('SIGTERM');
-      await exited;
+      await server.stop();
       rmSync(directory, { recursive: true, force: true });
     },
   };

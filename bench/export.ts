@@ -27,9 +27,9 @@
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 import { CreateBucketCommand, GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { execFileSync, spawn, type ChildProcess } from 'child_process';
+import { execFileSync } from 'child_process';
 import { randomBytes } from 'crypto';
-import { createReadStream, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'fs';
+import { createReadStream, createWriteStream, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { pipeline } from 'stream/promises';
@@ -37,6 +37,7 @@ import { Ec2Client } from '../cli/ec2-client';
 import { SqliteTaskStore } from '../tasks/sqlite-store';
 import { makeS3Client } from '../toolkit/io/object-storage';
 import { compareWithRaw, log, makeBenchImage, qemuImg, runPlainCopyAsync, type TimedWorkerResult } from './bench-support';
+import { peakRssMiB, startS3ServerProcess, startServeProcess } from './bench-processes';
 
 const MiB = 1024 * 1024;
 const sizeMiB = Number(process.env.BENCH_SIZE_MIB ?? 2048);
@@ -85,57 +86,6 @@ interface Row {
   ours?: { seconds: number; peakRssMiB: number; outputBytes: number; check: string };
   qemu?: { seconds: number; outputBytes: number };
   note?: string;
-}
-
-async function startBenchStore(directory: string): Promise<{ endpoint: string; child: ChildProcess; stop(): Promise<void> }> {
-  const child = spawn(process.execPath, ['--single-threaded-gc', join(__dirname, 's3-server-process.js'), 'bench-store', directory], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const endpoint = await new Promise<string>((resolve, reject) => {
-    let text = '';
-    child.stdout!.on('data', (chunk) => {
-      text += chunk;
-      if (text.includes('\n')) resolve(text.trim());
-    });
-    child.once('exit', (code) => reject(new Error(`bench store exited with ${code}`)));
-  });
-  return {
-    endpoint,
-    child,
-    async stop() {
-      child.kill('SIGTERM');
-      await exited;
-    },
-  };
-}
-
-async function startServe(dataDir: string, s3Endpoint: string, creds: { accessKeyId: string; secretAccessKey: string }): Promise<{ child: ChildProcess; ec2: string; stop(): Promise<void> }> {
-  const child = spawn(process.execPath, [join(__dirname, '../cli/main.js'), 'serve', '--data-dir', dataDir, '--port', '0', '--admin-port', '0', '--s3-endpoint', s3Endpoint, '--log-level', 'warn'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-    env: { ...process.env, IMAGING_ACCESS_KEY_ID: creds.accessKeyId, IMAGING_SECRET_ACCESS_KEY: creds.secretAccessKey },
-  });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const ec2 = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d) => {
-      out += d;
-      const m = /EC2 endpoint:\s+(\S+)/.exec(out);
-      if (m) resolve(m[1]);
-    });
-    child.once('exit', (code) => reject(new Error(`imaging serve exited with ${code}`)));
-  });
-  return {
-    child,
-    ec2,
-    async stop() {
-      child.kill('SIGTERM');
-      await exited;
-    },
-  };
-}
-
-function peakRssMiB(pid: number): number {
-  const kb = Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
-  return Math.round(kb / 1024);
 }
 
 /** The image and instance an import would have recorded, over the raw disk in the image store. */
@@ -233,7 +183,7 @@ async function main(): Promise<void> {
   }
   const size = statSync(raw).size;
   const storeDir = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : workDir, 'imaging-bench-export-store-'));
-  const store = await startBenchStore(storeDir);
+  const store = await startS3ServerProcess('bench-store', storeDir);
   const s3 = makeS3Client({ endpoint: store.endpoint, region: 'us-east-1', accessKeyId: 'BENCH', secretAccessKey: 'BENCH', forcePathStyle: true });
   const creds = { accessKeyId: 'AKIABENCHEXPORT00001', secretAccessKey: randomBytes(20).toString('hex') };
   const dataDir = join(workDir, 'data');
@@ -256,7 +206,7 @@ async function main(): Promise<void> {
       const row: Row = { label: c.label };
       rows.push(row);
       log(`${c.label}: imaging serve …`);
-      const serve = await startServe(dataDir, store.endpoint, creds);
+      const serve = await startServeProcess(dataDir, store.endpoint, creds);
       try {
         if (!seeded) {
           await seedRecords(dataDir, creds.accessKeyId, size);
@@ -266,7 +216,7 @@ async function main(): Promise<void> {
         const created = await ec2.call(c.action, c.params);
         const taskId = c.action === 'ExportImage' ? created.exportImageTaskId : created.exportTask.exportTaskId;
         await waitForEnd(ec2, c.action, taskId);
-        const peak = peakRssMiB(serve.child.pid!);
+        const peak = peakRssMiB(serve.pid);
         const { seconds, key } = await taskSeconds(dataDir, taskId);
         const ours = join(outDir, `ours.${c.ext}`);
         await download(s3, key, ours);

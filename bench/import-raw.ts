@@ -12,8 +12,7 @@
  *   npm run bench:import [-- --size-mib 1024]
  */
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-import { spawn, type ChildProcess } from 'child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'fs';
+import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from 'fs';
 import { randomBytes } from 'crypto';
 import { tmpdir } from 'os';
 import { join } from 'path';
@@ -21,6 +20,7 @@ import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/
 import { createHash } from 'crypto';
 import { clientContext } from '../cli/client-options';
 import { runPlainCopyAsync, sha256File } from './bench-support';
+import { peakRssMiB, startServeProcess } from './bench-processes';
 import { uploadImportImage } from '../cli/commands/import-volume';
 import { partRanges } from '../toolkit/bundle/import-manifest';
 
@@ -52,29 +52,6 @@ function makeImage(path: string, size: number) {
   closeSync(fd);
 }
 
-function peakRssMiB(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
-  return Math.round(kb / 1024);
-}
-
-async function startServe(dataDir: string, s3Endpoint: string, creds: { accessKeyId: string; secretAccessKey: string }): Promise<{ child: ChildProcess; ec2: string }> {
-  const child = spawn(process.execPath, [join(__dirname, '../cli/main.js'), 'serve', '--data-dir', dataDir, '--port', '0', '--admin-port', '0', '--s3-endpoint', s3Endpoint, '--upload-poll-ms', '200', '--log-level', 'warn'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-    env: { ...process.env, IMAGING_ACCESS_KEY_ID: creds.accessKeyId, IMAGING_SECRET_ACCESS_KEY: creds.secretAccessKey },
-  });
-  const ec2 = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d) => {
-      out += d;
-      const m = /EC2 endpoint:\s+(\S+)/.exec(out);
-      if (m) resolve(m[1]);
-    });
-    child.on('exit', (code) => reject(new Error(`imaging serve exited with ${code}`)));
-  });
-  return { child, ec2 };
-}
-
 async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'bench-import-'));
   const image = join(dir, 'disk.raw');
@@ -88,7 +65,7 @@ async function main() {
   // eslint-disable-next-line @typescript-eslint/no-require-imports -- s3rver has no type declarations
   require('s3rver/lib/models/account').DUMMY_ACCOUNT.createKeyPair(creds.accessKeyId, creds.secretAccessKey);
   let t = Date.now();
-  const serve = await startServe(join(dir, 'data'), s3Endpoint, creds);
+  const serve = await startServeProcess(join(dir, 'data'), s3Endpoint, creds, ['--upload-poll-ms', '200']);
   const startSeconds = (Date.now() - t) / 1000;
   try {
     const ctx = await clientContext({ endpoint: serve.ec2, s3Endpoint, accessKeyId: creds.accessKeyId, secretAccessKey: creds.secretAccessKey }, {});
@@ -121,7 +98,7 @@ async function main() {
     }
     const importSeconds = (Date.now() - t) / 1000;
     if (state !== 'completed') throw new Error(`import ended ${state}: ${message}`);
-    const rss = peakRssMiB(serve.child.pid!);
+    const rss = peakRssMiB(serve.pid);
 
     // Every output checked: the imported volume and the copy must be the file's bytes (a raw import is byte-identical).
     const want = await sha256File(image);
@@ -145,7 +122,7 @@ async function main() {
     console.log('What differs: the import also runs the manifest, decrypt (part checks), validate and register stages and their task');
     console.log('updates; s3rver has no UploadPartCopy, so both the import and the copy upload every zero byte.');
   } finally {
-    serve.child.kill('SIGTERM');
+    await serve.stop();
     await s3server.close();
     rmSync(dir, { recursive: true, force: true });
   }

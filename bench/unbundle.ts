@@ -21,7 +21,7 @@
  * BENCH_S3 (s3rver | moto | off), BENCH_MEMORY_LIMIT_MB (the stage's memory bound, default 256).
  */
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-import { execFileSync, spawn, spawnSync } from 'child_process';
+import { execFileSync } from 'child_process';
 import { createHash } from 'crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'fs';
 import { tmpdir } from 'os';
@@ -29,7 +29,8 @@ import { basename, join } from 'path';
 import { CreateBucketCommand, DeleteObjectCommand, GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { makeS3Client } from '../toolkit/io/object-storage';
-import { log, makeBenchImage, sha256File } from './bench-support';
+import { benchDisk, log, sha256File, timedRun } from './bench-support';
+import { startS3ServerProcess } from './bench-processes';
 import type { UnbundleS3Job } from './unbundle-s3-worker';
 import { makeKeyPair, makeOpensslBundle } from '../test/helpers/euca-bundle';
 import { parseBundleManifest } from '../toolkit/bundle/bundle-manifest';
@@ -64,24 +65,11 @@ function median(values: number[]): number {
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
-/** Runs a command to completion; wall seconds and its standard output. */
-function timed(command: string, args: string[], env: NodeJS.ProcessEnv = process.env): { seconds: number; stdout: string } {
-  const start = process.hrtime.bigint();
-  const run = spawnSync(command, args, { env, maxBuffer: 16 * MiB });
-  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-  if (run.status !== 0) throw new Error(`${command} failed: ${run.stderr.toString().slice(0, 2000)}`);
-  return { seconds, stdout: run.stdout.toString() };
-}
-
 async function main(): Promise<void> {
   const sizeMiB = Number(process.env.BENCH_SIZE_MIB ?? 2048);
   const repeat = Math.max(1, Number(process.env.BENCH_REPEAT ?? 3));
   const dir = process.env.BENCH_DIR ?? mkdtempSync(join(tmpdir(), 'imaging-bench-bundle-'));
-  const disk = join(dir, 'disk.raw');
-  if (!existsSync(disk)) {
-    log(`making a ${sizeMiB} MiB bench disk`);
-    makeBenchImage(disk, sizeMiB, dir);
-  }
+  const disk = benchDisk(dir, sizeMiB);
   const diskSha = await sha256File(disk);
   const cloud = makeKeyPair(dir, 'cloud');
   const user = makeKeyPair(dir, 'user');
@@ -94,13 +82,13 @@ async function main(): Promise<void> {
   let oursRss = 0;
   for (let i = 0; i < repeat; i++) {
     execFileSync('sync');
-    const run = timed(process.execPath, [__filename, 'worker', bundle.manifestPath, dir, cloud.keyPath]);
+    const run = timedRun(process.execPath, [__filename, 'worker', bundle.manifestPath, dir, cloud.keyPath]);
     const report = JSON.parse(run.stdout) as { sha256: string; size: number; maxRssKiB: number };
     if (report.sha256 !== diskSha) throw new Error(`ours produced ${report.sha256}, the disk is ${diskSha}`);
     ours.push(run.seconds);
     oursRss = Math.max(oursRss, report.maxRssKiB);
     execFileSync('sync');
-    const ref = timed('bash', ['-o', 'pipefail', '-c', 'cat "${@:3}" | openssl enc -d -aes-128-cbc -K "$1" -iv "$2" | gzip -dc | tar -xOf - | sha256sum', '_', bundle.keyHex, bundle.ivHex, ...bundle.partPaths]);
+    const ref = timedRun('bash', ['-o', 'pipefail', '-c', 'cat "${@:3}" | openssl enc -d -aes-128-cbc -K "$1" -iv "$2" | gzip -dc | tar -xOf - | sha256sum', '_', bundle.keyHex, bundle.ivHex, ...bundle.partPaths]);
     const refSha = ref.stdout.split(' ')[0];
     if (refSha !== diskSha) throw new Error(`the reference produced ${refSha}, the disk is ${diskSha}`);
     reference.push(ref.seconds);
@@ -148,23 +136,8 @@ async function startS3(kind: 's3rver' | 'moto'): Promise<BenchS3> {
     const moto = await startMotoServer();
     return { endpoint: moto.endpoint, accessKeyId: moto.accessKeyId, secretAccessKey: moto.secretAccessKey, stop: () => moto.stop() };
   }
-  const child = spawn(process.execPath, [join(__dirname, 's3-server-process.js'), 's3rver'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const endpoint = await new Promise<string>((resolve, reject) => {
-    let text = '';
-    child.stdout!.on('data', (chunk) => {
-      text += chunk;
-      if (text.includes('\n')) resolve(text.trim());
-    });
-    child.once('exit', (code) => reject(new Error(`s3rver process exited with ${code}`)));
-  });
-  return {
-    endpoint, accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER', pid: child.pid,
-    async stop() {
-      child.kill('SIGTERM');
-      await exited;
-    },
-  };
+  const server = await startS3ServerProcess('s3rver');
+  return { endpoint: server.endpoint, accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER', pid: server.pid, stop: () => server.stop() };
 }
 
 /** User + system CPU seconds a process has used so far (Linux /proc), undefined when unknown. */
@@ -221,7 +194,7 @@ async function s3Runs(server: 's3rver' | 'moto', bundle: ReturnType<typeof makeO
         storage, bucket: 'bench-bundles', manifestKey: `bundles/${basename(bundle.manifestPath)}`, manifestPath: bundle.manifestPath, cloudKeyPath,
         imageBucket: 'imaging-images', memoryLimitMiB, dbPath: join(dir, `bench-tasks-${i}.db`), run: i,
       };
-      const run = withServerCpu(s3Server.pid, serverCpu.stage, () => timed(process.execPath, [join(__dirname, 'unbundle-s3-worker.js'), JSON.stringify(job)]));
+      const run = withServerCpu(s3Server.pid, serverCpu.stage, () => timedRun(process.execPath, [join(__dirname, 'unbundle-s3-worker.js'), JSON.stringify(job)]));
       const report = JSON.parse(run.stdout.trim().split('\n').pop()!) as { sha256: string; size: number; key: string; seconds: number; cpuSeconds: number; maxRssKiB: number };
       if (report.sha256 !== diskSha) throw new Error(`the stage stored an image with SHA-256 ${report.sha256}, the disk is ${diskSha}`);
       await s3.send(new DeleteObjectCommand({ Bucket: job.imageBucket, Key: report.key }));
@@ -229,14 +202,14 @@ async function s3Runs(server: 's3rver' | 'moto', bundle: ReturnType<typeof makeO
       stageInner.push(report.seconds);
       stageCpu.push(report.cpuSeconds);
       stageRss = Math.max(stageRss, report.maxRssKiB);
-      const ref = withServerCpu(s3Server.pid, serverCpu.curl, () => timed('bash', ['-o', 'pipefail', '-c', 'curl -sf "${@:3}" | openssl enc -d -aes-128-cbc -K "$1" -iv "$2" | gzip -dc | tar -xOf - | sha256sum', '_', bundle.keyHex, bundle.ivHex, ...urls]));
+      const ref = withServerCpu(s3Server.pid, serverCpu.curl, () => timedRun('bash', ['-o', 'pipefail', '-c', 'curl -sf "${@:3}" | openssl enc -d -aes-128-cbc -K "$1" -iv "$2" | gzip -dc | tar -xOf - | sha256sum', '_', bundle.keyHex, bundle.ivHex, ...urls]));
       const refSha = ref.stdout.split(' ')[0];
       if (refSha !== diskSha) throw new Error(`curl | openssl | gzip | tar produced ${refSha}, the disk is ${diskSha}`);
       curl.push(ref.seconds);
       if (aws) {
         // The storing floor: the same image bytes into the same bucket by awscli's own multipart upload.
         const key = `aws-s3-cp-${i}/disk.raw`;
-        const copy = withServerCpu(s3Server.pid, serverCpu.awsCp, () => timed(aws, ['s3', 'cp', '--quiet', '--endpoint-url', s3Server.endpoint, join(dir, 'disk.raw'), `s3://${job.imageBucket}/${key}`], awsEnv));
+        const copy = withServerCpu(s3Server.pid, serverCpu.awsCp, () => timedRun(aws, ['s3', 'cp', '--quiet', '--endpoint-url', s3Server.endpoint, join(dir, 'disk.raw'), `s3://${job.imageBucket}/${key}`], awsEnv));
         await s3.send(new DeleteObjectCommand({ Bucket: job.imageBucket, Key: key }));
         awsCp.push(copy.seconds);
       }

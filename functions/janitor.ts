@@ -11,6 +11,7 @@ import { AbortMultipartUploadCommand, DeleteObjectCommand, ListMultipartUploadsC
 import type { TaskStore } from '../tasks/store';
 import type { TaskDocument } from '../tasks/task';
 import { leaseIsLive } from './lease';
+import { runPeriodically } from './periodic-pass';
 import type { Cleared } from './leftovers';
 import type { Logger } from './stage';
 
@@ -125,21 +126,6 @@ export function startJanitor(deps: JanitorDeps, options: JanitorOptions): Runnin
     return cleared;
   }
 
-  let stopped = false;
-  let running: Promise<unknown> | undefined;
-  const timer = setInterval(() => {
-    if (stopped || running) return;
-    running = sweep()
-      .catch((err) => log.warn({ err: String(err) }, 'janitor pass failed; the next one tries again'))
-      .finally(() => (running = undefined));
-  }, options.intervalMs);
-  timer.unref();
-  return {
-    sweep,
-    stop: async () => {
-      stopped = true;
-      clearInterval(timer);
-      await running;
-    },
-  };
+  const passes = runPeriodically(sweep, options.intervalMs, (err) => log.warn({ err: String(err) }, 'janitor pass failed; the next one tries again'));
+  return { sweep, stop: passes.stop };
 }

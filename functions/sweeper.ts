@@ -11,6 +11,7 @@
 import type { CloudEvent } from 'cloudevents';
 import type { TaskDocument } from '../tasks/task';
 import { leaseIsLive } from './lease';
+import { runPeriodically } from './periodic-pass';
 import { waitsForOtherDisks } from '../tasks/instance-disks';
 import { republishOutbox } from './outbox';
 import { cancelTask } from './task-step';
@@ -66,21 +67,6 @@ export function startSweeper(deps: StageDeps, publish: (event: CloudEvent<unknow
     return moved;
   }
 
-  let stopped = false;
-  let running: Promise<unknown> | undefined;
-  const timer = setInterval(() => {
-    if (stopped || running) return; // a slow sweep is not overtaken by the next
-    running = sweep()
-      .catch((err) => deps.log.warn({ err: String(err) }, 'sweep failed; next one tries again'))
-      .finally(() => (running = undefined));
-  }, intervalMs);
-  timer.unref();
-  return {
-    sweep,
-    stop: async () => {
-      stopped = true;
-      clearInterval(timer);
-      await running;
-    },
-  };
+  const passes = runPeriodically(sweep, intervalMs, (err) => deps.log.warn({ err: String(err) }, 'sweep failed; next one tries again'));
+  return { sweep, stop: passes.stop };
 }

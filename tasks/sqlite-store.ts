@@ -9,6 +9,28 @@ import type { ClientTokenClaim, ResourceQuery, TaskQuery, TaskStore } from './st
 import { TaskExistsError } from './store';
 
 /**
+ * The conditions of a describe: `column = ?` for every value given in `equal`, `column IN (?, ...)`
+ * for every list given in `among` (a column may carry SQLite's unary +: a filter the planner picks no index
+ * for). Undefined when a list is empty: no row can match.
+ */
+function describeFilter(equal: Record<string, unknown>, among: Record<string, readonly unknown[] | undefined>): { where: string[]; params: unknown[] } | undefined {
+  const where: string[] = [];
+  const params: unknown[] = [];
+  for (const [column, value] of Object.entries(equal)) {
+    if (value === undefined) continue;
+    where.push(`${column} = ?`);
+    params.push(value);
+  }
+  for (const [column, values] of Object.entries(among)) {
+    if (!values) continue;
+    if (values.length === 0) return undefined;
+    where.push(`${column} IN (${values.map(() => '?').join(', ')})`);
+    params.push(...values);
+  }
+  return { where, params };
+}
+
+/**
  * Task store for `imaging serve` on one machine: an embedded SQLite database. The whole document
  * is kept as JSON; the columns beside it exist only to filter and sort without parsing JSON.
  * Times are stored as epoch milliseconds so ordering never depends on how an ISO string was written.
@@ -129,27 +151,14 @@ export class SqliteTaskStore implements TaskStore {
   }
 
   async list(query: TaskQuery): Promise<TaskDocument[]> {
-    const where: string[] = [];
-    const params: unknown[] = [];
     // Named tasks are found through the primary key, whatever else the query says. Left
     // indexable, account_id and kind draw SQLite (which has no statistics without ANALYZE) to the
     // account's index range, and 20 ids then cost a walk over every task of the account: the
     // unary + keeps those terms as filters on the rows the ids find (test/unit/tasks/sqlite-query-plans.test.ts).
     const filterOnly = (column: string) => (query.ids ? `+${column}` : column);
-    if (query.accountId !== undefined) {
-      where.push(`${filterOnly('account_id')} = ?`);
-      params.push(query.accountId);
-    }
-    if (query.ids) {
-      if (query.ids.length === 0) return [];
-      where.push(`id IN (${query.ids.map(() => '?').join(', ')})`);
-      params.push(...query.ids);
-    }
-    if (query.kinds) {
-      if (query.kinds.length === 0) return [];
-      where.push(`${filterOnly('kind')} IN (${query.kinds.map(() => '?').join(', ')})`);
-      params.push(...query.kinds);
-    }
+    const filter = describeFilter({ [filterOnly('account_id')]: query.accountId }, { id: query.ids, [filterOnly('kind')]: query.kinds });
+    if (!filter) return [];
+    const { where, params } = filter;
     if (query.before) {
       // A row value, which SQLite turns into one range of an index ending (created_at, id); the
       // same condition spelt with OR was a filter over the whole account range.
@@ -224,17 +233,9 @@ export class SqliteTaskStore implements TaskStore {
   }
 
   async listResources(query: ResourceQuery): Promise<ResourceRecord[]> {
-    const where = ['kind = ?'];
-    const params: unknown[] = [query.kind];
-    if (query.accountId !== undefined) {
-      where.push('account_id = ?');
-      params.push(query.accountId);
-    }
-    if (query.ids) {
-      if (query.ids.length === 0) return [];
-      where.push(`id IN (${query.ids.map(() => '?').join(', ')})`);
-      params.push(...query.ids);
-    }
+    const filter = describeFilter({ kind: query.kind, account_id: query.accountId }, { id: query.ids });
+    if (!filter) return [];
+    const { where, params } = filter;
     const rows = this.prepared(`SELECT doc FROM resources WHERE ${where.join(' AND ')} ORDER BY created_at, id`).all(...params) as { doc: string }[];
     return rows.map((r) => JSON.parse(r.doc) as ResourceRecord);
   }

@@ -21,14 +21,11 @@ import { tmpdir } from 'os';
 import { join } from 'path';
 import type { Readable } from 'stream';
 import { bootCheck } from '../../toolkit/inspect/boot-check';
-import { transition, updateTask } from '../../tasks/state-machine';
 import type { BootCheckResult, StoredObject, TaskDocument } from '../../tasks/task';
-import { holdsLease } from '../lease';
-import { advanceToNext, taskStage } from '../task-step';
+import { advanceToNext, failKeeping, taskStage } from '../task-step';
 import { endInstanceWithDisk } from '../instance-group';
 import type { BootCheckConfig, StageContext } from '../stage';
 import { DEFAULT_BOOT_CHECK } from './boot-check-config';
-import { rowOf } from '../../pipeline/table';
 
 const SYSTEM_KINDS: readonly string[] = ['import-image', 'import-instance'];
 /** Console lines kept on the task. */
@@ -77,13 +74,7 @@ export const bootCheckStage = taskStage('boot-check', {
     }
     if (!result.booted) {
       const message = `ClientError: the boot check failed: ${result.message} (the guest reached the ${result.reached === 'none' ? 'start' : result.reached} stage; its last console lines are kept on the task)`;
-      // Only the attempt holding the task's lease ends it (a stale replica's verdict is dropped).
-      const attempt = ctx.attempt;
-      const failed = await updateTask(ctx.tasks, taskId, (doc) =>
-        doc.state !== rowOf('boot-check').expects || (attempt && !holdsLease(doc, attempt))
-          ? undefined
-          : transition({ ...doc, artifacts: { ...doc.artifacts, bootCheck: result }, lease: undefined }, 'failed', message),
-      );
+      const failed = await failKeeping(ctx, 'boot-check', taskId, message, { bootCheck: result });
       if (failed?.state === 'failed') await endInstanceWithDisk(ctx, failed);
       return;
     }

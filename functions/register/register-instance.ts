@@ -43,25 +43,13 @@ export async function settleInstance(ctx: StageContext, instanceTaskId: string, 
   }
   if (members.some((m) => !m!.artifacts.volumeId)) return; // a disk is still converting; its register settles
   const volumeIds = [task.artifacts.volumeId, ...members.map((m) => m!.artifacts.volumeId!)];
-  const { instanceId, volumeTaskIds: _volumeTaskIds, ...launch } = spec;
-  const instance: InstanceRecord = {
-    ...launch,
-    id: instanceId,
-    kind: 'instance',
-    accountId: task.accountId,
-    taskId: task.id,
-    state: 'stopped',
-    volumeIds,
-    ...(task.request.availabilityZone ? { availabilityZone: task.request.availabilityZone } : {}),
-    // The boot disk's kernel, ramdisk, virtualization and layout (extension parameters of ImportInstance).
-    ...importedBootFacts(task),
-    createdAt: new Date().toISOString(),
-  };
+  const instance = instanceRecord(task, volumeIds, new Date().toISOString());
+  if (!instance) throw new Error(`task ${task.id} is no import-instance task`);
   await ctx.tasks.putResource(instance);
   // From a volume task's register the lease held is that task's, not the instance task's (whose
   // own register has finished): the advance is a compare-and-set on the instance task's state alone.
   const advancing = from === 'volume' ? { ...ctx, attempt: undefined } : ctx;
-  const completed = await advanceToNext(advancing, 'register', task.id, () => ({}), { resourceId: instanceId });
+  const completed = await advanceToNext(advancing, 'register', task.id, () => ({}), { resourceId: instance.id });
   if (completed) return;
   // Ended meanwhile (a cancellation; its ending may have looked for the records before they
   // were written): no instance, and no volume of it.
@@ -71,3 +59,26 @@ export async function settleInstance(ctx: StageContext, instanceTaskId: string, 
 
 /** Whether a task converts one of an instance's further disks. */
 export const isInstanceDisk = (task: TaskDocument): boolean => task.request.partOf !== undefined;
+
+/**
+ * The instance an import-instance task makes: stopped, `volumeIds` its volumes in DiskImage order
+ * (the boot disk's first), with the boot disk's kernel, ramdisk, virtualization and layout (the
+ * extension parameters of ImportInstance).
+ */
+export function instanceRecord(task: TaskDocument, volumeIds: string[], createdAt: string): InstanceRecord | undefined {
+  const spec = task.request.instance;
+  if (task.kind !== 'import-instance' || !spec) return undefined;
+  const { instanceId, volumeTaskIds: _volumeTaskIds, ...launch } = spec;
+  return {
+    ...launch,
+    id: instanceId,
+    kind: 'instance',
+    accountId: task.accountId,
+    taskId: task.id,
+    state: 'stopped',
+    volumeIds,
+    ...(task.request.availabilityZone ? { availabilityZone: task.request.availabilityZone } : {}),
+    ...importedBootFacts(task),
+    createdAt,
+  };
+}

@@ -4,13 +4,11 @@
  */
 import { newVolumeId } from '../../tasks/ids';
 import { updateTask } from '../../tasks/state-machine';
-import type { InstanceRecord, TaskDocument } from '../../tasks/task';
 import { rowOf } from '../../pipeline/table';
 import { advanceToNext, cancelTask, taskStage } from '../task-step';
 import { registerImport } from './register-import';
-import { settleInstance } from './register-instance';
+import { instanceRecord, settleInstance } from './register-instance';
 import { instanceTaskIdOf } from '../../tasks/instance-disks';
-import { importedBootFacts } from '../../tasks/guest-facts';
 import { registerBundle } from './register-bundle';
 
 /** The state register works on (its row of the pipeline table). */
@@ -68,7 +66,7 @@ export const registerStage = taskStage('register', {
       await settleInstance(ctx, taskId, 'instance');
       return;
     }
-    const instance = instanceRecord(task, volumeId, createdAt);
+    const instance = instanceRecord(task, [volumeId], createdAt);
     if (instance) await ctx.tasks.putResource(instance);
     const resourceId = instance?.id ?? volumeId;
     await advanceToNext(
@@ -78,23 +76,3 @@ export const registerStage = taskStage('register', {
     );
   },
 });
-
-/** The instance an import-instance task makes: stopped, its one volume as the root. */
-function instanceRecord(task: TaskDocument, volumeId: string, createdAt: string): InstanceRecord | undefined {
-  const spec = task.request.instance;
-  if (task.kind !== 'import-instance' || !spec) return undefined;
-  const { instanceId, volumeTaskIds: _volumeTaskIds, ...launch } = spec;
-  return {
-    ...launch,
-    id: instanceId,
-    kind: 'instance',
-    accountId: task.accountId,
-    taskId: task.id,
-    state: 'stopped',
-    volumeIds: [volumeId],
-    ...(task.request.availabilityZone ? { availabilityZone: task.request.availabilityZone } : {}),
-    // The boot disk's kernel, ramdisk, virtualization and layout (extension parameters of ImportInstance), as for several disks.
-    ...importedBootFacts(task),
-    createdAt,
-  };
-}

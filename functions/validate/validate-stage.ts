@@ -12,12 +12,10 @@
 import { S3ObjectSource } from '../../toolkit/io/s3-object-source';
 import { DEFAULT_GUEST_POLICY, inspectGuest, type Architecture, type GuestReport, type InspectGuestOptions, type RequestedBootMode, type RequestedPlatform } from '../../toolkit/inspect/guest';
 import { ReadBudgetExceededError } from '../../toolkit/inspect/inspection-source';
-import { transition, updateTask } from '../../tasks/state-machine';
 import type { ImageLayout, TaskDocument, ValidationReport } from '../../tasks/task';
-import { advanceToNext, taskStage } from '../task-step';
+import { advanceToNext, failKeeping, taskStage } from '../task-step';
 import { endInstanceWithDisk } from '../instance-group';
 import { ClientError } from '../errors';
-import { rowOf } from '../../pipeline/table';
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
@@ -127,10 +125,7 @@ export const validateStage = taskStage('validate', {
     const layout = options.purpose === 'data' ? undefined : task.artifacts.layout ?? layoutOf(report);
     const refusal = !report.verdict.accepted ? report.verdict.message : layoutMismatch(task.request.layout, layout, report);
     if (refusal) {
-      // The report travels with the failure: one write, so a user reads why next to the message.
-      const failed = await updateTask(ctx.tasks, taskId, (doc) =>
-        doc.state !== rowOf('validate').expects ? undefined : transition({ ...doc, artifacts: { ...doc.artifacts, validation } }, 'failed', refusal),
-      );
+      const failed = await failKeeping(ctx, 'validate', taskId, refusal, { validation });
       if (failed?.state === 'failed') await endInstanceWithDisk(ctx, failed);
       return;
     }

@@ -12,12 +12,12 @@
  * answers InvalidAMIID.NotFound, as it does everywhere. Kernel and ramdisk images are not disks
  * and are not copied; Encrypted/KmsKeyId are refused as ImportImage refuses them (no KMS here).
  */
-import { createHash } from 'crypto';
 import { newImageId, newSnapshotId } from '../../tasks/ids';
 import type { ImageRecord, SnapshotRecord, StoredObject, Tag } from '../../tasks/task';
 import { Ec2Error, invalidValue } from '../errors';
 import type { QueryParams } from '../query-request';
 import type { ActionContext, ActionHandler } from './action';
+import { makeOnce } from './client-token';
 import { MAX_TAGS, parseTagSpecifications } from './describe-common';
 import { optionalDescription } from './disk-image';
 import { checkNewImageName } from './image-checks';
@@ -117,21 +117,13 @@ export const copyImage: ActionHandler<CopyImageInput> = {
   },
 
   async run(input, ctx) {
-    const token = input.clientToken;
-    if (!token) return { imageId: await makeCopy(input, newImageId(), ctx) };
-    const fingerprint = createHash('sha256')
-      .update(JSON.stringify({ kind: 'copy-image', source: input.source.id, name: input.name, description: input.description, imageTags: input.imageTags, snapshotTags: input.snapshotTags }))
-      .digest('hex');
-    const proposed = newImageId();
-    const earlier = await ctx.tasks.claimClientToken(ctx.caller.accountId, token, { taskId: proposed, fingerprint });
-    if (earlier && earlier.fingerprint !== fingerprint) {
-      throw new Ec2Error('IdempotentParameterMismatch', `The client token '${token}' was already used for a request with other parameters; use a new token for a new request`);
-    }
-    const imageId = earlier?.taskId ?? proposed;
-    const existing = await ctx.tasks.getResource(imageId);
-    if (existing) return { imageId };
-    // First call, or a first call that claimed the token and stopped before it stored the image.
-    return { imageId: await makeCopy(input, imageId, ctx) };
+    const asked = { kind: 'copy-image', source: input.source.id, name: input.name, description: input.description, imageTags: input.imageTags, snapshotTags: input.snapshotTags };
+    const imageId = await makeOnce(
+      ctx, input.clientToken, asked, newImageId,
+      async (id) => ((await ctx.tasks.getResource(id)) ? id : undefined),
+      (ids) => makeCopy(input, ids(), ctx),
+    );
+    return { imageId };
   },
 };
 

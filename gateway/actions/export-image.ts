@@ -12,13 +12,13 @@
  * Extension (not in EC2's model): X-ImagingVhdType=dynamic|fixed picks the VHD subformat
  * (default dynamic, as EC2 exports).
  */
-import { createHash } from 'crypto';
 import { newExportImageTaskId } from '../../tasks/ids';
 import type { ImageExportRequest, TaskDocument } from '../../tasks/task';
 import { Ec2Error, invalidValue } from '../errors';
 import type { QueryParams } from '../query-request';
 import type { XmlObject } from '../xml';
 import type { ActionContext, ActionHandler } from './action';
+import { startOnce } from './client-token';
 import { applyFilters, page, parseFilters, parsePageRequest, parseTagSpecifications, tagSetXml, type Filters } from './describe-common';
 import { createExportTask, exportDescription, oneOf, s3Location, vhdTypeOf, type ExportRequestDraft } from './export-request';
 import { DISK_FORMATS } from './export-tasks';
@@ -106,21 +106,9 @@ async function startIdempotent(input: ExportImageInput, ctx: ActionContext): Pro
     await announceTask(ctx, task);
     return task;
   };
-  const token = input.clientToken;
-  if (!token) return start(newExportImageTaskId);
   // The source's location in the image store is the service's business, not the request's.
   const { source: _source, ...asked } = input.request;
-  const fingerprint = createHash('sha256').update(JSON.stringify({ kind: 'export-image', asked, tags: input.tags })).digest('hex');
-  const proposed = newExportImageTaskId();
-  const earlier = await ctx.tasks.claimClientToken(ctx.caller.accountId, token, { taskId: proposed, fingerprint });
-  if (earlier && earlier.fingerprint !== fingerprint) {
-    throw new Ec2Error('IdempotentParameterMismatch', `The client token '${token}' was already used for a request with other parameters; use a new token for a new request`);
-  }
-  const taskId = earlier?.taskId ?? proposed;
-  const existing = await ctx.tasks.get(taskId);
-  if (existing) return existing;
-  // First call, or a first call that claimed the token and stopped before it stored the task.
-  return start(() => taskId);
+  return startOnce(ctx, input.clientToken, { kind: 'export-image', asked, tags: input.tags }, newExportImageTaskId, start);
 }
 
 /**

@@ -3,7 +3,6 @@
  * URL of this service's object storage) becomes an image with its snapshot, or a snapshot.
  * The pipeline reads the object with the caller's own object-storage identity.
  */
-import { createHash } from 'crypto';
 import { newImportImageTaskId, newImportSnapshotTaskId } from '../../tasks/ids';
 import type { ImageFormat, ImportImageSpec, ObjectSourceSpec, Tag, TaskDocument, TaskKind, TaskRequest } from '../../tasks/task';
 import { isS3Url, parseS3Url } from '../../toolkit/io/s3-url';
@@ -11,6 +10,7 @@ import { Ec2Error, invalidValue } from '../errors';
 import type { QueryParams } from '../query-request';
 import type { ActionContext, ActionHandler } from './action';
 import { bootCheckRequest } from './boot-check-param';
+import { startOnce } from './client-token';
 import { bootImageRequest } from './kernel-params';
 import { parseTagSpecifications } from './describe-common';
 import { MAX_VOLUME_GIB, optionalDescription } from './disk-image';
@@ -166,23 +166,8 @@ export const importSnapshot: ActionHandler<ImportImageInput> = {
   },
 };
 
-/**
- * With a ClientToken, the same token and parameters give the task the first call made; the same
- * token with other parameters is IdempotentParameterMismatch, as EC2 answers.
- */
+/** With a ClientToken, the same token and parameters give the task the first call made (client-token.ts). */
 async function startIdempotent({ kind, request, tags }: ImportImageInput, ctx: ActionContext): Promise<TaskDocument> {
   const newTaskId = kind === 'import-image' ? newImportImageTaskId : newImportSnapshotTaskId;
-  const token = request.clientToken;
-  if (!token) return startImportTask(kind, newTaskId, request, ctx, { tags });
-  const fingerprint = createHash('sha256').update(JSON.stringify({ kind, request, tags })).digest('hex');
-  const proposed = newTaskId();
-  const earlier = await ctx.tasks.claimClientToken(ctx.caller.accountId, token, { taskId: proposed, fingerprint });
-  if (earlier && earlier.fingerprint !== fingerprint) {
-    throw new Ec2Error('IdempotentParameterMismatch', `The client token '${token}' was already used for a request with other parameters; use a new token for a new request`);
-  }
-  const taskId = earlier?.taskId ?? proposed;
-  const existing = await ctx.tasks.get(taskId);
-  if (existing) return existing;
-  // First call, or a first call that claimed the token and stopped before it stored the task.
-  return startImportTask(kind, () => taskId, request, ctx, { tags });
+  return startOnce(ctx, request.clientToken, { kind, request, tags }, newTaskId, (ids) => startImportTask(kind, ids, request, ctx, { tags }));
 }

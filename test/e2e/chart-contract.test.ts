@@ -24,7 +24,6 @@
  * delivers the events of the Trigger's type from the pipeline's JetStream stream to the stage's
  * HTTP port, as a JetStream-channel Broker does.
  */
-import { spawn, type ChildProcess } from 'child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'fs';
 import { basename, join } from 'path';
 import { execFileSync } from 'child_process';
@@ -44,9 +43,11 @@ import type { VolumeRecord } from '../../tasks/task';
 import { cloudCertificate } from '../../toolkit/bundle/cloud-key';
 import { installHelm, type Helm } from '../helpers/helm';
 import { freePort } from '../helpers/free-port';
+import { spawnChild, type RunningChild } from '../helpers/child-process';
 import { startMongoServer, type RunningMongoServer } from '../helpers/mongo-server';
 import { startNatsServer, type RunningNatsServer } from '../helpers/nats-server';
 import { startS3Server, type RunningS3Server } from '../helpers/s3-server';
+import { waitUntil } from '../helpers/wait-until';
 import { boto3Call } from '../helpers/ec2-clients';
 import { fileSha256, upload, waitForTask, type Endpoints } from './import-driver';
 
@@ -81,11 +82,9 @@ interface Workload {
   mounts?: Mount[];
 }
 
-interface Started {
+interface Started extends RunningChild {
   workload: Workload;
-  child: ChildProcess;
   env: Record<string, string>;
-  output: () => string;
 }
 
 let helm: Helm;
@@ -192,31 +191,25 @@ async function startWorkload(workload: Workload, substitute: (value: string) => 
     expect([workload.name, mount.mountPath, Object.values(env).some((v) => v.startsWith(`${dir}/`))]).toEqual([workload.name, mount.mountPath, true]);
   }
   expect(workload.command[0]).toBe('node');
-  const child = spawn(process.execPath, ['-r', RECORDER, ...workload.command.slice(1)], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout!.on('data', (d) => (output += d));
-  child.stderr!.on('data', (d) => (output += d));
-  const entry = { workload, child, env, output: () => output };
+  // All of its output is kept: the log contract reads every line.
+  const entry = { ...spawnChild(process.execPath, ['-r', RECORDER, ...workload.command.slice(1)], { cwd: ROOT, env, keepBytes: 256 * 2 ** 20 }), workload, env };
   started.push(entry);
   return entry;
 }
 
 async function waitReady(entry: Started): Promise<void> {
   const url = `http://127.0.0.1:${entry.env.IMAGING_ADMIN_PORT}/readyz`;
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (entry.child.exitCode !== null) throw new Error(`${entry.workload.name} exited with ${entry.child.exitCode}:\n${entry.output()}`);
-    const status = await fetch(url, { signal: AbortSignal.timeout(5000) }).then((r) => r.status, () => 0);
-    if (status === 200) return;
-    if (Date.now() > deadline) throw new Error(`${entry.workload.name} never became ready (${status}):\n${entry.output()}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
+  let status = 0;
+  await waitUntil(async () => (status = await fetch(url, { signal: AbortSignal.timeout(5000) }).then((r) => r.status, () => 0)) === 200, {
+    what: `${entry.workload.name} ready`, timeoutMs: 60_000, everyMs: 250, gaveUp: entry.ended,
+  }).catch((error: Error) => {
+    throw new Error(`${error.message} (last /readyz ${status}):\n${entry.output()}`);
+  });
 }
 
 /** Stops every process (SIGTERM, as Kubernetes does) and returns what each read from its environment. */
 async function stopAll(started: Started[]): Promise<Map<Started, Set<string>>> {
-  for (const entry of started) if (entry.child.exitCode === null) entry.child.kill('SIGTERM');
-  await Promise.all(started.map((e) => (e.child.exitCode !== null ? undefined : new Promise((r) => e.child.once('exit', r)))));
+  await Promise.all(started.map((entry) => entry.stop('SIGTERM', 60_000)));
   const reads = new Map<Started, Set<string>>();
   for (const entry of started) {
     const file = join(READS_DIR, `${entry.child.pid}.json`);
@@ -271,13 +264,9 @@ function expectLogContract(started: Started[], taskId: string): void {
 
 /** Polls `probe` until it gives a value (at most 120 s). */
 async function waitFor<T>(probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + 120_000;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error('still waiting after 120 s');
-    await new Promise((r) => setTimeout(r, 250));
-  }
+  let value: T | undefined;
+  await waitUntil(async () => (value = await probe()) !== undefined, { what: 'the value', timeoutMs: 120_000, everyMs: 250 });
+  return value!;
 }
 
 /** The gateway's EC2 endpoint and the S3 endpoint as a client outside reaches them (https when TLS is on). */
@@ -356,7 +345,7 @@ describe('the chart, run as rendered', () => {
   });
   afterEach(async () => {
     await Promise.all(buses.splice(0).map((b) => b.close()));
-    for (const entry of started.splice(0)) if (entry.child.exitCode === null) entry.child.kill('SIGKILL');
+    await Promise.all(started.splice(0).map((entry) => entry.stop('SIGKILL')));
     await nats.stop();
   });
 

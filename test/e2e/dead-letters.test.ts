@@ -4,13 +4,14 @@
  * ends in the dead-letter stream, its task failed naming the stage; after a restart without the
  * fault, `imaging events replay --all` completes the task and empties the stream.
  */
-import { execFile, spawn, type ChildProcess } from 'child_process';
+import { execFile } from 'child_process';
 import { join } from 'path';
 import { promisify } from 'util';
 import { boto3Call } from '../helpers/ec2-clients';
 import { makeRawDisk, tempDir } from '../helpers/disk-corpus';
 import { startNatsServer, type RunningNatsServer } from '../helpers/nats-server';
 import { startS3Server, type RunningS3Server } from '../helpers/s3-server';
+import { startServeProcess, type RunningServe } from '../helpers/serve-process';
 import { upload, waitForTask, type Endpoints } from './import-driver';
 
 jest.setTimeout(240_000);
@@ -22,7 +23,7 @@ const run = promisify(execFile);
 let nats: RunningNatsServer;
 let s3: RunningS3Server;
 let dir: string;
-let serve: ChildProcess | undefined;
+let serve: RunningServe | undefined;
 
 beforeAll(async () => {
   [nats, s3] = await Promise.all([startNatsServer(), startS3Server()]);
@@ -37,33 +38,17 @@ afterAll(async () => {
 });
 
 async function startServe(extraEnv: Record<string, string> = {}): Promise<string> {
-  const args = [CLI, 'serve', '--data-dir', join(dir, 'data'), '--port', '0', '--admin-port', '0', '--nats-url', nats.url, '--upload-poll-ms', '200', '--log-level', 'warn'];
+  const args = ['--data-dir', join(dir, 'data'), '--port', '0', '--admin-port', '0', '--nats-url', nats.url, '--upload-poll-ms', '200', '--log-level', 'warn'];
   args.push('--s3-endpoint', s3.endpoint, '--s3-access-key-id', s3.accessKeyId, '--s3-secret-access-key', s3.secretAccessKey);
   const env = { PATH: process.env.PATH ?? '', TMPDIR: process.env.TMPDIR ?? '/tmp', IMAGING_ACCESS_KEY_ID: creds.accessKeyId, IMAGING_SECRET_ACCESS_KEY: creds.secretAccessKey, IMAGING_ACCOUNT_ID: '123456789012', IMAGING_MAX_DELIVER: '5', ...extraEnv };
-  const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  serve = child;
-  let output = '';
-  return new Promise((resolve, reject) => {
-    const look = (chunk: Buffer) => {
-      output += chunk;
-      const m = /EC2 endpoint:\s+(\S+)/.exec(output);
-      if (m) resolve(m[1]);
-    };
-    child.stdout!.on('data', look);
-    child.stderr!.on('data', (chunk) => (output += chunk));
-    child.once('exit', (code) => reject(new Error(`serve exited with ${code}: ${output}`)));
-  });
+  serve = await startServeProcess(args, { env });
+  return serve.ec2;
 }
 
 async function stopServe(): Promise<void> {
-  const child = serve;
+  const running = serve;
   serve = undefined;
-  if (!child || child.exitCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  const killer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-  await exited;
-  clearTimeout(killer);
+  await running?.stop('SIGTERM', 20_000);
 }
 
 async function cli(args: string[]): Promise<string> {

@@ -15,10 +15,9 @@ import { CreateBucketCommand, HeadObjectCommand, ListMultipartUploadsCommand, Li
 import type { RunningService } from '../../cli/serve';
 import { parseOvf } from '../../toolkit/formats/ova/ovf-descriptor';
 import { qemuImg, qemuToRaw, tempDir } from '../helpers/disk-corpus';
-import { DescribeExportTasksCommand } from '@aws-sdk/client-ec2';
-import { awsCli, awsCliPath, boto3Call, boto3Calls, sdkClient } from '../helpers/ec2-clients';
+import { awsCli, awsCliPath, boto3Call, boto3Calls } from '../helpers/ec2-clients';
 import { clientFor, objectBytes, runCli, sha256, startTestService, upload, waitForTask, type Endpoints } from './import-driver';
-import { makeGuestDisk, vhdDiskType } from './export-driver';
+import { makeGuestDisk, vhdDiskType, waitForExportEnd } from './export-driver';
 
 jest.setTimeout(180_000);
 
@@ -58,18 +57,7 @@ afterAll(async () => {
  * machine) until the task leaves active/cancelling; the final answer is read through boto3.
  */
 async function waitForExport(taskId: string, timeoutMs = 90_000): Promise<any> {
-  const deadline = Date.now() + timeoutMs;
-  const ec2 = sdkClient(endpoints.ec2, endpoints.creds);
-  try {
-    for (;;) {
-      const task = (await ec2.send(new DescribeExportTasksCommand({ ExportTaskIds: [taskId] }))).ExportTasks![0];
-      if (task.State !== 'active' && task.State !== 'cancelling') break;
-      if (Date.now() > deadline) throw new Error(`export ${taskId} still ${task.State} after ${timeoutMs} ms`);
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  } finally {
-    ec2.destroy();
-  }
+  await waitForExportEnd(endpoints.ec2, endpoints.creds, taskId, timeoutMs);
   return (await boto3Call(endpoints.ec2, endpoints.creds, 'DescribeExportTasks', { ExportTaskIds: [taskId] })).ExportTasks[0];
 }
 

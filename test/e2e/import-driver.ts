@@ -54,6 +54,28 @@ export async function waitForTask(endpoints: Endpoints, taskId: string, timeoutM
   }
 }
 
+/**
+ * Polls DescribeImportImageTasks (or DescribeImportSnapshotTasks) through boto3, as `creds`
+ * (default the endpoints' own), until the task is no longer active or deleting; the task.
+ */
+export async function waitForImportTask(
+  endpoints: Endpoints,
+  op: 'DescribeImportImageTasks' | 'DescribeImportSnapshotTasks',
+  taskId: string,
+  options: { creds?: Ec2Credentials; timeoutMs?: number; everyMs?: number } = {},
+): Promise<any> {
+  const timeoutMs = options.timeoutMs ?? 400_000;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const out = await boto3Call(endpoints.ec2, options.creds ?? endpoints.creds, op, { ImportTaskIds: [taskId] }, { caBundle: endpoints.caBundle });
+    const task = op === 'DescribeImportImageTasks' ? out.ImportImageTasks[0] : out.ImportSnapshotTasks[0];
+    const status = op === 'DescribeImportImageTasks' ? task.Status : task.SnapshotTaskDetail.Status;
+    if (!['active', 'deleting'].includes(status)) return task;
+    if (Date.now() > deadline) throw new Error(`${taskId} still ${status} (${task.StatusMessage}) after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, options.everyMs ?? 250));
+  }
+}
+
 export async function objectBytes(s3: S3Client, bucket: string, key: string): Promise<Buffer> {
   const res = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
   return Buffer.from(await res.Body!.transformToByteArray());

@@ -15,7 +15,7 @@ import { createAccount } from '../../gateway/accounts';
 import { qemuImg, qemuToRaw, tempDir } from '../helpers/disk-corpus';
 import { makeSystemDisk } from '../helpers/guest-images';
 import { boto3Call, boto3Calls, boto3Wait, sdkClient, type Ec2Credentials } from '../helpers/ec2-clients';
-import { clientFor, objectBytes, sha256, startTestService, type Endpoints } from './import-driver';
+import { clientFor, objectBytes, sha256, startTestService, waitForImportTask, type Endpoints } from './import-driver';
 
 let service: RunningService;
 let endpoints: Endpoints;
@@ -41,18 +41,8 @@ async function put(key: string, path: string): Promise<void> {
   await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: readFileSync(path) }));
 }
 
-/** Polls DescribeImportImageTasks (or Snapshot) through boto3 until the task is no longer active. */
-async function waitForImport(op: 'DescribeImportImageTasks' | 'DescribeImportSnapshotTasks', taskId: string, creds: Ec2Credentials = endpoints.creds): Promise<any> {
-  const deadline = Date.now() + 400_000;
-  for (;;) {
-    const out = await boto3Call(endpoints.ec2, creds, op, { ImportTaskIds: [taskId] });
-    const task = op === 'DescribeImportImageTasks' ? out.ImportImageTasks[0] : out.ImportSnapshotTasks[0];
-    const status = op === 'DescribeImportImageTasks' ? task.Status : task.SnapshotTaskDetail.Status;
-    if (!['active', 'deleting'].includes(status)) return task;
-    if (Date.now() > deadline) throw new Error(`${taskId} still ${status} (${task.StatusMessage})`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
+const waitForImport = (op: 'DescribeImportImageTasks' | 'DescribeImportSnapshotTasks', taskId: string, creds: Ec2Credentials = endpoints.creds): Promise<any> =>
+  waitForImportTask(endpoints, op, taskId, { creds });
 
 async function storedBytesOf(taskId: string): Promise<Buffer> {
   const doc = await service.tasks.get(taskId);

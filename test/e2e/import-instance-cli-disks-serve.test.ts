@@ -5,40 +5,22 @@
  * prints the ended conversion task with every volume. Each volume holds the bytes
  * `qemu-img convert -O raw` makes of its disk; the instance has the volumes in order.
  */
-import { execFileSync } from 'child_process';
-import { readFileSync, writeFileSync } from 'fs';
-import { join } from 'path';
+import { readFileSync } from 'fs';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import type { RunningService } from '../../cli/serve';
 import type { InstanceRecord, VolumeRecord } from '../../tasks/task';
-import { qemuToRaw, seededBytes, tempDir } from '../helpers/disk-corpus';
-import { UUIDS, debianTree, makeDisk } from '../helpers/guest-images';
+import { tempDir } from '../helpers/disk-corpus';
+import { makeInstanceDisks, type InstanceDisk } from '../helpers/instance-disks';
 import { clientFor, objectBytes, runCli, sha256, startTestService, type Endpoints } from './import-driver';
 
 let service: RunningService;
 let endpoints: Endpoints;
 let dir: string;
-const disks: { format: 'VMDK' | 'RAW' | 'VHD'; path: string; reference: Buffer }[] = [];
+let disks: InstanceDisk[] = [];
 
 beforeAll(async () => {
   dir = tempDir('e2e-instance-cli-');
-  const boot = makeDisk({ dir, path: (name) => join(dir, name), cleanup: () => undefined }, 'boot', {
-    table: 'mbr',
-    biosBootCode: true,
-    partitions: [{ sizeMiB: 24, bootable: true, fs: { kind: 'ext4', uuid: UUIDS.debianRoot, tree: debianTree() } }],
-  });
-  const vmdk = join(dir, 'boot.vmdk');
-  execFileSync('qemu-img', ['convert', '-O', 'vmdk', '-o', 'subformat=streamOptimized', boot, vmdk]);
-  disks.push({ format: 'VMDK', path: vmdk, reference: qemuToRaw(vmdk, join(dir, 'boot.ref.raw')) });
-  const data = join(dir, 'data.raw');
-  writeFileSync(data, seededBytes(3 * 1024 * 1024 + 1234, 31));
-  // A raw disk is its own reference: qemu-img would pad its odd-sized tail to a whole sector.
-  disks.push({ format: 'RAW', path: data, reference: readFileSync(data) });
-  const logsRaw = join(dir, 'logs.raw');
-  writeFileSync(logsRaw, Buffer.concat([seededBytes(2 * 1024 * 1024, 32), Buffer.alloc(2 * 1024 * 1024), seededBytes(512 * 1024, 33)]));
-  const vhd = join(dir, 'logs.vhd');
-  execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'vpc', logsRaw, vhd]);
-  disks.push({ format: 'VHD', path: vhd, reference: qemuToRaw(vhd, join(dir, 'logs.ref.raw')) });
+  disks = makeInstanceDisks(dir, 31);
   ({ service, endpoints } = await startTestService(dir));
 }, 120_000);
 

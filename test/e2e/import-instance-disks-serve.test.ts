@@ -5,43 +5,22 @@
  * volume, describes the volumes, and cancels another instance import with all its disks. Each
  * volume holds the bytes qemu-img makes of its disk, and the instance has the volumes in order.
  */
-import { execFileSync } from 'child_process';
-import { readFileSync, writeFileSync } from 'fs';
-import { join } from 'path';
 import type { RunningService } from '../../cli/serve';
 import type { InstanceRecord, VolumeRecord } from '../../tasks/task';
-import { qemuToRaw, seededBytes, tempDir } from '../helpers/disk-corpus';
+import { tempDir } from '../helpers/disk-corpus';
 import { awsCli, awsCliPath, boto3Call } from '../helpers/ec2-clients';
-import { UUIDS, debianTree, makeDisk } from '../helpers/guest-images';
 import { objectBytes, runCli, sha256, startTestService, upload, type Endpoints } from './import-driver';
+import { makeInstanceDisks, type InstanceDisk } from '../helpers/instance-disks';
 
 let service: RunningService;
 let endpoints: Endpoints;
 let dir: string;
-const disks: { format: 'VMDK' | 'RAW' | 'VHD'; path: string; reference: Buffer }[] = [];
+let disks: InstanceDisk[] = [];
 const cli = awsCliPath();
 
 beforeAll(async () => {
   dir = tempDir('e2e-instance-disks-');
-  // DiskImage.1, a system disk the validate stage accepts: Debian-shaped, x86_64 kernel, GRUB-like boot code.
-  const boot = makeDisk({ dir, path: (name) => join(dir, name), cleanup: () => undefined }, 'boot', {
-    table: 'mbr',
-    biosBootCode: true,
-    partitions: [{ sizeMiB: 40, bootable: true, fs: { kind: 'ext4', uuid: UUIDS.debianRoot, tree: debianTree() } }],
-  });
-  const vmdk = join(dir, 'boot.vmdk');
-  execFileSync('qemu-img', ['convert', '-O', 'vmdk', '-o', 'subformat=streamOptimized', boot, vmdk]);
-  disks.push({ format: 'VMDK', path: vmdk, reference: qemuToRaw(vmdk, join(dir, 'boot.ref.raw')) });
-  // DiskImage.2 and .3: data disks, an odd-sized raw file and a VHD of another.
-  const data = join(dir, 'data.raw');
-  writeFileSync(data, seededBytes(6 * 1024 * 1024 + 4321, 21));
-  // A raw disk is its own reference: qemu-img would pad its odd-sized tail to a whole sector.
-  disks.push({ format: 'RAW', path: data, reference: readFileSync(data) });
-  const logsRaw = join(dir, 'logs.raw');
-  writeFileSync(logsRaw, Buffer.concat([seededBytes(3 * 1024 * 1024, 22), Buffer.alloc(2 * 1024 * 1024), seededBytes(1024 * 1024, 23)]));
-  const vhd = join(dir, 'logs.vhd');
-  execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'vpc', logsRaw, vhd]);
-  disks.push({ format: 'VHD', path: vhd, reference: qemuToRaw(vhd, join(dir, 'logs.ref.raw')) });
+  disks = makeInstanceDisks(dir, 21);
   ({ service, endpoints } = await startTestService(dir));
 }, 120_000);
 

@@ -15,7 +15,7 @@ import { createAccount } from '../../gateway/accounts';
 import { tempDir } from '../helpers/disk-corpus';
 import { makeSystemDisk } from '../helpers/guest-images';
 import { awsCli, awsCliPath, boto3Call, boto3Calls, sdkClient, type Ec2Credentials } from '../helpers/ec2-clients';
-import { clientFor, startTestService, upload, waitForTask, type Endpoints } from './import-driver';
+import { clientFor, startTestService, upload, waitForImportTask, waitForTask, type Endpoints } from './import-driver';
 
 const execFileAsync = promisify(execFile);
 let service: RunningService;
@@ -26,13 +26,7 @@ const BUCKET = 'resources-bucket';
 
 async function importImageAndWait(creds: Ec2Credentials, key: string, extra: Record<string, unknown> = {}): Promise<any> {
   const out = await boto3Call(endpoints.ec2, creds, 'ImportImage', { DiskContainers: [{ Format: 'RAW', UserBucket: { S3Bucket: BUCKET, S3Key: key } }], ...extra });
-  const deadline = Date.now() + 400_000;
-  for (;;) {
-    const task = (await boto3Call(endpoints.ec2, creds, 'DescribeImportImageTasks', { ImportTaskIds: [out.ImportTaskId] })).ImportImageTasks[0];
-    if (task.Status !== 'active') return task;
-    if (Date.now() > deadline) throw new Error(`${out.ImportTaskId} still active`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
+  return waitForImportTask(endpoints, 'DescribeImportImageTasks', out.ImportTaskId, { creds });
 }
 
 beforeAll(async () => {

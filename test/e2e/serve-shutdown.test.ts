@@ -4,27 +4,22 @@
  * whole process group, as a terminal sends it) does the same for `npm start`. Real processes,
  * driven through the EC2 API by @aws-sdk/client-ec2.
  */
-import { spawn, type ChildProcess } from 'child_process';
 import { join } from 'path';
 import { ImportVolumeCommand } from '@aws-sdk/client-ec2';
 import { tempDir } from '../helpers/disk-corpus';
 import { sdkClient } from '../helpers/ec2-clients';
+import { startServeProcess, type RunningServe } from '../helpers/serve-process';
 
 jest.setTimeout(240_000);
 
 const ROOT = join(__dirname, '../..');
 const creds = { accessKeyId: 'AKIASHUTDOWN00001', secretAccessKey: 'shutdown-secret-key-0123456789abcd', region: 'us-east-1' };
 
-interface Started {
-  child: ChildProcess;
-  ec2: string;
-  s3: string;
-  output(): string;
-  exited: Promise<number | string>;
-}
+type Started = RunningServe & { s3: string };
 
-function start(command: string, args: string[], dir: string): Promise<Started> {
-  const child = spawn(command, args, {
+async function start(command: string, args: string[], dir: string): Promise<Started> {
+  const service = await startServeProcess([], {
+    command: [command, args],
     cwd: ROOT,
     // Its own process group, so that a "Ctrl-C" can go to all of it at once.
     detached: true,
@@ -35,27 +30,12 @@ function start(command: string, args: string[], dir: string): Promise<Started> {
       // Hundreds of open imports from one account: lift the per-account cap (default 20).
       IMAGING_MAX_OPEN_TASKS_PER_ACCOUNT: '1000',
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    embeddedS3: true,
+    // `npm start` builds first: minutes on a loaded machine.
+    startMs: 200_000,
   });
-  groups.push(child.pid!);
-  let output = '';
-  child.stdout!.on('data', (d) => (output += d));
-  child.stderr!.on('data', (d) => (output += d));
-  const exited = new Promise<number | string>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown')));
-  return new Promise((resolve, reject) => {
-    const timer = setInterval(() => {
-      const ec2 = /EC2 endpoint:\s+(\S+)/.exec(output)?.[1];
-      const s3 = /S3 endpoint:\s+(\S+)/.exec(output)?.[1];
-      if (ec2 && s3) {
-        clearInterval(timer);
-        resolve({ child, ec2, s3, output: () => output, exited });
-      }
-    }, 100);
-    void exited.then((code) => {
-      clearInterval(timer);
-      reject(new Error(`${command} ${args.join(' ')} exited with ${code}: ${output}`));
-    });
-  });
+  groups.push(service.pid);
+  return service as Started;
 }
 
 /** `count` ImportVolume calls whose manifests are never uploaded: every task waits for its upload. */

@@ -14,7 +14,7 @@ import { makeS3Client } from '../../toolkit/io/object-storage';
 import { qemuImg, tempDir } from '../helpers/disk-corpus';
 import { makeSystemDisk } from '../helpers/guest-images';
 import { boto3Call, type Ec2Credentials } from '../helpers/ec2-clients';
-import { fileSha256, objectBytes, sha256, startTestService, type Endpoints } from './import-driver';
+import { fileSha256, objectBytes, sha256, startTestService, waitForImportTask, type Endpoints } from './import-driver';
 
 const QUOTA_GIB = '0.08'; // 81.92 MiB: one 58 MiB disk fits, two do not
 const IMAGES = 'imaging-images';
@@ -58,14 +58,7 @@ afterAll(async () => {
 async function importImage(account: NewAccount, bucket: string, key: string, format: string): Promise<any> {
   const creds = credsOf(account);
   const out = await boto3Call(endpoints.ec2, creds, 'ImportImage', { DiskContainers: [{ Format: format, UserBucket: { S3Bucket: bucket, S3Key: key } }] });
-  const deadline = Date.now() + 300_000;
-  for (;;) {
-    const described = await boto3Call(endpoints.ec2, creds, 'DescribeImportImageTasks', { ImportTaskIds: [out.ImportTaskId] });
-    const task = described.ImportImageTasks[0];
-    if (!['active', 'deleting'].includes(task.Status)) return task;
-    if (Date.now() > deadline) throw new Error(`${out.ImportTaskId} still ${task.Status} (${task.StatusMessage})`);
-    await new Promise((r) => setTimeout(r, 300));
-  }
+  return waitForImportTask(endpoints, 'DescribeImportImageTasks', out.ImportTaskId, { creds, timeoutMs: 300_000, everyMs: 300 });
 }
 
 async function imageStoreKeysOf(taskId: string): Promise<string[]> {

@@ -5,17 +5,18 @@
  * told of the CA (verify=path), uploads and imports over TLS to completion, and the converted
  * bytes equal the disk's.
  */
-import { execFile, spawn, type ChildProcess } from 'child_process';
+import { execFile } from 'child_process';
 import { readFileSync } from 'fs';
 import { request as httpRequest } from 'http';
 import { join } from 'path';
 import { tempDir } from '../helpers/disk-corpus';
 import { makeSystemDisk } from '../helpers/guest-images';
+import { startServeProcess, type RunningServe } from '../helpers/serve-process';
 import { makeTestPki, type TestPki } from '../helpers/test-pki';
 import { fileSha256 } from './import-driver';
 
 let dir: string;
-let serve: ChildProcess;
+let serve: RunningServe | undefined;
 let ec2Endpoint: string;
 let s3Endpoint: string;
 let disk: string;
@@ -25,35 +26,15 @@ beforeAll(async () => {
   dir = tempDir('tls-serve-');
   pki = makeTestPki(dir);
   disk = makeSystemDisk(dir).path; // bootable: the validate stage refuses an image without an OS
-  serve = spawn('node', [
-    join(__dirname, '../../dist/cli/main.js'), 'serve', '--data-dir', join(dir, 'data'), '--port', '0', '--s3-port', '0', '--admin-port', '0',
+  serve = await startServeProcess([
+    '--data-dir', join(dir, 'data'), '--port', '0', '--s3-port', '0', '--admin-port', '0',
     '--upload-poll-ms', '200', '--log-level', 'warn', '--tls-cert', pki.cert, '--tls-key', pki.key, '--s3-ca-bundle', pki.ca,
-  ], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  serve.stderr!.on('data', (d) => (err += d));
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`imaging serve did not start: ${err}`)), 60_000);
-    serve.stdout!.on('data', (d) => {
-      out += d;
-      const ec2 = /EC2 endpoint:\s+(\S+)/.exec(out);
-      const s3 = /S3 endpoint:\s+(\S+)/.exec(out);
-      if (ec2 && s3) {
-        clearTimeout(timer);
-        [ec2Endpoint, s3Endpoint] = [ec2[1], s3[1]];
-        resolve();
-      }
-    });
-    serve.once('exit', (code) => reject(new Error(`imaging serve exited (${code}): ${err}`)));
-  });
+  ], { embeddedS3: true });
+  [ec2Endpoint, s3Endpoint] = [serve.ec2, serve.s3!];
 }, 90_000);
 
 afterAll(async () => {
-  if (serve && serve.exitCode === null) {
-    const exited = new Promise((r) => serve.once('exit', r));
-    serve.kill('SIGTERM');
-    await exited;
-  }
+  await serve?.stop();
 });
 
 /** boto3 in a python process: `job` in as JSON, one JSON object out. */

@@ -6,13 +6,14 @@
  * Suites that need it use describeWithMoto(): when moto_server is not installed the suite is
  * skipped and the reason is printed once (install: `pip install 'moto[server]'`).
  */
-import { spawn } from 'child_process';
 import { accessSync, constants, statSync } from 'fs';
 import { request } from 'http';
 import { delimiter, join } from 'path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { makeS3Client } from '../../toolkit/io/object-storage';
+import { spawnChild } from './child-process';
 import { freePort } from './free-port';
+import { waitUntil } from './wait-until';
 
 const MOTO_SERVER = process.env.MOTO_SERVER_BIN ?? 'moto_server';
 
@@ -60,53 +61,36 @@ export function describeWithMoto(name: string, body: () => void): void {
 
 export async function startMotoServer(): Promise<RunningMotoServer> {
   const port = await freePort();
-  const child = spawn(MOTO_SERVER, ['-H', '127.0.0.1', '-p', String(port)], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let output = '';
-  child.stderr!.on('data', (chunk: Buffer) => {
-    if (output.length < 64 * 1024) output += chunk.toString();
-  });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const server = spawnChild(MOTO_SERVER, ['-H', '127.0.0.1', '-p', String(port)], { keep: 'stderr', keepBytes: 64 * 1024 });
   const endpoint = `http://127.0.0.1:${port}`;
   const credentials = { accessKeyId: 'MOTO', secretAccessKey: 'MOTO', region: 'us-east-1' };
   const s3 = makeS3Client({ endpoint, forcePathStyle: true, ...credentials });
   const stop = async (): Promise<void> => {
     s3.destroy();
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
-      const killer = setTimeout(() => child.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(killer);
-    }
+    await server.stop();
   };
   try {
-    await waitUntilAnswering(endpoint, () => child.exitCode !== null || child.signalCode !== null, 60_000);
+    // The port opens before the app is ready to serve: wait for its API to answer.
+    await waitUntil(async () => (await statusOf(`${endpoint}/moto-api/`)) === 200, { what: `moto_server on ${endpoint}`, timeoutMs: 60_000, everyMs: 100, gaveUp: server.ended });
   } catch (error) {
     await stop();
-    throw new Error(`moto_server did not start: ${(error as Error).message}\n${output}`);
+    throw new Error(`moto_server did not start: ${(error as Error).message}\n${server.output()}`);
   }
   return { endpoint, s3, ...credentials, stop };
 }
 
-
-/** Polls `GET /moto-api/` until it answers 200 (the port opens before the app is ready to serve). */
-async function waitUntilAnswering(endpoint: string, died: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (died()) throw new Error('moto_server exited');
-    const status = await new Promise<number | undefined>((resolve) => {
-      const req = request(`${endpoint}/moto-api/`, { timeout: 2000 }, (res) => {
-        res.resume();
-        resolve(res.statusCode);
-      });
-      req.once('error', () => resolve(undefined));
-      req.once('timeout', () => {
-        req.destroy();
-        resolve(undefined);
-      });
-      req.end();
+/** The status of a GET of `url`, or undefined when nothing answers within 2 s. */
+function statusOf(url: string): Promise<number | undefined> {
+  return new Promise((resolve) => {
+    const req = request(url, { timeout: 2000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode);
     });
-    if (status === 200) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`no answer from ${endpoint} within ${timeoutMs} ms`);
+    req.once('error', () => resolve(undefined));
+    req.once('timeout', () => {
+      req.destroy();
+      resolve(undefined);
+    });
+    req.end();
+  });
 }

@@ -7,7 +7,6 @@
  * and can hold back the answer to CompleteMultipartUpload. Processes can be killed (-9) and
  * started again; NATS can be restarted with its store kept.
  */
-import { spawn, type ChildProcess } from 'child_process';
 import { createServer, request as httpRequest, type Server } from 'http';
 import { join } from 'path';
 import { CreateBucketCommand, type S3Client } from '@aws-sdk/client-s3';
@@ -16,6 +15,9 @@ import { startNatsServer, type RunningNatsServer } from './nats-server';
 import { startMongoServer } from './mongo-server';
 import { startS3Server } from './s3-server';
 import { startMotoServer } from './moto-server';
+import { spawnChild, type RunningChild } from './child-process';
+import { DIST } from './dist';
+import { startStageProcess, type StageProcess } from './stage-process';
 import { sdkClient } from './ec2-clients';
 import { openTaskStore } from '../../tasks/open-store';
 import type { TaskStore } from '../../tasks/store';
@@ -24,8 +26,6 @@ import { isTerminal } from '../../tasks/state-machine';
 import { upload, type Endpoints } from '../e2e/import-driver';
 import { makeS3Client } from '../../toolkit/io/object-storage';
 
-// Compiled code: from test/helpers under ts-jest, from dist/test/helpers when a benchmark runs it.
-const DIST = /[\\/]dist[\\/]test[\\/]helpers$/.test(__dirname) ? join(__dirname, '../..') : join(__dirname, '../../dist');
 export const STAGES = ['manifest', 'decrypt', 'convert', 'validate', 'boot-check', 'register'] as const;
 export type ClusterStage = (typeof STAGES)[number];
 export const IMAGE_BUCKET = 'imaging-images';
@@ -42,13 +42,7 @@ export interface ClusterOptions {
   proxy?: { completeDelayMs?: number };
 }
 
-export interface StageProcess {
-  stage: ClusterStage;
-  child: ChildProcess;
-  pid: number;
-  exited: Promise<number | null>;
-  output(): string;
-}
+export type ClusterStageProcess = StageProcess<ClusterStage>;
 
 export interface S3RequestRecord {
   method: string;
@@ -62,12 +56,12 @@ export interface Cluster {
   /** A client talking to the S3 server directly. */
   s3: S3Client;
   endpoints: Endpoints;
-  stages: StageProcess[];
+  stages: ClusterStageProcess[];
   /** Requests that went through the proxy (with `proxy`). */
   s3Requests: S3RequestRecord[];
-  startStage(stage: ClusterStage, env?: NodeJS.ProcessEnv): Promise<StageProcess>;
+  startStage(stage: ClusterStage, env?: NodeJS.ProcessEnv): Promise<ClusterStageProcess>;
   /** kill -9 (or `signal`) and wait until it is gone. */
-  kill(proc: StageProcess, signal?: NodeJS.Signals): Promise<void>;
+  kill(proc: ClusterStageProcess, signal?: NodeJS.Signals): Promise<void>;
   /** Uploads `file` under `prefix` and calls ImportVolume through @aws-sdk/client-ec2; the task id. */
   importVolume(file: string, prefix: string, format?: 'RAW' | 'VMDK'): Promise<string>;
   /** Resolves when every task has ended (completed, cancelled or failed); the documents. */
@@ -114,8 +108,8 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   const tasks = await openTaskStore(mongo.uri, { mongoDbName: dbName });
   await s3Server.s3.send(new CreateBucketCommand({ Bucket: IMAGE_BUCKET })).catch(() => undefined);
   await s3Server.s3.send(new CreateBucketCommand({ Bucket: 'uploads' })).catch(() => undefined);
-  const children: ChildProcess[] = [];
-  const stages: StageProcess[] = [];
+  const children: RunningChild[] = [];
+  const stages: ClusterStageProcess[] = [];
 
   const common: NodeJS.ProcessEnv = {
     ...process.env,
@@ -132,59 +126,39 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     ...options.env,
   };
 
-  function spawnProcess(args: string[], env: NodeJS.ProcessEnv): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
-    const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    children.push(child);
-    let output = '';
-    const keep = (d: Buffer) => {
-      output += d.toString();
-      if (output.length > 256 * 1024) output = output.slice(-128 * 1024);
-    };
-    child.stdout!.on('data', keep);
-    child.stderr!.on('data', keep);
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    return { child, output: () => output, exited };
-  }
-
-  async function startStage(stage: ClusterStage, env: NodeJS.ProcessEnv = {}): Promise<StageProcess> {
-    const started = spawnProcess([join(DIST, 'functions/host/main.js')], { ...common, ...options.stageEnv?.[stage], ...env, IMAGING_STAGE: stage, IMAGING_HOST_MODE: 'jetstream' });
-    // Ready once its admin endpoint is up (logged at warn level and above only: poll the output).
-    const deadline = Date.now() + 60_000;
-    while (!/admin on|listening|consuming/.test(started.output()) && started.child.exitCode === null && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    const proc: StageProcess = { stage, child: started.child, pid: started.child.pid!, exited: started.exited, output: started.output };
+  async function startStage(stage: ClusterStage, env: NodeJS.ProcessEnv = {}): Promise<ClusterStageProcess> {
+    const proc = await startStageProcess(stage, { ...common, ...options.stageEnv?.[stage], ...env }, { startMs: 60_000 });
+    children.push(proc);
     stages.push(proc);
     return proc;
   }
 
   const abandon = async (error: unknown): Promise<never> => {
-    for (const child of children) child.kill('SIGKILL');
+    await Promise.all(children.map((child) => child.stop('SIGKILL')));
     await tasks.close().catch(() => undefined);
     if (proxy) proxy.server.close();
     await Promise.all([nats.stop(), mongo.stop(), s3Server.stop()]);
     throw error;
   };
-  try {
-    for (const stage of STAGES) {
-      for (let i = 0; i < (options.replicas?.[stage] ?? 1); i++) await startStage(stage);
-    }
-  } catch (error) {
-    return abandon(error);
-  }
-  const gateway = spawnProcess([join(DIST, 'cli/main.js'), 'gateway'], {
-    ...common,
-    IMAGING_PORT: '0',
-    IMAGING_ACCESS_KEY_ID: creds.accessKeyId,
-    IMAGING_SECRET_ACCESS_KEY: creds.secretAccessKey,
-    IMAGING_ACCOUNT_ID: '123456789012',
+  // All replicas start at once; if any cannot, the others are stopped too (once they have started).
+  const started = await Promise.allSettled(STAGES.flatMap((stage) => Array.from({ length: options.replicas?.[stage] ?? 1 }, () => startStage(stage))));
+  const failed = started.find((result) => result.status === 'rejected');
+  if (failed) return abandon(failed.reason);
+  const gateway = spawnChild(process.execPath, [join(DIST, 'cli/main.js'), 'gateway'], {
+    env: {
+      ...common,
+      IMAGING_PORT: '0',
+      IMAGING_ACCESS_KEY_ID: creds.accessKeyId,
+      IMAGING_SECRET_ACCESS_KEY: creds.secretAccessKey,
+      IMAGING_ACCOUNT_ID: '123456789012',
+    },
   });
-  const deadline = Date.now() + 60_000;
-  let ec2: string | undefined;
-  while (!ec2) {
-    ec2 = /EC2 endpoint:\s+(\S+)/.exec(gateway.output())?.[1];
-    if (gateway.child.exitCode !== null || Date.now() > deadline) return abandon(new Error(`gateway did not start: ${gateway.output()}`));
-    if (!ec2) await new Promise((r) => setTimeout(r, 50));
+  children.push(gateway);
+  let ec2: string;
+  try {
+    ec2 = (await gateway.waitForOutput(/EC2 endpoint:\s+(\S+)/, 60_000))[1];
+  } catch (error) {
+    return abandon(new Error(`gateway did not start: ${(error as Error).message}`));
   }
   const endpoints: Endpoints = { ec2, s3: s3Endpoint, creds };
   const ec2Client = sdkClient(ec2, creds);
@@ -199,8 +173,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     s3Requests,
     startStage,
     async kill(proc, signal = 'SIGKILL') {
-      if (proc.child.exitCode === null && proc.child.signalCode === null) proc.child.kill(signal);
-      await proc.exited;
+      await proc.stop(signal);
       const at = stages.indexOf(proc);
       if (at >= 0) stages.splice(at, 1);
     },
@@ -222,8 +195,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       }
     },
     async stop() {
-      for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-      await Promise.all(children.map((c) => (c.exitCode !== null || c.signalCode !== null ? undefined : new Promise((r) => c.once('exit', r)))));
+      await Promise.all(children.map((child) => child.stop('SIGKILL')));
       ec2Client.destroy();
       await tasks.close().catch(() => undefined);
       await new Promise<void>((r) => (proxy ? proxy.server.close(() => r()) : r()));

@@ -1,48 +1,37 @@
 /**
  * A stage as its own process, as it runs in a cluster: `node dist/functions/host/main.js` with
- * IMAGING_STAGE and the settings in `env`. Resolves once it consumes (or rejects with its output).
+ * IMAGING_STAGE and the settings in `env`, consuming from JetStream. Resolves once it consumes
+ * (or rejects with its output).
  */
-import { spawn, type ChildProcess } from 'child_process';
 import { join } from 'path';
+import { spawnChild, type RunningChild } from './child-process';
+import { DIST } from './dist';
 
-const HOST = join(__dirname, '../../dist/functions/host/main.js');
-
-export interface StageProcess {
-  child: ChildProcess;
-  /** Everything it wrote so far (stderr and stdout). */
-  output(): string;
-  /** Resolves with the exit code (or signal name) when it exits. */
-  exited: Promise<number | string>;
+export interface StageProcess<S extends string = string> extends RunningChild {
+  stage: S;
   /** SIGKILL if still running; waits for the exit. */
   kill(): Promise<void>;
 }
 
-export async function startStageProcess(stage: string, env: Record<string, string>): Promise<StageProcess> {
-  const child = spawn(process.execPath, [HOST], {
-    env: { PATH: process.env.PATH ?? '', TMPDIR: process.env.TMPDIR ?? '/tmp', IMAGING_STAGE: stage, IMAGING_HOST_MODE: 'jetstream', IMAGING_ADMIN_PORT: '0', IMAGING_LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+export interface StageProcessOptions {
+  /** How long it may take to start consuming (default 30 s). */
+  startMs?: number;
+}
+
+/**
+ * `env` goes over a bare environment (PATH, TMPDIR, an admin port of its own, warn-level logs);
+ * pass `...process.env` in it for more.
+ */
+export async function startStageProcess<S extends string>(stage: S, env: NodeJS.ProcessEnv, options: StageProcessOptions = {}): Promise<StageProcess<S>> {
+  const running = spawnChild(process.execPath, [join(DIST, 'functions/host/main.js')], {
+    env: { PATH: process.env.PATH ?? '', TMPDIR: process.env.TMPDIR ?? '/tmp', IMAGING_ADMIN_PORT: '0', IMAGING_LOG_LEVEL: 'warn', ...env, IMAGING_STAGE: stage, IMAGING_HOST_MODE: 'jetstream' },
   });
-  let output = '';
-  child.stdout!.on('data', (d) => (output += d));
-  child.stderr!.on('data', (d) => (output += d));
-  const exited = new Promise<number | string>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown')));
-  const running: StageProcess = {
-    child,
-    output: () => output,
-    exited,
-    async kill() {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-      await exited;
-    },
-  };
-  const deadline = Date.now() + 30_000;
-  while (!/consuming /.test(output)) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`stage ${stage} exited: ${output}`);
-    if (Date.now() > deadline) {
-      await running.kill();
-      throw new Error(`stage ${stage} did not start within 30 s: ${output}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
+  const proc: StageProcess<S> = { ...running, stage, kill: () => running.stop('SIGKILL') };
+  try {
+    await running.waitForOutput(/consuming /, options.startMs ?? 30_000);
+  } catch (error) {
+    await proc.kill();
+    throw new Error(`stage ${stage} did not start: ${(error as Error).message}`);
   }
-  return running;
+  return proc;
 }

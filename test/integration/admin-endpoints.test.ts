@@ -4,7 +4,6 @@
  * not-ready when its nats-server stops and ready again when it is back on the same port; after an
  * import through `imaging serve` the metrics count it.
  */
-import { spawn, type ChildProcess } from 'child_process';
 import { symlinkSync, writeFileSync } from 'fs';
 import { join } from 'path';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
@@ -13,11 +12,12 @@ import { makeRawDisk, tempDir } from '../helpers/disk-corpus';
 import { startNatsServer, type RunningNatsServer } from '../helpers/nats-server';
 import { startS3Server, type RunningS3Server } from '../helpers/s3-server';
 import { sdkClient } from '../helpers/ec2-clients';
+import { spawnChild, type RunningChild } from '../helpers/child-process';
+import { DIST } from '../helpers/dist';
+import { waitUntil } from '../helpers/wait-until';
 import { startTestService, upload, waitForTask } from '../e2e/import-driver';
 
 jest.setTimeout(120_000);
-
-const DIST = join(__dirname, '../../dist');
 
 async function get(url: string, path: string): Promise<{ status: number; text: string }> {
   const res = await fetch(new URL(path, url), { signal: AbortSignal.timeout(10_000) });
@@ -32,16 +32,6 @@ function sample(metrics: string, name: string, labels: Record<string, string>): 
     if (Object.entries(labels).every(([k, v]) => body.includes(`${k}="${v}"`))) return Number(line.slice(line.lastIndexOf(' ') + 1));
   }
   return undefined;
-}
-
-async function waitUntil<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
 }
 
 async function expectAdminAnswers(url: string, ready = true): Promise<string> {
@@ -103,7 +93,7 @@ describe('imaging serve (in-process)', () => {
 describe('processes spawned from dist/', () => {
   let nats: RunningNatsServer;
   let s3: RunningS3Server;
-  const children: ChildProcess[] = [];
+  const children: RunningChild[] = [];
   let dir: string;
 
   beforeAll(async () => {
@@ -113,24 +103,15 @@ describe('processes spawned from dist/', () => {
   });
 
   afterAll(async () => {
-    for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+    await Promise.all(children.map((child) => child.stop('SIGKILL')));
     await Promise.all([nats?.stop(), s3?.stop()]);
   });
 
-  function start(args: string[], env: NodeJS.ProcessEnv): Promise<string> {
-    const child = spawn(process.execPath, args, { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  /** Starts a process of dist/; its admin URL once it has printed it. */
+  async function start(args: string[], env: NodeJS.ProcessEnv): Promise<string> {
+    const child = spawnChild(process.execPath, args, { env: { PATH: process.env.PATH ?? '', ...env } });
     children.push(child);
-    let output = '';
-    return new Promise((resolve, reject) => {
-      const look = (chunk: Buffer) => {
-        output += chunk;
-        const m = /admin (?:on|endpoint:) (http:\/\/\S+\/)/.exec(output);
-        if (m) resolve(m[1]);
-      };
-      child.stdout!.on('data', look);
-      child.stderr!.on('data', look);
-      child.on('exit', (code) => reject(new Error(`${args.join(' ')} exited with ${code}: ${output}`)));
-    });
+    return (await child.waitForOutput(/admin (?:on|endpoint:) (http:\/\/\S+\/)/, 60_000))[1];
   }
 
   const common = () => ({
@@ -184,15 +165,13 @@ describe('processes spawned from dist/', () => {
 
     const port = Number(new URL(nats.url).port);
     await nats.stop();
-    const down = await waitUntil('/readyz to say 503', async () => {
-      const r = await get(url, '/readyz');
-      return r.status === 503 ? r : undefined;
-    });
+    let down = { status: 0, text: '' };
+    await waitUntil(async () => (down = await get(url, '/readyz').catch(() => down)).status === 503, { what: '/readyz to say 503', timeoutMs: 30_000, everyMs: 200 });
     const nat = JSON.parse(down.text).checks.find((c: { name: string }) => c.name === 'nats');
     expect(nat.ready).toBe(false);
     expect((await get(url, '/healthz')).status).toBe(200);
 
     nats = await startNatsServer({ port });
-    await waitUntil('/readyz to say 200 again', async () => ((await get(url, '/readyz')).status === 200 ? true : undefined), 60_000);
+    await waitUntil(async () => (await get(url, '/readyz').catch(() => undefined))?.status === 200, { what: '/readyz to say 200 again', timeoutMs: 60_000, everyMs: 200 });
   });
 });

@@ -24,6 +24,7 @@ import type { StageDeps } from '../../functions/host/deps';
 import { ServerError } from '../../functions/errors';
 import { buildImportManifest } from '../../toolkit/bundle/import-manifest';
 import { startS3Server, type RunningS3Server } from '../helpers/s3-server';
+import { testStageConfig } from '../helpers/stage-config';
 import { putWithUrl } from '../e2e/import-driver';
 
 let s3: RunningS3Server;
@@ -44,18 +45,7 @@ function capturingLog(lines: { level: number; msg: string }[]): pino.Logger {
 }
 
 function deps(allowedObjectHosts: string[], log: pino.Logger): StageDeps {
-  return {
-    tasks,
-    s3: s3.s3,
-    config: {
-      storage: { endpoint: s3.endpoint, region: 'us-east-1', accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, forcePathStyle: true },
-      imageBucket: 'blame-images',
-      allowedObjectHosts,
-      uploadPollMs: 100,
-      memoryLimitBytes: 64 * 2 ** 20,
-    },
-    log,
-  };
+  return { tasks, s3: s3.s3, config: testStageConfig(s3, 'blame-images', { allowedObjectHosts }), log };
 }
 
 async function pendingTask(id: string, manifestUrl: string): Promise<TaskDocument> {

@@ -8,7 +8,6 @@
  */
 import { CreateBucketCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { readFileSync } from 'fs';
-import pino from 'pino';
 import type { CloudEvent } from 'cloudevents';
 import { SqliteTaskStore } from '../../tasks/sqlite-store';
 import type { BootCheckRequest, TaskDocument, TaskKind } from '../../tasks/task';
@@ -17,11 +16,11 @@ import { EVENT_TYPES } from '../../events/types';
 import { bootCheckStage } from '../../functions/boot-check/boot-check-stage';
 import type { BootCheckConfig, StageContext } from '../../functions/stage';
 import { startS3Server, type RunningS3Server } from '../helpers/s3-server';
+import { testStageConfig, testStageContext } from '../helpers/stage-config';
 import { makeDisk, workspace, type Workspace } from '../helpers/guest-images';
 import { BOOT_MARKER, makeLinuxBootDisk } from '../helpers/boot-disk';
 
 const BUCKET = 'boot-check-images';
-const MiB = 2 ** 20;
 const ON_REQUEST: BootCheckConfig = { mode: 'on-request', timeoutMs: 240_000, accelerator: 'tcg', memoryMiB: 256 };
 let s3: RunningS3Server;
 let tasks: SqliteTaskStore;
@@ -31,21 +30,7 @@ let linux: Buffer;
 let noBootCode: Buffer;
 
 function context(bootCheck: BootCheckConfig): StageContext {
-  return {
-    tasks,
-    s3: s3.s3,
-    config: {
-      storage: { endpoint: s3.endpoint, region: 'us-east-1', accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, forcePathStyle: true },
-      imageBucket: BUCKET,
-      allowedObjectHosts: [new URL(s3.endpoint).host],
-      uploadPollMs: 100,
-      memoryLimitBytes: 64 * MiB,
-      bootCheck,
-    },
-    publish: async (event) => void published.push(event),
-    delivery: { attempt: 1, working: () => undefined },
-    log: pino({ level: 'silent' }),
-  };
+  return testStageContext(tasks, s3, testStageConfig(s3, BUCKET, { bootCheck }), published);
 }
 
 /** Puts `content` in the image store as task `id`'s converted disk, validated, and runs the boot-check stage. */

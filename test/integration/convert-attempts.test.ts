@@ -14,7 +14,6 @@ import {
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
 
-import pino from 'pino';
 import { SqliteTaskStore } from '../../tasks/sqlite-store';
 import { makeEvent } from '../../events/make-event';
 import { EVENT_TYPES } from '../../events/types';
@@ -23,6 +22,7 @@ import type { StageContext } from '../../functions/stage';
 import { describeWithMoto, startMotoServer, type RunningMotoServer } from '../helpers/moto-server';
 import { seededBytes } from '../helpers/disk-corpus';
 import { createDecryptedTask } from '../helpers/decrypted-task';
+import { testStageConfig, testStageContext } from '../helpers/stage-config';
 
 const BUCKET = 'attempt-images';
 const ACCOUNT = '111122223333';
@@ -31,21 +31,7 @@ describeWithMoto('convert attempts clean up after their predecessors', () => {
   let s3: RunningMotoServer;
   let tasks: SqliteTaskStore;
 
-  const context = (): StageContext => ({
-    tasks,
-    s3: s3.s3,
-    config: {
-      storage: { endpoint: s3.endpoint, region: s3.region, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, forcePathStyle: true },
-      imageBucket: BUCKET,
-      allowedObjectHosts: [new URL(s3.endpoint).host],
-      uploadPollMs: 100,
-      memoryLimitBytes: 64 * 2 ** 20,
-      leaseMs: 5000,
-    },
-    publish: async () => undefined,
-    delivery: { attempt: 1, working: () => undefined },
-    log: pino({ level: 'silent' }),
-  });
+  const context = (): StageContext => testStageContext(tasks, s3, testStageConfig(s3, BUCKET, { leaseMs: 5000 }));
 
   /** A task at bundle-decrypted whose last convert attempt (epoch 1) died: its lease has expired. */
   async function taskAfterKilledAttempt(id: string, content: Buffer, format: 'RAW' | 'VMDK' = 'RAW'): Promise<void> {

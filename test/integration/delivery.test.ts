@@ -25,6 +25,8 @@ import { runStageOnBus } from '../../functions/host/stage-runner';
 import type { StageDeps } from '../../functions/host/deps';
 import { startSweeper } from '../../functions/sweeper';
 import { startS3Server, type RunningS3Server } from '../helpers/s3-server';
+import { testStageConfig } from '../helpers/stage-config';
+import { waitUntil } from '../helpers/wait-until';
 import { seededBytes } from '../helpers/disk-corpus';
 import { createDecryptedTask } from '../helpers/decrypted-task';
 
@@ -46,19 +48,7 @@ beforeAll(async () => {
     { step: 'initialize', name: 'recordCreateMultipartUpload' },
   );
   tasks = SqliteTaskStore.open(':memory:');
-  deps = {
-    tasks,
-    s3: s3.s3,
-    config: {
-      storage: { endpoint: s3.endpoint, region: 'us-east-1', accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, forcePathStyle: true },
-      imageBucket: 'delivery-images',
-      allowedObjectHosts: [new URL(s3.endpoint).host],
-      uploadPollMs: 100,
-      memoryLimitBytes: 64 * 2 ** 20,
-      leaseMs: 1500,
-    },
-    log: pino({ level: 'silent' }),
-  };
+  deps = { tasks, s3: s3.s3, config: testStageConfig(s3, 'delivery-images', { leaseMs: 1500 }), log: pino({ level: 'silent' }) };
 });
 
 afterAll(async () => {
@@ -83,14 +73,6 @@ async function runStages(bus: EventBus): Promise<Subscription[]> {
   return subs;
 }
 
-async function waitUntil(what: string, done: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await done())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 test('every event delivered twice and out of order: each task completes exactly once', async () => {
   const inner = new InProcessBus({ duplicateWindowMs: 0, retryDelayMs: () => 50 });
   const seen = new Map<string, CloudEvent<unknown>[]>();
@@ -112,7 +94,7 @@ test('every event delivered twice and out of order: each task completes exactly 
   try {
     for (const [i, id] of ids.entries()) await decryptedTask(id, 31 + i);
     for (const id of ids) await chaotic.publish(decryptedEvent(id));
-    await waitUntil('every task completed', async () => (await Promise.all(ids.map((id) => tasks.get(id)))).every((t) => t?.state === 'completed'), 60_000);
+    await waitUntil(async () => (await Promise.all(ids.map((id) => tasks.get(id)))).every((t) => t?.state === 'completed'), { what: 'every task completed', timeoutMs: 60_000, everyMs: 100 });
     // Let the duplicates still on the bus play out.
     await new Promise((r) => setTimeout(r, 3000));
     for (const id of ids) {
@@ -144,7 +126,7 @@ test('a task whose next event was lost is re-driven by the sweeper after the idl
   try {
     await new Promise((r) => setTimeout(r, idleMs / 2));
     expect((await tasks.get(id))!.state).toBe('disk-converted'); // not before the idle time
-    await waitUntil('the task to complete', async () => (await tasks.get(id))?.state === 'completed', idleMs + 15_000);
+    await waitUntil(async () => (await tasks.get(id))?.state === 'completed', { what: 'the task to complete', timeoutMs: idleMs + 15_000, everyMs: 100 });
     expect(Date.now() - started).toBeLessThan(idleMs + 15_000);
   } finally {
     await sweeper.stop();

@@ -3,7 +3,6 @@
  * emit the next event, or fail on purpose) is run on the in-process bus, on JetStream (real
  * nats-server) and as an HTTP CloudEvent function, against a real SQLite task store.
  */
-import { spawn } from 'child_process';
 import { existsSync, mkdtempSync, rmSync } from 'fs';
 import { createServer, type IncomingMessage } from 'http';
 import type { AddressInfo } from 'net';
@@ -28,6 +27,8 @@ import { advanceTask } from '../../tasks/state-machine';
 import { SqliteTaskStore } from '../../tasks/sqlite-store';
 import type { TaskDocument, TaskState } from '../../tasks/task';
 import { startNatsServer, type RunningNatsServer } from '../helpers/nats-server';
+import { spawnChild } from '../helpers/child-process';
+import { waitUntil } from '../helpers/wait-until';
 import { makeS3Client } from '../../toolkit/io/object-storage';
 import { connect } from 'nats';
 
@@ -79,14 +80,6 @@ function makeDeps(): StageDeps {
     IMAGING_S3_SECRET_ACCESS_KEY: 's',
   });
   return { tasks: SqliteTaskStore.open(':memory:'), s3: makeS3Client(config.storage), config, log: { ...silentLog } };
-}
-
-async function waitUntil(condition: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 async function stateOf(deps: StageDeps, id: string): Promise<TaskState | undefined> {
@@ -144,7 +137,7 @@ describe.each(buses)('runStageOnBus on the $name', ({ make }) => {
     running = await runStageOnBus(testStage, deps, bus);
     await bus.publish(makeEvent(EVENT_TYPES.manifestReceived, { taskId: 'import-vol-00000001', accountId: ACCOUNT }, 'manifest') as CloudEvent<unknown>);
 
-    await waitUntil(() => emitted.length === 1, 10_000, 'the next event');
+    await waitUntil(() => emitted.length === 1, { what: 'the next event', timeoutMs: 10_000, everyMs: 25 });
     expect(await stateOf(deps, 'import-vol-00000001')).toBe('bundle-decrypted');
     expect(emitted[0].type).toBe(EVENT_TYPES.bundleDecrypted);
     expect(emitted[0].data).toEqual({ taskId: 'import-vol-00000001', accountId: ACCOUNT });
@@ -165,7 +158,7 @@ describe.each(buses)('runStageOnBus on the $name', ({ make }) => {
     await deps.tasks.create(taskDoc('import-vol-flaky001'));
     running = await runStageOnBus(testStage, deps, bus, { maxDeliver: 3 });
     await bus.publish(makeEvent(EVENT_TYPES.manifestReceived, { taskId: 'import-vol-flaky001', accountId: ACCOUNT }, 'manifest') as CloudEvent<unknown>);
-    await waitUntil(async () => (await stateOf(deps, 'import-vol-flaky001')) === 'bundle-decrypted', 10_000, 'task advance');
+    await waitUntil(async () => (await stateOf(deps, 'import-vol-flaky001')) === 'bundle-decrypted', { what: 'task advance', timeoutMs: 10_000, everyMs: 25 });
     expect(seen.map((s) => s.attempt)).toEqual([1, 2]);
   });
 
@@ -173,7 +166,7 @@ describe.each(buses)('runStageOnBus on the $name', ({ make }) => {
     await deps.tasks.create(taskDoc('import-vol-broken01'));
     running = await runStageOnBus(testStage, deps, bus, { maxDeliver: 2 });
     await bus.publish(makeEvent(EVENT_TYPES.manifestReceived, { taskId: 'import-vol-broken01', accountId: ACCOUNT }, 'manifest') as CloudEvent<unknown>);
-    await waitUntil(async () => (await stateOf(deps, 'import-vol-broken01')) === 'failed', 10_000, 'task failure');
+    await waitUntil(async () => (await stateOf(deps, 'import-vol-broken01')) === 'failed', { what: 'task failure', timeoutMs: 10_000, everyMs: 25 });
     const task = (await deps.tasks.get('import-vol-broken01'))!;
     expect(task.statusMessage).toBe(`ServerError: the ${testStage.name} stage gave up: object storage unavailable`);
     expect(seen.map((s) => s.attempt)).toEqual([1, 2]);
@@ -186,9 +179,9 @@ describe.each(buses)('runStageOnBus on the $name', ({ make }) => {
     running = await runStageOnBus(testStage, deps, bus, { maxDeliver: 1 });
     await bus.publish(makeEvent(EVENT_TYPES.manifestReceived, { taskId: 'import-vol-client01', accountId: ACCOUNT }, 'manifest') as CloudEvent<unknown>);
     await bus.publish(makeEvent(EVENT_TYPES.manifestReceived, { taskId: 'import-vol-broken02', accountId: ACCOUNT }, 'manifest') as CloudEvent<unknown>);
-    await waitUntil(async () => (await stateOf(deps, 'import-vol-client01')) === 'failed', 10_000, 'task failure');
+    await waitUntil(async () => (await stateOf(deps, 'import-vol-client01')) === 'failed', { what: 'task failure', timeoutMs: 10_000, everyMs: 25 });
     expect((await deps.tasks.get('import-vol-client01'))!.statusMessage).toBe('ClientError: the manifest names a part that does not exist');
-    await waitUntil(() => seen.some((s) => s.taskId === 'import-vol-broken02'), 10_000, 'second delivery');
+    await waitUntil(() => seen.some((s) => s.taskId === 'import-vol-broken02'), { what: 'second delivery', timeoutMs: 10_000, everyMs: 25 });
     await new Promise((r) => setTimeout(r, 300));
     const untouched = (await deps.tasks.get('import-vol-broken02'))!;
     expect(untouched.state).toBe('cancelled');
@@ -397,19 +390,13 @@ describe('configuration from the environment', () => {
 describe('the stage process (dist/functions/host/main.js)', () => {
   const main = join(__dirname, '../../dist/functions/host/main.js');
 
-  function run(env: Record<string, string>) {
-    const child = spawn(process.execPath, [main], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (chunk) => (stderr += chunk));
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    return { child, exited, stderr: () => stderr };
-  }
+  const run = (env: Record<string, string>) => spawnChild(process.execPath, [main], { env: { PATH: process.env.PATH ?? '', ...env }, keep: 'stderr' });
 
   test('exits 1 with a one-line error naming a missing setting', async () => {
     expect(existsSync(main)).toBe(true);
     const proc = run({ IMAGING_STAGE: 'decrypt' });
     expect(await proc.exited).toBe(1);
-    expect(proc.stderr().trim()).toBe('imaging stage: IMAGING_MONGODB_URI is not set');
+    expect(proc.output().trim()).toBe('imaging stage: IMAGING_MONGODB_URI is not set');
   });
 
   test('consumes from JetStream and exits 0 on SIGTERM', async () => {
@@ -424,8 +411,8 @@ describe('the stage process (dist/functions/host/main.js)', () => {
         IMAGING_S3_SECRET_ACCESS_KEY: 's',
         IMAGING_ADMIN_PORT: '0',
       });
-      await waitUntil(() => /consuming io.imaging.manifest-received/.test(proc.stderr()) || proc.child.exitCode !== null, 20_000, 'the stage to start');
-      expect(proc.stderr()).toMatch(/stage decrypt consuming io.imaging.manifest-received/);
+      await proc.waitForOutput(/consuming io.imaging.manifest-received/, 20_000);
+      expect(proc.output()).toMatch(/stage decrypt consuming io.imaging.manifest-received/);
       proc.child.kill('SIGTERM');
       expect(await proc.exited).toBe(0);
     } finally {

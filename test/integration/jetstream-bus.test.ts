@@ -11,6 +11,7 @@ import { makeEvent } from '../../events/make-event';
 import { STREAM_NAME } from '../../events/subjects';
 import { EVENT_TYPES } from '../../events/types';
 import { startNatsServer, type RunningNatsServer } from '../helpers/nats-server';
+import { waitUntil } from '../helpers/wait-until';
 
 const FAST_RETRY = () => 100;
 const quietLog = { warn: () => undefined, error: () => undefined };
@@ -41,14 +42,6 @@ async function anotherJetStreamBus(): Promise<JetStreamBus> {
 
 function manifestReceived(taskId: string): CloudEvent<unknown> {
   return makeEvent(EVENT_TYPES.manifestReceived, { taskId, accountId: '123456789012' }, 'test') as CloudEvent<unknown>;
-}
-
-async function waitUntil(condition: () => boolean, timeoutMs = 10_000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
 }
 
 function sleep(ms: number): Promise<void> {
@@ -100,7 +93,7 @@ describe.each(buses)('$name: the EventBus contract', ({ fresh, replica }) => {
     await bus.publish(other as CloudEvent<unknown>);
     await bus.publish(sent);
 
-    await waitUntil(() => received.length >= 1, 10_000, 'delivery');
+    await waitUntil(() => received.length >= 1, { what: 'delivery', timeoutMs: 10_000, everyMs: 20 });
     await sleep(300);
     expect(received).toHaveLength(1);
     const [{ event, attempt }] = received;
@@ -125,10 +118,10 @@ describe.each(buses)('$name: the EventBus contract', ({ fresh, replica }) => {
       finished = true;
     });
     await bus.publish(manifestReceived('import-vol-22222222'));
-    await waitUntil(() => started, 10_000, 'delivery');
+    await waitUntil(() => started, { what: 'delivery', timeoutMs: 10_000, everyMs: 20 });
     expect(finished).toBe(false);
     release();
-    await waitUntil(() => finished, 10_000, 'handler end');
+    await waitUntil(() => finished, { what: 'handler end', timeoutMs: 10_000, everyMs: 20 });
   });
 
   test('competing subscribers of one durable get each event exactly once; another durable gets every event', async () => {
@@ -154,7 +147,7 @@ describe.each(buses)('$name: the EventBus contract', ({ fresh, replica }) => {
       ids.push(event.id);
       await bus.publish(event);
     }
-    await waitUntil(() => seen.size === 20 && audit.length === 20, 15_000, 'all deliveries');
+    await waitUntil(() => seen.size === 20 && audit.length === 20, { what: 'all deliveries', timeoutMs: 15_000, everyMs: 20 });
     await sleep(500);
     expect([...seen.keys()].sort()).toEqual([...ids].sort());
     expect([...seen.values()].every((n) => n === 1)).toBe(true);
@@ -170,7 +163,7 @@ describe.each(buses)('$name: the EventBus contract', ({ fresh, replica }) => {
       if (delivery.attempt === 1) throw new Error('transient: object storage unavailable');
     });
     await bus.publish(manifestReceived('import-vol-33333333'));
-    await waitUntil(() => attempts.length >= 2, 10_000, 'redelivery');
+    await waitUntil(() => attempts.length >= 2, { what: 'redelivery', timeoutMs: 10_000, everyMs: 20 });
     await sleep(600);
     expect(attempts).toEqual([1, 2]);
   });
@@ -196,7 +189,7 @@ describe.each(buses)('$name: the EventBus contract', ({ fresh, replica }) => {
       },
     );
     await bus.publish(sent);
-    await waitUntil(() => gaveUp.length >= 1, 10_000, 'give-up');
+    await waitUntil(() => gaveUp.length >= 1, { what: 'give-up', timeoutMs: 10_000, everyMs: 20 });
     await sleep(800);
     expect(attempts).toEqual([1, 2, 3]);
     expect(gaveUp).toHaveLength(1);
@@ -213,7 +206,7 @@ describe.each(buses)('$name: the EventBus contract', ({ fresh, replica }) => {
     const event = manifestReceived('import-vol-55555555');
     await bus.publish(event);
     await bus.publish(event);
-    await waitUntil(() => received.length >= 1, 10_000, 'delivery');
+    await waitUntil(() => received.length >= 1, { what: 'delivery', timeoutMs: 10_000, everyMs: 20 });
     await sleep(500);
     expect(received).toEqual([event.id]);
   });
@@ -226,7 +219,7 @@ describe.each(buses)('$name: the EventBus contract', ({ fresh, replica }) => {
     });
     await bus.publish(manifestReceived('import-vol-66666666'));
     await bus.publish(makeEvent(EVENT_TYPES.validated, { taskId: 'import-vol-66666666', accountId: '1' }, 'test') as CloudEvent<unknown>);
-    await waitUntil(() => types.length >= 2, 10_000, 'both deliveries');
+    await waitUntil(() => types.length >= 2, { what: 'both deliveries', timeoutMs: 10_000, everyMs: 20 });
     expect(types.sort()).toEqual([EVENT_TYPES.manifestReceived, EVENT_TYPES.validated].sort());
   });
 
@@ -239,7 +232,7 @@ describe.each(buses)('$name: the EventBus contract', ({ fresh, replica }) => {
     });
     await bus.publish(manifestReceived('import-vol-66666667'));
     await bus.publish(makeEvent(EVENT_TYPES.validated, { taskId: 'import-vol-66666667', accountId: '1' }, 'test') as CloudEvent<unknown>);
-    await waitUntil(() => done.length >= 2, 5_000, 'both deliveries');
+    await waitUntil(() => done.length >= 2, { what: 'both deliveries', timeoutMs: 5_000, everyMs: 20 });
     expect(done).toEqual([EVENT_TYPES.validated, EVENT_TYPES.manifestReceived]);
   });
 
@@ -256,7 +249,7 @@ describe.each(buses)('$name: the EventBus contract', ({ fresh, replica }) => {
       done++;
     });
     for (let i = 0; i < 6; i++) await bus.publish(manifestReceived(`import-vol-7777777${i}`));
-    await waitUntil(() => done === 6, 10_000, 'six deliveries');
+    await waitUntil(() => done === 6, { what: 'six deliveries', timeoutMs: 10_000, everyMs: 20 });
     expect(peak).toBeGreaterThan(1);
     expect(peak).toBeLessThanOrEqual(3);
   });
@@ -272,7 +265,7 @@ describe.each(buses)('$name: the EventBus contract', ({ fresh, replica }) => {
     });
     const handled = manifestReceived('import-vol-88888888');
     await bus.publish(handled);
-    await waitUntil(() => first.length === 1, 10_000, 'first delivery');
+    await waitUntil(() => first.length === 1, { what: 'first delivery', timeoutMs: 10_000, everyMs: 20 });
     await subscription.stop();
     expect(finished).toBe(true);
 
@@ -286,7 +279,7 @@ describe.each(buses)('$name: the EventBus contract', ({ fresh, replica }) => {
     await subscribe(later, { durable: 'decrypt', types: [EVENT_TYPES.manifestReceived] }, async (event) => {
       resumed.push(event.id);
     });
-    await waitUntil(() => resumed.length >= 2, 10_000, 'resumed deliveries');
+    await waitUntil(() => resumed.length >= 2, { what: 'resumed deliveries', timeoutMs: 10_000, everyMs: 20 });
     await sleep(400);
     expect(resumed.sort()).toEqual(whileDown.map((e) => e.id).sort());
   });
@@ -301,7 +294,7 @@ describe('InProcessBus only', () => {
     });
     await bus.publish(manifestReceived('import-vol-22222223'));
     expect(handled).toBe(false);
-    await waitUntil(() => handled, 5_000, 'delivery');
+    await waitUntil(() => handled, { what: 'delivery', timeoutMs: 5_000, everyMs: 20 });
     await bus.close();
   });
 
@@ -401,11 +394,11 @@ describe('JetStreamBus only', () => {
     });
     try {
       await stuckBus.publish(manifestReceived('import-vol-aaaaaaaa'));
-      await waitUntil(() => stuckAttempts.length === 1, 10_000, 'first delivery');
+      await waitUntil(() => stuckAttempts.length === 1, { what: 'first delivery', timeoutMs: 10_000, everyMs: 20 });
       await healthyBus.subscribe({ durable: 'convert', types: [EVENT_TYPES.manifestReceived], ackWaitMs: 1000 }, async (_e, delivery) => {
         healthyAttempts.push(delivery.attempt);
       });
-      await waitUntil(() => healthyAttempts.length === 1, 10_000, 'redelivery to the healthy replica');
+      await waitUntil(() => healthyAttempts.length === 1, { what: 'redelivery to the healthy replica', timeoutMs: 10_000, everyMs: 20 });
       expect(stuckAttempts).toEqual([1]);
       // Attempt 2, as the server counts; under load nats-server 2.9 can take the first delivery
       // back (it believed the pull had expired), and then counts this one as 1 again.
@@ -425,7 +418,7 @@ describe('JetStreamBus only', () => {
     await js.publish('imaging.manifest-received', new TextEncoder().encode('{"not":"an event"}'));
     const good = manifestReceived('import-vol-bbbbbbbb');
     await bus.publish(good);
-    await waitUntil(() => received.length === 1, 10_000, 'the good event');
+    await waitUntil(() => received.length === 1, { what: 'the good event', timeoutMs: 10_000, everyMs: 20 });
     await sleep(1500);
     expect(received).toEqual([good.id]);
     const info = await (await admin.jetstreamManager()).consumers.info(STREAM_NAME, 'decrypt');
@@ -458,7 +451,7 @@ describe('JetStreamBus only', () => {
       },
     );
     await bus.publish(sent);
-    await waitUntil(() => gaveUp.length === 1, 10_000, 'give-up advisory');
+    await waitUntil(() => gaveUp.length === 1, { what: 'give-up advisory', timeoutMs: 10_000, everyMs: 20 });
     await sleep(1500);
     release();
     // The delivery count is the server's, and under load it is approximate both ways: a delivery

@@ -23,7 +23,7 @@ import type { ByteSink } from '../../toolkit/io/sink';
 import type { RandomAccessSource } from '../../toolkit/io/source';
 import { seededBytes, tempDir } from '../helpers/disk-corpus';
 import { boto3Call, Ec2ClientError } from '../helpers/ec2-clients';
-import { clientFor, startTestService } from '../e2e/import-driver';
+import { clientFor, startTestService, waitForImportTask } from '../e2e/import-driver';
 
 jest.setTimeout(120_000);
 
@@ -108,13 +108,7 @@ describe('maximum image size (IMAGING_MAX_IMAGE_BYTES)', () => {
       await s3.send(new CreateBucketCommand({ Bucket: 'limits' }));
       await s3.send(new PutObjectCommand({ Bucket: 'limits', Key: 'big.raw', Body: createReadStream(disk), ContentLength: statSync(disk).size }));
       const out = await boto3Call(endpoints.ec2, endpoints.creds, 'ImportImage', { DiskContainers: [{ Format: 'RAW', UserBucket: { S3Bucket: 'limits', S3Key: 'big.raw' } }] });
-      const deadline = Date.now() + 60_000;
-      let task: any;
-      for (;;) {
-        task = (await boto3Call(endpoints.ec2, endpoints.creds, 'DescribeImportImageTasks', { ImportTaskIds: [out.ImportTaskId] })).ImportImageTasks[0];
-        if (!['active', 'deleting'].includes(task.Status) || Date.now() > deadline) break;
-        await new Promise((r) => setTimeout(r, 250));
-      }
+      const task = await waitForImportTask(endpoints, 'DescribeImportImageTasks', out.ImportTaskId, { timeoutMs: 60_000 });
       expect(task.Status).toBe('deleted');
       expect(task.StatusMessage).toBe(`ClientError: the disk is ${2 * limit} bytes, larger than the ${limit}-byte limit (IMAGING_MAX_IMAGE_BYTES)`);
     } finally {

@@ -16,6 +16,7 @@ import { ServerError } from '../../functions/errors';
 import { leaseIsLive } from '../../functions/lease';
 import { startBlackholeProxy, type BlackholeProxy } from '../helpers/blackhole-proxy';
 import { startS3Server, type RunningS3Server } from '../helpers/s3-server';
+import { testStageConfig } from '../helpers/stage-config';
 
 let s3: RunningS3Server;
 let blackhole: BlackholeProxy;
@@ -47,11 +48,7 @@ test('a phase silent past its deadline fails the attempt with a ServerError nami
   const deps = {
     tasks,
     s3: s3.s3,
-    config: {
-      storage: { endpoint: s3.endpoint, region: 'us-east-1', accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, forcePathStyle: true },
-      imageBucket: 'deadline-images', allowedObjectHosts: [new URL(blackhole.endpoint).host], uploadPollMs: 100, memoryLimitBytes: 64 * 2 ** 20,
-      phaseDeadlineMs: 1000,
-    },
+    config: testStageConfig(s3, 'deadline-images', { allowedObjectHosts: [new URL(blackhole.endpoint).host], phaseDeadlineMs: 1000 }),
     log: pino({ level: 'silent' }),
   };
   const started = Date.now();

@@ -5,7 +5,6 @@
  * the task with a ClientError.
  */
 import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
-import pino from 'pino';
 import type { CloudEvent } from 'cloudevents';
 import { SqliteTaskStore } from '../../tasks/sqlite-store';
 import type { TaskDocument } from '../../tasks/task';
@@ -19,26 +18,14 @@ import { updateTask } from '../../tasks/state-machine';
 import { startS3Server, type RunningS3Server } from '../helpers/s3-server';
 import { seededBytes } from '../helpers/disk-corpus';
 import { createDecryptedTask } from '../helpers/decrypted-task';
+import { testStageConfig, testStageContext } from '../helpers/stage-config';
 
 let s3: RunningS3Server;
 let tasks: SqliteTaskStore;
 const published: CloudEvent<unknown>[] = [];
 
 function context(): StageContext {
-  return {
-    tasks,
-    s3: s3.s3,
-    config: {
-      storage: { endpoint: s3.endpoint, region: 'us-east-1', accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, forcePathStyle: true },
-      imageBucket: 'stage-images',
-      allowedObjectHosts: [new URL(s3.endpoint).host],
-      uploadPollMs: 100,
-      memoryLimitBytes: 64 * 2 ** 20,
-    },
-    publish: async (event) => void published.push(event),
-    delivery: { attempt: 1, working: () => undefined },
-    log: pino({ level: 'silent' }),
-  };
+  return testStageContext(tasks, s3, testStageConfig(s3, 'stage-images'), published);
 }
 
 /** A task that has reached `bundle-decrypted` with its source uploaded as parts. */

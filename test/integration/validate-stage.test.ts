@@ -6,7 +6,6 @@
  */
 import { CreateBucketCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { mkdirSync, readFileSync, renameSync } from 'fs';
-import pino from 'pino';
 import type { CloudEvent } from 'cloudevents';
 import { SqliteTaskStore } from '../../tasks/sqlite-store';
 import type { TaskDocument, TaskKind } from '../../tasks/task';
@@ -15,6 +14,7 @@ import { EVENT_TYPES } from '../../events/types';
 import { validateStage } from '../../functions/validate/validate-stage';
 import type { StageContext } from '../../functions/stage';
 import { startS3Server, type RunningS3Server } from '../helpers/s3-server';
+import { testStageConfig, testStageContext } from '../helpers/stage-config';
 import { makeRawDisk, seededBytes } from '../helpers/disk-corpus';
 import { UUIDS, debianTree, makeDisk, makeFilesystem, workspace, type Workspace } from '../helpers/guest-images';
 
@@ -26,20 +26,7 @@ let ws: Workspace;
 const published: CloudEvent<unknown>[] = [];
 
 function context(): StageContext {
-  return {
-    tasks,
-    s3: s3.s3,
-    config: {
-      storage: { endpoint: s3.endpoint, region: 'us-east-1', accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, forcePathStyle: true },
-      imageBucket: BUCKET,
-      allowedObjectHosts: [new URL(s3.endpoint).host],
-      uploadPollMs: 100,
-      memoryLimitBytes: 64 * MiB,
-    },
-    publish: async (event) => void published.push(event),
-    delivery: { attempt: 1, working: () => undefined },
-    log: pino({ level: 'silent' }),
-  };
+  return testStageContext(tasks, s3, testStageConfig(s3, BUCKET), published);
 }
 
 /** Puts `content` in the image store as task `id`'s converted disk (or uses the one stored) and runs the validate stage on it. */
