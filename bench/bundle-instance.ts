@@ -18,7 +18,7 @@ import { join } from 'path';
 import { unbundleFiles } from '../cli/commands/bundle-files';
 import { bundleImage } from '../toolkit/bundle/bundle-writer';
 import { cloudCertificate, ensureCloudKey } from '../toolkit/bundle/cloud-key';
-import { benchDisk, sha256File, timedRun } from './bench-support';
+import { benchDisk, median, sha256File, timedRun } from './bench-support';
 
 const MiB = 1024 * 1024;
 const PART = 10 * MiB;
@@ -43,11 +43,6 @@ async function worker(disk: string, out: string, cloudKeyPath: string): Promise<
   process.stdout.write(JSON.stringify({ parts: result.parts.length, bundledSize: result.bundledSize, maxRssKiB: process.resourceUsage().maxRSS }) + '\n');
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
 
 async function main(): Promise<void> {
   const sizeMiB = Number(process.env.BENCH_SIZE_MIB ?? 2048);

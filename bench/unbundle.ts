@@ -29,7 +29,7 @@ import { basename, join } from 'path';
 import { CreateBucketCommand, DeleteObjectCommand, GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { makeS3Client } from '../toolkit/io/object-storage';
-import { benchDisk, log, sha256File, timedRun } from './bench-support';
+import { benchDisk, log, median, sha256File, timedRun } from './bench-support';
 import { startS3ServerProcess } from './bench-processes';
 import type { UnbundleS3Job } from './unbundle-s3-worker';
 import { makeKeyPair, makeOpensslBundle } from '../test/helpers/euca-bundle';
@@ -59,11 +59,6 @@ async function worker(manifestPath: string, dir: string, cloudKeyPath: string): 
   process.stdout.write(JSON.stringify({ sha256: hash.digest('hex'), size: result.size, maxRssKiB: process.resourceUsage().maxRSS }) + '\n');
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
 
 async function main(): Promise<void> {
   const sizeMiB = Number(process.env.BENCH_SIZE_MIB ?? 2048);

@@ -17,7 +17,7 @@ import { existsSync, mkdtempSync, rmSync, statSync } from 'fs';
 import { cpus, tmpdir } from 'os';
 import { join } from 'path';
 import type { DiskImageWriter } from '../toolkit/formats/format';
-import { log, makeBenchImage, qemuImg, runOurs, sha256File } from './bench-support';
+import { log, makeBenchImage, median, qemuImg, runOurs, sha256File } from './bench-support';
 
 const MiB = 1024 * 1024;
 const sizeMiB = Number(process.env.BENCH_SIZE_MIB ?? 2048);
@@ -25,11 +25,6 @@ const repeat = Math.max(1, Number(process.env.BENCH_REPEAT ?? 3));
 const only = process.env.BENCH_ONLY;
 const workDir = process.env.BENCH_DIR ?? mkdtempSync(join(tmpdir(), 'imaging-bench-vmdk-'));
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
-}
 
 interface Row {
   label: string;
