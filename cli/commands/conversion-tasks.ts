@@ -90,6 +90,19 @@ export function bootCheckView(v: Record<string, any> | undefined): BootCheckResu
   };
 }
 
+/** What one disk (an ImportVolume, or a volume of an ImportInstance) says of its image and volume. */
+function diskView(disk: Record<string, any>) {
+  return {
+    progress: num(disk.progress),
+    format: str(disk.image?.format),
+    imageSize: num(disk.image?.size),
+    bytesConverted: num(disk.bytesConverted),
+    volumeId: str(disk.volume?.id),
+    volumeSizeGiB: num(disk.volume?.size),
+    imageSha256: str(disk.imageSha256) ?? str(disk.image?.checksum),
+  };
+}
+
 export function conversionTaskView(item: Record<string, any>): ConversionTaskView {
   const instance = item.importInstance;
   // The first volume of an import-instance task is its boot disk; the fields below describe it.
@@ -100,14 +113,8 @@ export function conversionTaskView(item: Record<string, any>): ConversionTaskVie
     state: String(item.state),
     statusMessage: str(item.statusMessage) ?? '',
     expirationTime: str(item.expirationTime),
-    progress: num(detail.progress),
-    format: str(detail.image?.format),
-    imageSize: num(detail.image?.size),
-    bytesConverted: num(detail.bytesConverted),
-    volumeId: str(detail.volume?.id),
-    volumeSizeGiB: num(detail.volume?.size),
+    ...diskView(detail),
     imageLocation: str(detail.imageLocation),
-    imageSha256: str(detail.imageSha256) ?? str(detail.image?.checksum),
     description: instance ? str(instance.description) : str(detail.description),
     ...(detail.validation ? { validation: validationView(detail.validation) } : {}),
     ...(detail.bootCheck ? { bootCheck: bootCheckView(detail.bootCheck) } : {}),
@@ -124,13 +131,7 @@ export function conversionTaskView(item: Record<string, any>): ConversionTaskVie
           disks: volumes.map((v) => ({
             status: String(v.status ?? ''),
             statusMessage: str(v.statusMessage),
-            progress: num(v.progress),
-            format: str(v.image?.format),
-            imageSize: num(v.image?.size),
-            bytesConverted: num(v.bytesConverted),
-            volumeId: str(v.volume?.id),
-            volumeSizeGiB: num(v.volume?.size),
-            imageSha256: str(v.imageSha256) ?? str(v.image?.checksum),
+            ...diskView(v),
             description: str(v.description),
           })),
         }
