@@ -11,6 +11,7 @@
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 import { readFileSync } from 'fs';
 import { unbundleToStore } from '../functions/bundle/unbundle-to-store';
+import { verifiedBundle } from '../functions/bundle/verify-manifest';
 import type { StageContext } from '../functions/stage';
 import { rowOf } from '../pipeline/table';
 import { SqliteTaskStore } from '../tasks/sqlite-store';
@@ -46,7 +47,6 @@ async function main(job: UnbundleS3Job): Promise<void> {
   // The bundle is read with the account's own key: here the S3 server's.
   await tasks.createKey({ accessKeyId: job.storage.accessKeyId, accountId, secretAccessKey: job.storage.secretAccessKey, createdAt: now }).catch(() => undefined);
   const manifest = parseBundleManifest(readFileSync(job.manifestPath));
-  const dir = job.manifestKey.slice(0, job.manifestKey.lastIndexOf('/') + 1);
   const task: TaskDocument = {
     id: `bundle-reg-0bench${String(job.run).padStart(12, '0')}`,
     kind: 'register-bundle',
@@ -66,12 +66,7 @@ async function main(job: UnbundleS3Job): Promise<void> {
       },
     },
     // What the manifest stage hands on once the signature is verified (functions/bundle/verify-manifest.ts).
-    artifacts: {
-      bundle: {
-        imageType: manifest.imageType, size: manifest.size, tarSha1: manifest.tarSha1, ec2EncryptedKey: manifest.ec2EncryptedKey, ec2EncryptedIv: manifest.ec2EncryptedIv,
-        parts: manifest.parts.map((p) => ({ index: p.index, key: dir + p.filename, sha1: p.sha1 })), signedBy: 'bench',
-      },
-    },
+    artifacts: { bundle: verifiedBundle(manifest, job.manifestKey, 'bench') },
     history: [],
     createdAt: now,
     updatedAt: now,

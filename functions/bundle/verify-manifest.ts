@@ -65,8 +65,12 @@ export async function verifyBundleManifest(ctx: StageContext, task: TaskDocument
   if (manifest.imageType !== bundle.imageType) {
     throw new ClientError(`the bundle manifest now says the image is a ${manifest.imageType} image, but it was a ${bundle.imageType} image when RegisterImage was called; register it again`);
   }
-  // Parts live next to the manifest: same bucket, same key prefix.
-  const dir = bundle.manifestKey.includes('/') ? bundle.manifestKey.slice(0, bundle.manifestKey.lastIndexOf('/') + 1) : '';
+  return verifiedBundle(manifest, bundle.manifestKey, signedBy);
+}
+
+/** What the decrypt stage is handed of a verified manifest: its parts live next to it (same bucket, same key prefix). */
+export function verifiedBundle(manifest: BundleManifest, manifestKey: string, signedBy: string): VerifiedBundle {
+  const dir = manifestKey.includes('/') ? manifestKey.slice(0, manifestKey.lastIndexOf('/') + 1) : '';
   return {
     imageType: manifest.imageType,
     size: manifest.size,

@@ -11,6 +11,7 @@ import { readFileSync, rmSync, writeFileSync } from 'fs';
 import { basename, join } from 'path';
 import { ClientError } from '../../functions/errors';
 import { unbundleToStore } from '../../functions/bundle/unbundle-to-store';
+import { verifiedBundle } from '../../functions/bundle/verify-manifest';
 import type { StageContext } from '../../functions/stage';
 import { rowOf } from '../../pipeline/table';
 import { SqliteTaskStore } from '../../tasks/sqlite-store';
@@ -79,12 +80,7 @@ async function bundleTask(): Promise<TaskDocument> {
         architecture: manifest.architecture, rootDeviceName: '/dev/sda1', blockDeviceMappings: [], virtualizationType: 'hvm',
       },
     },
-    artifacts: {
-      bundle: {
-        imageType: manifest.imageType, size: manifest.size, tarSha1: manifest.tarSha1, ec2EncryptedKey: manifest.ec2EncryptedKey, ec2EncryptedIv: manifest.ec2EncryptedIv,
-        parts: manifest.parts.map((p) => ({ index: p.index, key: `b/${p.filename}`, sha1: p.sha1 })), signedBy: 'test',
-      },
-    },
+    artifacts: { bundle: verifiedBundle(manifest, 'b/disk.manifest.xml', 'test') },
     history: [],
     createdAt: now,
     updatedAt: now,
