@@ -83,7 +83,8 @@ export async function failTask(ctx: StageContext, taskId: string, statusMessage:
  * Ends a task as failed by `stage` with `artifacts` (the stage's report) kept on it, in one
  * compare-and-set, so a user reads why next to the message. Only while the task is in the state
  * the stage's row expects and, for a leased attempt, only by the lease holder: a stale replica's
- * verdict is dropped. The converted image stays where it is. Resolves to the task as it is after
+ * verdict is dropped. The converted image stays where it is. A disk of an instance takes the
+ * instance and its other disks with it, as with failTask. Resolves to the task as it is after
  * (failed, or as someone else left it), as updateTask does.
  */
 export async function failKeeping(
@@ -94,11 +95,13 @@ export async function failKeeping(
   artifacts: Partial<TaskDocument['artifacts']>,
 ): Promise<TaskDocument | undefined> {
   const attempt = ctx.attempt;
-  return updateTask(ctx.tasks, taskId, (doc) =>
+  const done = await updateTask(ctx.tasks, taskId, (doc) =>
     doc.state !== rowOf(stage).expects || (attempt && !holdsLease(doc, attempt))
       ? undefined
       : transition({ ...doc, artifacts: { ...doc.artifacts, ...artifacts }, lease: undefined }, 'failed', statusMessage),
   );
+  if (done?.state === 'failed') await endInstanceWithDisk(ctx, done);
+  return done;
 }
 
 /**

@@ -23,7 +23,6 @@ import type { Readable } from 'stream';
 import { bootCheck } from '../../toolkit/inspect/boot-check';
 import type { BootCheckResult, StoredObject, TaskDocument } from '../../tasks/task';
 import { advanceToNext, failKeeping, taskStage } from '../task-step';
-import { endInstanceWithDisk } from '../instance-group';
 import type { BootCheckConfig, StageContext } from '../stage';
 import { DEFAULT_BOOT_CHECK } from './boot-check-config';
 
@@ -74,8 +73,7 @@ export const bootCheckStage = taskStage('boot-check', {
     }
     if (!result.booted) {
       const message = `ClientError: the boot check failed: ${result.message} (the guest reached the ${result.reached === 'none' ? 'start' : result.reached} stage; its last console lines are kept on the task)`;
-      const failed = await failKeeping(ctx, 'boot-check', taskId, message, { bootCheck: result });
-      if (failed?.state === 'failed') await endInstanceWithDisk(ctx, failed);
+      await failKeeping(ctx, 'boot-check', taskId, message, { bootCheck: result });
       return;
     }
     await advanceToNext(ctx, 'boot-check', taskId, (doc) => ({ artifacts: { ...doc.artifacts, bootCheck: result } }));

@@ -14,7 +14,6 @@ import { DEFAULT_GUEST_POLICY, inspectGuest, type Architecture, type GuestReport
 import { ReadBudgetExceededError } from '../../toolkit/inspect/inspection-source';
 import type { ImageLayout, TaskDocument, ValidationReport } from '../../tasks/task';
 import { advanceToNext, failKeeping, taskStage } from '../task-step';
-import { endInstanceWithDisk } from '../instance-group';
 import { ClientError } from '../errors';
 
 const GiB = 1024 ** 3;
@@ -125,8 +124,7 @@ export const validateStage = taskStage('validate', {
     const layout = options.purpose === 'data' ? undefined : task.artifacts.layout ?? layoutOf(report);
     const refusal = !report.verdict.accepted ? report.verdict.message : layoutMismatch(task.request.layout, layout, report);
     if (refusal) {
-      const failed = await failKeeping(ctx, 'validate', taskId, refusal, { validation });
-      if (failed?.state === 'failed') await endInstanceWithDisk(ctx, failed);
+      await failKeeping(ctx, 'validate', taskId, refusal, { validation });
       return;
     }
     await advanceToNext(
