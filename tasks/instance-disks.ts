@@ -4,11 +4,11 @@
  * (`partOf`). Pure functions on task documents, read by the stages that end a group and by the
  * gateway that shows and cancels one.
  */
-import { PIPELINE } from '../pipeline/table';
+import { rowOf } from '../pipeline/table';
 import type { TaskDocument } from './task';
 
 /** The state a disk waits in for register (the register row of the pipeline table). */
-const REGISTER_EXPECTS: string = PIPELINE.find((row) => row.stage === 'register')!.expects;
+const REGISTER_EXPECTS: string = rowOf('register').expects;
 
 /** The instance task a disk task belongs to (itself for an instance task with further disks); undefined for any other task. */
 export function instanceTaskIdOf(task: TaskDocument): string | undefined {
