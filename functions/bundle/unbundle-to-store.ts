@@ -12,7 +12,6 @@ import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { Readable } from 'stream';
 import type { ImageLayout, StoredObject, TaskDocument } from '../../tasks/task';
 import { unwrapBundleKey } from '../../toolkit/bundle/bundle-keys';
-import type { BundleManifest } from '../../toolkit/bundle/bundle-manifest';
 import { unbundle } from '../../toolkit/bundle/unbundle';
 import { HashingSink } from '../../toolkit/io/hashing-sink';
 import { ensureBucket } from '../../toolkit/io/object-storage';
@@ -85,12 +84,12 @@ export async function unbundleToStore(ctx: StageContext, task: TaskDocument): Pr
   if (!bundle || !verified) throw new Error(`task ${task.id} reached decrypt without a verified bundle manifest`);
   if (!ctx.config.cloudPrivateKey) throw new ClientError('this service has no cloud key configured (IMAGING_CLOUD_KEY_FILE), so it cannot decrypt bundles');
   const cipher = unwrapBundleKey(verified, ctx.config.cloudPrivateKey);
-  // unbundle() reads the fields it checks from a manifest; these are the verified ones.
+  // What unbundle() checks against: the verified manifest's fields (a part's filename is its key).
   const manifest = {
     size: verified.size,
     tarSha1: verified.tarSha1,
     parts: verified.parts.map((p) => ({ index: p.index, filename: p.key, sha1: p.sha1 })),
-  } as BundleManifest;
+  };
 
   const bucket = ctx.config.imageBucket;
   // Each attempt writes under its own key, after clearing what earlier attempts left.

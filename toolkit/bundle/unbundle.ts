@@ -17,7 +17,8 @@ import type { BundleCipherKey } from './bundle-keys';
 import { TarMemberStream, type MemberOutput } from './tar-member-stream';
 
 export interface UnbundleOptions {
-  manifest: BundleManifest;
+  /** What unbundling checks against: the parts, their digests, the tar stream's digest and the image's size. */
+  manifest: Pick<BundleManifest, 'size' | 'tarSha1' | 'parts'>;
   cipher: BundleCipherKey;
   /** The bytes of one part (the caller bounds part sizes before reading). */
   readPart(part: BundlePart): Promise<Buffer>;
