@@ -3,7 +3,7 @@
  * never the service's: a task can read only what its account could read itself.
  */
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { makeS3Client } from '../../toolkit/io/object-storage';
+import { isMissingObject, makeS3Client, s3StatusOf } from '../../toolkit/io/object-storage';
 import { ClientError } from '../errors';
 import type { StageContext } from '../stage';
 
@@ -19,8 +19,6 @@ export async function withAccountS3<T>(ctx: StageContext, accountId: string, wha
   }
 }
 
-const statusOf = (err: unknown) => (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-
 /**
  * The whole object, at most `maxBytes` of it; a missing or unreadable one is the user's to fix
  * (ClientError), anything else is transient and retried.
@@ -30,8 +28,8 @@ export async function readAccountObject(s3: S3Client, bucket: string, key: strin
   try {
     res = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
   } catch (err) {
-    const status = statusOf(err);
-    if (status === 404 || status === 403 || (err as Error).name === 'NoSuchKey') {
+    const status = s3StatusOf(err);
+    if (isMissingObject(err) || status === 403) {
       throw new ClientError(`${what} s3://${bucket}/${key} is missing or cannot be read with your account's credentials (HTTP ${status ?? 404})`);
     }
     throw err;

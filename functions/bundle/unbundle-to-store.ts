@@ -14,7 +14,7 @@ import type { ImageLayout, StoredObject, TaskDocument } from '../../tasks/task';
 import { unwrapBundleKey } from '../../toolkit/bundle/bundle-keys';
 import { unbundle } from '../../toolkit/bundle/unbundle';
 import { HashingSink } from '../../toolkit/io/hashing-sink';
-import { ensureBucket } from '../../toolkit/io/object-storage';
+import { ensureBucket, isMissingObject, s3StatusOf } from '../../toolkit/io/object-storage';
 import { S3MultipartSink } from '../../toolkit/io/s3-multipart-sink';
 import { detectPartitionTable, PARTITION_HEAD_BYTES } from '../../toolkit/inspect/partitions';
 import { rowOf } from '../../pipeline/table';
@@ -70,8 +70,7 @@ async function readPart(s3: S3Client, bucket: string, key: string, index: number
     return bytes;
   } catch (err) {
     if (err instanceof ClientError) throw err;
-    const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-    if (status === 404 || status === 403 || (err as Error).name === 'NotFound' || (err as Error).name === 'NoSuchKey') {
+    if (isMissingObject(err) || s3StatusOf(err) === 403) {
       throw new ClientError(`bundle part ${index} (s3://${bucket}/${key}) is missing or cannot be read with your account's credentials; upload the whole bundle before registering it`);
     }
     throw err;

@@ -27,6 +27,7 @@ import { TaskProgress } from '../progress';
 import type { StageContext } from '../stage';
 import { advanceToNext } from '../task-step';
 import { accountS3Client, BUNDLE_WRITE, checkWritableBucket } from './user-storage';
+import { isMissingObject } from '../../toolkit/io/object-storage';
 
 /** Part uploads one bundle keeps going while it makes the next part: memory is this many parts, plus one. */
 const PARTS_IN_FLIGHT = 2;
@@ -135,8 +136,7 @@ async function readImage(s3: S3Client, request: BundleInstanceRequest, signal: A
     const res = await s3.send(new GetObjectCommand({ Bucket: source.bucket, Key: source.key }), { abortSignal: signal });
     return res.Body as unknown as AsyncIterable<Buffer> & { destroy?(): void };
   } catch (err) {
-    const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-    if (status === 404 || (err as Error).name === 'NoSuchKey') {
+    if (isMissingObject(err)) {
       throw new ClientError(`the disk to bundle is gone: volume ${request.volumeId} of instance ${request.instanceId} was deleted`);
     }
     throw err;

@@ -21,6 +21,7 @@ import { TaskProgress } from '../progress';
 import { advanceToNext, taskStage } from '../task-step';
 import { abortUploadsOf, accountS3Client, checkWritableBucket } from './user-storage';
 import { bundleInstanceWork } from './bundle-instance';
+import { isMissingObject } from '../../toolkit/io/object-storage';
 
 const MiB = 1024 ** 2;
 
@@ -94,8 +95,7 @@ async function openExportSource(s3: S3Client, request: ExportRequest): Promise<S
   try {
     return await S3ObjectSource.open(s3, request.source.bucket, request.source.key);
   } catch (err) {
-    const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-    if (status === 404 || (err as Error).name === 'NotFound') {
+    if (isMissingObject(err)) {
       const what = 'imageId' in request ? `snapshot ${request.snapshotId} of image ${request.imageId}` : `volume ${request.volumeId} of instance ${request.instanceId}`;
       throw new ClientError(`the disk to export is gone: the ${what} was deleted`);
     }

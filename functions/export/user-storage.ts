@@ -5,7 +5,7 @@
  * export (or bundle: BundleInstance writes there the same way) with a reason the user can act on.
  */
 import { AbortMultipartUploadCommand, HeadBucketCommand, ListMultipartUploadsCommand, type S3Client } from '@aws-sdk/client-s3';
-import { makeS3Client } from '../../toolkit/io/object-storage';
+import { makeS3Client, s3StatusOf } from '../../toolkit/io/object-storage';
 import { ClientError } from '../errors';
 import type { StageContext } from '../stage';
 
@@ -27,14 +27,13 @@ export async function accountS3Client(ctx: StageContext, accountId: string, writ
   return makeS3Client({ ...ctx.config.storage, accessKeyId: keys[0].accessKeyId, secretAccessKey: keys[0].secretAccessKey });
 }
 
-const statusOf = (err: unknown) => (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
 
 /** A bucket that is not there, or not the account's to write, is the user's to fix: the task fails with that reason. */
 export async function checkWritableBucket(s3: S3Client, bucket: string, write: UserWrite = EXPORT_WRITE): Promise<void> {
   try {
     await s3.send(new HeadBucketCommand({ Bucket: bucket }));
   } catch (err) {
-    const status = statusOf(err);
+    const status = s3StatusOf(err);
     if (status === 404 || (err as Error).name === 'NotFound' || (err as Error).name === 'NoSuchBucket') {
       throw new ClientError(`the S3 bucket ${bucket} does not exist; create it (and allow the ${write.noun} to write to it) and ${write.retry}`);
     }

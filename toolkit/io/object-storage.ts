@@ -32,6 +32,17 @@ export const S3_COMPATIBLE_CHECKSUMS = {
   responseChecksumValidation: 'WHEN_REQUIRED',
 } as const;
 
+/** The HTTP status of an S3 SDK error, if it came from a response. */
+export function s3StatusOf(err: unknown): number | undefined {
+  return (err as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode;
+}
+
+/** Whether an S3 SDK error says the object is not there (404, NotFound from a HEAD, NoSuchKey from a GET). */
+export function isMissingObject(err: unknown): boolean {
+  const name = (err as Error | undefined)?.name;
+  return s3StatusOf(err) === 404 || name === 'NotFound' || name === 'NoSuchKey';
+}
+
 export function makeS3Client(config: ObjectStorageConfig): S3Client {
   // A private CA of an https endpoint (IMAGING_S3_CA_BUNDLE), when the process trusts one.
   const httpsAgent = trustingHttpsAgent({ keepAlive: true, maxSockets: 50 });
